@@ -1,0 +1,108 @@
+"""The one settings object, read from command-line flags and `ONESPACE_*` environment variables.
+
+Precedence: flag > environment > default. Each limit's help says what happens when it is hit.
+`Settings` is frozen: components receive it (or the part they need) at construction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "add_arguments", "settings_from_args"]
+
+
+def _opt(default: Any, help: str, *, flag: str | None = None, choices: Sequence[str] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # --- serving ---
+    host: str = _opt("127.0.0.1", "address to listen on (0.0.0.0 for all interfaces)")
+    port: int = _opt(50051, "gRPC port; 0 picks a free one")
+    metrics_port: int = _opt(9464, "Prometheus /metrics port; 0 picks a free one, -1 disables")
+    data_dir: Path = _opt(Path("./data"), "where collections are stored")
+    provider: str = _opt("local", "embedding provider", choices=("local", "bedrock"))
+    model: str = _opt("", "default model id; empty: the provider's first model")
+    grace_seconds: float = _opt(10.0, "on SIGTERM/SIGINT, how long in-flight RPCs may take to drain")
+    log_level: str = _opt("INFO", "logging level")
+    # --- request limits (refused with INVALID_ARGUMENT when exceeded) ---
+    max_items_per_request: int = _opt(256, "items in one Embed/Upsert request")
+    max_request_bytes: int = _opt(64 * 1024 * 1024, "largest gRPC message accepted, in bytes")
+    max_k: int = _opt(1000, "largest k a search may ask for")
+    # --- engine: admission and backpressure ---
+    queue_capacity: int = _opt(
+        4096, "items waiting for the provider; unary requests beyond it get RESOURCE_EXHAUSTED"
+    )
+    stream_window: int = _opt(
+        64, "items in flight per stream; the server stops reading a stream while its window is full"
+    )
+    retry_pushback_ms: int = _opt(200, "retry hint (grpc-retry-pushback-ms) sent with RESOURCE_EXHAUSTED")
+    max_batch_wait_ms: float = _opt(2.0, "how long a partial provider batch may wait to fill")
+    concurrency_min: int = _opt(1, "floor of the adaptive provider concurrency limit")
+    concurrency_max: int = _opt(64, "ceiling of the adaptive provider concurrency limit")
+    concurrency_initial: int = _opt(16, "starting provider concurrency limit")
+    cache_bytes: int = _opt(64 * 1024 * 1024, "embedding cache size in bytes; 0 disables the cache")
+    default_deadline_seconds: float = _opt(60.0, "deadline applied to RPCs that carry none")
+    # --- search batcher ---
+    search_max_batch: int = _opt(256, "most searches coalesced into one usearch call")
+    search_max_wait_ms: float = _opt(1.0, "how long a search waits for others to join its batch")
+    search_threads: int = _opt(0, "usearch threads per batch search; 0: one per core")
+    # --- local provider ---
+    local_workers: int = _opt(0, "threads decoding and featurising for the local provider; 0: cores")
+    # --- bedrock provider ---
+    bedrock_region: str = _opt("us-east-1", "AWS region of Bedrock Runtime")
+    bedrock_endpoint_url: str = _opt("", "override the Bedrock Runtime endpoint (e.g. the emulator)")
+    bedrock_profile: str = _opt("", "AWS profile name; empty: the default credential chain")
+    bedrock_max_attempts: int = _opt(4, "attempts per Bedrock call for retryable errors, within the deadline")
+    bedrock_connect_timeout: float = _opt(5.0, "seconds to open a connection to Bedrock")
+    bedrock_read_timeout: float = _opt(60.0, "seconds to wait for a Bedrock response")
+
+    @property
+    def search_thread_count(self) -> int:
+        return self.search_threads or (os.cpu_count() or 1)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _env_name(name: str) -> str:
+    return "ONESPACE_" + name.upper()
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = type(f.default)
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(f.default, Path):
+        return Path(raw)
+    return kind(raw)
+
+
+def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
+    """Add one `--flag` per setting; defaults come from `ONESPACE_*` variables when set."""
+    env = os.environ if env is None else env
+    for f in dataclasses.fields(Settings):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        default = f.default
+        if _env_name(f.name) in env:
+            default = _parse(f, env[_env_name(f.name)])
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=lambda raw, f=f: _parse(f, raw),
+            default=default,
+            choices=f.metadata.get("choices"),
+            help=f"{f.metadata['help']} (env {_env_name(f.name)}; default: %(default)s)",
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    return Settings(**{k: v for k, v in vars(args).items() if k in names})

@@ -1,0 +1,293 @@
+"""One Content model for every input, format sniffing from magic bytes, and per-model checks.
+
+Pure functions, no I/O: everything here runs on the event loop in microseconds. Decoding (which
+can fail on bytes that merely look right) belongs to the providers and runs off the loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import re
+from dataclasses import dataclass, replace
+
+from onespace.errors import InvalidArgument
+from onespace.models import Modality, ModelSpec
+
+__all__ = [
+    "Content",
+    "DetailLevel",
+    "EmbeddingType",
+    "Modality",
+    "Purpose",
+    "TruncationMode",
+    "VideoMode",
+    "b64_size",
+    "check",
+    "format_modality",
+    "normalize_format",
+    "retrieval_purpose",
+    "sniff_format",
+]
+
+
+class Purpose(enum.Enum):
+    """Nova `embeddingPurpose` values."""
+
+    GENERIC_INDEX = "GENERIC_INDEX"
+    GENERIC_RETRIEVAL = "GENERIC_RETRIEVAL"
+    TEXT_RETRIEVAL = "TEXT_RETRIEVAL"
+    IMAGE_RETRIEVAL = "IMAGE_RETRIEVAL"
+    VIDEO_RETRIEVAL = "VIDEO_RETRIEVAL"
+    DOCUMENT_RETRIEVAL = "DOCUMENT_RETRIEVAL"
+    AUDIO_RETRIEVAL = "AUDIO_RETRIEVAL"
+    CLASSIFICATION = "CLASSIFICATION"
+    CLUSTERING = "CLUSTERING"
+
+
+class TruncationMode(enum.Enum):
+    START = "START"
+    END = "END"
+    NONE = "NONE"
+
+
+class DetailLevel(enum.Enum):
+    STANDARD_IMAGE = "STANDARD_IMAGE"
+    DOCUMENT_IMAGE = "DOCUMENT_IMAGE"
+
+
+class VideoMode(enum.Enum):
+    AUDIO_VIDEO_COMBINED = "AUDIO_VIDEO_COMBINED"
+    AUDIO_VIDEO_SEPARATE = "AUDIO_VIDEO_SEPARATE"
+
+
+class EmbeddingType(enum.Enum):
+    """What one returned vector represents (Nova `embeddingType`)."""
+
+    TEXT = "TEXT"
+    IMAGE = "IMAGE"
+    AUDIO = "AUDIO"
+    VIDEO = "VIDEO"
+    AUDIO_VIDEO_COMBINED = "AUDIO_VIDEO_COMBINED"
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """Exactly one input. `data` holds media bytes, `text` the text, `s3_uri` a reference."""
+
+    modality: Modality
+    text: str | None = None
+    data: bytes | None = None
+    s3_uri: str | None = None
+    format: str | None = None
+    truncation: TruncationMode = TruncationMode.END
+    detail_level: DetailLevel = DetailLevel.STANDARD_IMAGE
+    video_mode: VideoMode = VideoMode.AUDIO_VIDEO_COMBINED
+    s3_bucket_owner: str | None = None
+
+    def digest(self) -> bytes:
+        """A content hash covering everything that changes the vector (used for dedup and cache)."""
+        h = hashlib.blake2b(digest_size=20)
+        for part in (
+            self.modality.value,
+            self.format or "",
+            self.truncation.value,
+            self.detail_level.value,
+            self.video_mode.value,
+            self.s3_uri or "",
+            self.s3_bucket_owner or "",
+        ):
+            h.update(part.encode())
+            h.update(b"\0")
+        if self.text is not None:
+            h.update(self.text.encode("utf-8", "surrogatepass"))
+        if self.data is not None:
+            h.update(self.data)
+        return h.digest()
+
+    @property
+    def size(self) -> int:
+        """Payload size in bytes before base64 (UTF-8 for text)."""
+        if self.data is not None:
+            return len(self.data)
+        if self.text is not None:
+            return len(self.text.encode("utf-8", "surrogatepass"))
+        return 0
+
+
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "png"),
+    (0, b"\xff\xd8\xff", "jpeg"),
+    (0, b"GIF87a", "gif"),
+    (0, b"GIF89a", "gif"),
+    (0, b"OggS", "ogg"),
+    (0, b"ID3", "mp3"),
+    (0, b"FLV\x01", "flv"),
+    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "wmv"),
+    (0, b"\x00\x00\x01\xba", "mpeg"),
+    (0, b"\x00\x00\x01\xb3", "mpeg"),
+)
+_FORMAT_ALIASES = {"jpg": "jpeg", "mpg": "mpeg", "qt": "mov", "matroska": "mkv", "3gpp": "3gp"}
+_FORMAT_MODALITY = {
+    **{f: Modality.IMAGE for f in ("png", "jpeg", "gif", "webp")},
+    **{f: Modality.AUDIO for f in ("mp3", "wav", "ogg")},
+    **{f: Modality.VIDEO for f in ("mp4", "mov", "mkv", "webm", "flv", "mpeg", "wmv", "3gp")},
+}
+
+
+def normalize_format(fmt: str) -> str:
+    f = fmt.strip().lower().lstrip(".")
+    return _FORMAT_ALIASES.get(f, f)
+
+
+def format_modality(fmt: str) -> Modality | None:
+    """The modality a file format (or file extension) belongs to, if known."""
+    return _FORMAT_MODALITY.get(normalize_format(fmt))
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The container format of `data` from its magic bytes, or None when unrecognised."""
+    for offset, magic, fmt in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return fmt
+    if data[:4] == b"RIFF" and len(data) >= 12:
+        return {b"WEBP": "webp", b"WAVE": "wav"}.get(data[8:12])
+    if len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0 and (data[1] & 0x06) != 0:
+        return "mp3"  # MPEG audio frame sync without an ID3 tag
+    if data[4:8] == b"ftyp" and len(data) >= 12:
+        brand = data[8:12]
+        if brand == b"qt  ":
+            return "mov"
+        if brand.startswith(b"3g"):
+            return "3gp"
+        return "mp4"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in data[:64] else "mkv"
+    return None
+
+
+def b64_size(n: int) -> int:
+    """Size of `n` bytes after base64 encoding."""
+    return 4 * math.ceil(n / 3)
+
+
+_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
+
+
+def check(content: Content, spec: ModelSpec, field: str = "content") -> Content:
+    """Validate `content` against what `spec` accepts; return it with its format filled in.
+
+    Raises InvalidArgument naming `field` and the reason. Text over the model's length limit
+    passes when a truncation mode allows it (the provider truncates), and fails with NONE.
+    """
+    if content.modality not in spec.modalities:
+        accepted = ", ".join(sorted(m.value for m in spec.modalities))
+        raise InvalidArgument(
+            field, f"model {spec.id} does not accept {content.modality.value} (accepts {accepted})"
+        )
+    if content.s3_uri is not None:
+        return _check_s3(content, spec, field)
+    if content.modality is Modality.TEXT:
+        _check_text(content, spec, f"{field}.text")
+        return content
+    return _check_media(content, spec, f"{field}.{content.modality.value}")
+
+
+def _check_text(content: Content, spec: ModelSpec, field: str) -> None:
+    text = content.text or ""
+    if not text.strip():
+        raise InvalidArgument(field, "must not be empty or only whitespace")
+    limits = spec.limits
+    if len(text) > limits.hard_max_text_chars:
+        raise InvalidArgument(
+            field, f"{len(text)} characters exceeds the maximum of {limits.hard_max_text_chars} for {spec.id}"
+        )
+    if len(text) > limits.max_text_chars and (
+        content.truncation is TruncationMode.NONE or not spec.text_truncation
+    ):
+        raise InvalidArgument(
+            field,
+            f"{len(text)} characters exceeds the model limit of {limits.max_text_chars} for {spec.id} "
+            "and truncation_mode is NONE (use START or END to truncate)",
+        )
+
+
+def _check_media(content: Content, spec: ModelSpec, field: str) -> Content:
+    data = content.data or b""
+    if not data:
+        raise InvalidArgument(field, "must not be empty")
+    limits = spec.limits
+    encoded = b64_size(len(data))
+    if encoded > limits.max_inline_bytes:
+        raise InvalidArgument(
+            field,
+            f"{len(data)} bytes ({encoded} after base64) exceeds the inline limit of "
+            f"{limits.max_inline_bytes} bytes for {spec.id}",
+        )
+    sniffed = sniff_format(data)
+    declared = normalize_format(content.format) if content.format else None
+    allowed = limits.formats(content.modality)
+    if declared is not None and declared not in allowed:
+        raise InvalidArgument(
+            f"{field.rsplit('.', 1)[0]}.format",
+            f"{declared!r} is not a supported {content.modality.value} format for {spec.id} "
+            f"(supported: {', '.join(allowed)})",
+        )
+    if sniffed is None:
+        raise InvalidArgument(field, f"bytes are not a recognised {content.modality.value} format")
+    if declared is not None and not _same_family(declared, sniffed):
+        raise InvalidArgument(field, f"bytes are {sniffed}, not the declared format {declared!r}")
+    fmt = declared or sniffed
+    if format_modality(sniffed) is not content.modality:
+        raise InvalidArgument(field, f"bytes are {sniffed}, which is not {content.modality.value}")
+    if fmt not in allowed:
+        raise InvalidArgument(
+            field,
+            f"{fmt} is not a supported {content.modality.value} format for {spec.id} "
+            f"(supported: {', '.join(allowed) or 'none'})",
+        )
+    return replace(content, format=fmt)
+
+
+def _same_family(declared: str, sniffed: str) -> bool:
+    """ISO-BMFF (mp4/mov/3gp) and Matroska (mkv/webm) brands overlap: accept either name."""
+    families = ({"mp4", "mov", "3gp"}, {"mkv", "webm"}, {"mpeg"})
+    return declared == sniffed or any(declared in f and sniffed in f for f in families)
+
+
+def _check_s3(content: Content, spec: ModelSpec, field: str) -> Content:
+    uri = content.s3_uri or ""
+    if not spec.supports_s3:
+        raise InvalidArgument(f"{field}.s3_uri", f"model {spec.id} does not accept s3:// references")
+    if not _S3_URI.match(uri):
+        raise InvalidArgument(f"{field}.s3_uri", f"{uri!r} is not of the form s3://bucket/key")
+    if content.format:
+        fmt = normalize_format(content.format)
+    else:
+        ext = uri.rsplit(".", 1)[-1] if "." in uri.rsplit("/", 1)[-1] else ""
+        fmt = normalize_format(ext) if ext else ""
+    if content.modality is Modality.TEXT:
+        return replace(content, format=fmt or "txt")
+    allowed = spec.limits.formats(content.modality)
+    if fmt not in allowed:
+        raise InvalidArgument(
+            f"{field}.format",
+            f"cannot tell a supported {content.modality.value} format for {uri!r} "
+            f"(got {fmt or 'none'}; supported: {', '.join(allowed)})",
+        )
+    return replace(content, format=fmt)
+
+
+def retrieval_purpose(held: frozenset[Modality] | set[Modality]) -> Purpose:
+    """The query purpose matching what a collection holds (Nova: `*_RETRIEVAL` pairs with
+    GENERIC_INDEX items of that modality; GENERIC_RETRIEVAL for a mixed or empty collection)."""
+    if len(held) != 1:
+        return Purpose.GENERIC_RETRIEVAL
+    (only,) = held
+    return {
+        Modality.TEXT: Purpose.TEXT_RETRIEVAL,
+        Modality.IMAGE: Purpose.IMAGE_RETRIEVAL,
+        Modality.AUDIO: Purpose.AUDIO_RETRIEVAL,
+        Modality.VIDEO: Purpose.VIDEO_RETRIEVAL,
+    }[only]
