@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,7 @@ from onespace.content import Content, EmbeddingType, Purpose
 from onespace.errors import NotFound
 from onespace.models import Modality, ModelSpec
 
-__all__ = ["EmbedInput", "Provider", "ProviderEmbedding", "ProviderResult", "Vector"]
+__all__ = ["EmbedInput", "Provider", "ProviderEmbedding", "ProviderEvents", "ProviderResult", "Vector"]
 
 Vector = npt.NDArray[np.float32]
 
@@ -51,10 +52,21 @@ class ProviderResult:
     request_id: str | None = None
 
 
+class ProviderEvents(Protocol):
+    """What a provider reports while it works, so the engine can adapt (and count) as it happens."""
+
+    def throttled(self, model: str) -> None:
+        """The upstream answered with throttling (whether or not a retry then succeeded)."""
+
+    def retried(self, model: str, reason: str) -> None:
+        """A call is being retried; `reason` is a short bounded label, e.g. `throttling`, `5xx`."""
+
+
 class Provider(abc.ABC):
     """A model backend. Subclasses: `LocalProvider`, `BedrockProvider`."""
 
     name: str = "abstract"
+    events: ProviderEvents | None = None
 
     @abc.abstractmethod
     def models(self) -> Sequence[ModelSpec]:
@@ -79,8 +91,13 @@ class Provider(abc.ABC):
         return self.model(model_id).limits.max_batch
 
     @abc.abstractmethod
-    async def embed(self, inputs: Sequence[EmbedInput]) -> list[ProviderResult]:
-        """Embed `inputs` (one model, dimension and purpose; at most `max_batch`) in one call."""
+    async def embed(
+        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+    ) -> list[ProviderResult]:
+        """Embed `inputs` (one model, dimension and purpose; at most `max_batch`) in one call.
+
+        `deadline` is a `time.monotonic()` instant: retries must not run past it.
+        """
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open long-lived resources (clients, pools)."""
