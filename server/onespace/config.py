@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,12 +78,12 @@ def _env_name(name: str) -> str:
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = type(f.default)
-    if kind is bool:
+    default: Any = f.default
+    if isinstance(default, bool):
         return raw.strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(f.default, Path):
+    if isinstance(default, Path):
         return Path(raw)
-    return kind(raw)
+    return type(default)(raw)
 
 
 def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
@@ -96,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None
         parser.add_argument(
             flag,
             dest=f.name,
-            type=lambda raw, f=f: _parse(f, raw),
+            type=functools.partial(_parse, f),
             default=default,
             choices=f.metadata.get("choices"),
             help=f"{f.metadata['help']} (env {_env_name(f.name)}; default: %(default)s)",

@@ -1,0 +1,101 @@
+"""Assembling the gateway from settings, and running it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from threading import Thread
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+
+from onespace.config import Settings
+from onespace.gateway import Gateway
+from onespace.index import CollectionStore
+from onespace.metrics import Metrics
+from onespace.providers.base import Provider
+from onespace.rpc.server import RpcServer
+
+__all__ = ["App", "build_provider", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def build_provider(settings: Settings) -> Provider:
+    if settings.provider == "local":
+        from onespace.providers.local import LocalProvider
+
+        return LocalProvider(workers=settings.local_workers)
+    if settings.provider == "bedrock":
+        from onespace.providers.bedrock import BedrockProvider
+
+        return BedrockProvider(settings)
+    raise ValueError(f"unknown provider {settings.provider!r} (choose local or bedrock)")
+
+
+@dataclass
+class App:
+    """A running gateway: the gRPC server plus the Prometheus endpoint."""
+
+    settings: Settings
+    metrics: Metrics
+    gateway: Gateway
+    rpc: RpcServer
+    metrics_server: WSGIServer | None = None
+    metrics_thread: Thread | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, provider: Provider | None = None) -> App:
+        metrics = Metrics()
+        gateway = Gateway(settings, provider or build_provider(settings), CollectionStore(settings.data_dir), metrics)
+        return cls(settings, metrics, gateway, RpcServer(gateway))
+
+    @property
+    def port(self) -> int:
+        return self.rpc.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics_server is None else int(self.metrics_server.server_address[1])
+
+    async def start(self) -> None:
+        if self.settings.metrics_port >= 0:
+            self.metrics_server, self.metrics_thread = start_http_server(
+                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+            )
+        await self.rpc.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.rpc.stop()
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
+                self.metrics_server.server_close()
+                self.metrics_server = None
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully (health NOT_SERVING, drain, save, close)."""
+    app = App.build(settings)
+    await app.start()
+    print(
+        f"onespace serving gRPC on {settings.host}:{app.port} (provider {settings.provider}, "
+        f"data {settings.data_dir}); metrics on :{app.metrics_port}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("signal received: draining")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await app.stop()

@@ -1,0 +1,301 @@
+"""The gateway's operations, shared by unary and streaming RPCs (TEI's `*_inner` functions).
+
+Servicers convert protobuf to these domain calls and back; everything here speaks domain types
+and raises `onespace.errors`. Blocking index work runs in threads; embedding goes through the
+scheduler; searches go through the batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+import numpy as np
+
+from onespace import content as contents
+from onespace.config import Settings
+from onespace.content import Content, Purpose
+from onespace.engine import Admission, EmbedScheduler, SearchBatcher
+from onespace.engine.scheduler import EmbedOutcome
+from onespace.errors import InvalidArgument, NotFound
+from onespace.index import Collection, CollectionConfig, CollectionStore, Filter, Hit, Query, Record, StoredItem
+from onespace.metrics import Metrics
+from onespace.models import ModelSpec
+from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult, Vector
+
+__all__ = ["EmbedOptions", "Embedded", "Gateway", "ItemIn", "SearchIn", "Timings", "gather_all"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedOptions:
+    model: str = ""
+    dimension: int | None = None
+    purpose: Purpose | None = None
+    normalize: bool = True
+
+
+@dataclass(slots=True)
+class Timings:
+    queue: float = 0.0
+    provider: float = 0.0
+    index: float = 0.0
+    total: float = 0.0
+
+    def add(self, outcome: EmbedOutcome) -> None:
+        self.queue = max(self.queue, outcome.queue_seconds)
+        self.provider = max(self.provider, outcome.provider_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """One input's result as served: vectors normalised if asked, and how it was produced."""
+
+    result: ProviderResult
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ItemIn:
+    id: str
+    content: Content | None = None
+    vector: Vector | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchIn:
+    collection: str
+    content: Content | None = None
+    vector: Vector | None = None
+    id: str | None = None
+    k: int = 10
+    dimension: int | None = None
+    filter: Filter = field(default_factory=Filter)
+    purpose: Purpose | None = None
+    include_vectors: bool = False
+
+
+class Gateway:
+    def __init__(self, settings: Settings, provider: Provider, store: CollectionStore, metrics: Metrics) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.store = store
+        self.metrics = metrics
+        self.scheduler = EmbedScheduler(provider, settings, metrics)
+        self.searches = SearchBatcher(
+            metrics,
+            max_batch=settings.search_max_batch,
+            max_wait_seconds=settings.search_max_wait_ms / 1000,
+            threads=settings.search_thread_count,
+        )
+
+    async def start(self) -> None:
+        await self.provider.start()
+        await asyncio.to_thread(self.store.open)
+        for collection in self.store.list():
+            self.metrics.index_items.labels(collection.config.name).set(len(collection))
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop(self.settings.grace_seconds)
+        await asyncio.to_thread(self.store.save_all)
+        await self.provider.close()
+
+    # --- models --------------------------------------------------------------------------------
+    def model(self, model_id: str = "") -> ModelSpec:
+        if not model_id:
+            model_id = self.settings.model or self.provider.default_model.id
+        return self.provider.model(model_id)
+
+    def resolve(self, options: EmbedOptions) -> tuple[ModelSpec, int]:
+        spec = self.model(options.model)
+        dimension = spec.default_dimension if options.dimension is None else options.dimension
+        spec.check_dimension(dimension)
+        return spec, dimension
+
+    # --- embedding -----------------------------------------------------------------------------
+    def prepare(
+        self, content: Content, spec: ModelSpec, dimension: int, purpose: Purpose, field: str
+    ) -> EmbedInput:
+        """Check content against the model (pure, fast) and build the provider input."""
+        return EmbedInput(contents.check(content, spec, field), spec.id, dimension, purpose)
+
+    async def embed_input(
+        self, item: EmbedInput, *, deadline: float, admission: Admission, normalize: bool = True
+    ) -> tuple[Embedded, EmbedOutcome]:
+        outcome = await self.scheduler.embed(item, deadline=deadline, admission=admission)
+        result = _normalized(outcome.result) if normalize else outcome.result
+        return Embedded(result, outcome.cached), outcome
+
+    async def embed(
+        self, items: Sequence[Content], options: EmbedOptions, *, deadline: float, admission: Admission
+    ) -> tuple[list[Embedded], ModelSpec, int, Timings]:
+        """Embed every item (checked first, so one bad item costs no provider call); item order kept."""
+        started = time.monotonic()
+        spec, dimension = self.resolve(options)
+        purpose = options.purpose or Purpose.GENERIC_INDEX
+        inputs = [self.prepare(c, spec, dimension, purpose, f"items[{i}]") for i, c in enumerate(items)]
+        done = await gather_all(
+            [self.embed_input(x, deadline=deadline, admission=admission, normalize=options.normalize)
+             for x in inputs]
+        )
+        timings = Timings()
+        for _, outcome in done:
+            timings.add(outcome)
+        timings.total = time.monotonic() - started
+        return [e for e, _ in done], spec, dimension, timings
+
+    # --- collections ---------------------------------------------------------------------------
+    async def create_collection(self, config: CollectionConfig) -> Collection:
+        spec = self.model(config.model)
+        dimension = config.dimension or spec.default_dimension
+        if dimension not in spec.dimensions:
+            offered = ", ".join(map(str, spec.dimensions))
+            raise InvalidArgument(
+                "config.dimension", f"{dimension} is not offered by model {spec.id} (offers {offered})"
+            )
+        config = replace(config, model=spec.id, dimension=dimension).validated()
+        collection = await asyncio.to_thread(self.store.create, config)
+        self.metrics.index_items.labels(config.name).set(0)
+        return collection
+
+    async def delete_collection(self, name: str) -> None:
+        await asyncio.to_thread(self.store.delete, name)
+        with contextlib.suppress(KeyError):
+            self.metrics.index_items.remove(name)
+
+    # --- data ----------------------------------------------------------------------------------
+    async def upsert(
+        self, name: str, items: Sequence[ItemIn], *, deadline: float, admission: Admission, field: str = "items"
+    ) -> Timings:
+        started = time.monotonic()
+        collection = self.store.get(name)
+        config = collection.config
+        spec = self.model(config.model)
+        prepared: list[EmbedInput | None] = []
+        for i, item in enumerate(items):
+            where = f"{field}[{i}]" if len(items) > 1 or field == "items" else field
+            if item.content is not None:
+                prepared.append(
+                    self.prepare(item.content, spec, config.dimension, Purpose.GENERIC_INDEX, f"{where}.content")
+                )
+            elif item.vector is not None:
+                prepared.append(None)
+            else:
+                raise InvalidArgument(f"{where}.source", "set either content or vector")
+        embedded = await gather_all(
+            [self._vector_for(p, item, deadline, admission) for p, item in zip(prepared, items, strict=True)]
+        )
+        timings = Timings()
+        records = []
+        for item, (vector, outcome) in zip(items, embedded, strict=True):
+            if outcome is not None:
+                timings.add(outcome)
+            modality = item.content.modality if item.content is not None else None
+            records.append(Record(item.id, vector, modality, dict(item.metadata)))
+        index_start = time.monotonic()
+        await asyncio.to_thread(collection.upsert, records)
+        timings.index = time.monotonic() - index_start
+        self.metrics.index_items.labels(name).set(len(collection))
+        timings.total = time.monotonic() - started
+        return timings
+
+    async def _vector_for(
+        self, prepared: EmbedInput | None, item: ItemIn, deadline: float, admission: Admission
+    ) -> tuple[Vector, EmbedOutcome | None]:
+        if prepared is None:
+            assert item.vector is not None
+            return item.vector, None
+        embedded, outcome = await self.embed_input(prepared, deadline=deadline, admission=admission)
+        return embedded.result.embeddings[0].vector, outcome
+
+    async def get(self, name: str, ids: Sequence[str], include_vectors: bool) -> list[StoredItem | None]:
+        collection = self.store.get(name)
+        return await asyncio.to_thread(collection.get, ids, include_vectors)
+
+    async def delete(self, name: str, ids: Sequence[str]) -> int:
+        collection = self.store.get(name)
+        deleted = await asyncio.to_thread(collection.delete, ids)
+        self.metrics.index_items.labels(name).set(len(collection))
+        return deleted
+
+    # --- search --------------------------------------------------------------------------------
+    async def search(self, request: SearchIn, *, deadline: float) -> tuple[list[Hit], Collection, int, Timings]:
+        started = time.monotonic()
+        collection = self.store.get(request.collection)
+        config = collection.config
+        if not 1 <= request.k <= self.settings.max_k:
+            raise InvalidArgument("k", f"{request.k} is outside 1..{self.settings.max_k}")
+        dimension = config.dimension if request.dimension is None else request.dimension
+        if not 1 <= dimension <= config.dimension:
+            raise InvalidArgument(
+                "dimension", f"{dimension} is outside 1..{config.dimension} (the collection's stored dimension)"
+            )
+        timings = Timings()
+        if request.content is not None:
+            spec = self.model(config.model)
+            held = request.filter.modalities or collection.modalities()
+            purpose = request.purpose or contents.retrieval_purpose(held)
+            item = self.prepare(request.content, spec, config.dimension, purpose, "content")
+            embedded, outcome = await self.embed_input(item, deadline=deadline, admission=Admission.FAIL_FAST)
+            timings.add(outcome)
+            vector = embedded.result.embeddings[0].vector
+        elif request.vector is not None:
+            vector = request.vector
+            if len(vector) not in {config.dimension, dimension}:
+                raise InvalidArgument(
+                    "vector",
+                    f"length {len(vector)} does not match the collection's dimension {config.dimension}"
+                    + (f" or the requested dimension {dimension}" if dimension != config.dimension else ""),
+                )
+            if not np.all(np.isfinite(vector)):
+                raise InvalidArgument("vector", "contains NaN or infinity")
+        elif request.id is not None:
+            try:
+                vector = await asyncio.to_thread(collection.vector, request.id)
+            except NotFound as exc:
+                raise NotFound(f"id: {exc.message}") from exc
+        else:
+            raise InvalidArgument("query", "set one of content, vector or id")
+        query = Query(vector, request.k, dimension, request.filter, request.include_vectors)
+        hits, index_seconds = await self.searches.search(collection, query)
+        timings.index = index_seconds
+        timings.total = time.monotonic() - started
+        return hits, collection, dimension, timings
+
+
+def _normalized(result: ProviderResult) -> ProviderResult:
+    embeddings = []
+    for e in result.embeddings:
+        norm = float(np.linalg.norm(e.vector))
+        vector = (e.vector / norm).astype(np.float32) if norm > 0 else e.vector
+        embeddings.append(ProviderEmbedding(vector, e.type, e.truncated_char_length))
+    return ProviderResult(tuple(embeddings), result.request_id)
+
+
+async def gather_all(aws: Sequence[Awaitable[T]]) -> list[T]:
+    """Run all; on the first failure cancel the rest and raise it (no task is left behind)."""
+    if len(aws) == 1:
+        return [await aws[0]]
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        pending = [t for t in tasks if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            exc = t.exception()
+            assert exc is not None
+            raise exc
+    return [t.result() for t in tasks]
+

@@ -1,0 +1,48 @@
+"""CollectionService: create, get, list and delete collections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from onespace.gateway import Gateway
+from onespace.rpc import convert
+from onespace.rpc.guard import unary_method
+from onespace_client.v1 import collections_pb2 as pb
+from onespace_client.v1 import collections_pb2_grpc
+
+__all__ = ["CollectionServicer"]
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class CollectionServicer(collections_pb2_grpc.CollectionServiceServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.metrics = gateway.metrics
+
+    @unary_method("CreateCollection")
+    async def CreateCollection(self, request: pb.CreateCollectionRequest, context: Ctx) -> pb.CreateCollectionResponse:
+        collection = await self.gateway.create_collection(convert.config_from_proto(request.config))
+        return pb.CreateCollectionResponse(collection=convert.collection_to_proto(collection.config, len(collection)))
+
+    @unary_method("GetCollection")
+    async def GetCollection(self, request: pb.GetCollectionRequest, context: Ctx) -> pb.GetCollectionResponse:
+        collection = self.gateway.store.get(request.name)
+        return pb.GetCollectionResponse(collection=convert.collection_to_proto(collection.config, len(collection)))
+
+    @unary_method("ListCollections")
+    async def ListCollections(
+        self, request: pb.ListCollectionsRequest, context: Ctx
+    ) -> pb.ListCollectionsResponse:
+        return pb.ListCollectionsResponse(
+            collections=[convert.collection_to_proto(c.config, len(c)) for c in self.gateway.store.list()]
+        )
+
+    @unary_method("DeleteCollection")
+    async def DeleteCollection(
+        self, request: pb.DeleteCollectionRequest, context: Ctx
+    ) -> pb.DeleteCollectionResponse:
+        await self.gateway.delete_collection(request.name)
+        return pb.DeleteCollectionResponse()

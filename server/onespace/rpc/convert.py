@@ -1,0 +1,291 @@
+"""Protobuf <-> domain conversion. Validation of shape happens here (which oneof is set, enum
+values known); validation of meaning (limits, formats) happens in `onespace.content` and the index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from onespace.content import (
+    Content,
+    DetailLevel,
+    EmbeddingType,
+    Purpose,
+    TruncationMode,
+    VideoMode,
+    format_modality,
+    normalize_format,
+)
+from onespace.errors import InvalidArgument
+from onespace.gateway import EmbedOptions, Embedded, ItemIn, Timings
+from onespace.index import (
+    CollectionConfig,
+    Filter,
+    Hit,
+    HnswParams,
+    IndexDtype,
+    Metric,
+    StoredItem,
+)
+from onespace.models import Modality, ModelSpec
+from onespace.providers.base import Vector
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, info_pb2, search_pb2
+
+__all__ = [
+    "collection_to_proto",
+    "config_from_proto",
+    "content_from_proto",
+    "embedded_to_proto",
+    "filter_from_proto",
+    "hit_to_proto",
+    "item_from_proto",
+    "model_to_proto",
+    "modality_to_proto",
+    "options_from_proto",
+    "stored_item_to_proto",
+    "timings_to_proto",
+    "vector_from_proto",
+]
+
+MODALITY_FROM_PROTO = {
+    common_pb2.MODALITY_TEXT: Modality.TEXT,
+    common_pb2.MODALITY_IMAGE: Modality.IMAGE,
+    common_pb2.MODALITY_AUDIO: Modality.AUDIO,
+    common_pb2.MODALITY_VIDEO: Modality.VIDEO,
+}
+MODALITY_TO_PROTO = {v: k for k, v in MODALITY_FROM_PROTO.items()}
+PURPOSE_FROM_PROTO = {
+    common_pb2.EMBEDDING_PURPOSE_GENERIC_INDEX: Purpose.GENERIC_INDEX,
+    common_pb2.EMBEDDING_PURPOSE_GENERIC_RETRIEVAL: Purpose.GENERIC_RETRIEVAL,
+    common_pb2.EMBEDDING_PURPOSE_TEXT_RETRIEVAL: Purpose.TEXT_RETRIEVAL,
+    common_pb2.EMBEDDING_PURPOSE_IMAGE_RETRIEVAL: Purpose.IMAGE_RETRIEVAL,
+    common_pb2.EMBEDDING_PURPOSE_VIDEO_RETRIEVAL: Purpose.VIDEO_RETRIEVAL,
+    common_pb2.EMBEDDING_PURPOSE_DOCUMENT_RETRIEVAL: Purpose.DOCUMENT_RETRIEVAL,
+    common_pb2.EMBEDDING_PURPOSE_AUDIO_RETRIEVAL: Purpose.AUDIO_RETRIEVAL,
+    common_pb2.EMBEDDING_PURPOSE_CLASSIFICATION: Purpose.CLASSIFICATION,
+    common_pb2.EMBEDDING_PURPOSE_CLUSTERING: Purpose.CLUSTERING,
+}
+TRUNCATION_FROM_PROTO = {
+    common_pb2.TRUNCATION_MODE_UNSPECIFIED: TruncationMode.END,
+    common_pb2.TRUNCATION_MODE_START: TruncationMode.START,
+    common_pb2.TRUNCATION_MODE_END: TruncationMode.END,
+    common_pb2.TRUNCATION_MODE_NONE: TruncationMode.NONE,
+}
+DETAIL_FROM_PROTO = {
+    common_pb2.DETAIL_LEVEL_UNSPECIFIED: DetailLevel.STANDARD_IMAGE,
+    common_pb2.DETAIL_LEVEL_STANDARD_IMAGE: DetailLevel.STANDARD_IMAGE,
+    common_pb2.DETAIL_LEVEL_DOCUMENT_IMAGE: DetailLevel.DOCUMENT_IMAGE,
+}
+VIDEO_MODE_FROM_PROTO = {
+    common_pb2.VIDEO_EMBEDDING_MODE_UNSPECIFIED: VideoMode.AUDIO_VIDEO_COMBINED,
+    common_pb2.VIDEO_EMBEDDING_MODE_AUDIO_VIDEO_COMBINED: VideoMode.AUDIO_VIDEO_COMBINED,
+    common_pb2.VIDEO_EMBEDDING_MODE_AUDIO_VIDEO_SEPARATE: VideoMode.AUDIO_VIDEO_SEPARATE,
+}
+EMBEDDING_TYPE_TO_PROTO = {
+    EmbeddingType.TEXT: common_pb2.EMBEDDING_TYPE_TEXT,
+    EmbeddingType.IMAGE: common_pb2.EMBEDDING_TYPE_IMAGE,
+    EmbeddingType.AUDIO: common_pb2.EMBEDDING_TYPE_AUDIO,
+    EmbeddingType.VIDEO: common_pb2.EMBEDDING_TYPE_VIDEO,
+    EmbeddingType.AUDIO_VIDEO_COMBINED: common_pb2.EMBEDDING_TYPE_AUDIO_VIDEO_COMBINED,
+}
+METRIC_FROM_PROTO = {
+    collections_pb2.METRIC_UNSPECIFIED: Metric.COSINE,
+    collections_pb2.METRIC_COSINE: Metric.COSINE,
+    collections_pb2.METRIC_INNER_PRODUCT: Metric.INNER_PRODUCT,
+    collections_pb2.METRIC_L2: Metric.L2,
+}
+METRIC_TO_PROTO = {
+    Metric.COSINE: collections_pb2.METRIC_COSINE,
+    Metric.INNER_PRODUCT: collections_pb2.METRIC_INNER_PRODUCT,
+    Metric.L2: collections_pb2.METRIC_L2,
+}
+DTYPE_FROM_PROTO = {
+    collections_pb2.INDEX_DTYPE_UNSPECIFIED: IndexDtype.F16,
+    collections_pb2.INDEX_DTYPE_F32: IndexDtype.F32,
+    collections_pb2.INDEX_DTYPE_F16: IndexDtype.F16,
+    collections_pb2.INDEX_DTYPE_BF16: IndexDtype.BF16,
+    collections_pb2.INDEX_DTYPE_I8: IndexDtype.I8,
+}
+DTYPE_TO_PROTO = {v: k for k, v in DTYPE_FROM_PROTO.items() if k != collections_pb2.INDEX_DTYPE_UNSPECIFIED}
+
+
+def _enum(table: Mapping[int, object], value: int, field: str) -> object:
+    try:
+        return table[value]
+    except KeyError:
+        raise InvalidArgument(field, f"unknown enum value {value}") from None
+
+
+def modality_to_proto(modality: Modality | None) -> int:
+    return MODALITY_TO_PROTO.get(modality, common_pb2.MODALITY_UNSPECIFIED) if modality else 0
+
+
+def modality_from_proto(value: int, field: str) -> Modality:
+    if value == common_pb2.MODALITY_UNSPECIFIED:
+        raise InvalidArgument(field, "modality must be set")
+    return _enum(MODALITY_FROM_PROTO, value, field)  # type: ignore[return-value]
+
+
+def content_from_proto(pb: common_pb2.Content, field: str) -> Content:
+    kind = pb.WhichOneof("kind")
+    options = {
+        "format": normalize_format(pb.format) if pb.format else None,
+        "truncation": _enum(TRUNCATION_FROM_PROTO, pb.truncation_mode, f"{field}.truncation_mode"),
+        "detail_level": _enum(DETAIL_FROM_PROTO, pb.detail_level, f"{field}.detail_level"),
+        "video_mode": _enum(VIDEO_MODE_FROM_PROTO, pb.video_embedding_mode, f"{field}.video_embedding_mode"),
+    }
+    if kind is None:
+        raise InvalidArgument(field, "set one of text, image, audio, video or s3_uri")
+    if kind == "text":
+        return Content(Modality.TEXT, text=pb.text, **options)  # type: ignore[arg-type]
+    if kind == "s3_uri":
+        modality = _s3_modality(pb, field)
+        return Content(
+            modality, s3_uri=pb.s3_uri, s3_bucket_owner=pb.s3_bucket_owner or None, **options  # type: ignore[arg-type]
+        )
+    modality = {"image": Modality.IMAGE, "audio": Modality.AUDIO, "video": Modality.VIDEO}[kind]
+    return Content(modality, data=getattr(pb, kind), **options)  # type: ignore[arg-type]
+
+
+def _s3_modality(pb: common_pb2.Content, field: str) -> Modality:
+    if pb.s3_modality != common_pb2.MODALITY_UNSPECIFIED:
+        return modality_from_proto(pb.s3_modality, f"{field}.s3_modality")
+    name = pb.s3_uri.rsplit("/", 1)[-1]
+    ext = pb.format or (name.rsplit(".", 1)[-1] if "." in name else "")
+    if normalize_format(ext) in {"txt", "text", "md"}:
+        return Modality.TEXT
+    modality = format_modality(ext) if ext else None
+    if modality is None:
+        raise InvalidArgument(f"{field}.s3_modality", f"cannot tell the modality of {pb.s3_uri!r}; set s3_modality")
+    return modality
+
+
+def options_from_proto(pb: common_pb2.EmbedOptions, field: str = "options") -> EmbedOptions:
+    purpose = None
+    if pb.purpose != common_pb2.EMBEDDING_PURPOSE_UNSPECIFIED:
+        purpose = _enum(PURPOSE_FROM_PROTO, pb.purpose, f"{field}.purpose")
+    return EmbedOptions(
+        model=pb.model,
+        dimension=pb.dimension if pb.HasField("dimension") else None,
+        purpose=purpose,  # type: ignore[arg-type]
+        normalize=pb.normalize if pb.HasField("normalize") else True,
+    )
+
+
+def purpose_from_proto(value: int, field: str) -> Purpose | None:
+    if value == common_pb2.EMBEDDING_PURPOSE_UNSPECIFIED:
+        return None
+    return _enum(PURPOSE_FROM_PROTO, value, field)  # type: ignore[return-value]
+
+
+def embedded_to_proto(embedded: Embedded) -> common_pb2.EmbedResult:
+    out = common_pb2.EmbedResult(cached=embedded.cached)
+    for e in embedded.result.embeddings:
+        pb = out.embeddings.add(type=EMBEDDING_TYPE_TO_PROTO[e.type])
+        pb.values.extend(e.vector.tolist())
+        if e.truncated_char_length is not None:
+            pb.truncated_char_length = e.truncated_char_length
+    return out
+
+
+def timings_to_proto(t: Timings) -> common_pb2.Timings:
+    return common_pb2.Timings(
+        queue_seconds=t.queue, provider_seconds=t.provider, index_seconds=t.index, total_seconds=t.total
+    )
+
+
+def vector_from_proto(pb: common_pb2.Vector, field: str) -> Vector:
+    if not pb.values:
+        raise InvalidArgument(field, "must not be empty")
+    return np.asarray(pb.values, dtype=np.float32)
+
+
+def item_from_proto(pb: data_pb2.Item, field: str) -> ItemIn:
+    source = pb.WhichOneof("source")
+    if source is None:
+        raise InvalidArgument(f"{field}.source", "set either content or vector")
+    if source == "content":
+        return ItemIn(pb.id, content=content_from_proto(pb.content, f"{field}.content"), metadata=dict(pb.metadata))
+    return ItemIn(pb.id, vector=vector_from_proto(pb.vector, f"{field}.vector.values"), metadata=dict(pb.metadata))
+
+
+def config_from_proto(pb: collections_pb2.CollectionConfig) -> CollectionConfig:
+    defaults = HnswParams()
+    hnsw = HnswParams(
+        connectivity=pb.hnsw.connectivity or defaults.connectivity,
+        expansion_add=pb.hnsw.expansion_add or defaults.expansion_add,
+        expansion_search=pb.hnsw.expansion_search or defaults.expansion_search,
+    )
+    return CollectionConfig(
+        name=pb.name,
+        model=pb.model,
+        dimension=pb.dimension,
+        index_dimension=pb.index_dimension,
+        metric=_enum(METRIC_FROM_PROTO, pb.metric, "config.metric"),  # type: ignore[arg-type]
+        dtype=_enum(DTYPE_FROM_PROTO, pb.dtype, "config.dtype"),  # type: ignore[arg-type]
+        hnsw=hnsw,
+        rerank_factor=pb.rerank_factor or 4,
+    )
+
+
+def collection_to_proto(config: CollectionConfig, count: int) -> collections_pb2.Collection:
+    return collections_pb2.Collection(
+        config=collections_pb2.CollectionConfig(
+            name=config.name,
+            model=config.model,
+            dimension=config.dimension,
+            index_dimension=config.index_dimension,
+            metric=METRIC_TO_PROTO[config.metric],
+            dtype=DTYPE_TO_PROTO[config.dtype],
+            hnsw=collections_pb2.HnswParams(
+                connectivity=config.hnsw.connectivity,
+                expansion_add=config.hnsw.expansion_add,
+                expansion_search=config.hnsw.expansion_search,
+            ),
+            rerank_factor=config.rerank_factor,
+        ),
+        count=count,
+    )
+
+
+def filter_from_proto(pb: search_pb2.Filter) -> Filter:
+    modalities = frozenset(modality_from_proto(m, "filter.modalities") for m in pb.modalities)
+    return Filter(modalities=modalities, metadata=dict(pb.metadata))
+
+
+def hit_to_proto(hit: Hit) -> search_pb2.SearchHit:
+    pb = search_pb2.SearchHit(
+        id=hit.id, score=hit.score, modality=modality_to_proto(hit.modality), metadata=hit.metadata  # type: ignore[arg-type]
+    )
+    if hit.vector is not None:
+        pb.vector.extend(hit.vector.tolist())
+    return pb
+
+
+def stored_item_to_proto(item: StoredItem) -> data_pb2.StoredItem:
+    pb = data_pb2.StoredItem(id=item.id, modality=modality_to_proto(item.modality), metadata=item.metadata)  # type: ignore[arg-type]
+    if item.vector is not None:
+        pb.vector.extend(item.vector.tolist())
+    return pb
+
+
+def model_to_proto(spec: ModelSpec) -> info_pb2.ModelInfo:
+    limits = spec.limits
+    return info_pb2.ModelInfo(
+        id=spec.id,
+        modalities=sorted(MODALITY_TO_PROTO[m] for m in spec.modalities),  # type: ignore[arg-type]
+        dimensions=list(spec.dimensions),
+        default_dimension=spec.default_dimension,
+        limits=info_pb2.ModelLimits(
+            max_text_chars=limits.max_text_chars,
+            max_inline_bytes=limits.max_inline_bytes,
+            max_media_seconds=limits.max_media_seconds,
+            image_formats=list(limits.image_formats),
+            audio_formats=list(limits.audio_formats),
+            video_formats=list(limits.video_formats),
+            max_batch=limits.max_batch,
+        ),
+        description=spec.description,
+        semantic_across_modalities=spec.semantic_across_modalities,
+    )

@@ -1,0 +1,109 @@
+"""Wrappers every servicer method goes through: time and count the RPC, translate OnespaceError to
+its status (via the one table in `status`), and turn anything unexpected into INTERNAL."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from onespace.errors import OnespaceError
+from onespace.metrics import Metrics
+from onespace.rpc.status import metadata_for, status_for
+
+__all__ = ["HasMetrics", "deadline_of", "stream_method", "unary_method"]
+
+log = logging.getLogger(__name__)
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class HasMetrics(Protocol):
+    metrics: Metrics
+    default_deadline: float
+
+
+def deadline_of(context: Ctx, default_seconds: float) -> float:
+    """The caller's deadline as a monotonic instant (the server default when it set none)."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        remaining = default_seconds
+    return time.monotonic() + min(remaining, default_seconds)
+
+
+class _Outcome:
+    def __init__(self, metrics: Metrics, method: str) -> None:
+        self.metrics = metrics
+        self.method = method
+        self.code = grpc.StatusCode.OK
+        self.started = time.monotonic()
+        metrics.rpc_in_flight.labels(method).inc()
+
+    async def fail(self, context: Ctx, exc: BaseException) -> None:
+        if isinstance(exc, OnespaceError):
+            self.code = status_for(exc)
+            await context.abort(self.code, str(exc), trailing_metadata=metadata_for(exc))
+        if isinstance(exc, asyncio.CancelledError):
+            self.code = grpc.StatusCode.CANCELLED
+            raise exc
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        self.code = grpc.StatusCode.INTERNAL
+        log.exception("%s failed", self.method, exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+    def close(self) -> None:
+        self.metrics.rpc_in_flight.labels(self.method).dec()
+        self.metrics.rpc_duration.labels(self.method, self.code.name).observe(time.monotonic() - self.started)
+
+
+def unary_method(
+    method: str,
+) -> Callable[[Callable[[Any, Req, Ctx], Awaitable[Resp]]], Callable[[Any, Req, Ctx], Awaitable[Resp]]]:
+    def wrap(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:
+        @functools.wraps(fn)
+        async def handler(self: HasMetrics, request: Req, context: Ctx) -> Resp:
+            outcome = _Outcome(self.metrics, method)
+            try:
+                return await fn(self, request, context)
+            except BaseException as exc:
+                await outcome.fail(context, exc)
+                raise
+            finally:
+                outcome.close()
+
+        return handler
+
+    return wrap
+
+
+def stream_method(
+    method: str,
+) -> Callable[[Callable[[Any, Req, Ctx], AsyncIterator[Resp]]], Callable[[Any, Req, Ctx], AsyncIterator[Resp]]]:
+    def wrap(
+        fn: Callable[[Any, Req, Ctx], AsyncIterator[Resp]],
+    ) -> Callable[[Any, Req, Ctx], AsyncIterator[Resp]]:
+        @functools.wraps(fn)
+        async def handler(self: HasMetrics, requests: Req, context: Ctx) -> AsyncIterator[Resp]:
+            outcome = _Outcome(self.metrics, method)
+            try:
+                async for response in fn(self, requests, context):
+                    yield response
+            except BaseException as exc:
+                if isinstance(exc, GeneratorExit):
+                    outcome.code = grpc.StatusCode.CANCELLED
+                    raise
+                await outcome.fail(context, exc)
+                raise
+            finally:
+                outcome.close()
+
+        return handler
+
+    return wrap

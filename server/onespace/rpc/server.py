@@ -1,0 +1,95 @@
+"""The grpc.aio server: every servicer, health checking, reflection, and a graceful stop.
+
+Stop order (grpc's graceful-shutdown example): health goes NOT_SERVING so balancers stop sending,
+the server stops accepting RPCs and lets those in flight finish within the grace period, then the
+gateway drains the engine, saves the index and closes the provider.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from onespace.gateway import Gateway
+from onespace.rpc.collections import CollectionServicer
+from onespace.rpc.data import DataServicer
+from onespace.rpc.embed import EmbedServicer
+from onespace.rpc.info import InfoServicer
+from onespace.rpc.search import SearchServicer
+from onespace_client.v1 import (
+    collections_pb2,
+    collections_pb2_grpc,
+    data_pb2,
+    data_pb2_grpc,
+    embed_pb2,
+    embed_pb2_grpc,
+    info_pb2,
+    info_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+)
+
+__all__ = ["SERVICE_NAMES", "RpcServer"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (embed_pb2, "EmbedService"),
+        (collections_pb2, "CollectionService"),
+        (data_pb2, "DataService"),
+        (search_pb2, "SearchService"),
+        (info_pb2, "InfoService"),
+    )
+)
+
+
+class RpcServer:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        settings = gateway.settings
+        size = settings.max_request_bytes
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(gateway), self._server)
+        collections_pb2_grpc.add_CollectionServiceServicer_to_server(CollectionServicer(gateway), self._server)
+        data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(gateway), self._server)
+        search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(gateway), self._server)
+        info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway), self._server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)  # type: ignore[arg-type]
+
+    async def start(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.start()
+        await self.gateway.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving on %s:%d", self.gateway.settings.host, self.port)
+
+    async def stop(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.stop(self.gateway.settings.grace_seconds)
+        await self.gateway.stop()
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()

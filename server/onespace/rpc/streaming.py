@@ -1,0 +1,59 @@
+"""The bounded-window helper behind every bidirectional stream.
+
+The server reads the next request only while fewer than `window` items are being worked on. When
+the window is full it stops reading, gRPC stops granting HTTP/2 flow-control credit, and the
+client's writes block: memory stays bounded whatever the client sends. Responses go out as items
+finish (they carry the client's request id). When the caller goes away, the items still in the
+window are cancelled, which drops them from the embed queue unsent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+__all__ = ["bounded_stream"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+async def bounded_stream(
+    requests: AsyncIterable[Req], handle: Callable[[Req], Awaitable[Resp]], window: int
+) -> AsyncIterator[Resp]:
+    """Yield `handle(request)` for every request, at most `window` at once. `handle` must not raise
+    for a bad item (it answers with an error response instead); if it does, the stream fails."""
+    reader = aiter(requests)
+    working: set[asyncio.Future[Resp]] = set()
+    next_request: asyncio.Future[Req] | None = None
+    exhausted = False
+    try:
+        while True:
+            if next_request is None and not exhausted and len(working) < window:
+                next_request = asyncio.ensure_future(anext(reader))
+            waiting: set[asyncio.Future[object]] = set(working)  # type: ignore[arg-type]
+            if next_request is not None:
+                waiting.add(next_request)  # type: ignore[arg-type]
+            if not waiting:
+                return
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if next_request is not None and next_request in done:
+                finished, next_request = next_request, None
+                try:
+                    request = finished.result()
+                except StopAsyncIteration:
+                    exhausted = True
+                else:
+                    working.add(asyncio.ensure_future(handle(request)))
+            for task in [t for t in working if t in done]:
+                working.discard(task)
+                yield task.result()
+    finally:
+        leftovers = [*working, *([next_request] if next_request is not None else [])]
+        for task in leftovers:
+            task.cancel()
+        for task in leftovers:
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,0 +1,68 @@
+"""A real gateway on 127.0.0.1:0 with a real channel, for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from onespace.app import App
+from onespace.config import Settings
+from onespace.providers.base import Provider
+from onespace_client.v1 import (
+    collections_pb2_grpc,
+    data_pb2_grpc,
+    embed_pb2_grpc,
+    info_pb2_grpc,
+    search_pb2_grpc,
+)
+
+__all__ = ["Running", "running_gateway", "test_settings"]
+
+
+def test_settings(data_dir: Path, **overrides: Any) -> Settings:
+    base = Settings(host="127.0.0.1", port=0, metrics_port=0, data_dir=data_dir, grace_seconds=2.0, local_workers=2)
+    return base.replace(**overrides)
+
+
+@dataclass
+class Running:
+    app: App
+    channel: grpc.aio.Channel
+    target: str
+    embed: embed_pb2_grpc.EmbedServiceStub
+    collections: collections_pb2_grpc.CollectionServiceStub
+    data: data_pb2_grpc.DataServiceStub
+    search: search_pb2_grpc.SearchServiceStub
+    info: info_pb2_grpc.InfoServiceStub
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    data_dir: Path, provider: Provider | None = None, **overrides: Any
+) -> AsyncIterator[Running]:
+    app = App.build(test_settings(data_dir, **overrides), provider)
+    await app.start()
+    target = f"127.0.0.1:{app.port}"
+    channel = grpc.aio.insecure_channel(
+        target,
+        options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
+    )
+    try:
+        yield Running(
+            app,
+            channel,
+            target,
+            embed_pb2_grpc.EmbedServiceStub(channel),
+            collections_pb2_grpc.CollectionServiceStub(channel),
+            data_pb2_grpc.DataServiceStub(channel),
+            search_pb2_grpc.SearchServiceStub(channel),
+            info_pb2_grpc.InfoServiceStub(channel),
+        )
+    finally:
+        await channel.close()
+        await app.stop()
