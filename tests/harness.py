@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
 from onespace.app import App
 from onespace.config import Settings
 from onespace.providers.base import Provider
@@ -25,7 +24,9 @@ __all__ = ["Running", "running_gateway", "test_settings"]
 
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
-    base = Settings(host="127.0.0.1", port=0, metrics_port=0, data_dir=data_dir, grace_seconds=2.0, local_workers=2)
+    base = Settings(
+        host="127.0.0.1", port=0, metrics_port=0, data_dir=data_dir, grace_seconds=2.0, local_workers=2
+    )
     return base.replace(**overrides)
 
 

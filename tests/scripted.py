@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from onespace.content import EmbeddingType
 from onespace.errors import OnespaceError, ResourceExhausted
 from onespace.models import LOCAL_MODEL, ModelLimits, ModelSpec
@@ -39,7 +38,9 @@ class ScriptedProvider(Provider):
         limits = ModelLimits(max_batch=self.max_batch_size)
         return (ModelSpec(LOCAL_MODEL.id, LOCAL_MODEL.modalities, LOCAL_MODEL.dimensions, 256, limits),)
 
-    async def embed(self, inputs: Sequence[EmbedInput], *, deadline: float | None = None) -> list[ProviderResult]:
+    async def embed(
+        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+    ) -> list[ProviderResult]:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:

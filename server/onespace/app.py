@@ -50,7 +50,9 @@ class App:
     @classmethod
     def build(cls, settings: Settings, provider: Provider | None = None) -> App:
         metrics = Metrics()
-        gateway = Gateway(settings, provider or build_provider(settings), CollectionStore(settings.data_dir), metrics)
+        gateway = Gateway(
+            settings, provider or build_provider(settings), CollectionStore(settings.data_dir), metrics
+        )
         return cls(settings, metrics, gateway, RpcServer(gateway))
 
     @property

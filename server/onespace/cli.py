@@ -18,13 +18,17 @@ def _serve(args: argparse.Namespace) -> int:
     from onespace.app import serve
 
     settings = settings_from_args(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(serve(settings))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="onespace", description="One gRPC endpoint, one index, four modalities.")
+    parser = argparse.ArgumentParser(
+        prog="onespace", description="One gRPC endpoint, one index, four modalities."
+    )
     parser.add_argument("--version", action="version", version=f"onespace {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the gateway", description="Run the onespace gRPC gateway.")

@@ -22,7 +22,16 @@ from onespace.content import Content, Purpose
 from onespace.engine import Admission, EmbedScheduler, SearchBatcher
 from onespace.engine.scheduler import EmbedOutcome
 from onespace.errors import InvalidArgument, NotFound
-from onespace.index import Collection, CollectionConfig, CollectionStore, Filter, Hit, Query, Record, StoredItem
+from onespace.index import (
+    Collection,
+    CollectionConfig,
+    CollectionStore,
+    Filter,
+    Hit,
+    Query,
+    Record,
+    StoredItem,
+)
 from onespace.metrics import Metrics
 from onespace.models import ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult, Vector
@@ -82,7 +91,9 @@ class SearchIn:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, provider: Provider, store: CollectionStore, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, provider: Provider, store: CollectionStore, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.provider = provider
         self.store = store
@@ -142,8 +153,10 @@ class Gateway:
         purpose = options.purpose or Purpose.GENERIC_INDEX
         inputs = [self.prepare(c, spec, dimension, purpose, f"items[{i}]") for i, c in enumerate(items)]
         done = await gather_all(
-            [self.embed_input(x, deadline=deadline, admission=admission, normalize=options.normalize)
-             for x in inputs]
+            [
+                self.embed_input(x, deadline=deadline, admission=admission, normalize=options.normalize)
+                for x in inputs
+            ]
         )
         timings = Timings()
         for _, outcome in done:
@@ -172,7 +185,13 @@ class Gateway:
 
     # --- data ----------------------------------------------------------------------------------
     async def upsert(
-        self, name: str, items: Sequence[ItemIn], *, deadline: float, admission: Admission, field: str = "items"
+        self,
+        name: str,
+        items: Sequence[ItemIn],
+        *,
+        deadline: float,
+        admission: Admission,
+        field: str = "items",
     ) -> Timings:
         started = time.monotonic()
         collection = self.store.get(name)
@@ -183,7 +202,9 @@ class Gateway:
             where = f"{field}[{i}]" if len(items) > 1 or field == "items" else field
             if item.content is not None:
                 prepared.append(
-                    self.prepare(item.content, spec, config.dimension, Purpose.GENERIC_INDEX, f"{where}.content")
+                    self.prepare(
+                        item.content, spec, config.dimension, Purpose.GENERIC_INDEX, f"{where}.content"
+                    )
                 )
             elif item.vector is not None:
                 prepared.append(None)
@@ -226,7 +247,9 @@ class Gateway:
         return deleted
 
     # --- search --------------------------------------------------------------------------------
-    async def search(self, request: SearchIn, *, deadline: float) -> tuple[list[Hit], Collection, int, Timings]:
+    async def search(
+        self, request: SearchIn, *, deadline: float
+    ) -> tuple[list[Hit], Collection, int, Timings]:
         started = time.monotonic()
         collection = self.store.get(request.collection)
         config = collection.config
@@ -235,7 +258,8 @@ class Gateway:
         dimension = config.dimension if request.dimension is None else request.dimension
         if not 1 <= dimension <= config.dimension:
             raise InvalidArgument(
-                "dimension", f"{dimension} is outside 1..{config.dimension} (the collection's stored dimension)"
+                "dimension",
+                f"{dimension} is outside 1..{config.dimension} (the collection's stored dimension)",
             )
         timings = Timings()
         if request.content is not None:
@@ -298,4 +322,3 @@ async def gather_all(aws: Sequence[Awaitable[T]]) -> list[T]:
             assert exc is not None
             raise exc
     return [t.result() for t in tasks]
-

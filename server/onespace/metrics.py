@@ -14,11 +14,37 @@ __all__ = ["Metrics"]
 
 # ~1 ms to 30 s, for provider calls and whole RPCs.
 LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
 )
 # 10 µs to 1 s, for in-process stages (queue wait, index search).
 FAST_BUCKETS = (
-    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.00001,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
 )
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -28,58 +54,97 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.rpc_duration = Histogram(
-            "onespace_rpc_duration_seconds", "RPC latency by method and final status code",
-            ["method", "code"], buckets=LATENCY_BUCKETS, registry=r,
+            "onespace_rpc_duration_seconds",
+            "RPC latency by method and final status code",
+            ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.rpc_in_flight = Gauge("onespace_rpc_in_flight", "RPCs being served", ["method"], registry=r)
         self.stream_items = Counter(
-            "onespace_stream_items_total", "Items received on streaming RPCs", ["method", "outcome"],
+            "onespace_stream_items_total",
+            "Items received on streaming RPCs",
+            ["method", "outcome"],
             registry=r,
         )
         self.queue_wait = Histogram(
-            "onespace_queue_wait_seconds", "Time an item waited between admission and its provider call",
-            ["model"], buckets=FAST_BUCKETS + (2.5, 5.0, 10.0, 30.0), registry=r,
+            "onespace_queue_wait_seconds",
+            "Time an item waited between admission and its provider call",
+            ["model"],
+            buckets=FAST_BUCKETS + (2.5, 5.0, 10.0, 30.0),
+            registry=r,
         )
-        self.queue_depth = Gauge("onespace_queue_depth", "Items admitted and waiting for a provider call",
-                                 registry=r)
+        self.queue_depth = Gauge(
+            "onespace_queue_depth", "Items admitted and waiting for a provider call", registry=r
+        )
         self.provider_duration = Histogram(
-            "onespace_provider_call_duration_seconds", "Provider call latency",
-            ["model", "modality", "outcome"], buckets=LATENCY_BUCKETS, registry=r,
+            "onespace_provider_call_duration_seconds",
+            "Provider call latency",
+            ["model", "modality", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.provider_batch_size = Histogram(
-            "onespace_provider_batch_size", "Inputs per provider call", ["model"], buckets=POWERS_OF_TWO,
+            "onespace_provider_batch_size",
+            "Inputs per provider call",
+            ["model"],
+            buckets=POWERS_OF_TWO,
             registry=r,
         )
         self.provider_in_flight = Gauge("onespace_provider_in_flight", "Provider calls under way", registry=r)
         self.concurrency_limit = Gauge(
-            "onespace_provider_concurrency_limit", "Current adaptive limit on concurrent provider calls",
+            "onespace_provider_concurrency_limit",
+            "Current adaptive limit on concurrent provider calls",
             registry=r,
         )
         self.provider_throttles = Counter(
-            "onespace_provider_throttles_total", "Throttling answers from the provider", ["model"], registry=r,
+            "onespace_provider_throttles_total",
+            "Throttling answers from the provider",
+            ["model"],
+            registry=r,
         )
         self.provider_retries = Counter(
-            "onespace_provider_retries_total", "Provider calls retried", ["model", "reason"], registry=r,
+            "onespace_provider_retries_total",
+            "Provider calls retried",
+            ["model", "reason"],
+            registry=r,
         )
         self.cache_requests = Counter(
-            "onespace_cache_requests_total", "Embedding cache lookups", ["result"], registry=r,
+            "onespace_cache_requests_total",
+            "Embedding cache lookups",
+            ["result"],
+            registry=r,
         )
         self.cache_bytes = Gauge("onespace_cache_bytes", "Bytes held by the embedding cache", registry=r)
         self.dedup_joins = Counter(
-            "onespace_dedup_joins_total", "Items that joined an identical item already in flight", registry=r,
+            "onespace_dedup_joins_total",
+            "Items that joined an identical item already in flight",
+            registry=r,
         )
         self.items_dropped = Counter(
-            "onespace_items_dropped_total", "Items dropped before their provider call", ["reason"], registry=r,
+            "onespace_items_dropped_total",
+            "Items dropped before their provider call",
+            ["reason"],
+            registry=r,
         )
         self.rejected = Counter(
-            "onespace_rejected_total", "Requests refused at admission", ["reason"], registry=r,
+            "onespace_rejected_total",
+            "Requests refused at admission",
+            ["reason"],
+            registry=r,
         )
         self.index_search = Histogram(
-            "onespace_index_search_duration_seconds", "Time inside one batched index search",
-            ["collection"], buckets=FAST_BUCKETS, registry=r,
+            "onespace_index_search_duration_seconds",
+            "Time inside one batched index search",
+            ["collection"],
+            buckets=FAST_BUCKETS,
+            registry=r,
         )
         self.search_batch_size = Histogram(
-            "onespace_search_batch_size", "Searches served by one batched index call", ["collection"],
-            buckets=POWERS_OF_TWO, registry=r,
+            "onespace_search_batch_size",
+            "Searches served by one batched index call",
+            ["collection"],
+            buckets=POWERS_OF_TWO,
+            registry=r,
         )
         self.index_items = Gauge("onespace_index_items", "Items stored", ["collection"], registry=r)

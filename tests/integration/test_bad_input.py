@@ -6,8 +6,8 @@ import math
 
 import grpc
 import pytest
-
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
+
 from tests import media
 from tests.harness import Running
 
@@ -30,20 +30,29 @@ def embed(gw: Running, content: common_pb2.Content, **options: int) -> object:
 
 @pytest.fixture
 async def stored(gateway: Running) -> Running:
-    await gateway.collections.CreateCollection(collections_pb2.CreateCollectionRequest(
-        config=collections_pb2.CollectionConfig(name="keep", dimension=256)))
-    await gateway.data.Upsert(data_pb2.UpsertRequest(collection="keep", items=[
-        data_pb2.Item(id="a", content=common_pb2.Content(text="alpha beta gamma")),
-        data_pb2.Item(id="b", content=common_pb2.Content(image=media.png(1))),
-    ]))
+    await gateway.collections.CreateCollection(
+        collections_pb2.CreateCollectionRequest(
+            config=collections_pb2.CollectionConfig(name="keep", dimension=256)
+        )
+    )
+    await gateway.data.Upsert(
+        data_pb2.UpsertRequest(
+            collection="keep",
+            items=[
+                data_pb2.Item(id="a", content=common_pb2.Content(text="alpha beta gamma")),
+                data_pb2.Item(id="b", content=common_pb2.Content(image=media.png(1))),
+            ],
+        )
+    )
     return gateway
 
 
 async def assert_intact(gw: Running) -> None:
     got = await gw.collections.GetCollection(collections_pb2.GetCollectionRequest(name="keep"))
     assert got.collection.count == 2
-    hits = await gw.search.Search(search_pb2.SearchRequest(
-        collection="keep", content=common_pb2.Content(text="alpha beta gamma"), k=2))
+    hits = await gw.search.Search(
+        search_pb2.SearchRequest(collection="keep", content=common_pb2.Content(text="alpha beta gamma"), k=2)
+    )
     assert hits.hits[0].id == "a" and hits.hits[0].score == pytest.approx(1.0, abs=1e-3)
 
 
@@ -51,26 +60,44 @@ async def test_bad_content(stored: Running) -> None:
     gw = stored
     await expect(INVALID, embed(gw, common_pb2.Content(text="")), "items[0].text", "empty")
     await expect(INVALID, embed(gw, common_pb2.Content(text="   ")), "items[0].text", "empty")
-    await expect(INVALID, embed(gw, common_pb2.Content(
-        text="x" * 9000, truncation_mode=common_pb2.TRUNCATION_MODE_NONE)), "items[0].text", "8192")
+    await expect(
+        INVALID,
+        embed(gw, common_pb2.Content(text="x" * 9000, truncation_mode=common_pb2.TRUNCATION_MODE_NONE)),
+        "items[0].text",
+        "8192",
+    )
     await expect(INVALID, embed(gw, common_pb2.Content(text="x" * 60_000)), "items[0].text", "50000")
-    await expect(INVALID, embed(gw, common_pb2.Content(image=media.png(1), format="jpeg")),
-                 "items[0].image", "png", "jpeg")
-    await expect(INVALID, embed(gw, common_pb2.Content(image=b"BM" + bytes(100))), "items[0].image", "recognised")
-    await expect(INVALID, embed(gw, common_pb2.Content(image=media.png(1), format="tiff")),
-                 "items[0].format", "tiff")
+    await expect(
+        INVALID,
+        embed(gw, common_pb2.Content(image=media.png(1), format="jpeg")),
+        "items[0].image",
+        "png",
+        "jpeg",
+    )
+    await expect(
+        INVALID, embed(gw, common_pb2.Content(image=b"BM" + bytes(100))), "items[0].image", "recognised"
+    )
+    await expect(
+        INVALID, embed(gw, common_pb2.Content(image=media.png(1), format="tiff")), "items[0].format", "tiff"
+    )
     await expect(INVALID, embed(gw, common_pb2.Content(audio=media.png(1))), "items[0].audio", "png")
     await expect(INVALID, embed(gw, common_pb2.Content(image=b"")), "items[0].image", "empty")
     await expect(INVALID, embed(gw, common_pb2.Content()), "items[0]", "set one of")
     truncated = media.png(2)[:60]
     await expect(INVALID, embed(gw, common_pb2.Content(image=truncated)), "image", "decode")
-    await expect(INVALID, embed(gw, common_pb2.Content(audio=media.wav(440, seconds=31))),
-                 "audio", "30")
+    await expect(INVALID, embed(gw, common_pb2.Content(audio=media.wav(440, seconds=31))), "audio", "30")
     await expect(INVALID, embed(gw, common_pb2.Content(text="ok"), dimension=512), "options.dimension", "512")
     await expect(INVALID, gw.embed.Embed(embed_pb2.EmbedRequest()), "items", "at least one")
-    await expect(grpc.StatusCode.NOT_FOUND, gw.embed.Embed(embed_pb2.EmbedRequest(
-        items=[common_pb2.Content(text="x")], options=common_pb2.EmbedOptions(model="no.such-model"))),
-        "options.model", "no.such-model")
+    await expect(
+        grpc.StatusCode.NOT_FOUND,
+        gw.embed.Embed(
+            embed_pb2.EmbedRequest(
+                items=[common_pb2.Content(text="x")], options=common_pb2.EmbedOptions(model="no.such-model")
+            )
+        ),
+        "options.model",
+        "no.such-model",
+    )
     await assert_intact(gw)
 
 
@@ -83,57 +110,153 @@ async def test_oversized_payload(stored: Running) -> None:
 async def test_bad_vectors_and_queries(stored: Running) -> None:
     gw = stored
     search = gw.search.Search
-    await expect(INVALID, search(search_pb2.SearchRequest(
-        collection="keep", vector=common_pb2.Vector(values=[0.1] * 100))), "vector", "100", "256")
-    await expect(INVALID, search(search_pb2.SearchRequest(
-        collection="keep", vector=common_pb2.Vector(values=[math.nan] + [0.1] * 255))), "vector", "NaN")
-    await expect(INVALID, search(search_pb2.SearchRequest(
-        collection="keep", vector=common_pb2.Vector(values=[0.1] * 256), k=5000)), "k", "5000")
-    await expect(INVALID, search(search_pb2.SearchRequest(
-        collection="keep", id="a", dimension=512)), "dimension", "512")
+    await expect(
+        INVALID,
+        search(search_pb2.SearchRequest(collection="keep", vector=common_pb2.Vector(values=[0.1] * 100))),
+        "vector",
+        "100",
+        "256",
+    )
+    await expect(
+        INVALID,
+        search(
+            search_pb2.SearchRequest(
+                collection="keep", vector=common_pb2.Vector(values=[math.nan] + [0.1] * 255)
+            )
+        ),
+        "vector",
+        "NaN",
+    )
+    await expect(
+        INVALID,
+        search(
+            search_pb2.SearchRequest(collection="keep", vector=common_pb2.Vector(values=[0.1] * 256), k=5000)
+        ),
+        "k",
+        "5000",
+    )
+    await expect(
+        INVALID,
+        search(search_pb2.SearchRequest(collection="keep", id="a", dimension=512)),
+        "dimension",
+        "512",
+    )
     await expect(INVALID, search(search_pb2.SearchRequest(collection="keep")), "query")
-    await expect(grpc.StatusCode.NOT_FOUND, search(search_pb2.SearchRequest(collection="keep", id="zzz")), "zzz")
-    await expect(grpc.StatusCode.NOT_FOUND, search(search_pb2.SearchRequest(
-        collection="nope", id="a")), "nope")
+    await expect(
+        grpc.StatusCode.NOT_FOUND, search(search_pb2.SearchRequest(collection="keep", id="zzz")), "zzz"
+    )
+    await expect(
+        grpc.StatusCode.NOT_FOUND, search(search_pb2.SearchRequest(collection="nope", id="a")), "nope"
+    )
     upsert = gw.data.Upsert
-    await expect(INVALID, upsert(data_pb2.UpsertRequest(collection="keep", items=[
-        data_pb2.Item(id="a", vector=common_pb2.Vector(values=[0.5] * 10))])), "vector", "10")
-    await expect(INVALID, upsert(data_pb2.UpsertRequest(collection="keep", items=[
-        data_pb2.Item(id="c", content=common_pb2.Content(text="fine")),
-        data_pb2.Item(id="a", content=common_pb2.Content(text=""))])), "items[1]", "empty")
-    await expect(INVALID, upsert(data_pb2.UpsertRequest(collection="keep", items=[
-        data_pb2.Item(id="c", vector=common_pb2.Vector(values=[math.inf] * 256))])), "vector")
-    await expect(INVALID, upsert(data_pb2.UpsertRequest(collection="keep", items=[
-        data_pb2.Item(id="c")])), "items[0].source")
-    await expect(grpc.StatusCode.NOT_FOUND, upsert(data_pb2.UpsertRequest(collection="nope", items=[
-        data_pb2.Item(id="c", content=common_pb2.Content(text="x"))])), "nope")
+    await expect(
+        INVALID,
+        upsert(
+            data_pb2.UpsertRequest(
+                collection="keep", items=[data_pb2.Item(id="a", vector=common_pb2.Vector(values=[0.5] * 10))]
+            )
+        ),
+        "vector",
+        "10",
+    )
+    await expect(
+        INVALID,
+        upsert(
+            data_pb2.UpsertRequest(
+                collection="keep",
+                items=[
+                    data_pb2.Item(id="c", content=common_pb2.Content(text="fine")),
+                    data_pb2.Item(id="a", content=common_pb2.Content(text="")),
+                ],
+            )
+        ),
+        "items[1]",
+        "empty",
+    )
+    await expect(
+        INVALID,
+        upsert(
+            data_pb2.UpsertRequest(
+                collection="keep",
+                items=[data_pb2.Item(id="c", vector=common_pb2.Vector(values=[math.inf] * 256))],
+            )
+        ),
+        "vector",
+    )
+    await expect(
+        INVALID,
+        upsert(data_pb2.UpsertRequest(collection="keep", items=[data_pb2.Item(id="c")])),
+        "items[0].source",
+    )
+    await expect(
+        grpc.StatusCode.NOT_FOUND,
+        upsert(
+            data_pb2.UpsertRequest(
+                collection="nope", items=[data_pb2.Item(id="c", content=common_pb2.Content(text="x"))]
+            )
+        ),
+        "nope",
+    )
     await assert_intact(gw)
 
 
 async def test_bad_collections(stored: Running) -> None:
     create = stored.collections.CreateCollection
-    await expect(grpc.StatusCode.ALREADY_EXISTS, create(collections_pb2.CreateCollectionRequest(
-        config=collections_pb2.CollectionConfig(name="keep"))), "keep")
-    await expect(INVALID, create(collections_pb2.CreateCollectionRequest(
-        config=collections_pb2.CollectionConfig(name="big", dimension=256, index_dimension=1024))),
-        "config.index_dimension", "1024")
-    await expect(INVALID, create(collections_pb2.CreateCollectionRequest(
-        config=collections_pb2.CollectionConfig(name="odd", dimension=500))), "config.dimension", "500")
-    await expect(INVALID, create(collections_pb2.CreateCollectionRequest(
-        config=collections_pb2.CollectionConfig(name="bad/name"))), "config.name")
-    await expect(grpc.StatusCode.NOT_FOUND, stored.collections.DeleteCollection(
-        collections_pb2.DeleteCollectionRequest(name="nope")), "nope")
+    await expect(
+        grpc.StatusCode.ALREADY_EXISTS,
+        create(collections_pb2.CreateCollectionRequest(config=collections_pb2.CollectionConfig(name="keep"))),
+        "keep",
+    )
+    await expect(
+        INVALID,
+        create(
+            collections_pb2.CreateCollectionRequest(
+                config=collections_pb2.CollectionConfig(name="big", dimension=256, index_dimension=1024)
+            )
+        ),
+        "config.index_dimension",
+        "1024",
+    )
+    await expect(
+        INVALID,
+        create(
+            collections_pb2.CreateCollectionRequest(
+                config=collections_pb2.CollectionConfig(name="odd", dimension=500)
+            )
+        ),
+        "config.dimension",
+        "500",
+    )
+    await expect(
+        INVALID,
+        create(
+            collections_pb2.CreateCollectionRequest(config=collections_pb2.CollectionConfig(name="bad/name"))
+        ),
+        "config.name",
+    )
+    await expect(
+        grpc.StatusCode.NOT_FOUND,
+        stored.collections.DeleteCollection(collections_pb2.DeleteCollectionRequest(name="nope")),
+        "nope",
+    )
     await assert_intact(stored)
 
 
 async def test_bad_stream_items_get_errors_and_the_stream_goes_on(stored: Running) -> None:
     async def requests():  # type: ignore[no-untyped-def]
-        yield data_pb2.IngestRequest(request_id="1", collection="keep",
-                                     item=data_pb2.Item(id="c", content=common_pb2.Content(text="")))
-        yield data_pb2.IngestRequest(request_id="2", collection="nope",
-                                     item=data_pb2.Item(id="d", content=common_pb2.Content(text="x")))
-        yield data_pb2.IngestRequest(request_id="3", collection="keep",
-                                     item=data_pb2.Item(id="e", content=common_pb2.Content(text="fine")))
+        yield data_pb2.IngestRequest(
+            request_id="1", collection="keep", item=data_pb2.Item(id="c", content=common_pb2.Content(text=""))
+        )
+        yield data_pb2.IngestRequest(
+            request_id="2",
+            collection="nope",
+            item=data_pb2.Item(id="d", content=common_pb2.Content(text="x")),
+        )
+        yield data_pb2.IngestRequest(
+            request_id="3",
+            collection="keep",
+            item=data_pb2.Item(id="e", content=common_pb2.Content(text="fine")),
+        )
 
     acks = {a.request_id: a async for a in stored.data.Ingest(requests())}
     assert acks["1"].error.code == INVALID.value[0] and "item.content.text" in acks["1"].error.message

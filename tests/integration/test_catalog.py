@@ -8,8 +8,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, search_pb2
+
 from tests.harness import Running, running_gateway
 from tests.integration.catalog import MODALITY, catalog
 
@@ -67,7 +67,9 @@ async def test_search_by_vector_by_id_and_at_a_smaller_dimension(gateway: Runnin
     await create_and_ingest(gateway, index_dimension=384)
     by_id = await search(gateway, id="t-dogs", k=2)
     assert by_id.hits[0].id == "t-dogs"
-    stored = await gateway.data.Get(data_pb2.GetRequest(collection="media", ids=["t-dogs"], include_vectors=True))
+    stored = await gateway.data.Get(
+        data_pb2.GetRequest(collection="media", ids=["t-dogs"], include_vectors=True)
+    )
     vector = list(stored.items[0].vector)
     assert len(vector) == 3072
     by_vector = await search(gateway, vector=common_pb2.Vector(values=vector), k=1)
@@ -80,7 +82,9 @@ async def test_search_by_vector_by_id_and_at_a_smaller_dimension(gateway: Runnin
 async def test_shared_words_rank_closer(gateway: Running) -> None:
     await create_and_ingest(gateway)
     response = await search(
-        gateway, content=common_pb2.Content(text="the dogs bark at the mail carrier"), k=4,
+        gateway,
+        content=common_pb2.Content(text="the dogs bark at the mail carrier"),
+        k=4,
         filter=search_pb2.Filter(modalities=[common_pb2.MODALITY_TEXT]),
     )
     assert response.hits[0].id == "t-dogs"
@@ -95,9 +99,18 @@ async def test_delete_removes_items_from_results_and_upsert_replaces(gateway: Ru
     got = await gateway.data.Get(data_pb2.GetRequest(collection="media", ids=["t-cats", "t-dogs"]))
     assert list(got.missing_ids) == ["t-cats"] and got.items[0].id == "t-dogs"
     # upsert replaces: t-dogs now holds the rain text
-    await gateway.data.Upsert(data_pb2.UpsertRequest(collection="media", items=[
-        data_pb2.Item(id="t-dogs", content=common_pb2.Content(text="heavy rain flooded the narrow streets"),
-                      metadata={"kind": "replaced"})]))
+    await gateway.data.Upsert(
+        data_pb2.UpsertRequest(
+            collection="media",
+            items=[
+                data_pb2.Item(
+                    id="t-dogs",
+                    content=common_pb2.Content(text="heavy rain flooded the narrow streets"),
+                    metadata={"kind": "replaced"},
+                )
+            ],
+        )
+    )
     got = await gateway.data.Get(data_pb2.GetRequest(collection="media", ids=["t-dogs"]))
     assert got.items[0].metadata["kind"] == "replaced"
     count = await gateway.collections.GetCollection(collections_pb2.GetCollectionRequest(name="media"))
@@ -125,7 +138,9 @@ async def test_items_survive_a_restart(tmp_path: Path) -> None:
 async def test_collections_list_get_delete(gateway: Running) -> None:
     for name in ("b", "a"):
         await gateway.collections.CreateCollection(
-            collections_pb2.CreateCollectionRequest(config=collections_pb2.CollectionConfig(name=name, dimension=256))
+            collections_pb2.CreateCollectionRequest(
+                config=collections_pb2.CollectionConfig(name=name, dimension=256)
+            )
         )
     listed = await gateway.collections.ListCollections(collections_pb2.ListCollectionsRequest())
     assert sorted(c.config.name for c in listed.collections) == ["a", "b"]

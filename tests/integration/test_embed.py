@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import numpy as np
-
 from onespace_client.v1 import common_pb2, embed_pb2
+
 from tests import media
 from tests.harness import Running
 
@@ -33,8 +33,10 @@ async def test_embed_and_embed_stream_give_the_same_vectors(gateway: Running) ->
         other = streamed[f"id-{n}"]
         assert other.WhichOneof("outcome") == "result" and other.dimension == 3072
         assert list(other.result.embeddings[0].values) == list(result.embeddings[0].values)
-        assert np.linalg.norm(result.embeddings[0].values) == np.float32(1.0) or abs(
-            np.linalg.norm(result.embeddings[0].values) - 1.0) < 1e-5
+        assert (
+            np.linalg.norm(result.embeddings[0].values) == np.float32(1.0)
+            or abs(np.linalg.norm(result.embeddings[0].values) - 1.0) < 1e-5
+        )
 
 
 async def test_smaller_dimensions_are_renormalised_prefixes(gateway: Running) -> None:
@@ -72,7 +74,10 @@ async def test_separate_video_mode_returns_two_vectors(gateway: Running) -> None
 
 async def test_long_text_is_truncated_and_reported(gateway: Running) -> None:
     text = "word " * 2000  # 10,000 characters, over the 8,192 model limit
-    response = await gateway.embed.Embed(embed_pb2.EmbedRequest(items=[
-        common_pb2.Content(text=text, truncation_mode=common_pb2.TRUNCATION_MODE_END)]))
+    response = await gateway.embed.Embed(
+        embed_pb2.EmbedRequest(
+            items=[common_pb2.Content(text=text, truncation_mode=common_pb2.TRUNCATION_MODE_END)]
+        )
+    )
     embedding = response.results[0].embeddings[0]
     assert embedding.HasField("truncated_char_length") and embedding.truncated_char_length == 8192

@@ -39,7 +39,7 @@ _current_permit: contextvars.ContextVar[Permit | None] = contextvars.ContextVar(
 
 class Admission(enum.Enum):
     FAIL_FAST = "fail_fast"  # unary RPCs: RESOURCE_EXHAUSTED at once when the queue is full
-    WAIT = "wait"            # streams: wait for room until the deadline
+    WAIT = "wait"  # streams: wait for room until the deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,9 @@ class EmbedScheduler:
                 if pending.abandoned:
                     continue
                 if pending.deadline <= now:
-                    self._fail(pending, DeadlineExceeded("deadline exceeded before the provider call"), "deadline")
+                    self._fail(
+                        pending, DeadlineExceeded("deadline exceeded before the provider call"), "deadline"
+                    )
                     continue
                 batch.append(pending)
             if not queue:

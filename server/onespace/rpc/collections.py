@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from onespace_client.v1 import collections_pb2 as pb
+from onespace_client.v1 import collections_pb2_grpc
 
 from onespace.gateway import Gateway
 from onespace.rpc import convert
 from onespace.rpc.guard import unary_method
-from onespace_client.v1 import collections_pb2 as pb
-from onespace_client.v1 import collections_pb2_grpc
 
 __all__ = ["CollectionServicer"]
 
@@ -23,14 +23,20 @@ class CollectionServicer(collections_pb2_grpc.CollectionServiceServicer):
         self.metrics = gateway.metrics
 
     @unary_method("CreateCollection")
-    async def CreateCollection(self, request: pb.CreateCollectionRequest, context: Ctx) -> pb.CreateCollectionResponse:
+    async def CreateCollection(
+        self, request: pb.CreateCollectionRequest, context: Ctx
+    ) -> pb.CreateCollectionResponse:
         collection = await self.gateway.create_collection(convert.config_from_proto(request.config))
-        return pb.CreateCollectionResponse(collection=convert.collection_to_proto(collection.config, len(collection)))
+        return pb.CreateCollectionResponse(
+            collection=convert.collection_to_proto(collection.config, len(collection))
+        )
 
     @unary_method("GetCollection")
     async def GetCollection(self, request: pb.GetCollectionRequest, context: Ctx) -> pb.GetCollectionResponse:
         collection = self.gateway.store.get(request.name)
-        return pb.GetCollectionResponse(collection=convert.collection_to_proto(collection.config, len(collection)))
+        return pb.GetCollectionResponse(
+            collection=convert.collection_to_proto(collection.config, len(collection))
+        )
 
     @unary_method("ListCollections")
     async def ListCollections(

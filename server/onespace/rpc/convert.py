@@ -4,8 +4,10 @@ values known); validation of meaning (limits, formats) happens in `onespace.cont
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import numpy as np
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, info_pb2, search_pb2
 
 from onespace.content import (
     Content,
@@ -18,7 +20,7 @@ from onespace.content import (
     normalize_format,
 )
 from onespace.errors import InvalidArgument
-from onespace.gateway import EmbedOptions, Embedded, ItemIn, Timings
+from onespace.gateway import Embedded, EmbedOptions, ItemIn, Timings
 from onespace.index import (
     CollectionConfig,
     Filter,
@@ -30,7 +32,6 @@ from onespace.index import (
 )
 from onespace.models import Modality, ModelSpec
 from onespace.providers.base import Vector
-from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, info_pb2, search_pb2
 
 __all__ = [
     "collection_to_proto",
@@ -40,8 +41,8 @@ __all__ = [
     "filter_from_proto",
     "hit_to_proto",
     "item_from_proto",
-    "model_to_proto",
     "modality_to_proto",
+    "model_to_proto",
     "options_from_proto",
     "stored_item_to_proto",
     "timings_to_proto",
@@ -110,42 +111,50 @@ DTYPE_FROM_PROTO = {
 DTYPE_TO_PROTO = {v: k for k, v in DTYPE_FROM_PROTO.items() if k != collections_pb2.INDEX_DTYPE_UNSPECIFIED}
 
 
-def _enum(table: Mapping[int, object], value: int, field: str) -> object:
+E = TypeVar("E")
+
+
+def _enum(table: Mapping[Any, E], value: int, field: str) -> E:
     try:
         return table[value]
     except KeyError:
         raise InvalidArgument(field, f"unknown enum value {value}") from None
 
 
-def modality_to_proto(modality: Modality | None) -> int:
-    return MODALITY_TO_PROTO.get(modality, common_pb2.MODALITY_UNSPECIFIED) if modality else 0
+def modality_to_proto(modality: Modality | None) -> common_pb2.Modality.ValueType:
+    if modality is None:
+        return common_pb2.MODALITY_UNSPECIFIED
+    return MODALITY_TO_PROTO[modality]
 
 
 def modality_from_proto(value: int, field: str) -> Modality:
     if value == common_pb2.MODALITY_UNSPECIFIED:
         raise InvalidArgument(field, "modality must be set")
-    return _enum(MODALITY_FROM_PROTO, value, field)  # type: ignore[return-value]
+    return _enum(MODALITY_FROM_PROTO, value, field)
 
 
 def content_from_proto(pb: common_pb2.Content, field: str) -> Content:
     kind = pb.WhichOneof("kind")
-    options = {
-        "format": normalize_format(pb.format) if pb.format else None,
-        "truncation": _enum(TRUNCATION_FROM_PROTO, pb.truncation_mode, f"{field}.truncation_mode"),
-        "detail_level": _enum(DETAIL_FROM_PROTO, pb.detail_level, f"{field}.detail_level"),
-        "video_mode": _enum(VIDEO_MODE_FROM_PROTO, pb.video_embedding_mode, f"{field}.video_embedding_mode"),
-    }
     if kind is None:
         raise InvalidArgument(field, "set one of text, image, audio, video or s3_uri")
+    media = {"image": Modality.IMAGE, "audio": Modality.AUDIO, "video": Modality.VIDEO}
     if kind == "text":
-        return Content(Modality.TEXT, text=pb.text, **options)  # type: ignore[arg-type]
-    if kind == "s3_uri":
+        modality = Modality.TEXT
+    elif kind == "s3_uri":
         modality = _s3_modality(pb, field)
-        return Content(
-            modality, s3_uri=pb.s3_uri, s3_bucket_owner=pb.s3_bucket_owner or None, **options  # type: ignore[arg-type]
-        )
-    modality = {"image": Modality.IMAGE, "audio": Modality.AUDIO, "video": Modality.VIDEO}[kind]
-    return Content(modality, data=getattr(pb, kind), **options)  # type: ignore[arg-type]
+    else:
+        modality = media[kind]
+    return Content(
+        modality,
+        text=pb.text if kind == "text" else None,
+        data=getattr(pb, kind) if kind in media else None,
+        s3_uri=pb.s3_uri if kind == "s3_uri" else None,
+        format=normalize_format(pb.format) if pb.format else None,
+        truncation=_enum(TRUNCATION_FROM_PROTO, pb.truncation_mode, f"{field}.truncation_mode"),
+        detail_level=_enum(DETAIL_FROM_PROTO, pb.detail_level, f"{field}.detail_level"),
+        video_mode=_enum(VIDEO_MODE_FROM_PROTO, pb.video_embedding_mode, f"{field}.video_embedding_mode"),
+        s3_bucket_owner=pb.s3_bucket_owner or None if kind == "s3_uri" else None,
+    )
 
 
 def _s3_modality(pb: common_pb2.Content, field: str) -> Modality:
@@ -157,7 +166,9 @@ def _s3_modality(pb: common_pb2.Content, field: str) -> Modality:
         return Modality.TEXT
     modality = format_modality(ext) if ext else None
     if modality is None:
-        raise InvalidArgument(f"{field}.s3_modality", f"cannot tell the modality of {pb.s3_uri!r}; set s3_modality")
+        raise InvalidArgument(
+            f"{field}.s3_modality", f"cannot tell the modality of {pb.s3_uri!r}; set s3_modality"
+        )
     return modality
 
 
@@ -168,7 +179,7 @@ def options_from_proto(pb: common_pb2.EmbedOptions, field: str = "options") -> E
     return EmbedOptions(
         model=pb.model,
         dimension=pb.dimension if pb.HasField("dimension") else None,
-        purpose=purpose,  # type: ignore[arg-type]
+        purpose=purpose,
         normalize=pb.normalize if pb.HasField("normalize") else True,
     )
 
@@ -176,7 +187,7 @@ def options_from_proto(pb: common_pb2.EmbedOptions, field: str = "options") -> E
 def purpose_from_proto(value: int, field: str) -> Purpose | None:
     if value == common_pb2.EMBEDDING_PURPOSE_UNSPECIFIED:
         return None
-    return _enum(PURPOSE_FROM_PROTO, value, field)  # type: ignore[return-value]
+    return _enum(PURPOSE_FROM_PROTO, value, field)
 
 
 def embedded_to_proto(embedded: Embedded) -> common_pb2.EmbedResult:
@@ -206,8 +217,12 @@ def item_from_proto(pb: data_pb2.Item, field: str) -> ItemIn:
     if source is None:
         raise InvalidArgument(f"{field}.source", "set either content or vector")
     if source == "content":
-        return ItemIn(pb.id, content=content_from_proto(pb.content, f"{field}.content"), metadata=dict(pb.metadata))
-    return ItemIn(pb.id, vector=vector_from_proto(pb.vector, f"{field}.vector.values"), metadata=dict(pb.metadata))
+        return ItemIn(
+            pb.id, content=content_from_proto(pb.content, f"{field}.content"), metadata=dict(pb.metadata)
+        )
+    return ItemIn(
+        pb.id, vector=vector_from_proto(pb.vector, f"{field}.vector.values"), metadata=dict(pb.metadata)
+    )
 
 
 def config_from_proto(pb: collections_pb2.CollectionConfig) -> CollectionConfig:
@@ -222,8 +237,8 @@ def config_from_proto(pb: collections_pb2.CollectionConfig) -> CollectionConfig:
         model=pb.model,
         dimension=pb.dimension,
         index_dimension=pb.index_dimension,
-        metric=_enum(METRIC_FROM_PROTO, pb.metric, "config.metric"),  # type: ignore[arg-type]
-        dtype=_enum(DTYPE_FROM_PROTO, pb.dtype, "config.dtype"),  # type: ignore[arg-type]
+        metric=_enum(METRIC_FROM_PROTO, pb.metric, "config.metric"),
+        dtype=_enum(DTYPE_FROM_PROTO, pb.dtype, "config.dtype"),
         hnsw=hnsw,
         rerank_factor=pb.rerank_factor or 4,
     )
@@ -256,7 +271,7 @@ def filter_from_proto(pb: search_pb2.Filter) -> Filter:
 
 def hit_to_proto(hit: Hit) -> search_pb2.SearchHit:
     pb = search_pb2.SearchHit(
-        id=hit.id, score=hit.score, modality=modality_to_proto(hit.modality), metadata=hit.metadata  # type: ignore[arg-type]
+        id=hit.id, score=hit.score, modality=modality_to_proto(hit.modality), metadata=hit.metadata
     )
     if hit.vector is not None:
         pb.vector.extend(hit.vector.tolist())
@@ -264,7 +279,7 @@ def hit_to_proto(hit: Hit) -> search_pb2.SearchHit:
 
 
 def stored_item_to_proto(item: StoredItem) -> data_pb2.StoredItem:
-    pb = data_pb2.StoredItem(id=item.id, modality=modality_to_proto(item.modality), metadata=item.metadata)  # type: ignore[arg-type]
+    pb = data_pb2.StoredItem(id=item.id, modality=modality_to_proto(item.modality), metadata=item.metadata)
     if item.vector is not None:
         pb.vector.extend(item.vector.tolist())
     return pb
@@ -274,7 +289,7 @@ def model_to_proto(spec: ModelSpec) -> info_pb2.ModelInfo:
     limits = spec.limits
     return info_pb2.ModelInfo(
         id=spec.id,
-        modalities=sorted(MODALITY_TO_PROTO[m] for m in spec.modalities),  # type: ignore[arg-type]
+        modalities=sorted(MODALITY_TO_PROTO[m] for m in spec.modalities),
         dimensions=list(spec.dimensions),
         default_dimension=spec.default_dimension,
         limits=info_pb2.ModelLimits(

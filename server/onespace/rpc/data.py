@@ -7,6 +7,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import grpc
+from onespace_client.v1 import data_pb2 as pb
+from onespace_client.v1 import data_pb2_grpc
 
 from onespace.engine import Admission
 from onespace.errors import InvalidArgument, OnespaceError
@@ -16,8 +18,6 @@ from onespace.rpc.embed import item_error
 from onespace.rpc.guard import deadline_of, stream_method, unary_method
 from onespace.rpc.status import status_for
 from onespace.rpc.streaming import bounded_stream
-from onespace_client.v1 import data_pb2 as pb
-from onespace_client.v1 import data_pb2_grpc
 
 __all__ = ["DataServicer"]
 
@@ -36,7 +36,9 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         if not request.items:
             raise InvalidArgument("items", "must contain at least one item")
         if len(request.items) > limit:
-            raise InvalidArgument("items", f"{len(request.items)} items exceeds the limit of {limit} per request")
+            raise InvalidArgument(
+                "items", f"{len(request.items)} items exceeds the limit of {limit} per request"
+            )
         items = [convert.item_from_proto(item, f"items[{i}]") for i, item in enumerate(request.items)]
         timings = await self.gateway.upsert(
             request.collection,
@@ -69,7 +71,9 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
                 )
             except OnespaceError as exc:
                 self.metrics.stream_items.labels("Ingest", status_for(exc).name).inc()
-                return pb.IngestResponse(request_id=request.request_id, id=request.item.id, error=item_error(exc))
+                return pb.IngestResponse(
+                    request_id=request.request_id, id=request.item.id, error=item_error(exc)
+                )
             self.metrics.stream_items.labels("Ingest", "OK").inc()
             timings.total = time.monotonic() - started
             return pb.IngestResponse(

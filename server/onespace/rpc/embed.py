@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import grpc
+from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
 
 from onespace.content import Purpose
 from onespace.engine import Admission
@@ -16,7 +17,6 @@ from onespace.rpc import convert
 from onespace.rpc.guard import deadline_of, stream_method, unary_method
 from onespace.rpc.status import status_for
 from onespace.rpc.streaming import bounded_stream
-from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
 
 __all__ = ["EmbedServicer"]
 
@@ -39,7 +39,9 @@ class EmbedServicer(embed_pb2_grpc.EmbedServiceServicer):
         if not request.items:
             raise InvalidArgument("items", "must contain at least one item")
         if len(request.items) > limit:
-            raise InvalidArgument("items", f"{len(request.items)} items exceeds the limit of {limit} per request")
+            raise InvalidArgument(
+                "items", f"{len(request.items)} items exceeds the limit of {limit} per request"
+            )
         items = [convert.content_from_proto(c, f"items[{i}]") for i, c in enumerate(request.items)]
         options = convert.options_from_proto(request.options)
         deadline = deadline_of(context, self.default_deadline)
@@ -79,7 +81,9 @@ class EmbedServicer(embed_pb2_grpc.EmbedServiceServicer):
                 self.metrics.stream_items.labels("EmbedStream", status_for(exc).name).inc()
                 return embed_pb2.EmbedStreamResponse(request_id=request.request_id, error=item_error(exc))
             self.metrics.stream_items.labels("EmbedStream", "OK").inc()
-            timings = Timings(outcome.queue_seconds, outcome.provider_seconds, 0.0, time.monotonic() - started)
+            timings = Timings(
+                outcome.queue_seconds, outcome.provider_seconds, 0.0, time.monotonic() - started
+            )
             return embed_pb2.EmbedStreamResponse(
                 request_id=request.request_id,
                 result=convert.embedded_to_proto(embedded),

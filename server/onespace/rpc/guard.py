@@ -85,7 +85,9 @@ def unary_method(
 
 def stream_method(
     method: str,
-) -> Callable[[Callable[[Any, Req, Ctx], AsyncIterator[Resp]]], Callable[[Any, Req, Ctx], AsyncIterator[Resp]]]:
+) -> Callable[
+    [Callable[[Any, Req, Ctx], AsyncIterator[Resp]]], Callable[[Any, Req, Ctx], AsyncIterator[Resp]]
+]:
     def wrap(
         fn: Callable[[Any, Req, Ctx], AsyncIterator[Resp]],
     ) -> Callable[[Any, Req, Ctx], AsyncIterator[Resp]]:

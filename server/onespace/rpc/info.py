@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from onespace_client.v1 import info_pb2 as pb
+from onespace_client.v1 import info_pb2_grpc
 
 from onespace import __version__
 from onespace.gateway import Gateway
 from onespace.rpc import convert
 from onespace.rpc.guard import unary_method
-from onespace_client.v1 import info_pb2 as pb
-from onespace_client.v1 import info_pb2_grpc
 
 __all__ = ["InfoServicer"]
 
@@ -28,9 +28,7 @@ class InfoServicer(info_pb2_grpc.InfoServiceServicer):
         settings = self.gateway.settings
         provider = self.gateway.provider
         models = provider.models()
-        notice = " ".join(
-            f"{m.id}: {m.description}" for m in models if not m.semantic_across_modalities
-        )
+        notice = " ".join(f"{m.id}: {m.description}" for m in models if not m.semantic_across_modalities)
         return pb.InfoResponse(
             provider=provider.name,
             version=__version__,

@@ -12,13 +12,6 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from onespace.gateway import Gateway
-from onespace.rpc.collections import CollectionServicer
-from onespace.rpc.data import DataServicer
-from onespace.rpc.embed import EmbedServicer
-from onespace.rpc.info import InfoServicer
-from onespace.rpc.search import SearchServicer
 from onespace_client.v1 import (
     collections_pb2,
     collections_pb2_grpc,
@@ -31,6 +24,13 @@ from onespace_client.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
+
+from onespace.gateway import Gateway
+from onespace.rpc.collections import CollectionServicer
+from onespace.rpc.data import DataServicer
+from onespace.rpc.embed import EmbedServicer
+from onespace.rpc.info import InfoServicer
+from onespace.rpc.search import SearchServicer
 
 __all__ = ["SERVICE_NAMES", "RpcServer"]
 
@@ -61,7 +61,9 @@ class RpcServer:
             ]
         )
         embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(gateway), self._server)
-        collections_pb2_grpc.add_CollectionServiceServicer_to_server(CollectionServicer(gateway), self._server)
+        collections_pb2_grpc.add_CollectionServiceServicer_to_server(
+            CollectionServicer(gateway), self._server
+        )
         data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(gateway), self._server)
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(gateway), self._server)
         info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway), self._server)
@@ -76,7 +78,7 @@ class RpcServer:
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, status)  # type: ignore[arg-type]
+            await self.health.set(name, status)
 
     async def start(self) -> None:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -33,7 +33,7 @@ STATUS: dict[type[errors.OnespaceError], grpc.StatusCode] = {
 def status_for(exc: errors.OnespaceError) -> grpc.StatusCode:
     for kind in type(exc).__mro__:
         if kind in STATUS:
-            return STATUS[kind]  # type: ignore[index]
+            return STATUS[kind]
     return grpc.StatusCode.INTERNAL
 
 

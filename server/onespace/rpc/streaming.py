@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["bounded_stream"]
 
@@ -33,9 +33,9 @@ async def bounded_stream(
         while True:
             if next_request is None and not exhausted and len(working) < window:
                 next_request = asyncio.ensure_future(anext(reader))
-            waiting: set[asyncio.Future[object]] = set(working)  # type: ignore[arg-type]
+            waiting: set[asyncio.Future[Any]] = set(working)
             if next_request is not None:
-                waiting.add(next_request)  # type: ignore[arg-type]
+                waiting.add(next_request)
             if not waiting:
                 return
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -51,9 +51,11 @@ async def bounded_stream(
                 working.discard(task)
                 yield task.result()
     finally:
-        leftovers = [*working, *([next_request] if next_request is not None else [])]
-        for task in leftovers:
-            task.cancel()
-        for task in leftovers:
+        leftovers: list[asyncio.Future[Any]] = [*working]
+        if next_request is not None:
+            leftovers.append(next_request)
+        for leftover in leftovers:
+            leftover.cancel()
+        for leftover in leftovers:
             with contextlib.suppress(BaseException):
-                await task
+                await leftover

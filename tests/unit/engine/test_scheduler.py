@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
 from onespace.config import Settings
 from onespace.content import Content, Purpose
 from onespace.engine import Admission, EmbedScheduler
@@ -17,16 +16,18 @@ from onespace.errors import DeadlineExceeded, Internal, ResourceExhausted, Unava
 from onespace.metrics import Metrics
 from onespace.models import Modality
 from onespace.providers.base import EmbedInput
+
 from tests.scripted import ScriptedProvider
 
 
 def text(s: str) -> EmbedInput:
-    return EmbedInput(Content(Modality.TEXT, text=s), "onespace.local-multimodal-v1", 256, Purpose.GENERIC_INDEX)
+    return EmbedInput(
+        Content(Modality.TEXT, text=s), "onespace.local-multimodal-v1", 256, Purpose.GENERIC_INDEX
+    )
 
 
 def later(seconds: float = 30.0) -> float:
     return time.monotonic() + seconds
-
 
 
 @pytest.fixture
@@ -44,7 +45,9 @@ async def scheduler_for(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         await s.stop(1.0)
 
 
-async def test_identical_inputs_in_flight_make_one_call_and_the_cache_serves_repeats(scheduler_for: Any) -> None:
+async def test_identical_inputs_in_flight_make_one_call_and_the_cache_serves_repeats(
+    scheduler_for: Any,
+) -> None:
     provider = ScriptedProvider(latency=0.02)
     scheduler = await scheduler_for(provider, queue_capacity=2000)
     items = [text(f"input {i % 100}") for i in range(1000)]
@@ -53,7 +56,9 @@ async def test_identical_inputs_in_flight_make_one_call_and_the_cache_serves_rep
     )
     assert len(provider.calls) == 100
     for item, outcome in zip(items, outcomes, strict=True):
-        assert (outcome.result.embeddings[0].vector == ScriptedProvider._vector(item).embeddings[0].vector).all()
+        assert (
+            outcome.result.embeddings[0].vector == ScriptedProvider._vector(item).embeddings[0].vector
+        ).all()
     again = await asyncio.gather(
         *(scheduler.embed(i, deadline=later(), admission=Admission.FAIL_FAST) for i in items)
     )
@@ -64,8 +69,9 @@ async def test_identical_inputs_in_flight_make_one_call_and_the_cache_serves_rep
 async def test_cache_disabled_still_dedups_but_repeats_call_again(scheduler_for: Any) -> None:
     provider = ScriptedProvider(latency=0.01)
     scheduler = await scheduler_for(provider, cache_bytes=0)
-    await asyncio.gather(*(scheduler.embed(text("same"), deadline=later(), admission=Admission.FAIL_FAST)
-                           for _ in range(50)))
+    await asyncio.gather(
+        *(scheduler.embed(text("same"), deadline=later(), admission=Admission.FAIL_FAST) for _ in range(50))
+    )
     assert len(provider.calls) == 1
     await scheduler.embed(text("same"), deadline=later(), admission=Admission.FAIL_FAST)
     assert len(provider.calls) == 2
@@ -121,18 +127,23 @@ async def test_throttling_storm_halves_the_limit_then_it_recovers(scheduler_for:
     low = scheduler.limiter.limit
     for batch in range(10):
         await asyncio.gather(
-            *(scheduler.embed(text(f"b{batch}-{i}"), deadline=later(), admission=Admission.FAIL_FAST)
-              for i in range(32))
+            *(
+                scheduler.embed(text(f"b{batch}-{i}"), deadline=later(), admission=Admission.FAIL_FAST)
+                for i in range(32)
+            )
         )
     assert scheduler.limiter.limit > low
 
 
 async def test_unary_admission_fails_fast_when_the_queue_is_full(scheduler_for: Any) -> None:
     provider = ScriptedProvider(latency=0.2)
-    scheduler = await scheduler_for(provider, queue_capacity=10, concurrency_initial=1, concurrency_max=1,
-                                    retry_pushback_ms=250)
-    tasks = [asyncio.create_task(scheduler.embed(text(f"q{i}"), deadline=later(), admission=Admission.FAIL_FAST))
-             for i in range(30)]
+    scheduler = await scheduler_for(
+        provider, queue_capacity=10, concurrency_initial=1, concurrency_max=1, retry_pushback_ms=250
+    )
+    tasks = [
+        asyncio.create_task(scheduler.embed(text(f"q{i}"), deadline=later(), admission=Admission.FAIL_FAST))
+        for i in range(30)
+    ]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     refused = [r for r in results if isinstance(r, ResourceExhausted)]
     served = [r for r in results if not isinstance(r, Exception)]
@@ -164,10 +175,14 @@ async def test_stream_admission_waits_instead_of_failing(scheduler_for: Any) -> 
 async def test_items_past_their_deadline_in_the_queue_are_never_sent(scheduler_for: Any) -> None:
     provider = ScriptedProvider(latency=0.1)
     scheduler = await scheduler_for(provider, concurrency_initial=1, concurrency_max=1, cache_bytes=0)
-    blocker = asyncio.create_task(scheduler.embed(text("blocker"), deadline=later(), admission=Admission.FAIL_FAST))
+    blocker = asyncio.create_task(
+        scheduler.embed(text("blocker"), deadline=later(), admission=Admission.FAIL_FAST)
+    )
     await asyncio.sleep(0.01)
     short = [
-        asyncio.create_task(scheduler.embed(text(f"d{i}"), deadline=later(0.03), admission=Admission.FAIL_FAST))
+        asyncio.create_task(
+            scheduler.embed(text(f"d{i}"), deadline=later(0.03), admission=Admission.FAIL_FAST)
+        )
         for i in range(5)
     ]
     results = await asyncio.gather(*short, return_exceptions=True)
@@ -181,7 +196,9 @@ async def test_items_past_their_deadline_in_the_queue_are_never_sent(scheduler_f
 async def test_cancelled_callers_items_are_dropped_unsent(scheduler_for: Any) -> None:
     provider = ScriptedProvider(latency=0.05)
     scheduler = await scheduler_for(provider, concurrency_initial=1, concurrency_max=1)
-    blocker = asyncio.create_task(scheduler.embed(text("blocker"), deadline=later(), admission=Admission.FAIL_FAST))
+    blocker = asyncio.create_task(
+        scheduler.embed(text("blocker"), deadline=later(), admission=Admission.FAIL_FAST)
+    )
     await asyncio.sleep(0.01)
     doomed = [
         asyncio.create_task(scheduler.embed(text(f"c{i}"), deadline=later(), admission=Admission.FAIL_FAST))
@@ -211,10 +228,14 @@ async def test_a_joined_item_survives_when_one_of_its_callers_leaves(scheduler_f
 
 async def test_stop_fails_queued_items_and_refuses_new_ones() -> None:
     provider = ScriptedProvider(latency=0.1)
-    scheduler = EmbedScheduler(provider, Settings().replace(concurrency_initial=1, concurrency_max=1), Metrics())
+    scheduler = EmbedScheduler(
+        provider, Settings().replace(concurrency_initial=1, concurrency_max=1), Metrics()
+    )
     await scheduler.start()
-    tasks = [asyncio.create_task(scheduler.embed(text(f"z{i}"), deadline=later(), admission=Admission.FAIL_FAST))
-             for i in range(5)]
+    tasks = [
+        asyncio.create_task(scheduler.embed(text(f"z{i}"), deadline=later(), admission=Admission.FAIL_FAST))
+        for i in range(5)
+    ]
     await asyncio.sleep(0.01)
     await scheduler.stop(1.0)
     results = await asyncio.gather(*tasks, return_exceptions=True)
