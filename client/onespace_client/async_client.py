@@ -1,0 +1,287 @@
+"""`AsyncClient`: one grpc.aio channel, one typed method per RPC.
+
+Methods return the generated response messages; a response that only wraps one field
+(`CreateCollectionResponse.collection`, `DeleteResponse.deleted`, ...) is unwrapped to it.
+Failures raise `OnespaceClientError` (status code, details, retry pushback) chained from the
+`grpc.aio.AioRpcError`. Unary calls get the client's `timeout` unless given one; streams get
+`stream_timeout` (none by default: a bulk ingest may rightly take hours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from onespace_client import build, enums
+from onespace_client._streams import (
+    EmbedStreamInput,
+    IngestInput,
+    bounded_bidi,
+    embed_requests,
+    ingest_requests,
+)
+from onespace_client.content import ContentLike, to_content
+from onespace_client.errors import OnespaceClientError
+from onespace_client.v1 import (
+    collections_pb2,
+    collections_pb2_grpc,
+    data_pb2,
+    data_pb2_grpc,
+    embed_pb2,
+    embed_pb2_grpc,
+    info_pb2,
+    info_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+)
+
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_TARGET",
+    "MAX_MESSAGE_BYTES",
+    "AsyncClient",
+    "EmbedStreamInput",
+    "IngestInput",
+]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a few inline videos per request fit; gRPC's 4 MiB default does not
+DEFAULT_MAX_IN_FLIGHT = 64
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+
+class AsyncClient:
+    """Async client for the onespace gateway; use as `async with AsyncClient(target) as client:`."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = 30.0,
+        stream_timeout: float | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        channel_options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            *options,
+        ]
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(target, options=channel_options)
+        else:
+            self._channel = grpc.aio.secure_channel(target, credentials, options=channel_options)
+        self.target = target
+        self._timeout = timeout
+        self._stream_timeout = stream_timeout
+        self._metadata = tuple(metadata)
+        self._embed = embed_pb2_grpc.EmbedServiceStub(self._channel)
+        self._collections = collections_pb2_grpc.CollectionServiceStub(self._channel)
+        self._data = data_pb2_grpc.DataServiceStub(self._channel)
+        self._search = search_pb2_grpc.SearchServiceStub(self._channel)
+        self._info = info_pb2_grpc.InfoServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel; calls still running are cancelled."""
+        await self._channel.close()
+
+    async def _unary(
+        self, method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req, timeout: float | None
+    ) -> _Resp:
+        try:
+            return await method(
+                request, timeout=self._timeout if timeout is None else timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise OnespaceClientError.from_rpc_error(exc) from exc
+
+    # --- embedding -------------------------------------------------------------------------
+
+    async def embed(
+        self,
+        items: Sequence[ContentLike],
+        *,
+        model: str | None = None,
+        dimension: int | None = None,
+        purpose: enums.PurposeLike | None = None,
+        normalize: bool | None = None,
+        timeout: float | None = None,
+    ) -> embed_pb2.EmbedResponse:
+        """Embeds `items` in one call; results are in item order, one bad item fails the call."""
+        if isinstance(items, str | bytes):
+            raise TypeError("embed takes a sequence of items; wrap a single text in a list")
+        request = embed_pb2.EmbedRequest(
+            items=[to_content(i) for i in items],
+            options=build.embed_options(
+                model=model, dimension=dimension, purpose=purpose, normalize=normalize
+            ),
+        )
+        return await self._unary(self._embed.Embed, request, timeout)
+
+    async def embed_stream(
+        self,
+        requests: AsyncIterable[EmbedStreamInput] | Iterable[EmbedStreamInput],
+        *,
+        model: str | None = None,
+        dimension: int | None = None,
+        purpose: enums.PurposeLike | None = None,
+        normalize: bool | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        timeout: float | None = None,
+    ) -> AsyncIterator[embed_pb2.EmbedStreamResponse]:
+        """Streams items (requests, Content, text or paths) and yields responses as they come.
+
+        Request ids default to the item's position ("0", "1", ...); responses may be out of order.
+        The options apply to every item that does not carry its own.
+        """
+        options = build.embed_options(model=model, dimension=dimension, purpose=purpose, normalize=normalize)
+
+        call = self._embed.EmbedStream(
+            timeout=self._stream_timeout if timeout is None else timeout, metadata=self._metadata
+        )
+        async for response in bounded_bidi(call, embed_requests(requests, options), max_in_flight):
+            yield response
+
+    # --- collections -----------------------------------------------------------------------
+
+    async def create_collection(
+        self,
+        name: str,
+        *,
+        model: str = "",
+        dimension: int = 0,
+        index_dimension: int = 0,
+        metric: enums.MetricLike = collections_pb2.METRIC_UNSPECIFIED,
+        dtype: enums.DtypeLike = collections_pb2.INDEX_DTYPE_UNSPECIFIED,
+        connectivity: int = 0,
+        expansion_add: int = 0,
+        expansion_search: int = 0,
+        rerank_factor: int = 0,
+        timeout: float | None = None,
+    ) -> collections_pb2.Collection:
+        """Creates a collection; zeros mean server defaults, the result has every default filled in."""
+        config = build.collection_config(
+            name,
+            model=model,
+            dimension=dimension,
+            index_dimension=index_dimension,
+            metric=metric,
+            dtype=dtype,
+            connectivity=connectivity,
+            expansion_add=expansion_add,
+            expansion_search=expansion_search,
+            rerank_factor=rerank_factor,
+        )
+        request = collections_pb2.CreateCollectionRequest(config=config)
+        return (await self._unary(self._collections.CreateCollection, request, timeout)).collection
+
+    async def get_collection(self, name: str, *, timeout: float | None = None) -> collections_pb2.Collection:
+        request = collections_pb2.GetCollectionRequest(name=name)
+        return (await self._unary(self._collections.GetCollection, request, timeout)).collection
+
+    async def list_collections(self, *, timeout: float | None = None) -> list[collections_pb2.Collection]:
+        request = collections_pb2.ListCollectionsRequest()
+        return list((await self._unary(self._collections.ListCollections, request, timeout)).collections)
+
+    async def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
+        request = collections_pb2.DeleteCollectionRequest(name=name)
+        await self._unary(self._collections.DeleteCollection, request, timeout)
+
+    # --- data ------------------------------------------------------------------------------
+
+    async def upsert(
+        self, collection: str, items: Iterable[data_pb2.Item], *, timeout: float | None = None
+    ) -> data_pb2.UpsertResponse:
+        """Stores items in one call (build them with `onespace_client.item`); fails as a whole."""
+        request = data_pb2.UpsertRequest(collection=collection, items=list(items))
+        return await self._unary(self._data.Upsert, request, timeout)
+
+    async def ingest(
+        self,
+        collection: str,
+        items: AsyncIterable[IngestInput] | Iterable[IngestInput],
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        timeout: float | None = None,
+    ) -> AsyncIterator[data_pb2.IngestResponse]:
+        """Streams items into `collection`, yielding one ack per item (stored or a per-item error).
+
+        Items are read from `items` at most `max_in_flight` ahead of the acks. Request ids default
+        to the item's position ("0", "1", ...); acks may come out of order.
+        """
+
+        call = self._data.Ingest(
+            timeout=self._stream_timeout if timeout is None else timeout, metadata=self._metadata
+        )
+        async for response in bounded_bidi(call, ingest_requests(collection, items), max_in_flight):
+            yield response
+
+    async def get(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        *,
+        include_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> data_pb2.GetResponse:
+        """Reads items back in request order; unknown ids are listed in `missing_ids`."""
+        request = data_pb2.GetRequest(collection=collection, ids=list(ids), include_vectors=include_vectors)
+        return await self._unary(self._data.Get, request, timeout)
+
+    async def delete(self, collection: str, ids: Sequence[str], *, timeout: float | None = None) -> int:
+        """Deletes items; returns how many of the ids existed."""
+        request = data_pb2.DeleteRequest(collection=collection, ids=list(ids))
+        return (await self._unary(self._data.Delete, request, timeout)).deleted
+
+    # --- search and info -------------------------------------------------------------------
+
+    async def search(
+        self,
+        collection: str,
+        *,
+        text: str | None = None,
+        content: ContentLike | None = None,
+        vector: Sequence[float] | None = None,
+        id: str | None = None,
+        k: int = 10,
+        dimension: int | None = None,
+        modalities: Iterable[enums.ModalityLike] = (),
+        metadata: Mapping[str, str] | None = None,
+        purpose: enums.PurposeLike | None = None,
+        include_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> search_pb2.SearchResponse:
+        """Nearest items to exactly one query: `text`, `content`, `vector` or a stored `id`."""
+        request = build.search_request(
+            collection,
+            text=text,
+            content=content,
+            vector=vector,
+            id=id,
+            k=k,
+            dimension=dimension,
+            modalities=modalities,
+            metadata=metadata,
+            purpose=purpose,
+            include_vectors=include_vectors,
+        )
+        return await self._unary(self._search.Search, request, timeout)
+
+    async def info(self, *, timeout: float | None = None) -> info_pb2.InfoResponse:
+        """The provider, models (dimensions, modalities, limits) and the server's limits."""
+        return await self._unary(self._info.Info, info_pb2.InfoRequest(), timeout)

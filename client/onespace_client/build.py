@@ -1,0 +1,126 @@
+"""Request construction shared by the async client, the sync client and the CLI.
+
+Pure functions from Python values to protocol messages, so every caller validates arguments
+the same way (one query kind per search, enum names accepted) before anything hits the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeAlias
+
+from onespace_client import enums
+from onespace_client.content import ContentLike, to_content
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, search_pb2
+
+__all__ = [
+    "ItemSource",
+    "collection_config",
+    "embed_options",
+    "item",
+    "search_request",
+]
+
+# What an item holds: content to embed (Content, text, or a file path) or a ready vector.
+ItemSource: TypeAlias = ContentLike | common_pb2.Vector | Sequence[float]
+
+
+def embed_options(
+    *,
+    model: str | None = None,
+    dimension: int | None = None,
+    purpose: enums.PurposeLike | None = None,
+    normalize: bool | None = None,
+) -> common_pb2.EmbedOptions:
+    """Options with unset fields left unset, so the server's defaults apply."""
+    options = common_pb2.EmbedOptions(model=model or "")
+    if dimension is not None:
+        options.dimension = dimension
+    if purpose is not None:
+        options.purpose = enums.purpose(purpose)
+    if normalize is not None:
+        options.normalize = normalize
+    return options
+
+
+def item(id: str, source: ItemSource, metadata: Mapping[str, str] | None = None) -> data_pb2.Item:
+    """An `Item`: a list of floats (or a Vector) is stored as is, anything else is embedded."""
+    msg = data_pb2.Item(id=id, metadata=dict(metadata or {}))
+    if isinstance(source, common_pb2.Vector):
+        msg.vector.CopyFrom(source)
+    elif isinstance(source, Sequence) and not isinstance(source, str):
+        msg.vector.values.extend(float(v) for v in source)
+    else:
+        msg.content.CopyFrom(to_content(source))
+    return msg
+
+
+def collection_config(
+    name: str,
+    *,
+    model: str = "",
+    dimension: int = 0,
+    index_dimension: int = 0,
+    metric: enums.MetricLike = collections_pb2.METRIC_UNSPECIFIED,
+    dtype: enums.DtypeLike = collections_pb2.INDEX_DTYPE_UNSPECIFIED,
+    connectivity: int = 0,
+    expansion_add: int = 0,
+    expansion_search: int = 0,
+    rerank_factor: int = 0,
+) -> collections_pb2.CollectionConfig:
+    """A collection config; zeros and UNSPECIFIED mean "the server's default"."""
+    return collections_pb2.CollectionConfig(
+        name=name,
+        model=model,
+        dimension=dimension,
+        index_dimension=index_dimension,
+        metric=enums.metric(metric),
+        dtype=enums.dtype(dtype),
+        hnsw=collections_pb2.HnswParams(
+            connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search
+        ),
+        rerank_factor=rerank_factor,
+    )
+
+
+def search_request(
+    collection: str,
+    *,
+    text: str | None = None,
+    content: ContentLike | None = None,
+    vector: Sequence[float] | None = None,
+    id: str | None = None,
+    k: int = 10,
+    dimension: int | None = None,
+    modalities: Iterable[enums.ModalityLike] = (),
+    metadata: Mapping[str, str] | None = None,
+    purpose: enums.PurposeLike | None = None,
+    include_vectors: bool = False,
+) -> search_pb2.SearchRequest:
+    """A search request; exactly one of `text`, `content`, `vector` or `id` is the query."""
+    queries = {"text": text, "content": content, "vector": vector, "id": id}
+    given = [name for name, value in queries.items() if value is not None]
+    if len(given) != 1:
+        found = ", ".join(given) or "none"
+        raise ValueError(f"search needs exactly one of text, content, vector or id (got {found})")
+    request = search_pb2.SearchRequest(
+        collection=collection,
+        k=k,
+        include_vectors=include_vectors,
+        filter=search_pb2.Filter(
+            modalities=[enums.modality(m) for m in modalities], metadata=dict(metadata or {})
+        ),
+    )
+    if text is not None:
+        request.content.text = text
+    elif content is not None:
+        request.content.CopyFrom(to_content(content))
+    elif vector is not None:
+        request.vector.values.extend(float(v) for v in vector)
+    elif id is not None:
+        request.id = id
+    if dimension is not None:
+        request.dimension = dimension
+    if purpose is not None:
+        request.purpose = enums.purpose(purpose)
+    return request

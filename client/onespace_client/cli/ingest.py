@@ -1,0 +1,130 @@
+"""`onespace ingest`: files, folders and JSONL manifests into a collection over the Ingest stream.
+
+Sources are walked and read lazily in a worker thread, one item at a time, and the client keeps
+at most `--max-in-flight` items between reading and the server's ack, so a folder of any size
+streams in bounded memory. Per-item failures (local or from the server) do not stop the run;
+they are listed after the summary and make the exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from onespace_client.cli._common import (
+    EXIT_FAILURES,
+    CliError,
+    client_for,
+    connection_parent,
+    key_value,
+    positive,
+    runner,
+    status_name,
+)
+from onespace_client.cli.sources import Source, SourceReader, load
+from onespace_client.errors import OnespaceClientError
+from onespace_client.v1 import data_pb2
+
+__all__ = ["IngestReport", "add_parser"]
+
+
+@dataclass
+class IngestReport:
+    """Counts and failures of one run; `summary()` is the line the command ends with."""
+
+    stored: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def summary(self) -> str:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.stored / elapsed
+        failed = len(self.failures)
+        return f"ingested {self.stored} items ({failed} failed) in {elapsed:.2f}s ({rate:.1f} items/s)"
+
+
+def _next_loaded(sources: Iterator[Source]) -> tuple[Source, data_pb2.Item | str] | None:
+    """The next source with its Item, or the reason it cannot be sent; None at the end."""
+    source = next(sources, None)
+    if source is None:
+        return None
+    try:
+        return source, load(source)
+    except (OSError, ValueError) as exc:  # includes UnicodeDecodeError
+        return source, str(exc)
+
+
+@runner
+async def _ingest(args: argparse.Namespace) -> int:
+    """Ingest files, folders and manifests."""
+    reader = SourceReader(args.paths, id_prefix=args.id_prefix, metadata=dict(args.metadata or ()))
+    try:
+        reader.check()
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    show = not args.quiet and sys.stderr.isatty()
+    total = await asyncio.to_thread(reader.count) if show else None
+    report = IngestReport()
+    bar = tqdm(total=total, unit="item", file=sys.stderr, disable=not show, dynamic_ncols=True)
+
+    async def items() -> AsyncIterator[data_pb2.Item]:
+        sources = iter(reader)
+        while (loaded := await asyncio.to_thread(_next_loaded, sources)) is not None:
+            source, item = loaded
+            if isinstance(item, str):
+                report.failures.append((source.id, item))
+                bar.update()
+            else:
+                yield item
+
+    try:
+        async with client_for(args) as client:
+            acks = client.ingest(args.collection, items(), max_in_flight=args.max_in_flight)
+            async for ack in acks:
+                if ack.HasField("error"):
+                    reason = f"{status_name(ack.error.code)}: {ack.error.message}"
+                    report.failures.append((ack.id or f"request {ack.request_id}", reason))
+                else:
+                    report.stored += 1
+                bar.update()
+    except OnespaceClientError:
+        bar.close()
+        print(report.summary())  # what got in before the stream failed, then the error itself
+        raise
+    bar.close()
+    print(report.summary())
+    if reader.skipped:
+        print(f"skipped {reader.skipped} files with unsupported extensions", file=sys.stderr)
+    for item_id, reason in report.failures:
+        print(f"failed: {item_id}: {reason}", file=sys.stderr)
+    return EXIT_FAILURES if report.failures else 0
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Registers `ingest`."""
+    parser = commands.add_parser(
+        "ingest",
+        parents=[connection_parent(timeout=None)],
+        help="ingest files, folders or a JSONL manifest into a collection",
+        description=(
+            "Ingest files (modality from the extension), folders (recursive) or JSONL manifests "
+            '(lines {"id": ..., "text": ...} or {"id": ..., "path": ..., "metadata": {...}}).'
+        ),
+    )
+    parser.add_argument("--collection", "-c", required=True, help="target collection")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="file, folder, or manifest ending in .jsonl")
+    parser.add_argument("--id-prefix", default="", help="prepended to ids derived from file paths")
+    parser.add_argument(
+        "--metadata", action="append", type=key_value, metavar="KEY=VALUE", help="metadata for every item"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=positive, default=32, help="items sent but not yet acked (default 32)"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_ingest)

@@ -1,0 +1,242 @@
+"""AsyncClient and Client against the in-process fake: what goes on the wire, what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from onespace_client import AsyncClient, Client, OnespaceClientError, content, item
+from onespace_client.v1 import common_pb2, data_pb2, embed_pb2, search_pb2
+
+from tests.unit.client.fake_gateway import FakeGateway
+
+
+async def test_embed_sends_items_and_options(gateway: FakeGateway, tmp_path: Path) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"\x89PNG" + b"x" * 96)
+    async with AsyncClient(gateway.target) as client:
+        response = await client.embed(
+            ["hello", image, content.text("abc")], model="m1", dimension=4, purpose="text_retrieval"
+        )
+    request = gateway.state.requests[-1]
+    assert isinstance(request, embed_pb2.EmbedRequest)
+    assert [i.WhichOneof("kind") for i in request.items] == ["text", "image", "text"]
+    assert len(request.items[1].image) == 100
+    assert request.options.model == "m1"
+    assert request.options.dimension == 4
+    assert request.options.purpose == common_pb2.EMBEDDING_PURPOSE_TEXT_RETRIEVAL
+    assert not request.options.HasField("normalize")
+    assert response.model == "m1" and response.dimension == 4
+    first = response.results[0].embeddings[0].values
+    assert len(first) == 4
+    assert math.isclose(sum(v * v for v in first), 1.0, rel_tol=1e-5)
+    # vector[0] is proportional to the payload length: 5 for "hello" vs 100 image bytes
+    assert response.results[1].embeddings[0].values[0] > first[0]
+
+
+async def test_embed_unset_options_stay_unset(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        response = await client.embed(["x"], normalize=False)
+    request = gateway.state.requests[-1]
+    assert not request.options.HasField("dimension")
+    assert request.options.purpose == common_pb2.EMBEDDING_PURPOSE_UNSPECIFIED
+    assert request.options.HasField("normalize") and request.options.normalize is False
+    assert response.results[0].embeddings[0].values[0] == 1.0  # not normalized: len("x")
+
+
+async def test_embed_rejects_a_bare_string(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        with pytest.raises(TypeError):
+            await client.embed("hello")  # type: ignore[arg-type]
+
+
+async def test_errors_keep_status_details_and_pushback(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        with pytest.raises(OnespaceClientError) as bad:
+            await client.embed(["boom"])
+        with pytest.raises(OnespaceClientError) as busy:
+            await client.embed(["throttle"])
+    assert bad.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "boom" in bad.value.details
+    assert bad.value.retry_pushback_ms is None
+    assert isinstance(bad.value.__cause__, grpc.aio.AioRpcError)
+    assert busy.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert busy.value.retry_pushback_ms == 250
+    assert str(busy.value) == "RESOURCE_EXHAUSTED: queue full, retry later"
+
+
+async def test_unreachable_server_is_unavailable() -> None:
+    async with AsyncClient("127.0.0.1:1", timeout=5) as client:
+        with pytest.raises(OnespaceClientError) as failure:
+            await client.info()
+    assert failure.value.code is grpc.StatusCode.UNAVAILABLE
+
+
+async def test_embed_stream_assigns_ids_and_reports_item_errors(gateway: FakeGateway) -> None:
+    own = embed_pb2.EmbedStreamRequest(request_id="mine", content=content.text("abcd"))
+    own.options.dimension = 3
+
+    async def source() -> AsyncIterator[embed_pb2.EmbedStreamRequest | str]:
+        for value in ("a", "boom", own, "ccc"):
+            yield value
+
+    async with AsyncClient(gateway.target) as client:
+        responses = [r async for r in client.embed_stream(source(), dimension=5, max_in_flight=2)]
+    by_id = {r.request_id: r for r in responses}
+    assert set(by_id) == {"0", "1", "mine", "3"}
+    assert by_id["1"].WhichOneof("outcome") == "error"
+    assert by_id["1"].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert len(by_id["0"].result.embeddings[0].values) == 5
+    assert by_id["mine"].dimension == 3  # its own options win
+    assert own.request_id == "mine" and own.options.dimension == 3  # the caller's message is untouched
+
+
+async def test_ingest_bounds_items_in_flight_and_acks_each(gateway: FakeGateway) -> None:
+    gateway.state.ack_delay = 0.002
+    produced: list[int] = []
+
+    def items() -> Iterator[data_pb2.Item]:
+        for n in range(40):
+            produced.append(n)
+            yield item(f"bad-{n}" if n % 10 == 9 else f"doc-{n}", f"text {n}", {"n": str(n)})
+
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("docs")
+        acks = [a async for a in client.ingest("docs", items(), max_in_flight=4)]
+        stored = await client.get_collection("docs")
+        got = await client.get("docs", ["doc-0", "nope"], include_vectors=True)
+    assert len(acks) == 40
+    assert sorted(int(a.request_id) for a in acks) == list(range(40))
+    failed = [a.id for a in acks if a.HasField("error")]
+    assert failed == ["bad-9", "bad-19", "bad-29", "bad-39"]
+    assert stored.count == 36
+    assert 1 < gateway.state.ingest_max_outstanding <= 4
+    requests = [r for r in gateway.state.requests if isinstance(r, data_pb2.IngestRequest)]
+    assert {r.collection for r in requests} == {"docs"}
+    assert [i.id for i in got.items] == ["doc-0"] and list(got.missing_ids) == ["nope"]
+    assert got.items[0].metadata["n"] == "0" and len(got.items[0].vector) == 8
+
+
+async def test_ingest_surfaces_the_source_error_not_a_cancellation(gateway: FakeGateway) -> None:
+    def items() -> Iterator[data_pb2.Item]:
+        yield item("one", "text")
+        raise RuntimeError("disk on fire")
+
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("docs")
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            async for _ in client.ingest("docs", items()):
+                pass
+
+
+async def test_ingest_stream_error_carries_the_status(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        with pytest.raises(OnespaceClientError) as failure:
+            async for _ in client.ingest("missing", [item("a", "x")]):
+                pass
+    assert failure.value.code is grpc.StatusCode.NOT_FOUND
+
+
+async def test_leaving_a_stream_early_cancels_it(gateway: FakeGateway) -> None:
+    async def endless() -> AsyncIterator[data_pb2.Item]:
+        n = 0
+        while True:
+            yield item(f"doc-{n}", "x")
+            n += 1
+
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("docs")
+        stream = client.ingest("docs", endless(), max_in_flight=8)
+        async for ack in stream:
+            if ack.request_id == "20":
+                break
+        await stream.aclose()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.05)
+        count = (await client.get_collection("docs")).count
+    assert 20 <= count <= 40
+
+
+async def test_collections_upsert_search_delete(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        created = await client.create_collection(
+            "mixed", dimension=8, index_dimension=4, metric="l2", dtype="i8", connectivity=8, rerank_factor=2
+        )
+        upserted = await client.upsert(
+            "mixed",
+            [
+                item("t", "a text", {"lang": "en"}),
+                item("i", content.image(b"\x89PNG...."), {"lang": "en"}),
+                item("v", [0.5] * 8, {"lang": "fr"}),
+            ],
+        )
+        listed = await client.list_collections()
+        by_text = await client.search(
+            "mixed", text="query", k=5, modalities=["image"], metadata={"lang": "en"}
+        )
+        by_id = await client.search("mixed", id="t", dimension=4)
+        by_vector = await client.search("mixed", vector=[0.1] * 8, purpose="generic_retrieval")
+        deleted = await client.delete("mixed", ["t", "zzz"])
+        await client.delete_collection("mixed")
+        remaining = await client.list_collections()
+    request = gateway.state.requests[0]
+    assert request.config.metric == 3 and request.config.dtype == 4 and request.config.hnsw.connectivity == 8
+    assert created.config.index_dimension == 4 and created.config.rerank_factor == 2
+    assert upserted.upserted == 3
+    assert [c.config.name for c in listed] == ["mixed"] and listed[0].count == 3
+    assert [h.id for h in by_text.hits] == ["i"]
+    text_request = next(r for r in gateway.state.requests if isinstance(r, search_pb2.SearchRequest))
+    assert text_request.content.text == "query" and text_request.k == 5
+    assert list(text_request.filter.modalities) == [common_pb2.MODALITY_IMAGE]
+    assert by_id.dimension == 4 and len(by_id.hits) == 3
+    assert len(by_vector.hits) == 3
+    assert deleted == 1
+    assert remaining == []
+
+
+async def test_search_needs_exactly_one_query(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        with pytest.raises(ValueError, match="exactly one"):
+            await client.search("c")
+        with pytest.raises(ValueError, match="text, id"):
+            await client.search("c", text="a", id="b")
+
+
+async def test_info(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        info = await client.info()
+    assert info.provider == "fake" and info.models[0].dimensions == [8, 16]
+
+
+def test_sync_client_mirrors_the_async_one(gateway: FakeGateway) -> None:
+    with Client(gateway.target) as client:
+        client.create_collection("docs")
+        acks = list(client.ingest("docs", (item(f"d{n}", f"text {n}") for n in range(10)), max_in_flight=3))
+        responses = list(client.embed_stream(iter(["a", "bb"])))
+        hits = client.search("docs", text="q", k=3)
+        response = client.embed(["hello"], dimension=2)
+        with pytest.raises(OnespaceClientError) as failure:
+            client.get_collection("nope")
+        assert client.delete("docs", ["d0"]) == 1
+        assert client.get("docs", ["d1"]).items[0].id == "d1"
+        assert client.info().default_model == "fake-model"
+    assert all(a.stored for a in acks) and len(acks) == 10
+    assert sorted(r.request_id for r in responses) == ["0", "1"]
+    assert len(hits.hits) == 3
+    assert len(response.results[0].embeddings[0].values) == 2
+    assert failure.value.code is grpc.StatusCode.NOT_FOUND
+    client.close()  # idempotent
+
+
+def test_sync_client_stream_can_be_abandoned(gateway: FakeGateway) -> None:
+    with Client(gateway.target) as client:
+        client.create_collection("docs")
+        stream = client.ingest("docs", (item(f"d{n}", "x") for n in range(1000)), max_in_flight=4)
+        first = next(stream)
+        stream.close()  # type: ignore[attr-defined]
+        assert first.request_id in {"0", "1", "2", "3"}
+        assert client.get_collection("docs").count < 1000
