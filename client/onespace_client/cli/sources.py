@@ -151,12 +151,12 @@ class SourceReader:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    yield Source(id=where, error=f"{where}: not valid UTF-8")
+                    yield Source(id=where, error="not valid UTF-8")
                     continue
                 try:
                     yield parse_manifest_line(line, where=where, base=base, extra=self.metadata)
-                except ManifestError as exc:
-                    yield Source(id=where, error=str(exc))
+                except ManifestError as exc:  # the id already says where
+                    yield Source(id=where, error=str(exc).removeprefix(f"{where}: "))
 
 
 def load(source: Source) -> data_pb2.Item:

@@ -1,0 +1,189 @@
+"""The CLI commands end to end against the in-process fake: output, exit codes, error lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onespace_client.cli import main
+from onespace_client.v1 import data_pb2, embed_pb2, search_pb2
+
+from tests.unit.client.fake_gateway import FakeGateway
+
+Capture = pytest.CaptureFixture[str]
+
+
+def run(gateway: FakeGateway, *argv: str) -> int:
+    return main([*argv, "--target", gateway.target])
+
+
+def test_collections_lifecycle(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "collections", "list") == 0
+    assert capsys.readouterr().out == "no collections\n"
+    assert run(gateway, "collections", "create", "photos", "--dimension", "16", "--metric", "l2") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("created collection photos\n")
+    assert "metric           l2" in out and "dimension        16" in out
+    assert run(gateway, "collections", "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "MODEL", "DIM"]
+    assert lines[2].split() == ["photos", "fake-model", "16", "16", "l2", "f16", "16/128/64", "4", "0"]
+    assert run(gateway, "collections", "get", "photos", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["config"]["name"] == "photos" and data["config"]["metric"] == "METRIC_L2"
+    assert run(gateway, "collections", "list", "--json") == 0
+    assert [c["config"]["name"] for c in json.loads(capsys.readouterr().out)["collections"]] == ["photos"]
+    assert run(gateway, "collections", "delete", "photos") == 0
+    assert capsys.readouterr().out == "deleted collection photos\n"
+
+
+def test_grpc_errors_print_one_line_and_exit_2(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "collections", "get", "nope") == 2
+    captured = capsys.readouterr()
+    assert captured.err == "error: NOT_FOUND: collection 'nope' not found\n"
+    assert captured.out == ""
+    assert run(gateway, "embed", "--text", "throttle") == 2
+    assert capsys.readouterr().err == "error: RESOURCE_EXHAUSTED: queue full, retry later\n"
+
+
+def test_unreachable_target(capsys: Capture) -> None:
+    assert main(["info", "--target", "127.0.0.1:1", "--timeout", "5"]) == 2
+    assert capsys.readouterr().err.startswith("error: UNAVAILABLE: ")
+
+
+def test_embed_text_and_file(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
+    assert run(gateway, "embed", "--text", "hello", "--dimension", "4", "--purpose", "text_retrieval") == 0
+    out = capsys.readouterr().out
+    assert "model      fake-model" in out and "dimension  4" in out
+    assert "queue 1.00 ms, provider 2.00 ms, total 4.00 ms" in out
+    assert "text, norm 1.0000, 4 values" in out
+    request = gateway.state.requests[-1]
+    assert isinstance(request, embed_pb2.EmbedRequest) and request.items[0].text == "hello"
+    assert request.options.purpose == 3
+    image = tmp_path / "a.png"
+    image.write_bytes(b"\x89PNG" * 10)
+    assert run(gateway, "embed", "--image", str(image), "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["results"][0]["embeddings"][0]["values"]) == 8
+    assert gateway.state.requests[-1].items[0].image == b"\x89PNG" * 10
+
+
+def test_embed_missing_file(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
+    assert run(gateway, "embed", "--audio", str(tmp_path / "none.wav")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read ") and "none.wav" in err and "Traceback" not in err
+
+
+def _seed(gateway: FakeGateway, tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("alpha", encoding="utf-8")
+    (tmp_path / "docs" / "b.png").write_bytes(b"\x89PNG")
+    assert run(gateway, "collections", "create", "c") == 0
+    assert run(gateway, "ingest", "-c", "c", str(tmp_path / "docs"), "--metadata", "lang=en") == 0
+
+
+def test_search_table_and_filters(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
+    _seed(gateway, tmp_path)
+    capsys.readouterr()
+    assert run(gateway, "search", "-c", "c", "--text", "q", "-k", "5", "--where", "lang=en") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["RANK", "SCORE", "ID", "MODALITY", "METADATA"]
+    assert lines[2].split()[:4] == ["1", "1.0000", "a.txt", "text"]
+    assert lines[3].split()[:4] == ["2", "0.5000", "b.png", "image"]
+    assert lines[-1].startswith("model fake-model, dimension 8, queue 1.00 ms")
+    request = gateway.state.requests[-1]
+    assert isinstance(request, search_pb2.SearchRequest)
+    assert request.k == 5 and dict(request.filter.metadata) == {"lang": "en"}
+
+    assert run(gateway, "search", "-c", "c", "--id", "a.txt", "--modality", "image", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [h["id"] for h in data["hits"]] == ["b.png"]
+
+    vector = tmp_path / "q.npy"
+    buffer = io.BytesIO()
+    np.save(buffer, np.full(8, 0.25, dtype="f4"))
+    vector.write_bytes(buffer.getvalue())
+    assert run(gateway, "search", "-c", "c", "--vector-file", str(vector), "--dimension", "4") == 0
+    assert list(gateway.state.requests[-1].vector.values) == [0.25] * 8
+    assert "dimension 4" in capsys.readouterr().out
+
+    (tmp_path / "bad.npy").write_bytes(b"nope")
+    assert run(gateway, "search", "-c", "c", "--vector-file", str(tmp_path / "bad.npy")) == 2
+    assert capsys.readouterr().err.startswith("error: bad vector file")
+
+
+def test_ingest_folder_and_manifest_with_failures(
+    gateway: FakeGateway, tmp_path: Path, capsys: Capture
+) -> None:
+    (tmp_path / "media" / "sub").mkdir(parents=True)
+    (tmp_path / "media" / "a.txt").write_text("alpha", encoding="utf-8")
+    (tmp_path / "media" / "sub" / "b.wav").write_bytes(b"RIFF....WAVE")
+    (tmp_path / "media" / "bad.txt").write_bytes(b"\xff\xfe")  # not UTF-8: fails locally
+    (tmp_path / "media" / "skip.pdf").write_bytes(b"%PDF")
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text(
+        '{"id": "m1", "text": "from the manifest", "metadata": {"n": 1}}\n'
+        '{"id": "bad-m2", "path": "media/a.txt"}\n'  # the fake fails ids starting with "bad"
+        "{oops\n",
+        encoding="utf-8",
+    )
+    assert run(gateway, "collections", "create", "c") == 0
+    capsys.readouterr()
+    code = run(gateway, "ingest", "-c", "c", str(tmp_path / "media"), str(manifest), "--id-prefix", "p/")
+    captured = capsys.readouterr()
+    assert code == 1
+    summary = captured.out.strip()
+    assert summary.startswith("ingested 3 items (3 failed) in ") and summary.endswith(" items/s)")
+    err = captured.err.splitlines()
+    assert "skipped 1 files with unsupported extensions" in err
+    assert any(line.startswith("failed: p/bad.txt: ") and "utf-8" in line for line in err)
+    assert "failed: bad-m2: INVALID_ARGUMENT: item.content: undecodable" in err
+    assert any(line.startswith("failed: list.jsonl:3: invalid JSON") for line in err)
+    stored = {r.item.id: r.item for r in gateway.state.requests if isinstance(r, data_pb2.IngestRequest)}
+    assert set(stored) == {"p/a.txt", "p/sub/b.wav", "m1", "bad-m2"}
+    assert stored["p/sub/b.wav"].metadata["modality"] == "audio"
+    assert stored["p/a.txt"].content.text == "alpha"
+    assert dict(stored["m1"].metadata) == {"n": "1"}
+
+
+def test_ingest_progress_bar_on_a_tty(
+    gateway: FakeGateway, tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(5):
+        (tmp_path / f"{n}.txt").write_text(f"text {n}", encoding="utf-8")
+    assert run(gateway, "collections", "create", "c") == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert run(gateway, "ingest", "-c", "c", str(tmp_path)) == 0
+    captured = capsys.readouterr()
+    assert "5/5" in captured.err
+    assert captured.out.startswith("ingested 5 items (0 failed)")
+    assert run(gateway, "ingest", "-c", "c", str(tmp_path), "--quiet") == 0
+    assert "5/5" not in capsys.readouterr().err
+
+
+def test_ingest_into_a_missing_collection(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
+    (tmp_path / "a.txt").write_text("a", encoding="utf-8")
+    assert run(gateway, "ingest", "-c", "nope", str(tmp_path)) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("ingested 0 items (0 failed)")
+    assert captured.err == "error: NOT_FOUND: collection 'nope' not found\n"
+
+
+def test_ingest_missing_path(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
+    assert run(gateway, "ingest", "-c", "c", str(tmp_path / "nothing")) == 2
+    assert capsys.readouterr().err.startswith("error: no such file or directory: ")
+    assert gateway.state.requests == []
+
+
+def test_info(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "info") == 0
+    out = capsys.readouterr().out
+    assert "provider       fake" in out and "default model  fake-model" in out
+    assert "notice: answers are computed, not embedded" in out
+    assert run(gateway, "info", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["dimensions"] == [8, 16]

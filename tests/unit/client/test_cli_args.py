@@ -1,0 +1,109 @@
+"""Argument parsing of every client command (no server needed)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from onespace_client.cli import build_parser, register
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_connection_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ONESPACE_TARGET", raising=False)
+    args = parse("info")
+    assert args.target == "127.0.0.1:50051" and args.timeout == 30.0 and not args.json
+    monkeypatch.setenv("ONESPACE_TARGET", "gw:9000")
+    assert parse("collections", "list").target == "gw:9000"
+    assert parse("info", "--target", "x:1", "--timeout", "2.5").timeout == 2.5
+    assert parse("ingest", "-c", "c", "p").timeout is None  # streams: no deadline unless asked
+
+
+def test_collections_create() -> None:
+    args = parse(
+        "collections", "create", "photos", "--model", "m", "--dimension", "1024", "--index-dimension", "256",
+        "--metric", "ip", "--dtype", "i8", "--connectivity", "32", "--expansion-add", "200",
+        "--expansion-search", "100", "--rerank-factor", "8", "--json",
+    )  # fmt: skip
+    assert (args.name, args.model, args.dimension, args.index_dimension) == ("photos", "m", 1024, 256)
+    assert (args.metric, args.dtype, args.connectivity, args.expansion_add) == ("ip", "i8", 32, 200)
+    assert (args.expansion_search, args.rerank_factor, args.json) == (100, 8, True)
+    defaults = parse("collections", "create", "c")
+    assert (defaults.metric, defaults.dtype, defaults.dimension, defaults.model) == (None, None, 0, "")
+    assert parse("collections", "get", "c").name == "c"
+    assert parse("collections", "delete", "c").func is not None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["collections"],
+        ["collections", "create", "c", "--metric", "hamming"],
+        ["collections", "create", "c", "--dimension", "-1"],
+        ["collections", "create", "c", "--dtype", "f64"],
+        ["embed"],
+        ["embed", "--text", "a", "--image", "b.png"],
+        ["embed", "--text", "a", "--dimension", "0"],
+        ["embed", "--text", "a", "--purpose", "nope"],
+        ["search", "--text", "a"],
+        ["search", "-c", "c"],
+        ["search", "-c", "c", "--id", "x", "--vector-file", "q.npy"],
+        ["search", "-c", "c", "--id", "x", "--where", "novalue"],
+        ["search", "-c", "c", "--id", "x", "--modality", "smell"],
+        ["ingest", "-c", "c"],
+        ["ingest", "p"],
+        ["ingest", "-c", "c", "p", "--metadata", "=v"],
+        ["ingest", "-c", "c", "p", "--max-in-flight", "0"],
+    ],
+)
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse(*argv)
+    assert exit_.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_embed_arguments() -> None:
+    args = parse(
+        "embed", "--video", "clip.mp4", "--model", "m", "--dimension", "384", "--purpose", "clustering"
+    )
+    assert (args.video, args.text, args.model, args.dimension, args.purpose) == (
+        "clip.mp4",
+        None,
+        "m",
+        384,
+        "clustering",
+    )
+
+
+def test_search_arguments() -> None:
+    args = parse(
+        "search", "-c", "photos", "--image", "q.jpg", "-k", "5", "--dimension", "256",
+        "--modality", "image", "--modality", "video", "--where", "lang=en", "--where", "k=a=b",
+    )  # fmt: skip
+    assert (args.collection, args.image, args.k, args.dimension) == ("photos", "q.jpg", 5, 256)
+    assert args.modality == ["image", "video"]
+    assert args.where == [("lang", "en"), ("k", "a=b")]
+    assert parse("search", "-c", "c", "--id", "doc-1").k == 10
+
+
+def test_ingest_arguments() -> None:
+    args = parse(
+        "ingest", "--collection", "c", "a", "b.jsonl", "--id-prefix", "x/", "--metadata", "src=cli",
+        "--max-in-flight", "4", "--quiet",
+    )  # fmt: skip
+    assert args.paths == ["a", "b.jsonl"] and args.id_prefix == "x/"
+    assert args.metadata == [("src", "cli")] and args.max_in_flight == 4 and args.quiet
+
+
+def test_register_into_a_foreign_parser() -> None:
+    parser = argparse.ArgumentParser(prog="onespace")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve")
+    register(commands)
+    args = parser.parse_args(["search", "-c", "c", "--text", "q"])
+    assert callable(args.func)
+    assert parser.parse_args(["serve"]).command == "serve"
