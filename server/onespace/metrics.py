@@ -67,6 +67,12 @@ class Metrics:
             ["method", "outcome"],
             registry=r,
         )
+        self.stream_window = Gauge(
+            "onespace_stream_window_items",
+            "Items read from streams and not yet answered (bounded by stream_window per stream)",
+            ["method"],
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "onespace_queue_wait_seconds",
             "Time an item waited between admission and its provider call",

@@ -83,7 +83,9 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
                 timings=convert.timings_to_proto(timings),
             )
 
-        async for response in bounded_stream(requests, one, self.gateway.settings.stream_window):
+        window = self.gateway.settings.stream_window
+        tracker = self.metrics.stream_window.labels("Ingest")
+        async for response in bounded_stream(requests, one, window, tracker):
             yield response
 
     @unary_method("Get")

@@ -92,5 +92,7 @@ class EmbedServicer(embed_pb2_grpc.EmbedServiceServicer):
                 timings=convert.timings_to_proto(timings),
             )
 
-        async for response in bounded_stream(requests, one, self.gateway.settings.stream_window):
+        window = self.gateway.settings.stream_window
+        tracker = self.metrics.stream_window.labels("EmbedStream")
+        async for response in bounded_stream(requests, one, window, tracker):
             yield response

@@ -12,16 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["bounded_stream"]
+__all__ = ["Tracker", "bounded_stream"]
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+class Tracker(Protocol):
+    """Where the number of items in the window is published (a prometheus Gauge child fits)."""
+
+    def inc(self, amount: float = 1) -> None: ...
+
+    def dec(self, amount: float = 1) -> None: ...
+
+
 async def bounded_stream(
-    requests: AsyncIterable[Req], handle: Callable[[Req], Awaitable[Resp]], window: int
+    requests: AsyncIterable[Req],
+    handle: Callable[[Req], Awaitable[Resp]],
+    window: int,
+    in_window: Tracker | None = None,
 ) -> AsyncIterator[Resp]:
     """Yield `handle(request)` for every request, at most `window` at once. `handle` must not raise
     for a bad item (it answers with an error response instead); if it does, the stream fails."""
@@ -47,13 +58,19 @@ async def bounded_stream(
                     exhausted = True
                 else:
                     working.add(asyncio.ensure_future(handle(request)))
+                    if in_window is not None:
+                        in_window.inc()
             for task in [t for t in working if t in done]:
                 working.discard(task)
+                if in_window is not None:
+                    in_window.dec()
                 yield task.result()
     finally:
         leftovers: list[asyncio.Future[Any]] = [*working]
         if next_request is not None:
             leftovers.append(next_request)
+        if in_window is not None and working:
+            in_window.dec(len(working))
         for leftover in leftovers:
             leftover.cancel()
         for leftover in leftovers:

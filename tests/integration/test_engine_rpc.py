@@ -1,0 +1,174 @@
+"""The engine seen through gRPC: search batching, unary overload, and a 100,000-item stream that
+outruns the provider while the server's memory stays bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
+from tests.harness import running_gateway
+from tests.scripted import ScriptedProvider
+
+
+async def test_concurrent_searches_share_index_calls_and_match_solo_results(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, search_max_wait_ms=50.0) as gw:
+        await gw.collections.CreateCollection(
+            collections_pb2.CreateCollectionRequest(
+                config=collections_pb2.CollectionConfig(name="v", dimension=256, index_dimension=256)
+            )
+        )
+        rng = np.random.default_rng(0)
+        vectors = rng.standard_normal((2000, 256)).astype(np.float32)
+        for start in range(0, 2000, 250):
+            await gw.data.Upsert(
+                data_pb2.UpsertRequest(
+                    collection="v",
+                    items=[
+                        data_pb2.Item(id=f"v{i}", vector=common_pb2.Vector(values=vectors[i].tolist()))
+                        for i in range(start, start + 250)
+                    ],
+                )
+            )
+        queries = rng.standard_normal((200, 256)).astype(np.float32)
+
+        def request(q: np.ndarray) -> search_pb2.SearchRequest:
+            return search_pb2.SearchRequest(collection="v", vector=common_pb2.Vector(values=q.tolist()), k=10)
+
+        solo = []
+        for q in queries:
+            solo.append([h.id for h in (await gw.search.Search(request(q))).hits])
+        collection = gw.app.gateway.store.get("v")
+        calls_before = collection.usearch_calls
+        batched = await asyncio.gather(*(gw.search.Search(request(q)) for q in queries))
+        calls = collection.usearch_calls - calls_before
+        assert [[h.id for h in r.hits] for r in batched] == solo
+        assert calls <= 20, f"200 concurrent searches took {calls} usearch calls"
+
+
+async def test_unary_overload_is_refused_fast_with_a_retry_hint(tmp_path: Path) -> None:
+    provider = ScriptedProvider(latency=0.2)
+    async with running_gateway(
+        tmp_path, provider, queue_capacity=8, concurrency_initial=1, concurrency_max=1, retry_pushback_ms=300
+    ) as gw:
+        calls = [
+            gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text=f"load {i}")]))
+            for i in range(40)
+        ]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        served = [o for o in outcomes if isinstance(o, embed_pb2.EmbedResponse)]
+        assert refused and served and len(refused) + len(served) == 40
+        for error in refused:
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "queue is full" in (error.details() or "")
+            assert ("grpc-retry-pushback-ms", "300") in tuple(error.trailing_metadata() or ())
+        assert len(provider.seen) == len(served)
+
+
+async def test_a_stream_faster_than_the_provider_keeps_memory_bounded(tmp_path: Path) -> None:
+    total = 100_000
+    window = 64
+    provider = ScriptedProvider(latency=0.0005, max_batch_size=32)
+    async with running_gateway(
+        tmp_path,
+        provider,
+        stream_window=window,
+        queue_capacity=4096,
+        concurrency_initial=2,
+        concurrency_max=2,
+        cache_bytes=0,
+    ) as gw:
+        scheduler = gw.app.gateway.scheduler
+        registry = gw.app.metrics.registry
+        peak_queued = 0
+        peak_window = 0.0
+
+        async def watch() -> None:
+            nonlocal peak_queued, peak_window
+            while True:
+                peak_queued = max(peak_queued, scheduler.queued)
+                in_window = registry.get_sample_value(
+                    "onespace_stream_window_items", {"method": "EmbedStream"}
+                )
+                peak_window = max(peak_window, in_window or 0.0)
+                await asyncio.sleep(0.001)
+
+        async def requests() -> AsyncIterator[embed_pb2.EmbedStreamRequest]:
+            options = common_pb2.EmbedOptions(dimension=256)
+            for n in range(total):
+                yield embed_pb2.EmbedStreamRequest(
+                    request_id=str(n), content=common_pb2.Content(text=f"item {n}"), options=options
+                )
+
+        watcher = asyncio.create_task(watch())
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        answered = 0
+        ids = set()
+        async for response in gw.embed.EmbedStream(requests()):
+            assert response.WhichOneof("outcome") == "result", response.error.message
+            ids.add(response.request_id)
+            answered += 1
+        watcher.cancel()
+        rss_growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+        assert answered == total and len(ids) == total
+        assert peak_queued <= window
+        assert 0 < peak_window <= window
+        assert sum(provider.calls) == total
+        assert rss_growth_mb < 150, f"RSS grew by {rss_growth_mb:.0f} MB"
+
+
+async def test_a_cancelled_stream_stops_its_pending_items(tmp_path: Path) -> None:
+    provider = ScriptedProvider(latency=0.05)
+    async with running_gateway(
+        tmp_path, provider, concurrency_initial=1, concurrency_max=1, stream_window=32
+    ) as gw:
+
+        async def requests() -> AsyncIterator[embed_pb2.EmbedStreamRequest]:
+            for n in range(32):
+                yield embed_pb2.EmbedStreamRequest(
+                    request_id=str(n), content=common_pb2.Content(text=f"c{n}")
+                )
+            await asyncio.Event().wait()  # keep the stream open
+
+        call = gw.embed.EmbedStream(requests())
+        first = await call.read()
+        assert first.WhichOneof("outcome") == "result"
+        call.cancel()
+        for _ in range(100):
+            if gw.app.gateway.scheduler.queued == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert gw.app.gateway.scheduler.queued == 0
+        await asyncio.sleep(0.1)
+        assert len(provider.seen) < 8, len(provider.seen)
+        dropped = gw.app.metrics.registry.get_sample_value(
+            "onespace_items_dropped_total", {"reason": "cancelled"}
+        )
+        assert dropped and dropped >= 20
+
+
+async def test_deadline_exceeded_items_are_never_sent(tmp_path: Path) -> None:
+    provider = ScriptedProvider(latency=0.3)
+    async with running_gateway(tmp_path, provider, concurrency_initial=1, concurrency_max=1) as gw:
+        blocker = asyncio.ensure_future(
+            gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text="b")]))
+        )
+        await asyncio.sleep(0.05)
+        late = [
+            gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text=f"late {i}")]), timeout=0.1)
+            for i in range(5)
+        ]
+        outcomes = await asyncio.gather(*late, return_exceptions=True)
+        await blocker
+        assert all(
+            isinstance(o, grpc.aio.AioRpcError) and o.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            for o in outcomes
+        )
+        await asyncio.sleep(0.05)
+        assert [i.content.text for i in provider.seen] == ["b"]
