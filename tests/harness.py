@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from onespace.app import App
 from onespace.config import Settings
 from onespace.providers.base import Provider

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from onespace.content import EmbeddingType
 from onespace.errors import OnespaceError, ResourceExhausted
 from onespace.models import LOCAL_MODEL, ModelLimits, ModelSpec

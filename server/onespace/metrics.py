@@ -77,7 +77,7 @@ class Metrics:
             "onespace_queue_wait_seconds",
             "Time an item waited between admission and its provider call",
             ["model"],
-            buckets=FAST_BUCKETS + (2.5, 5.0, 10.0, 30.0),
+            buckets=(*FAST_BUCKETS, 2.5, 5.0, 10.0, 30.0),
             registry=r,
         )
         self.queue_depth = Gauge(

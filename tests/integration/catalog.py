@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from onespace_client.v1 import common_pb2, data_pb2
-
 from tests import media
 
 TEXTS = {

@@ -6,8 +6,8 @@ import math
 
 import grpc
 import pytest
-from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
 
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
 from tests import media
 from tests.harness import Running
 

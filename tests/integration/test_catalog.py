@@ -8,8 +8,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, search_pb2
 
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, search_pb2
 from tests.harness import Running, running_gateway
 from tests.integration.catalog import MODALITY, catalog
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import numpy as np
-from onespace_client.v1 import common_pb2, embed_pb2
 
+from onespace_client.v1 import common_pb2, embed_pb2
 from tests import media
 from tests.harness import Running
 

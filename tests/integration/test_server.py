@@ -6,8 +6,8 @@ import urllib.request
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from onespace_client.v1 import common_pb2, embed_pb2, info_pb2
 
+from onespace_client.v1 import common_pb2, embed_pb2, info_pb2
 from tests.harness import Running
 
 

@@ -15,6 +15,7 @@ no future is left pending, including at shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import logging
@@ -248,10 +249,8 @@ class EmbedScheduler:
             age = time.monotonic() - head.enqueued_at
             if limit > 1 and len(queue) < limit and age < self._max_wait:
                 self._work.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._work.wait(), self._max_wait - age)
-                except TimeoutError:
-                    pass
                 if len(queue) < limit and time.monotonic() - head.enqueued_at < self._max_wait:
                     continue
             batch: list[Pending] = []

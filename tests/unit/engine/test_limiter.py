@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from onespace.engine.limiter import AdaptiveLimiter
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from onespace.config import Settings
 from onespace.content import Content, Purpose
 from onespace.engine import Admission, EmbedScheduler
@@ -16,7 +17,6 @@ from onespace.errors import DeadlineExceeded, Internal, ResourceExhausted, Unava
 from onespace.metrics import Metrics
 from onespace.models import Modality
 from onespace.providers.base import EmbedInput
-
 from tests.scripted import ScriptedProvider
 
 
