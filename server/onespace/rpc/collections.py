@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from onespace_client.v1 import collections_pb2 as pb
-from onespace_client.v1 import collections_pb2_grpc
 
 from onespace.gateway import Gateway
 from onespace.rpc import convert
 from onespace.rpc.guard import unary_method
+from onespace_client.v1 import collections_pb2 as pb
+from onespace_client.v1 import collections_pb2_grpc
 
 __all__ = ["CollectionServicer"]
 

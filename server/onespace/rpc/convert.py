@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import numpy as np
-from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, info_pb2, search_pb2
 
 from onespace.content import (
     Content,
@@ -32,6 +31,7 @@ from onespace.index import (
 )
 from onespace.models import Modality, ModelSpec
 from onespace.providers.base import Vector
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, info_pb2, search_pb2
 
 __all__ = [
     "collection_to_proto",

@@ -7,8 +7,6 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import grpc
-from onespace_client.v1 import data_pb2 as pb
-from onespace_client.v1 import data_pb2_grpc
 
 from onespace.engine import Admission
 from onespace.errors import InvalidArgument, OnespaceError
@@ -18,6 +16,8 @@ from onespace.rpc.embed import item_error
 from onespace.rpc.guard import deadline_of, stream_method, unary_method
 from onespace.rpc.status import status_for
 from onespace.rpc.streaming import bounded_stream
+from onespace_client.v1 import data_pb2 as pb
+from onespace_client.v1 import data_pb2_grpc
 
 __all__ = ["DataServicer"]
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import grpc
-from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
 
 from onespace.content import Purpose
 from onespace.engine import Admission
@@ -17,6 +16,7 @@ from onespace.rpc import convert
 from onespace.rpc.guard import deadline_of, stream_method, unary_method
 from onespace.rpc.status import status_for
 from onespace.rpc.streaming import bounded_stream
+from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
 
 __all__ = ["EmbedServicer"]
 

@@ -12,6 +12,13 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from onespace.gateway import Gateway
+from onespace.rpc.collections import CollectionServicer
+from onespace.rpc.data import DataServicer
+from onespace.rpc.embed import EmbedServicer
+from onespace.rpc.info import InfoServicer
+from onespace.rpc.search import SearchServicer
 from onespace_client.v1 import (
     collections_pb2,
     collections_pb2_grpc,
@@ -24,13 +31,6 @@ from onespace_client.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
-
-from onespace.gateway import Gateway
-from onespace.rpc.collections import CollectionServicer
-from onespace.rpc.data import DataServicer
-from onespace.rpc.embed import EmbedServicer
-from onespace.rpc.info import InfoServicer
-from onespace.rpc.search import SearchServicer
 
 __all__ = ["SERVICE_NAMES", "RpcServer"]
 
