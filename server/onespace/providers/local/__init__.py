@@ -1,0 +1,15 @@
+"""The local provider: deterministic, offline embeddings of text, images, audio and video.
+
+Content-derived features (hashed text n-grams; image colour, layout and edges; audio band-energy
+statistics; video frames plus the audio track) are projected to 3072 dimensions by a fixed seeded
+Gaussian projection whose every prefix is itself a valid (renormalised) embedding. Similar inputs
+score close, identical inputs identical; nothing is semantic across modalities.
+"""
+
+from __future__ import annotations
+
+from onespace.providers.local.embed import embed_content
+from onespace.providers.local.projection import FULL_DIMENSION
+from onespace.providers.local.provider import LocalProvider
+
+__all__ = ["FULL_DIMENSION", "LocalProvider", "embed_content"]
