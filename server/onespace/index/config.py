@@ -1,0 +1,153 @@
+"""A collection's configuration: stored dimension, Matryoshka index prefix, metric, dtype, HNSW.
+
+`CollectionConfig.validated()` is the one place that fills defaults and refuses bad values, so a
+collection, once built, can trust its config. The JSON form is what `config.json` holds on disk.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from onespace.errors import InvalidArgument
+
+__all__ = [
+    "MAX_DIMENSION",
+    "CollectionConfig",
+    "HnswParams",
+    "IndexDtype",
+    "Metric",
+    "check_collection_name",
+    "config_from_json",
+    "config_to_json",
+]
+
+MAX_DIMENSION = 16_384
+MAX_CONNECTIVITY = 256
+MAX_EXPANSION = 4096
+MAX_RERANK_FACTOR = 100
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class Metric(enum.Enum):
+    """How closeness is scored; every score is "higher is closer"."""
+
+    COSINE = "cos"
+    INNER_PRODUCT = "ip"
+    L2 = "l2sq"
+
+
+class IndexDtype(enum.Enum):
+    """Scalar type of the HNSW index (full vectors are always kept as float32)."""
+
+    F32 = "f32"
+    F16 = "f16"
+    BF16 = "bf16"
+    I8 = "i8"
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 64
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    name: str
+    model: str
+    dimension: int
+    index_dimension: int = 0
+    metric: Metric = Metric.COSINE
+    dtype: IndexDtype = IndexDtype.F16
+    hnsw: HnswParams = field(default_factory=HnswParams)
+    rerank_factor: int = 4
+
+    def validated(self) -> CollectionConfig:
+        """This config with defaults filled in (index_dimension 0 means the stored dimension).
+
+        Raises InvalidArgument("config.<field>", reason) for the first bad field.
+        """
+        check_collection_name(self.name, field_name="config.name")
+        if not isinstance(self.model, str):
+            raise InvalidArgument("config.model", "must be a string")
+        _check_int("config.dimension", self.dimension, 1, MAX_DIMENSION)
+        _check_int("config.index_dimension", self.index_dimension, 0, None)
+        index_dimension = self.index_dimension or self.dimension
+        if index_dimension > self.dimension:
+            raise InvalidArgument(
+                "config.index_dimension",
+                f"{index_dimension} is larger than the stored dimension {self.dimension}",
+            )
+        if not isinstance(self.metric, Metric):
+            raise InvalidArgument("config.metric", f"{self.metric!r} is not a Metric")
+        if not isinstance(self.dtype, IndexDtype):
+            raise InvalidArgument("config.dtype", f"{self.dtype!r} is not an IndexDtype")
+        if not isinstance(self.hnsw, HnswParams):
+            raise InvalidArgument("config.hnsw", f"{self.hnsw!r} is not HnswParams")
+        _check_int("config.hnsw.connectivity", self.hnsw.connectivity, 2, MAX_CONNECTIVITY)
+        _check_int("config.hnsw.expansion_add", self.hnsw.expansion_add, 1, MAX_EXPANSION)
+        _check_int("config.hnsw.expansion_search", self.hnsw.expansion_search, 1, MAX_EXPANSION)
+        _check_int("config.rerank_factor", self.rerank_factor, 1, MAX_RERANK_FACTOR)
+        return replace(self, index_dimension=index_dimension)
+
+
+def check_collection_name(name: object, *, field_name: str = "name") -> str:
+    """Refuse names that are not `[A-Za-z0-9_.-]{1,64}`, and `.`/`..` (they are directory names)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidArgument(field_name, f"{name!r} must match [A-Za-z0-9_.-]{{1,64}}")
+    if name in {".", ".."}:
+        raise InvalidArgument(field_name, f"{name!r} is reserved")
+    return name
+
+
+def _check_int(field_name: str, value: object, low: int, high: int | None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(field_name, f"{value!r} is not an integer")
+    if value < low:
+        raise InvalidArgument(field_name, f"{value} is smaller than the minimum {low}")
+    if high is not None and value > high:
+        raise InvalidArgument(field_name, f"{value} is larger than the maximum {high}")
+
+
+def config_to_json(config: CollectionConfig) -> dict[str, Any]:
+    return {
+        "name": config.name,
+        "model": config.model,
+        "dimension": config.dimension,
+        "index_dimension": config.index_dimension,
+        "metric": config.metric.value,
+        "dtype": config.dtype.value,
+        "hnsw": {
+            "connectivity": config.hnsw.connectivity,
+            "expansion_add": config.hnsw.expansion_add,
+            "expansion_search": config.hnsw.expansion_search,
+        },
+        "rerank_factor": config.rerank_factor,
+    }
+
+
+def config_from_json(data: Any) -> CollectionConfig:
+    """Parse `config.json`; malformed content raises InvalidArgument naming the field."""
+    if not isinstance(data, dict):
+        raise InvalidArgument("config", "is not a JSON object")
+    try:
+        hnsw = data.get("hnsw", {})
+        config = CollectionConfig(
+            name=data["name"],
+            model=data["model"],
+            dimension=data["dimension"],
+            index_dimension=data.get("index_dimension", 0),
+            metric=Metric(data.get("metric", Metric.COSINE.value)),
+            dtype=IndexDtype(data.get("dtype", IndexDtype.F16.value)),
+            hnsw=HnswParams(**hnsw),
+            rerank_factor=data.get("rerank_factor", 4),
+        )
+    except KeyError as exc:
+        raise InvalidArgument(f"config.{exc.args[0]}", "is missing") from exc
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument("config", f"is malformed: {exc}") from exc
+    return config.validated()

@@ -1,0 +1,120 @@
+"""The usearch HNSW index over a collection's Matryoshka prefixes, behind a small typed wrapper.
+
+The wrapper is where usearch's sharp edges are handled (see docs/usearch-notes.md): dtype and
+metric are always explicit, batch results are always sliced by `counts`, a loaded file is checked
+against the config and the expected count before use, and usearch exceptions become `Internal`.
+It counts search calls so batching can be observed, and removals so the owner knows when a
+rebuild is worth it (usearch never reclaims removed slots).
+
+Not thread-safe: the owning collection holds its lock around every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from usearch.index import BatchMatches, Index
+
+from onespace.errors import Internal
+from onespace.index.config import CollectionConfig
+
+__all__ = ["HnswIndex"]
+
+Keys = npt.NDArray[np.uint64]
+
+
+@contextmanager
+def _usearch_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (RuntimeError, ValueError, MemoryError, AssertionError, OverflowError) as exc:
+        raise Internal(f"usearch failed to {action}: {exc}") from exc
+
+
+def _new_index(config: CollectionConfig) -> Index:
+    return Index(
+        ndim=config.index_dimension,
+        metric=config.metric.value,
+        dtype=config.dtype.value,
+        connectivity=config.hnsw.connectivity,
+        expansion_add=config.hnsw.expansion_add,
+        expansion_search=config.hnsw.expansion_search,
+    )
+
+
+class HnswIndex:
+    def __init__(self, config: CollectionConfig, index: Index | None = None, tombstones: int = 0) -> None:
+        self._config = config
+        self._index = _new_index(config) if index is None else index
+        self.search_calls = 0
+        self.tombstones = tombstones  # removed slots still held by usearch
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @classmethod
+    def build(cls, config: CollectionConfig, keys: Keys, prefixes: npt.NDArray[np.float32]) -> HnswIndex:
+        """A fresh index holding exactly these keys (a rebuild drops every tombstone)."""
+        index = cls(config)
+        index.add(keys, prefixes)
+        return index
+
+    def add(self, keys: Keys, prefixes: npt.NDArray[np.float32]) -> None:
+        if len(keys) == 0:
+            return
+        with _usearch_errors("add vectors"):
+            self._index.add(np.ascontiguousarray(keys, dtype=np.uint64), np.ascontiguousarray(prefixes))
+
+    def remove(self, keys: list[int]) -> None:
+        if not keys:
+            return
+        with _usearch_errors("remove vectors"):
+            removed = int(self._index.remove(np.asarray(keys, dtype=np.uint64)))
+        self.tombstones += removed
+
+    def search(self, queries: npt.NDArray[np.float32], count: int, threads: int) -> list[Keys]:
+        """One usearch call for every row of `queries`; the keys found for each, best first."""
+        with _usearch_errors("search"):
+            found = self._index.search(np.ascontiguousarray(queries), count, threads=threads)
+        self.search_calls += 1
+        if isinstance(found, BatchMatches):
+            return [found.keys[i, : int(found.counts[i])].astype(np.uint64) for i in range(len(queries))]
+        return [np.asarray(found.keys, dtype=np.uint64)]
+
+    def save(self, path: Path) -> None:
+        with _usearch_errors("save the index"):
+            self._index.save(str(path))
+
+    @classmethod
+    def load(cls, config: CollectionConfig, path: Path, expected_keys: Keys, tombstones: int) -> HnswIndex:
+        """Restore a saved index; raise `Internal` unless it matches the config and holds exactly
+        `expected_keys` (check the file's checksum first: a corrupt graph can crash usearch)."""
+        index = _new_index(config)
+        with _usearch_errors("read the index header"):
+            header = Index.metadata(str(path))
+        if header is None:
+            raise Internal(f"{path.name} has no usearch header")
+        # `load` silently adopts the file's dimensions and dtype but keeps the constructor's metric.
+        found = (header["dimensions"], header["kind_metric"], header["kind_scalar"])
+        expected = (index.ndim, index.metric_kind, index.dtype)
+        if found != expected:
+            raise Internal(f"index file is (ndim, metric, dtype) {found}, the config says {expected}")
+        with _usearch_errors("load the index"):
+            index.load(str(path))
+        if index.connectivity != config.hnsw.connectivity:
+            raise Internal(
+                f"index file has connectivity {index.connectivity}, "
+                f"the config says {config.hnsw.connectivity}"
+            )
+        if len(index) != len(expected_keys):
+            raise Internal(f"index file holds {len(index)} vectors, expected {len(expected_keys)}")
+        if len(expected_keys):
+            with _usearch_errors("look up keys"):
+                present = np.asarray(index.contains(np.asarray(expected_keys, dtype=np.uint64)), dtype=bool)
+            if not present.all():
+                raise Internal(f"index file lacks {int((~present).sum())} of the stored keys")
+        return cls(config, index, tombstones)

@@ -1,0 +1,126 @@
+"""Two-stage search over a row table and its HNSW index, for a whole batch of queries at once.
+
+Per query, the plan is one of:
+
+- **HNSW + rerank** when the rank dimension `d` is at least the index dimension: stage 1 asks the
+  index (built on renormalised `index_dimension` prefixes) for a shortlist, stage 2 scores the
+  shortlist exactly on the `d`-prefixes of the stored full vectors.
+- **Exact scan** of the matching rows at dimension `d` when the index cannot answer (`d` below the
+  index dimension), when the shortlist would cover a large part of the collection anyway (small
+  collections, selective filters), or — decided after stage 1 — when the filtered shortlist has
+  fewer than `k` rows although more match. So results are always `min(k, matching)` long.
+
+Shortlist size: `k * rerank_factor`; with a filter, scaled by `live / matching` and doubled so
+about that many candidates survive the filter. It is rounded up to a power of two, which costs
+nothing while it stays under `expansion_search` and lets differing `k`s share one usearch call:
+stage 1 makes ONE `index.search` per distinct shortlist size in the batch. Each query's result
+depends only on the query and the collection, never on its batch companions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from onespace.index.config import CollectionConfig
+from onespace.index.hnsw import HnswIndex
+from onespace.index.matryoshka import prefix
+from onespace.index.rows import RowTable
+from onespace.index.scoring import score_rows, top_k
+from onespace.index.validate import CheckedQuery, index_normalises
+
+__all__ = ["Ranked", "plan_count", "search_batch"]
+
+Rows = npt.NDArray[np.int64]
+Scores = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One query's result: table rows and their scores, best first."""
+
+    rows: Rows
+    scores: Scores
+
+
+@dataclass
+class _Plan:
+    query: CheckedQuery
+    rank_vector: npt.NDArray[np.float32]
+    mask: npt.NDArray[np.bool_] | None  # None: every live row matches
+    matches: int
+    count: int  # HNSW shortlist size; 0: exact scan
+
+
+def plan_count(k: int, rerank_factor: int, live: int, matches: int, filtered: bool) -> int:
+    """Shortlist size for stage 1, or 0 when an exact scan is the better (or only correct) plan."""
+    if matches == 0:
+        return 0
+    want = k * rerank_factor
+    if filtered:
+        want = math.ceil(2 * want * live / matches)
+    count = 1 << max(0, (want - 1).bit_length())
+    return 0 if 2 * count >= live else count
+
+
+def search_batch(
+    config: CollectionConfig,
+    table: RowTable,
+    index: HnswIndex,
+    queries: Sequence[CheckedQuery],
+    threads: int,
+) -> list[Ranked]:
+    plans = [_plan(config, table, index, q) for q in queries]
+    shortlists: dict[int, Rows] = {}
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(plans):
+        if p.count:
+            groups[p.count].append(i)
+    for count, members in sorted(groups.items()):
+        matrix = np.stack([_index_vector(config, plans[i].query) for i in members])
+        for i, keys in zip(members, index.search(matrix, count, threads), strict=True):
+            shortlists[i] = table.rows_for_keys(keys)
+    return [_finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
+
+
+def _plan(config: CollectionConfig, table: RowTable, index: HnswIndex, query: CheckedQuery) -> _Plan:
+    rank_vector = prefix(query.vector, query.dimension, config.metric, full=config.dimension)
+    filtered = not query.filter.is_empty
+    mask = table.matching(query.filter) if filtered else None
+    matches = int(mask.sum()) if mask is not None else table.live_count
+    count = 0
+    usable = query.dimension >= config.index_dimension and len(index) > 0
+    if usable and index_normalises(config) and not query.vector[: config.index_dimension].any():
+        usable = False  # a zero index prefix has no direction to search along
+    if usable:
+        count = plan_count(query.k, config.rerank_factor, table.live_count, matches, filtered)
+    return _Plan(query, rank_vector, mask, matches, count)
+
+
+def _index_vector(config: CollectionConfig, query: CheckedQuery) -> npt.NDArray[np.float32]:
+    return prefix(query.vector, config.index_dimension, config.metric, full=config.dimension)
+
+
+def _finish(table: RowTable, config: CollectionConfig, plan: _Plan, shortlist: Rows | None) -> Ranked:
+    k = plan.query.k
+    if plan.matches == 0:
+        return Ranked(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+    if shortlist is not None:
+        rows = shortlist[shortlist >= 0]
+        if plan.mask is not None:
+            rows = rows[plan.mask[rows]]
+        if len(rows) >= min(k, plan.matches):
+            return _rank(table, config, plan, rows)
+    rows = np.flatnonzero(plan.mask).astype(np.int64) if plan.mask is not None else table.live_rows()
+    return _rank(table, config, plan, rows)
+
+
+def _rank(table: RowTable, config: CollectionConfig, plan: _Plan, rows: Rows) -> Ranked:
+    scores = score_rows(table.vectors, rows, plan.rank_vector, config.metric)
+    best_rows, best_scores = top_k(rows, scores, plan.query.k)
+    return Ranked(best_rows, best_scores)

@@ -1,0 +1,171 @@
+"""Input checks for records and queries, done before a collection touches any state.
+
+Every refusal is InvalidArgument naming the field (`id`, `vector`, `metadata`, `k`, `dimension`,
+`filter.*`) and the reason. usearch accepts NaN and all-zero vectors silently, so this is the only
+line of defence against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from onespace.errors import InvalidArgument
+from onespace.index.config import CollectionConfig, IndexDtype
+from onespace.index.matryoshka import renormalises
+from onespace.index.records import Filter, Query, Record
+from onespace.models import Modality
+
+__all__ = [
+    "MAX_ID_BYTES",
+    "MAX_METADATA_KEYS",
+    "MAX_METADATA_KEY_BYTES",
+    "MAX_METADATA_VALUE_BYTES",
+    "CheckedQuery",
+    "check_filter",
+    "check_id",
+    "check_metadata",
+    "check_query",
+    "check_record",
+    "check_vector",
+    "index_normalises",
+]
+
+MAX_ID_BYTES = 256
+MAX_METADATA_KEYS = 64
+MAX_METADATA_KEY_BYTES = 128
+MAX_METADATA_VALUE_BYTES = 4096
+
+
+def _utf8_size(field_name: str, what: str, text: object) -> int:
+    if not isinstance(text, str):
+        raise InvalidArgument(field_name, f"{what} must be a string, got {type(text).__name__}")
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(field_name, f"{what} is not valid UTF-8") from exc
+
+
+def check_id(item_id: object) -> str:
+    size = _utf8_size("id", "the id", item_id)
+    if not 1 <= size <= MAX_ID_BYTES:
+        raise InvalidArgument("id", f"must be 1..{MAX_ID_BYTES} bytes of UTF-8, got {size}")
+    assert isinstance(item_id, str)
+    return item_id
+
+
+def check_metadata(metadata: object, field_name: str = "metadata") -> dict[str, str]:
+    """A copy of `metadata` as a plain dict, within the key count and size limits."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidArgument(field_name, f"must be a mapping of strings, got {type(metadata).__name__}")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidArgument(field_name, f"has {len(metadata)} keys; at most {MAX_METADATA_KEYS}")
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        key_size = _utf8_size(field_name, "a key", key)
+        if not 1 <= key_size <= MAX_METADATA_KEY_BYTES:
+            raise InvalidArgument(
+                field_name, f"key {key!r} is {key_size} bytes; keys must be 1..{MAX_METADATA_KEY_BYTES}"
+            )
+        value_size = _utf8_size(field_name, f"the value of {key!r}", value)
+        if value_size > MAX_METADATA_VALUE_BYTES:
+            raise InvalidArgument(
+                field_name,
+                f"the value of {key!r} is {value_size} bytes; at most {MAX_METADATA_VALUE_BYTES}",
+            )
+        out[key] = value
+    return out
+
+
+def _as_vector(raw: object, field_name: str) -> npt.NDArray[np.float32]:
+    try:
+        vector = np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(field_name, f"is not an array of numbers: {exc}") from exc
+    if vector.ndim != 1:
+        raise InvalidArgument(field_name, f"must be one-dimensional, got shape {vector.shape}")
+    if not np.isfinite(vector).all():
+        raise InvalidArgument(field_name, "contains NaN or infinity")
+    return vector
+
+
+def index_normalises(config: CollectionConfig) -> bool:
+    """Whether the HNSW index holds unit vectors (so a zero index prefix cannot be indexed)."""
+    if config.dtype is IndexDtype.I8:
+        return True
+    return renormalises(config.index_dimension, config.dimension, config.metric)
+
+
+def check_vector(raw: object, config: CollectionConfig) -> npt.NDArray[np.float32]:
+    """A stored vector: float32, the stored dimension long, finite, with a usable index prefix."""
+    vector = _as_vector(raw, "vector")
+    if len(vector) != config.dimension:
+        raise InvalidArgument(
+            "vector", f"length {len(vector)} does not match the collection's dimension {config.dimension}"
+        )
+    if index_normalises(config) and not vector[: config.index_dimension].any():
+        if config.index_dimension == config.dimension:
+            raise InvalidArgument("vector", f"is all zeros, which has no direction for {config.metric.name}")
+        raise InvalidArgument(
+            "vector",
+            f"its first {config.index_dimension} components (the indexed prefix) are all zeros",
+        )
+    return np.array(vector, dtype=np.float32, copy=True)
+
+
+def check_record(record: Record, config: CollectionConfig) -> tuple[npt.NDArray[np.float32], dict[str, str]]:
+    """Check one record; returns private copies of its vector (float32) and metadata."""
+    if not isinstance(record, Record):
+        raise InvalidArgument("", f"must be a Record, got {type(record).__name__}")
+    check_id(record.id)
+    if record.modality is not None and not isinstance(record.modality, Modality):
+        raise InvalidArgument("modality", f"{record.modality!r} is not a Modality")
+    metadata = check_metadata(record.metadata)
+    return check_vector(record.vector, config), metadata
+
+
+def check_filter(flt: object) -> Filter:
+    if not isinstance(flt, Filter):
+        raise InvalidArgument("filter", f"must be a Filter, got {type(flt).__name__}")
+    for modality in flt.modalities:
+        if not isinstance(modality, Modality):
+            raise InvalidArgument("filter.modalities", f"{modality!r} is not a Modality")
+    check_metadata(flt.metadata, "filter.metadata")
+    return flt
+
+
+@dataclass(frozen=True)
+class CheckedQuery:
+    """A query that passed `check_query`: `vector` (stored or rank length) and rank `dimension`."""
+
+    vector: npt.NDArray[np.float32]
+    dimension: int
+    k: int
+    filter: Filter
+    include_vectors: bool
+
+
+def check_query(query: Query, config: CollectionConfig) -> CheckedQuery:
+    k = query.k
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidArgument("k", f"must be a positive integer, got {k!r}")
+    d = config.dimension if query.dimension is None else query.dimension
+    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+        raise InvalidArgument("dimension", f"must be a positive integer, got {d!r}")
+    if d > config.dimension:
+        raise InvalidArgument("dimension", f"{d} is larger than the stored dimension {config.dimension}")
+    vector = _as_vector(query.vector, "vector")
+    if len(vector) not in (config.dimension, d):
+        expected = f"{config.dimension}" if d == config.dimension else f"{config.dimension} or {d}"
+        raise InvalidArgument(
+            "vector", f"length {len(vector)} does not match the collection's dimension {expected}"
+        )
+    if renormalises(d, config.dimension, config.metric) and not vector[:d].any():
+        raise InvalidArgument("vector", f"its first {d} components are all zeros, which has no direction")
+    flt = check_filter(query.filter)
+    return CheckedQuery(
+        vector=vector, dimension=d, k=k, filter=flt, include_vectors=bool(query.include_vectors)
+    )

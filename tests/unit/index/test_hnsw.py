@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onespace.errors import Internal
+from onespace.index import CollectionConfig, HnswParams, IndexDtype, Metric
+from onespace.index.hnsw import HnswIndex
+
+
+def cfg(**changes: object) -> CollectionConfig:
+    base = CollectionConfig(name="h", model="m", dimension=16, index_dimension=8, dtype=IndexDtype.F32)
+    return replace(base, **changes).validated()  # type: ignore[arg-type]
+
+
+def saved(tmp_path: Path, n: int = 50) -> tuple[Path, np.ndarray]:
+    keys = np.arange(10, 10 + n, dtype=np.uint64)
+    index = HnswIndex.build(cfg(), keys, np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32))
+    path = tmp_path / "i.usearch"
+    index.save(path)
+    return path, keys
+
+
+def test_batch_search_is_one_call_and_sliced_by_counts() -> None:
+    index = HnswIndex.build(cfg(), np.arange(3, dtype=np.uint64), np.eye(3, 8, dtype=np.float32))
+    found = index.search(np.eye(4, 8, dtype=np.float32), 10, threads=1)
+    assert index.search_calls == 1
+    assert [len(keys) for keys in found] == [3, 3, 3, 3]
+    assert [int(keys[0]) for keys in found[:3]] == [0, 1, 2]
+    single = index.search(np.eye(1, 8, dtype=np.float32), 10, threads=1)
+    assert len(single) == 1 and len(single[0]) == 3
+
+
+def test_remove_counts_tombstones() -> None:
+    index = HnswIndex.build(cfg(), np.arange(5, dtype=np.uint64), np.eye(5, 8, dtype=np.float32))
+    index.remove([1, 2, 99])
+    assert (len(index), index.tombstones) == (3, 2)
+
+
+def test_load_roundtrip(tmp_path: Path) -> None:
+    path, keys = saved(tmp_path)
+    loaded = HnswIndex.load(cfg(), path, keys, tombstones=4)
+    assert (len(loaded), loaded.tombstones) == (50, 4)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"metric": Metric.INNER_PRODUCT},  # usearch's load would silently keep the wrong metric
+        {"dtype": IndexDtype.F16},
+        {"index_dimension": 4},
+        {"hnsw": HnswParams(connectivity=8)},
+    ],
+)
+def test_load_refuses_a_file_that_does_not_match_the_config(
+    tmp_path: Path, changes: dict[str, object]
+) -> None:
+    path, keys = saved(tmp_path)
+    with pytest.raises(Internal):
+        HnswIndex.load(cfg(**changes), path, keys, tombstones=0)
+
+
+def test_load_refuses_other_keys_or_counts(tmp_path: Path) -> None:
+    path, keys = saved(tmp_path)
+    with pytest.raises(Internal, match="holds 50 vectors, expected 49"):
+        HnswIndex.load(cfg(), path, keys[:-1], tombstones=0)
+    with pytest.raises(Internal, match="lacks 1 of the stored keys"):
+        HnswIndex.load(cfg(), path, np.append(keys[:-1], np.uint64(1000)), tombstones=0)
+
+
+def test_garbage_file_is_internal(tmp_path: Path) -> None:
+    path = tmp_path / "bad.usearch"
+    path.write_bytes(b"not an index at all" * 10)
+    with pytest.raises(Internal):
+        HnswIndex.load(cfg(), path, np.zeros(0, dtype=np.uint64), tombstones=0)
