@@ -78,7 +78,9 @@ class Provider(abc.ABC):
             if spec.id == model_id:
                 return spec
         offered = ", ".join(s.id for s in self.models())
-        raise NotFound(f"options.model: unknown model {model_id!r} for provider {self.name} (offers {offered})")
+        raise NotFound(
+            f"options.model: unknown model {model_id!r} for provider {self.name} (offers {offered})"
+        )
 
     @property
     def default_model(self) -> ModelSpec:

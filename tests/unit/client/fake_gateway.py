@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+
 from onespace_client.v1 import (
     collections_pb2,
     collections_pb2_grpc,

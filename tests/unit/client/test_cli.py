@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from onespace_client.cli import main
 from onespace_client.v1 import data_pb2, embed_pb2, search_pb2
-
 from tests.unit.client.fake_gateway import FakeGateway
 
 Capture = pytest.CaptureFixture[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+
 from onespace_client.cli import build_parser, register
 
 

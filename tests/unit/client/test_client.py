@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import pytest
+
 from onespace_client import AsyncClient, Client, OnespaceClientError, content, item
 from onespace_client.v1 import common_pb2, data_pb2, embed_pb2, search_pb2
-
 from tests.unit.client.fake_gateway import FakeGateway
 
 

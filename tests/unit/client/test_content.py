@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from onespace_client import build, content, enums
 from onespace_client.v1 import collections_pb2, common_pb2
 

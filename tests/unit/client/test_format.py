@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from onespace_client.cli import embed, info, search
 from onespace_client.cli.collections import collection_rows, describe
 from onespace_client.cli.format import abbreviate, l2_norm, message_dict, table, timings_text, vector_preview
 from onespace_client.cli.vectors import load_vector, parse_npy
 from onespace_client.v1 import collections_pb2, common_pb2, embed_pb2, search_pb2
-
 from tests.unit.client.fake_gateway import INFO
 
 

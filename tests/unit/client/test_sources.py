@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from onespace_client.cli.sources import ManifestError, Source, SourceReader, load, parse_manifest_line
 
 

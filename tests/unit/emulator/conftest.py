@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+
 from onespace.emulator import EmulatorConfig, RunningEmulator, running_emulator
 
 

@@ -5,11 +5,11 @@ import uuid
 from typing import Any
 
 import pytest
+
 from onespace.emulator import EmulatorConfig, FaultRates, Latency
 from onespace.emulator.errors import ERROR_STATUS
 from onespace.emulator.stats import UNRESOLVED
 from onespace.models import COHERE_EMBED_V4, NOVA_MODEL, TITAN_TEXT_V2
-
 from tests.unit.emulator.conftest import Bedrock
 
 V2 = TITAN_TEXT_V2.id

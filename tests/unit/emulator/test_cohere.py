@@ -5,10 +5,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from onespace.content import Content
 from onespace.models import COHERE_EMBED_ENGLISH_V3, COHERE_EMBED_MULTILINGUAL_V3, COHERE_EMBED_V4, Modality
 from onespace.providers.local import embed_content
-
 from tests import media
 from tests.unit.emulator.conftest import Bedrock
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from onespace.content import Content, TruncationMode, VideoMode
 from onespace.models import NOVA_MODEL, Modality
 from onespace.providers.local import embed_content
-
 from tests import media
 from tests.unit.emulator.conftest import Bedrock
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+
 from onespace.emulator import EmulatorConfig, Latency, add_cli
 from onespace.emulator.catalog import resolve_model
 from onespace.emulator.cli import config_from_args

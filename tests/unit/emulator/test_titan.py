@@ -5,11 +5,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from onespace.content import Content
 from onespace.emulator.catalog import TITAN_TEXT_G1
 from onespace.models import TITAN_MULTIMODAL_G1, TITAN_TEXT_V2, Modality
 from onespace.providers.local import embed_content
-
 from tests import media
 from tests.unit.emulator.conftest import Bedrock
 
