@@ -1,0 +1,86 @@
+"""Retries of transient Bedrock failures, with jittered exponential backoff, within a deadline.
+
+botocore's own retries are switched off (`total_max_attempts: 1`): they cannot see the caller's
+deadline, would sleep past it, and would hide throttles from the engine's adaptive limiter. Here
+each attempt is bounded by the time left, a backoff that would end past the deadline is not
+taken, and every throttle and retry is reported as it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from onespace.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from onespace.providers.bedrock.errors import Transient
+
+__all__ = ["RetryPolicy", "call_with_retries"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """`max_attempts` in total; the n-th backoff is drawn from [cap/2, cap] with
+    cap = min(`max_delay`, `base_delay` * 2**(n-1)) ("equal jitter": spread out, never ~0)."""
+
+    max_attempts: int = 4
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        cap = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        return float(cap / 2 + rng.uniform(0.0, cap / 2))
+
+
+async def call_with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    rng: random.Random,
+    deadline: float | None,
+    what: str,
+    on_transient: Callable[[Transient, bool], None],
+) -> T:
+    """Run `attempt` until it succeeds, fails for good, or time/attempts run out.
+
+    `on_transient(failure, will_retry)` is told about every transient failure. With no time
+    left before an attempt, the caller gets DeadlineExceeded (or the last transient error if
+    there was one); an attempt cut short by the deadline is DeadlineExceeded.
+    """
+    last: Transient | None = None
+    for n in range(1, max(1, policy.max_attempts) + 1):
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            if last is not None:
+                raise last.error from last.__cause__
+            raise DeadlineExceeded(f"{what}: the deadline passed before Bedrock was called")
+        try:
+            if remaining is None:
+                return await attempt()
+            async with asyncio.timeout(remaining):
+                return await attempt()
+        except TimeoutError as exc:
+            raise DeadlineExceeded(f"{what}: the deadline passed while waiting for Bedrock") from exc
+        except Transient as failure:
+            last = failure
+            delay = policy.backoff(n, rng)
+            fits = deadline is None or time.monotonic() + delay < deadline
+            will_retry = n < policy.max_attempts and fits
+            on_transient(failure, will_retry)
+            if not will_retry:
+                raise _final(failure, delay) from failure.__cause__
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _final(failure: Transient, retry_after: float) -> Exception:
+    """The caller's error, with a retry hint of the backoff we would have taken next."""
+    error = failure.error
+    if isinstance(error, ResourceExhausted | Unavailable):
+        error.retry_after_seconds = round(retry_after, 3)
+    return error

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from onespace.config import Settings
+from onespace.content import Content, Purpose
+from onespace.emulator import EmulatorConfig, RunningEmulator, running_emulator
+from onespace.models import Modality
+from onespace.providers.base import EmbedInput
+from onespace.providers.bedrock import BedrockProvider, RetryPolicy
+
+_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_RETRY_MODE",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+)
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials for the emulator; nothing from the machine's own AWS setup leaks in."""
+    for name in _AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.throttled_models: list[str] = []
+        self.retries: list[tuple[str, str]] = []
+
+    def throttled(self, model: str) -> None:
+        self.throttled_models.append(model)
+
+    def retried(self, model: str, reason: str) -> None:
+        self.retries.append((model, reason))
+
+
+FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.004)
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(seed=11)
+
+
+@pytest.fixture
+async def emulator(emulator_config: EmulatorConfig) -> AsyncIterator[RunningEmulator]:
+    async with running_emulator(emulator_config) as emu:
+        yield emu
+
+
+@pytest.fixture
+def retry_policy() -> RetryPolicy:
+    return FAST_RETRY
+
+
+@pytest.fixture
+async def provider(emulator: RunningEmulator, retry_policy: RetryPolicy) -> AsyncIterator[BedrockProvider]:
+    settings = Settings(bedrock_endpoint_url=emulator.url, bedrock_max_attempts=retry_policy.max_attempts)
+    p = BedrockProvider(settings, retry=retry_policy, events=RecordingEvents(), seed=0)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+def events(provider: BedrockProvider) -> RecordingEvents:
+    assert isinstance(provider.events, RecordingEvents)
+    return provider.events
+
+
+def item(
+    content: Content | str, model: str, dimension: int, purpose: Purpose = Purpose.GENERIC_INDEX
+) -> EmbedInput:
+    if isinstance(content, str):
+        content = Content(Modality.TEXT, text=content)
+    return EmbedInput(content, model, dimension, purpose)
