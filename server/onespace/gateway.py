@@ -221,7 +221,7 @@ class Gateway:
             modality = item.content.modality if item.content is not None else None
             records.append(Record(item.id, vector, modality, dict(item.metadata)))
         index_start = time.monotonic()
-        await asyncio.to_thread(collection.upsert, records)
+        await asyncio.to_thread(collection.upsert, records, field=field)
         timings.index = time.monotonic() - index_start
         self.metrics.index_items.labels(name).set(len(collection))
         timings.total = time.monotonic() - started
@@ -288,6 +288,7 @@ class Gateway:
         else:
             raise InvalidArgument("query", "set one of content, vector or id")
         query = Query(vector, request.k, dimension, request.filter, request.include_vectors)
+        collection.check_query(query)  # a bad query must not fail the others batched with it
         hits, index_seconds = await self.searches.search(collection, query)
         timings.index = index_seconds
         timings.total = time.monotonic() - started

@@ -262,3 +262,23 @@ async def test_bad_stream_items_get_errors_and_the_stream_goes_on(stored: Runnin
     assert acks["1"].error.code == INVALID.value[0] and "item.content.text" in acks["1"].error.message
     assert acks["2"].error.code == grpc.StatusCode.NOT_FOUND.value[0]
     assert acks["3"].stored
+
+
+async def test_a_bad_query_fails_alone_not_its_batch(stored: Running) -> None:
+    import asyncio
+
+    good = [
+        stored.search.Search(
+            search_pb2.SearchRequest(
+                collection="keep", content=common_pb2.Content(text="alpha beta gamma"), k=1
+            )
+        )
+        for _ in range(5)
+    ]
+    zero = stored.search.Search(
+        search_pb2.SearchRequest(collection="keep", vector=common_pb2.Vector(values=[0.0] * 256), k=1)
+    )
+    outcomes = await asyncio.gather(zero, *good, return_exceptions=True)
+    assert isinstance(outcomes[0], grpc.aio.AioRpcError) and outcomes[0].code() == INVALID
+    assert "vector" in (outcomes[0].details() or "")
+    assert all(isinstance(o, search_pb2.SearchResponse) and o.hits[0].id == "a" for o in outcomes[1:])
