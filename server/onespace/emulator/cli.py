@@ -1,19 +1,19 @@
 """`onespace emulate-bedrock`: run the emulator from the command line.
 
-The main CLI calls `add_cli(subparsers)`; the sub-command stores its runner in `args.handler`
-(`handler(args) -> int`), which `run_from_args` also is.
+The main CLI calls `add_cli(subparsers)`; the sub-command stores its runner in `args.func`
+(`func(args) -> int`): `run_from_args`, which serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from onespace.emulator.app import build_app
+from onespace.emulator.app import running_emulator
 from onespace.emulator.config import OVERFLOW_POLICIES, EmulatorConfig, FaultRates, Latency
 from onespace.models import Modality
 
@@ -68,7 +68,7 @@ def add_cli(subparsers: Any) -> None:
         )
     p.add_argument("--seed", type=int, default=None, help="seed of the latency/fault RNG")
     p.add_argument("--s3-dir", type=Path, default=None, help="serve s3://bucket/key from DIR/bucket/key")
-    p.set_defaults(handler=run_from_args)
+    p.set_defaults(func=run_from_args)
 
 
 def _latency(args: argparse.Namespace) -> dict[str, Latency]:
@@ -102,14 +102,20 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Serve until interrupted (SIGINT/SIGTERM)."""
+    """Serve until SIGINT/SIGTERM; prints the base URL (with the real port when --port 0)."""
     config = config_from_args(args)
     logging.getLogger(__name__).info("emulator config: %s", config.to_json())
-    web.run_app(
-        build_app(config),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        print=lambda _: print(f"Bedrock Runtime emulator on http://{args.host}:{args.port}", flush=True),
-    )
+    asyncio.run(_serve(config, args.host, args.port))
     return 0
+
+
+async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_emulator(config, host, port) as emulator:
+        print(
+            f"Bedrock Runtime emulator on {emulator.url} (admin: {emulator.url}/_emulator/stats)", flush=True
+        )
+        await stop.wait()

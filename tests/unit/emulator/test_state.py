@@ -130,7 +130,7 @@ def test_cli_flags_build_the_config() -> None:
     assert config.latency["text"] == Latency(20, 5) and config.latency["video"] == Latency(800, 200)
     assert (config.rpm, config.max_concurrency, config.overflow, config.seed) == (60, 8, "queue", 9)
     assert (config.faults.throttle, config.faults.internal) == (0.1, 0.05)
-    assert args.handler.__name__ == "run_from_args"
+    assert args.func.__name__ == "run_from_args"
     bad = parser.parse_args(["emulate-bedrock", "--throttle-rate", "0.8", "--error-rate", "0.8"])
     with pytest.raises(SystemExit, match="sum to at most 1"):
         config_from_args(bad)
