@@ -45,9 +45,10 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    data_dir: Path, provider: Provider | None = None, **overrides: Any
+    data_dir: Path, backend: Provider | None = None, **overrides: Any
 ) -> AsyncIterator[Running]:
-    app = App.build(test_settings(data_dir, **overrides), provider)
+    """`backend` is a Provider instance; `provider="bedrock"` (a setting) builds the real one."""
+    app = App.build(test_settings(data_dir, **overrides), backend)
     await app.start()
     target = f"127.0.0.1:{app.port}"
     channel = grpc.aio.insecure_channel(
