@@ -172,3 +172,27 @@ async def test_deadline_exceeded_items_are_never_sent(tmp_path: Path) -> None:
         )
         await asyncio.sleep(0.05)
         assert [i.content.text for i in provider.seen] == ["b"]
+
+
+async def test_a_thousand_concurrent_embeds_of_a_hundred_inputs_make_a_hundred_calls(tmp_path: Path) -> None:
+    provider = ScriptedProvider(latency=0.05)
+    async with running_gateway(tmp_path, provider) as gw:
+
+        def request(i: int) -> embed_pb2.EmbedRequest:
+            return embed_pb2.EmbedRequest(items=[common_pb2.Content(text=f"distinct input {i % 100}")])
+
+        registry = gw.app.metrics.registry
+        first = await asyncio.gather(*(gw.embed.Embed(request(i)) for i in range(1000)))
+        assert len(provider.calls) == 100
+        # the 900 repeats either joined an identical item in flight or, once it was done, hit the cache
+        joins = registry.get_sample_value("onespace_dedup_joins_total") or 0.0
+        hits = registry.get_sample_value("onespace_cache_requests_total", {"result": "hit"}) or 0.0
+        assert joins > 0 and joins + hits == 900
+        by_input: dict[int, list[float]] = {}
+        for i, reply in enumerate(first):
+            values = list(reply.results[0].embeddings[0].values)
+            assert by_input.setdefault(i % 100, values) == values
+        again = await asyncio.gather(*(gw.embed.Embed(request(i)) for i in range(1000)))
+        assert len(provider.calls) == 100  # warm cache: zero provider calls
+        assert all(r.results[0].cached for r in again)
+        assert registry.get_sample_value("onespace_cache_requests_total", {"result": "hit"}) == hits + 1000
