@@ -84,9 +84,10 @@ async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully (health NOT_SERVING, drain, save, close)."""
     app = App.build(settings)
     await app.start()
+    metrics = f"metrics on :{app.metrics_port}/metrics" if app.metrics_port is not None else "metrics off"
     print(
         f"onespace serving gRPC on {settings.host}:{app.port} (provider {settings.provider}, "
-        f"data {settings.data_dir}); metrics on :{app.metrics_port}",
+        f"data {settings.data_dir}); {metrics}",
         flush=True,
     )
     stop = asyncio.Event()
