@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,8 @@ from onespace.emulator.stats import UNRESOLVED
 from onespace.emulator.vectors import embed_all
 
 __all__ = ["MAX_BODY_BYTES", "RunningEmulator", "build_app", "running_emulator"]
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 25_000_000  # the service model's cap on the InvokeModel body
 _PREFIX, _SUFFIX = "/model/", "/invoke"
@@ -82,6 +85,11 @@ async def _invoke(request: web.Request) -> web.Response:
     except EmulatedError as exc:
         state.stats.record(model, exc.code, request_id)
         return _error(exc, model, request_id, started)
+    except Exception as exc:  # an emulator bug: still answer in Bedrock's shape, never a bare 500
+        log.exception("emulator failure on %s", model)
+        internal = EmulatedError("InternalServerException", f"Emulator failure: {type(exc).__name__}: {exc}")
+        state.stats.record(model, internal.code, request_id)
+        return _error(internal, model, request_id, started)
     state.stats.record(model, "ok", request_id, invocation.batch_size)
     headers = {"Content-Type": "application/json", **_common(request_id, started), **invocation.headers}
     if invocation.input_token_count is not None:

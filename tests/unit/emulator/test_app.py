@@ -231,3 +231,16 @@ async def test_body_over_the_cap_is_refused(bedrock: Bedrock) -> None:
 def test_fault_rates_must_sum_to_at_most_one() -> None:
     with pytest.raises(ValueError, match="sum to at most 1"):
         EmulatorConfig(faults=FaultRates(throttle=0.6, unavailable=0.6))
+
+
+async def test_an_emulator_failure_is_still_a_bedrock_shaped_500(
+    bedrock: Bedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("featurizer exploded")
+
+    monkeypatch.setattr("onespace.emulator.app.embed_all", broken)
+    answer = await bedrock.invoke(V2, TEXT)
+    assert (answer.status, answer.error_type) == (500, "InternalServerException")
+    assert "featurizer exploded" in answer.message
+    assert bedrock.stats.calls[V2] == {"InternalServerException": 1}
