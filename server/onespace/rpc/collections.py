@@ -6,8 +6,8 @@ from typing import Any
 
 import grpc
 
-from onespace.gateway import Gateway
 from onespace.rpc import convert
+from onespace.rpc.base import ServicerBase
 from onespace.rpc.guard import unary_method
 from onespace_client.v1 import collections_pb2 as pb
 from onespace_client.v1 import collections_pb2_grpc
@@ -17,11 +17,7 @@ __all__ = ["CollectionServicer"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-class CollectionServicer(collections_pb2_grpc.CollectionServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.metrics = gateway.metrics
-
+class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceServicer):
     @unary_method("CreateCollection")
     async def CreateCollection(
         self, request: pb.CreateCollectionRequest, context: Ctx

@@ -7,8 +7,8 @@ from typing import Any
 import grpc
 
 from onespace import __version__
-from onespace.gateway import Gateway
 from onespace.rpc import convert
+from onespace.rpc.base import ServicerBase
 from onespace.rpc.guard import unary_method
 from onespace_client.v1 import info_pb2 as pb
 from onespace_client.v1 import info_pb2_grpc
@@ -18,11 +18,7 @@ __all__ = ["InfoServicer"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-class InfoServicer(info_pb2_grpc.InfoServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.metrics = gateway.metrics
-
+class InfoServicer(ServicerBase, info_pb2_grpc.InfoServiceServicer):
     @unary_method("Info")
     async def Info(self, request: pb.InfoRequest, context: Ctx) -> pb.InfoResponse:
         settings = self.gateway.settings

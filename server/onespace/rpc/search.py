@@ -6,9 +6,10 @@ from typing import Any
 
 import grpc
 
-from onespace.gateway import Gateway, SearchIn
+from onespace.gateway import SearchIn
 from onespace.rpc import convert
-from onespace.rpc.guard import deadline_of, unary_method
+from onespace.rpc.base import ServicerBase
+from onespace.rpc.guard import unary_method
 from onespace_client.v1 import search_pb2 as pb
 from onespace_client.v1 import search_pb2_grpc
 
@@ -17,12 +18,7 @@ __all__ = ["SearchServicer"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.metrics = gateway.metrics
-        self.default_deadline = gateway.settings.default_deadline_seconds
-
+class SearchServicer(ServicerBase, search_pb2_grpc.SearchServiceServicer):
     @unary_method("Search")
     async def Search(self, request: pb.SearchRequest, context: Ctx) -> pb.SearchResponse:
         kind = request.WhichOneof("query")
@@ -38,7 +34,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             include_vectors=request.include_vectors,
         )
         hits, collection, dimension, timings = await self.gateway.search(
-            query, deadline=deadline_of(context, self.default_deadline)
+            query, deadline=self.deadline(context)
         )
         return pb.SearchResponse(
             hits=[convert.hit_to_proto(h) for h in hits],
