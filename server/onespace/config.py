@@ -55,6 +55,23 @@ class Settings:
     search_max_batch: int = _opt(256, "most searches coalesced into one usearch call")
     search_max_wait_ms: float = _opt(1.0, "how long a search waits for others to join its batch")
     search_threads: int = _opt(0, "usearch threads per batch search; 0: one per core")
+    # --- storage ---
+    fsync: str = _opt(
+        "batch",
+        "when a write is acknowledged: batch = after the fsync of a group commit shared with the writes "
+        "that arrived meanwhile (durable); always = after its own commit and fsync (durable, slower); "
+        "off = once the commit reaches the OS, without fsync (survives a process crash, not a machine crash)",
+        choices=("batch", "always", "off"),
+    )
+    commit_max_wait_ms: float = _opt(1.0, "how long an idle group commit waits for more writes to join it")
+    commit_max_items: int = _opt(8192, "most items in one group commit")
+    checkpoint_interval_seconds: float = _opt(
+        300.0, "checkpoint a collection's index this often while it changes (restart replays less)"
+    )
+    checkpoint_changes: int = _opt(100_000, "checkpoint a collection's index after this many changed items")
+    maintenance_interval_seconds: float = _opt(
+        1.0, "how often the background task looks for checkpoints and compactions to run"
+    )
     # --- local provider ---
     local_workers: int = _opt(0, "threads decoding and featurising for the local provider; 0: cores")
     # --- bedrock provider ---

@@ -19,19 +19,21 @@ import numpy as np
 from onespace import content as contents
 from onespace.config import Settings
 from onespace.content import Content, Purpose
-from onespace.engine import Admission, EmbedScheduler, SearchBatcher
+from onespace.engine import Admission, EmbedScheduler, SearchBatcher, WriteBatcher
+from onespace.engine.maintenance import Maintainer
 from onespace.engine.scheduler import EmbedOutcome
-from onespace.errors import InvalidArgument, NotFound
+from onespace.errors import InvalidArgument, NotFound, Unavailable
 from onespace.index import (
-    Collection,
     CollectionConfig,
-    CollectionStore,
+    CollectionStats,
     Filter,
     Hit,
     Query,
     Record,
     StoredItem,
 )
+from onespace.index.backend import Backend, CollectionHandle
+from onespace.index.writes import DeleteOp
 from onespace.metrics import Metrics
 from onespace.models import ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult, Vector
@@ -91,9 +93,7 @@ class SearchIn:
 
 
 class Gateway:
-    def __init__(
-        self, settings: Settings, provider: Provider, store: CollectionStore, metrics: Metrics
-    ) -> None:
+    def __init__(self, settings: Settings, provider: Provider, store: Backend, metrics: Metrics) -> None:
         self.settings = settings
         self.provider = provider
         self.store = store
@@ -105,18 +105,62 @@ class Gateway:
             max_wait_seconds=settings.search_max_wait_ms / 1000,
             threads=settings.search_thread_count,
         )
+        self.writes = WriteBatcher(
+            metrics,
+            policy=settings.fsync,
+            max_wait_seconds=settings.commit_max_wait_ms / 1000,
+            max_items=settings.commit_max_items,
+        )
+        self.maintainer = Maintainer(
+            store,
+            metrics,
+            interval=settings.maintenance_interval_seconds,
+            max_age=settings.checkpoint_interval_seconds,
+            changes=settings.checkpoint_changes,
+        )
+        self.draining = asyncio.Event()  # set at shutdown: streams stop taking new items
 
     async def start(self) -> None:
         await self.provider.start()
         await asyncio.to_thread(self.store.open)
         for collection in self.store.list():
-            self.metrics.index_items.labels(collection.config.name).set(len(collection))
+            self.maintainer.observe(collection)
         await self.scheduler.start()
+        self.maintainer.start()
+
+    def refuse_if_draining(self) -> None:
+        if self.draining.is_set():
+            raise Unavailable(
+                "the server is shutting down; retry on another replica", retry_after_seconds=1.0
+            )
 
     async def stop(self) -> None:
+        await self.maintainer.stop()
         await self.scheduler.stop(self.settings.grace_seconds)
-        await asyncio.to_thread(self.store.save_all)
+        await asyncio.to_thread(self.store.close)  # every acked write is already on disk
         await self.provider.close()
+
+    # --- operations -------------------------------------------------------------------------------
+    def collection(self, name: str) -> CollectionHandle:
+        return self.store.get(name)
+
+    def collections(self) -> Sequence[CollectionHandle]:
+        return self.store.list()
+
+    async def checkpoint(self, name: str) -> tuple[CollectionHandle, CollectionStats]:
+        collection = self.store.get(name)
+        await asyncio.to_thread(self.maintainer.checkpoint, collection)
+        return collection, await self.stats(collection)
+
+    async def compact(self, name: str) -> tuple[CollectionHandle, CollectionStats]:
+        collection = self.store.get(name)
+        if await asyncio.to_thread(self.store.compact, collection, force=True):
+            self.metrics.compactions.labels(name).inc()
+            await asyncio.to_thread(self.maintainer.checkpoint, collection)
+        return collection, await self.stats(collection)
+
+    async def stats(self, collection: CollectionHandle) -> CollectionStats:
+        return await asyncio.to_thread(self.store.stats, collection)
 
     # --- models --------------------------------------------------------------------------------
     def model(self, model_id: str = "") -> ModelSpec:
@@ -165,7 +209,7 @@ class Gateway:
         return [e for e, _ in done], spec, dimension, timings
 
     # --- collections ---------------------------------------------------------------------------
-    async def create_collection(self, config: CollectionConfig) -> Collection:
+    async def create_collection(self, config: CollectionConfig) -> CollectionHandle:
         spec = self.model(config.model)
         dimension = config.dimension or spec.default_dimension
         if dimension not in spec.dimensions:
@@ -180,8 +224,12 @@ class Gateway:
 
     async def delete_collection(self, name: str) -> None:
         await asyncio.to_thread(self.store.delete, name)
-        with contextlib.suppress(KeyError):
-            self.metrics.index_items.remove(name)
+        for gauge in (self.metrics.index_items, self.metrics.checkpoint_timestamp):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
+        for kind in ("disk", "index", "vectors"):
+            with contextlib.suppress(KeyError):
+                self.metrics.collection_bytes.remove(name, kind)
 
     # --- data ----------------------------------------------------------------------------------
     async def upsert(
@@ -220,8 +268,9 @@ class Gateway:
                 timings.add(outcome)
             modality = item.content.modality if item.content is not None else None
             records.append(Record(item.id, vector, modality, dict(item.metadata)))
+        op = collection.prepare_upsert(records, field=field)
         index_start = time.monotonic()
-        await asyncio.to_thread(collection.upsert, records, field=field)
+        await self.writes.write(collection, op, deadline=deadline)
         timings.index = time.monotonic() - index_start
         self.metrics.index_items.labels(name).set(len(collection))
         timings.total = time.monotonic() - started
@@ -240,16 +289,16 @@ class Gateway:
         collection = self.store.get(name)
         return await asyncio.to_thread(collection.get, ids, include_vectors)
 
-    async def delete(self, name: str, ids: Sequence[str]) -> int:
+    async def delete(self, name: str, ids: Sequence[str], *, deadline: float) -> int:
         collection = self.store.get(name)
-        deleted = await asyncio.to_thread(collection.delete, ids)
+        deleted = await self.writes.write(collection, DeleteOp(tuple(ids)), deadline=deadline)
         self.metrics.index_items.labels(name).set(len(collection))
         return deleted
 
     # --- search --------------------------------------------------------------------------------
     async def search(
         self, request: SearchIn, *, deadline: float
-    ) -> tuple[list[Hit], Collection, int, Timings]:
+    ) -> tuple[list[Hit], CollectionHandle, int, Timings]:
         started = time.monotonic()
         collection = self.store.get(request.collection)
         config = collection.config

@@ -154,3 +154,42 @@ class Metrics:
             registry=r,
         )
         self.index_items = Gauge("onespace_index_items", "Items stored", ["collection"], registry=r)
+        self.commit_duration = Histogram(
+            "onespace_commit_duration_seconds",
+            "One group commit: vector file write + fsync and the SQLite transaction",
+            ["collection"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.commit_items = Histogram(
+            "onespace_commit_items",
+            "Write operations' items folded into one group commit",
+            ["collection"],
+            buckets=(*POWERS_OF_TWO, 1024, 2048, 4096, 8192),
+            registry=r,
+        )
+        self.checkpoint_duration = Histogram(
+            "onespace_checkpoint_duration_seconds",
+            "One index checkpoint (save under the write lock, then hash and fsync)",
+            ["collection"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.checkpoint_timestamp = Gauge(
+            "onespace_checkpoint_timestamp_seconds",
+            "Unix time of the collection's last index checkpoint (age = time() - this)",
+            ["collection"],
+            registry=r,
+        )
+        self.compactions = Counter(
+            "onespace_compactions_total",
+            "Compactions run (vector file or index rebuild)",
+            ["collection"],
+            registry=r,
+        )
+        self.collection_bytes = Gauge(
+            "onespace_collection_bytes",
+            "Bytes per collection: disk (all files), index (resident), vectors (mapped rows)",
+            ["collection", "kind"],
+            registry=r,
+        )

@@ -100,7 +100,7 @@ def run(data_dir: Path) -> dict[str, float]:
         found = [{int(i[1:]) for i in row} for row in hits]
         recall = float(np.mean([len(f & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]))
         memory = _index_bytes(collection)
-        store.save_all()
+        store.checkpoint_all()
         index_file, other_files = _file_bytes(store.directory(name))
         qps = QUERIES / best
         base = base or {

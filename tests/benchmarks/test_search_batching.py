@@ -110,7 +110,7 @@ async def over_grpc(data_dir: Path) -> dict[str, float]:
     store = CollectionStore(data_dir)
     store.open()
     _fill(store.create(_config("bench")), vectors)
-    store.save_all()
+    store.checkpoint_all()
     results: dict[str, tuple[float, int, list[list[str]]]] = {}
     modes: list[tuple[str, dict[str, Any]]] = [
         ("search_max_batch=1 (baseline)", {"search_max_batch": 1}),

@@ -72,6 +72,30 @@ INDEX_DTYPE_I8: IndexDtype.ValueType  # 4
 """only a shortlist: results are always reranked on full vectors"""
 Global___IndexDtype: _TypeAlias = IndexDtype  # noqa: Y015
 
+class _StoredDtype:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StoredDtypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StoredDtype.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STORED_DTYPE_UNSPECIFIED: _StoredDtype.ValueType  # 0
+    """F16"""
+    STORED_DTYPE_F16: _StoredDtype.ValueType  # 1
+    """half the bytes; ~1e-3 relative rounding; values beyond ±65504 refused"""
+    STORED_DTYPE_F32: _StoredDtype.ValueType  # 2
+    """vectors read back exactly as written"""
+
+class StoredDtype(_StoredDtype, metaclass=_StoredDtypeEnumTypeWrapper):
+    """Scalar type of the full vectors on disk (what reranking and Get read back)."""
+
+STORED_DTYPE_UNSPECIFIED: StoredDtype.ValueType  # 0
+"""F16"""
+STORED_DTYPE_F16: StoredDtype.ValueType  # 1
+"""half the bytes; ~1e-3 relative rounding; values beyond ±65504 refused"""
+STORED_DTYPE_F32: StoredDtype.ValueType  # 2
+"""vectors read back exactly as written"""
+Global___StoredDtype: _TypeAlias = StoredDtype  # noqa: Y015
+
 @_typing.final
 class HnswParams(_message.Message):
     """HNSW graph parameters; 0 means the server default."""
@@ -114,6 +138,7 @@ class CollectionConfig(_message.Message):
     DTYPE_FIELD_NUMBER: _builtins.int
     HNSW_FIELD_NUMBER: _builtins.int
     RERANK_FACTOR_FIELD_NUMBER: _builtins.int
+    STORED_DTYPE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """[A-Za-z0-9_.-]{1,64}"""
     model: _builtins.str
@@ -126,6 +151,7 @@ class CollectionConfig(_message.Message):
     dtype: Global___IndexDtype.ValueType
     rerank_factor: _builtins.int
     """shortlist k * factor from the index, reranked on full vectors; 0: default 4"""
+    stored_dtype: Global___StoredDtype.ValueType
     @_builtins.property
     def hnsw(self) -> Global___HnswParams: ...
     def __init__(
@@ -139,14 +165,74 @@ class CollectionConfig(_message.Message):
         dtype: Global___IndexDtype.ValueType = ...,
         hnsw: Global___HnswParams | None = ...,
         rerank_factor: _builtins.int = ...,
+        stored_dtype: Global___StoredDtype.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hnsw", b"hnsw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "dtype", b"dtype", "hnsw", b"hnsw", "index_dimension", b"index_dimension", "metric", b"metric", "model", b"model", "name", b"name", "rerank_factor", b"rerank_factor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "dtype", b"dtype", "hnsw", b"hnsw", "index_dimension", b"index_dimension", "metric", b"metric", "model", b"model", "name", b"name", "rerank_factor", b"rerank_factor", "stored_dtype", b"stored_dtype"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CollectionConfig: _TypeAlias = CollectionConfig  # noqa: Y015
+
+@_typing.final
+class CollectionStats(_message.Message):
+    """Storage state of a collection. Every acknowledged write is on disk; the HNSW index is derived
+    data, checkpointed in the background and brought up to date from the store on restart.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    DEAD_ROWS_FIELD_NUMBER: _builtins.int
+    INDEX_TOMBSTONES_FIELD_NUMBER: _builtins.int
+    DISK_BYTES_FIELD_NUMBER: _builtins.int
+    INDEX_BYTES_FIELD_NUMBER: _builtins.int
+    VECTOR_BYTES_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_SEQ_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_TIME_FIELD_NUMBER: _builtins.int
+    LOG_BYTES_FIELD_NUMBER: _builtins.int
+    items: _builtins.int
+    dead_rows: _builtins.int
+    """deleted or replaced rows not yet reclaimed by compaction"""
+    index_tombstones: _builtins.int
+    """removed entries the HNSW index still holds"""
+    disk_bytes: _builtins.int
+    """all files of the collection"""
+    index_bytes: _builtins.int
+    """resident memory of the HNSW index"""
+    vector_bytes: _builtins.int
+    """rows of the memory-mapped vector file"""
+    seq: _builtins.int
+    """commits so far"""
+    checkpoint_seq: _builtins.int
+    """the commit the last index checkpoint reflects"""
+    checkpoint_time: _builtins.float
+    """unix seconds of that checkpoint; 0: never"""
+    log_bytes: _builtins.int
+    """the store's write-ahead log"""
+    def __init__(
+        self,
+        *,
+        items: _builtins.int = ...,
+        dead_rows: _builtins.int = ...,
+        index_tombstones: _builtins.int = ...,
+        disk_bytes: _builtins.int = ...,
+        index_bytes: _builtins.int = ...,
+        vector_bytes: _builtins.int = ...,
+        seq: _builtins.int = ...,
+        checkpoint_seq: _builtins.int = ...,
+        checkpoint_time: _builtins.float = ...,
+        log_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_seq", b"checkpoint_seq", "checkpoint_time", b"checkpoint_time", "dead_rows", b"dead_rows", "disk_bytes", b"disk_bytes", "index_bytes", b"index_bytes", "index_tombstones", b"index_tombstones", "items", b"items", "log_bytes", b"log_bytes", "seq", b"seq", "vector_bytes", b"vector_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectionStats: _TypeAlias = CollectionStats  # noqa: Y015
 
 @_typing.final
 class Collection(_message.Message):
@@ -154,21 +240,27 @@ class Collection(_message.Message):
 
     CONFIG_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     """items stored"""
     @_builtins.property
     def config(self) -> Global___CollectionConfig:
         """with every default filled in"""
 
+    @_builtins.property
+    def stats(self) -> Global___CollectionStats:
+        """set by GetCollection, CheckpointCollection and CompactCollection"""
+
     def __init__(
         self,
         *,
         config: Global___CollectionConfig | None = ...,
         count: _builtins.int = ...,
+        stats: Global___CollectionStats | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "count", b"count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "count", b"count", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -321,3 +413,81 @@ class DeleteCollectionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteCollectionResponse: _TypeAlias = DeleteCollectionResponse  # noqa: Y015
+
+@_typing.final
+class CheckpointCollectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckpointCollectionRequest: _TypeAlias = CheckpointCollectionRequest  # noqa: Y015
+
+@_typing.final
+class CheckpointCollectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def collection(self) -> Global___Collection: ...
+    def __init__(
+        self,
+        *,
+        collection: Global___Collection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckpointCollectionResponse: _TypeAlias = CheckpointCollectionResponse  # noqa: Y015
+
+@_typing.final
+class CompactCollectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompactCollectionRequest: _TypeAlias = CompactCollectionRequest  # noqa: Y015
+
+@_typing.final
+class CompactCollectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def collection(self) -> Global___Collection: ...
+    def __init__(
+        self,
+        *,
+        collection: Global___Collection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompactCollectionResponse: _TypeAlias = CompactCollectionResponse  # noqa: Y015

@@ -55,6 +55,16 @@ class CollectionServiceStub:
                 request_serializer=onespace_dot_v1_dot_collections__pb2.DeleteCollectionRequest.SerializeToString,
                 response_deserializer=onespace_dot_v1_dot_collections__pb2.DeleteCollectionResponse.FromString,
                 _registered_method=True)
+        self.CheckpointCollection = channel.unary_unary(
+                '/onespace.v1.CollectionService/CheckpointCollection',
+                request_serializer=onespace_dot_v1_dot_collections__pb2.CheckpointCollectionRequest.SerializeToString,
+                response_deserializer=onespace_dot_v1_dot_collections__pb2.CheckpointCollectionResponse.FromString,
+                _registered_method=True)
+        self.CompactCollection = channel.unary_unary(
+                '/onespace.v1.CollectionService/CompactCollection',
+                request_serializer=onespace_dot_v1_dot_collections__pb2.CompactCollectionRequest.SerializeToString,
+                response_deserializer=onespace_dot_v1_dot_collections__pb2.CompactCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -84,6 +94,20 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckpointCollection(self, request, context):
+        """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompactCollection(self, request, context):
+        """Reclaim every dead row and removed index entry now (it also runs by itself past a threshold).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +130,16 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.DeleteCollection,
                     request_deserializer=onespace_dot_v1_dot_collections__pb2.DeleteCollectionRequest.FromString,
                     response_serializer=onespace_dot_v1_dot_collections__pb2.DeleteCollectionResponse.SerializeToString,
+            ),
+            'CheckpointCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckpointCollection,
+                    request_deserializer=onespace_dot_v1_dot_collections__pb2.CheckpointCollectionRequest.FromString,
+                    response_serializer=onespace_dot_v1_dot_collections__pb2.CheckpointCollectionResponse.SerializeToString,
+            ),
+            'CompactCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompactCollection,
+                    request_deserializer=onespace_dot_v1_dot_collections__pb2.CompactCollectionRequest.FromString,
+                    response_serializer=onespace_dot_v1_dot_collections__pb2.CompactCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -216,6 +250,60 @@ class CollectionService:
             '/onespace.v1.CollectionService/DeleteCollection',
             onespace_dot_v1_dot_collections__pb2.DeleteCollectionRequest.SerializeToString,
             onespace_dot_v1_dot_collections__pb2.DeleteCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckpointCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onespace.v1.CollectionService/CheckpointCollection',
+            onespace_dot_v1_dot_collections__pb2.CheckpointCollectionRequest.SerializeToString,
+            onespace_dot_v1_dot_collections__pb2.CheckpointCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompactCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onespace.v1.CollectionService/CompactCollection',
+            onespace_dot_v1_dot_collections__pb2.CompactCollectionRequest.SerializeToString,
+            onespace_dot_v1_dot_collections__pb2.CompactCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,10 @@ class CollectionServiceStub:
     GetCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.GetCollectionRequest, _collections_pb2.GetCollectionResponse]
     ListCollections: _grpc.UnaryUnaryMultiCallable[_collections_pb2.ListCollectionsRequest, _collections_pb2.ListCollectionsResponse]
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.DeleteCollectionRequest, _collections_pb2.DeleteCollectionResponse]
+    CheckpointCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.CheckpointCollectionRequest, _collections_pb2.CheckpointCollectionResponse]
+    """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one."""
+    CompactCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.CompactCollectionRequest, _collections_pb2.CompactCollectionResponse]
+    """Reclaim every dead row and removed index entry now (it also runs by itself past a threshold)."""
 
 @_typing.type_check_only
 class CollectionServiceAsyncStub(CollectionServiceStub):
@@ -44,6 +48,10 @@ class CollectionServiceAsyncStub(CollectionServiceStub):
     GetCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.GetCollectionRequest, _collections_pb2.GetCollectionResponse]  # type: ignore[assignment]
     ListCollections: _aio.UnaryUnaryMultiCallable[_collections_pb2.ListCollectionsRequest, _collections_pb2.ListCollectionsResponse]  # type: ignore[assignment]
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.DeleteCollectionRequest, _collections_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
+    CheckpointCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.CheckpointCollectionRequest, _collections_pb2.CheckpointCollectionResponse]  # type: ignore[assignment]
+    """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one."""
+    CompactCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.CompactCollectionRequest, _collections_pb2.CompactCollectionResponse]  # type: ignore[assignment]
+    """Reclaim every dead row and removed index entry now (it also runs by itself past a threshold)."""
 
 class CollectionServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -73,5 +81,21 @@ class CollectionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _collections_pb2.DeleteCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_collections_pb2.DeleteCollectionResponse, _abc.Awaitable[_collections_pb2.DeleteCollectionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CheckpointCollection(
+        self,
+        request: _collections_pb2.CheckpointCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_collections_pb2.CheckpointCollectionResponse, _abc.Awaitable[_collections_pb2.CheckpointCollectionResponse]]:
+        """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one."""
+
+    @_abc_1.abstractmethod
+    def CompactCollection(
+        self,
+        request: _collections_pb2.CompactCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_collections_pb2.CompactCollectionResponse, _abc.Awaitable[_collections_pb2.CompactCollectionResponse]]:
+        """Reclaim every dead row and removed index entry now (it also runs by itself past a threshold)."""
 
 def add_CollectionServiceServicer_to_server(servicer: CollectionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

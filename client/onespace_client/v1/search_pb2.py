@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from onespace_client.v1 import common_pb2 as onespace_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18onespace/v1/search.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"\x99\x01\n\x06\x46ilter\x12)\n\nmodalities\x18\x01 \x03(\x0e\x32\x15.onespace.v1.Modality\x12\x33\n\x08metadata\x18\x02 \x03(\x0b\x32!.onespace.v1.Filter.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x14.onespace.v1.ContentH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.onespace.v1.VectorH\x00\x12\x0c\n\x02id\x18\x04 \x01(\tH\x00\x12\t\n\x01k\x18\x05 \x01(\r\x12\x16\n\tdimension\x18\x06 \x01(\rH\x01\x88\x01\x01\x12#\n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x13.onespace.v1.Filter\x12.\n\x07purpose\x18\x08 \x01(\x0e\x32\x1d.onespace.v1.EmbeddingPurpose\x12\x17\n\x0finclude_vectors\x18\t \x01(\x08\x42\x07\n\x05queryB\x0c\n\n_dimension\"\xc8\x01\n\tSearchHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\'\n\x08modality\x18\x03 \x01(\x0e\x32\x15.onespace.v1.Modality\x12\x36\n\x08metadata\x18\x04 \x03(\x0b\x32$.onespace.v1.SearchHit.MetadataEntry\x12\x0e\n\x06vector\x18\x05 \x03(\x02\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x7f\n\x0eSearchResponse\x12$\n\x04hits\x18\x01 \x03(\x0b\x32\x16.onespace.v1.SearchHit\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.onespace.v1.Timings2R\n\rSearchService\x12\x41\n\x06Search\x12\x1a.onespace.v1.SearchRequest\x1a\x1b.onespace.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18onespace/v1/search.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"\xc5\x01\n\x06\x46ilter\x12)\n\nmodalities\x18\x01 \x03(\x0e\x32\x15.onespace.v1.Modality\x12\x33\n\x08metadata\x18\x02 \x03(\x0b\x32!.onespace.v1.Filter.MetadataEntry\x12*\n\nconditions\x18\x03 \x03(\x0b\x32\x16.onespace.v1.Condition\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbf\x01\n\tCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x06\x65quals\x18\x02 \x01(\tH\x00\x12\x14\n\nnot_equals\x18\x03 \x01(\tH\x00\x12%\n\x02in\x18\x04 \x01(\x0b\x32\x17.onespace.v1.StringListH\x00\x12)\n\x06not_in\x18\x05 \x01(\x0b\x32\x17.onespace.v1.StringListH\x00\x12#\n\x05range\x18\x06 \x01(\x0b\x32\x12.onespace.v1.RangeH\x00\x42\x06\n\x04test\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"k\n\x05Range\x12\x0f\n\x02gt\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte\"\xa9\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x14.onespace.v1.ContentH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.onespace.v1.VectorH\x00\x12\x0c\n\x02id\x18\x04 \x01(\tH\x00\x12\t\n\x01k\x18\x05 \x01(\r\x12\x16\n\tdimension\x18\x06 \x01(\rH\x01\x88\x01\x01\x12#\n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x13.onespace.v1.Filter\x12.\n\x07purpose\x18\x08 \x01(\x0e\x32\x1d.onespace.v1.EmbeddingPurpose\x12\x17\n\x0finclude_vectors\x18\t \x01(\x08\x42\x07\n\x05queryB\x0c\n\n_dimension\"\xc8\x01\n\tSearchHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\'\n\x08modality\x18\x03 \x01(\x0e\x32\x15.onespace.v1.Modality\x12\x36\n\x08metadata\x18\x04 \x03(\x0b\x32$.onespace.v1.SearchHit.MetadataEntry\x12\x0e\n\x06vector\x18\x05 \x03(\x02\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x7f\n\x0eSearchResponse\x12$\n\x04hits\x18\x01 \x03(\x0b\x32\x16.onespace.v1.SearchHit\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.onespace.v1.Timings2R\n\rSearchService\x12\x41\n\x06Search\x12\x1a.onespace.v1.SearchRequest\x1a\x1b.onespace.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHHIT_METADATAENTRY']._loaded_options = None
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_FILTER']._serialized_start=68
-  _globals['_FILTER']._serialized_end=221
-  _globals['_FILTER_METADATAENTRY']._serialized_start=174
-  _globals['_FILTER_METADATAENTRY']._serialized_end=221
-  _globals['_SEARCHREQUEST']._serialized_start=224
-  _globals['_SEARCHREQUEST']._serialized_end=521
-  _globals['_SEARCHHIT']._serialized_start=524
-  _globals['_SEARCHHIT']._serialized_end=724
-  _globals['_SEARCHHIT_METADATAENTRY']._serialized_start=174
-  _globals['_SEARCHHIT_METADATAENTRY']._serialized_end=221
-  _globals['_SEARCHRESPONSE']._serialized_start=726
-  _globals['_SEARCHRESPONSE']._serialized_end=853
-  _globals['_SEARCHSERVICE']._serialized_start=855
-  _globals['_SEARCHSERVICE']._serialized_end=937
+  _globals['_FILTER']._serialized_end=265
+  _globals['_FILTER_METADATAENTRY']._serialized_start=218
+  _globals['_FILTER_METADATAENTRY']._serialized_end=265
+  _globals['_CONDITION']._serialized_start=268
+  _globals['_CONDITION']._serialized_end=459
+  _globals['_STRINGLIST']._serialized_start=461
+  _globals['_STRINGLIST']._serialized_end=489
+  _globals['_RANGE']._serialized_start=491
+  _globals['_RANGE']._serialized_end=598
+  _globals['_SEARCHREQUEST']._serialized_start=601
+  _globals['_SEARCHREQUEST']._serialized_end=898
+  _globals['_SEARCHHIT']._serialized_start=901
+  _globals['_SEARCHHIT']._serialized_end=1101
+  _globals['_SEARCHHIT_METADATAENTRY']._serialized_start=218
+  _globals['_SEARCHHIT_METADATAENTRY']._serialized_end=265
+  _globals['_SEARCHRESPONSE']._serialized_start=1103
+  _globals['_SEARCHRESPONSE']._serialized_end=1230
+  _globals['_SEARCHSERVICE']._serialized_start=1232
+  _globals['_SEARCHSERVICE']._serialized_end=1314
 # @@protoc_insertion_point(module_scope)

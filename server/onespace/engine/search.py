@@ -1,7 +1,7 @@
 """The search batcher: concurrent searches on one collection become one batched index call.
 
 usearch serialises calls on one index, so many threads each searching alone get no parallelism;
-one `search_many` call with `threads=cores` uses every core (shared/docs/usearch-notes.md). Each
+one `search_many` call with `threads=cores` uses every core (docs/usearch.md). Each
 collection has at most one batch in the index at a time; searches that arrive meanwhile form the
 next batch, which is cut when it is full or when its first search has waited `max_wait`.
 """
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from onespace.metrics import Metrics
 
 if TYPE_CHECKING:  # the engine does not need the index at import time
-    from onespace.index import Collection, Hit, Query
+    from onespace.index import Hit, Query
+    from onespace.index.backend import CollectionHandle as Collection
 
 __all__ = ["SearchBatcher"]
 

@@ -1,14 +1,18 @@
-"""A collection: items (full vectors, modality, metadata) plus an HNSW index over their prefixes.
+"""A collection: durable items (SQLite + a mapped vector file) and an HNSW index over their prefixes.
 
-Methods block (usearch and numpy work) and are meant for worker threads; one lock serialises them.
-A read-write lock would let numpy reranks overlap, but usearch already serialises searches on one
-index behind its own mutex and searches arrive batched, so one lock costs little — and it makes
-"never save while adding" (a corrupt snapshot in usearch 2.26) hold by construction.
+Write path (`apply`, called by the write batcher with a group of operations from many callers):
+allocate keys, append the vectors to the vector file and fsync it, commit one SQLite transaction
+(which fsyncs its WAL), then publish the new slots to readers and update the HNSW index. Only then
+do the callers get their acks, so an ack means the write is on disk. One write lock serialises
+writers and index checkpoints (usearch must not save while adding); searches and gets never take
+it: they read an immutable `SlotView`, the mapped vectors, SQLite through their own connection
+(WAL), and the index (usearch has its own mutex around add/search).
 
 Keys: every stored row gets a fresh uint64 key from a counter and keeps it until deleted; an
-upsert of an existing id tombstones the old row and removes its key instead of re-adding the same
-key (remove + re-add of one key is buggy in usearch). Key 2**64-1 is usearch's sentinel and is
-never allocated.
+upsert of an existing id removes the old key and adds a new one (remove + re-add of one key is
+buggy in usearch 2.26). Key 2**64-1 is usearch's sentinel and is never allocated.
+
+Opening, checkpoints and compaction live in `maintenance`; this module holds reads and writes.
 """
 
 from __future__ import annotations
@@ -16,39 +20,79 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from onespace.errors import Internal, InvalidArgument, NotFound
+from onespace.index.checkpoint import Checkpoint
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.matryoshka import prefix
-from onespace.index.persistence import MANIFEST_FILE, Snapshot, read_config, read_snapshot, write_snapshot
-from onespace.index.records import Hit, Query, Record, StoredItem, modality_code
-from onespace.index.rows import RowTable
-from onespace.index.search import search_batch
+from onespace.index.records import Filter, Hit, Query, Record, StoredItem, modality_code, modality_from_code
+from onespace.index.search import Rows, search_batch
+from onespace.index.slots import SlotTable, SlotView
+from onespace.index.sqlstore import Inserted, SqlStore
 from onespace.index.validate import CheckedQuery, check_query, check_record
+from onespace.index.vectorfile import VectorFile
+from onespace.index.writes import DeleteOp, PreparedRecord, UpsertOp, WriteOp, plan_writes
 from onespace.models import Modality
 
-__all__ = ["REBUILD_TOMBSTONE_RATIO", "Collection"]
+__all__ = ["Collection", "CollectionStats"]
 
 log = logging.getLogger(__name__)
 
-REBUILD_TOMBSTONE_RATIO = 0.3
 _MAX_KEY = 2**64 - 2
+ADD_CHUNK = 65_536  # rows per usearch add when (re)building or replaying
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    items: int
+    dead_slots: int  # deleted or replaced rows still in the vector file
+    index_tombstones: int  # removed entries usearch still holds
+    disk_bytes: int
+    index_bytes: int  # resident: usearch's memory
+    vector_bytes: int  # mapped: rows in the vector file (pages the kernel may keep)
+    seq: int
+    checkpoint_seq: int
+    checkpoint_time: float  # unix seconds; 0 when the index was never checkpointed
+    log_bytes: int  # SQLite's write-ahead log
+    changes_since_checkpoint: int  # items inserted or removed since the last index checkpoint
 
 
 class Collection:
-    def __init__(self, config: CollectionConfig) -> None:
-        self._config = config.validated()
-        self._lock = threading.Lock()
-        self._rows = RowTable(self._config.dimension)
-        self._index = HnswIndex(self._config)
-        self._next_key = 0
-        self._version = 0  # bumped by every change
-        self._saved_version = 0
+    """Use `maintenance.create_collection` / `open_collection` to get one."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config: CollectionConfig,
+        sql: SqlStore,
+        vectors: VectorFile,
+        slots: SlotTable,
+        index: HnswIndex,
+        meta: dict[str, int],
+        *,
+        durable: bool,
+    ) -> None:
+        self.directory = directory
+        self._config = config
+        self.sql = sql
+        self.vectors = vectors
+        self.slots = slots
+        self.index = index
+        self.seq = meta["seq"]
+        self.next_key = meta["next_key"]
+        self.durable = durable
+        self.write_lock = threading.Lock()
+        self.maintenance_lock = threading.Lock()  # one checkpoint or compaction at a time
+        self.checkpoint: Checkpoint | None = None
+        self.changes_since_checkpoint = 0  # items inserted or removed since the last checkpoint
+        self.closed = False
+        self._view = self._make_view()
 
     # --- reading ---
 
@@ -63,31 +107,38 @@ class Collection:
     @property
     def usearch_calls(self) -> int:
         """How many `index.search` calls this collection has made (batching is observable)."""
-        return self._index.search_calls
+        return self.index.search_calls
 
     @property
-    def version(self) -> int:
-        return self._version
+    def view(self) -> SlotView:
+        return self._view
 
     def __len__(self) -> int:
-        return self._rows.live_count
+        return self._view.live_count
 
     def modalities(self) -> frozenset[Modality]:
-        with self._lock:
-            return self._rows.modalities()
+        return self.slots.modalities()
 
     def get(self, ids: Sequence[str], include_vectors: bool = False) -> list[StoredItem | None]:
         """The items for `ids`, in order; None for ids not stored."""
-        with self._lock:
-            return [self._item(item_id, include_vectors) for item_id in ids]
+        wanted = [i for i in ids if isinstance(i, str)]
+        rows = self.sql.rows_by_ids(wanted) if wanted else {}
+        view = self._view
+        out: list[StoredItem | None] = []
+        for item_id in ids:
+            row = rows.get(item_id) if isinstance(item_id, str) else None
+            if row is None:
+                out.append(None)
+                continue
+            vector = self._vector_of_key(view, row.key) if include_vectors else None
+            out.append(StoredItem(row.id, modality_from_code(row.modality), row.metadata, vector))
+        return out
 
     def vector(self, id: str) -> npt.NDArray[np.float32]:
-        with self._lock:
-            row = self._rows.row_of(id) if isinstance(id, str) else None
-            if row is None:
-                raise NotFound(f"id {id!r} not found in collection {self.name!r}")
-            vector: npt.NDArray[np.float32] = self._rows.vectors[row].copy()
-            return vector
+        item = self.get([id], include_vectors=True)[0] if isinstance(id, str) else None
+        if item is None or item.vector is None:
+            raise NotFound(f"id {id!r} not found in collection {self.name!r}")
+        return item.vector
 
     def search(self, query: Query, threads: int = 0) -> list[Hit]:
         return self.search_many([query], threads)[0]
@@ -102,164 +153,134 @@ class Collection:
         checked = [self.check_query(q) for q in queries]
         if not checked:
             return []
-        with self._lock:
-            ranked = search_batch(self._config, self._rows, self._index, checked, threads)
-            return [
-                [
-                    self._hit(int(row), float(score), q.include_vectors)
-                    for row, score in zip(r.rows, r.scores, strict=True)
-                ]
-                for q, r in zip(checked, ranked, strict=True)
-            ]
+        view, index = self._view, self.index
+        candidates = [self._candidates(view, q.filter) for q in checked]
+        ranked = search_batch(self._config, view, index, checked, candidates, threads)
+        keys = sorted({int(view.keys[row]) for r in ranked for row in r.rows})
+        rows = self.sql.rows_by_keys(keys) if keys else {}
+        hits: list[list[Hit]] = []
+        for q, r in zip(checked, ranked, strict=True):
+            found = []
+            for slot, score in zip(r.rows, r.scores, strict=True):
+                row = rows.get(int(view.keys[slot]))
+                if row is None:  # deleted after ranking
+                    continue
+                vector = _as_f32(view.vectors[slot]) if q.include_vectors else None
+                found.append(
+                    Hit(row.id, float(score), modality_from_code(row.modality), row.metadata, vector)
+                )
+            hits.append(found)
+        return hits
 
     def check_query(self, query: Query) -> CheckedQuery:
         """Validate one query against this collection's config (no lock needed: config is frozen)."""
         return check_query(query, self._config)
 
+    def _candidates(self, view: SlotView, flt: Filter) -> Rows | None:
+        """Sorted live slots passing `flt` (SQLite's indexes for metadata); None: no filter."""
+        conditions = flt.all_conditions
+        rows: Rows | None = None
+        if conditions:
+            rows = view.rows_for_keys(self.sql.matching_keys(conditions))
+            rows = np.sort(rows[rows >= 0])
+        if flt.modalities:
+            rows = view.rows_with_modality(flt.modalities, rows)
+        return rows
+
     # --- writing ---
 
-    def upsert(self, records: Sequence[Record], *, field: str = "items") -> int:
-        """Store `records`, replacing items with the same id; returns how many records were taken.
-
-        All or nothing: every record is checked before anything changes. A bad record raises
-        InvalidArgument placed under `field` the way the gateway names request items:
-        `items[3].vector`, or just `item.vector` for a single record under another field name
-        (a streamed item). Within one call a repeated id keeps its last record.
-        """
-        vectors: list[npt.NDArray[np.float32]] = []
-        metadata: list[dict[str, str]] = []
+    def prepare_upsert(self, records: Sequence[Record], *, field: str = "items") -> UpsertOp:
+        """Check every record (InvalidArgument under `field`, e.g. `items[3].vector`; a single
+        record under another field name is just `item.vector`); nothing is written."""
+        prepared: dict[str, PreparedRecord] = {}
         for i, record in enumerate(records):
             try:
                 vector, meta = check_record(record, self._config)
             except InvalidArgument as exc:
                 where = f"{field}[{i}]" if len(records) > 1 or field == "items" else field
                 raise exc.at(where) from None
-            vectors.append(vector)
-            metadata.append(meta)
-        if not records:
-            return 0
-        last = {record.id: i for i, record in enumerate(records)}
-        chosen = sorted(last.values())
-        matrix = np.stack([vectors[i] for i in chosen])
-        index_prefixes = prefix(matrix, self._config.index_dimension, self._config.metric)
-        with self._lock:
-            if self._next_key + len(chosen) > _MAX_KEY:
-                raise Internal(f"collection {self.name!r} ran out of keys")
-            keys = np.arange(self._next_key, self._next_key + len(chosen), dtype=np.uint64)
-            self._next_key += len(chosen)  # first: keys a failed add may have left are never reused
-            self._index.add(keys, index_prefixes)
-            replaced = [row for i in chosen if (row := self._rows.row_of(records[i].id)) is not None]
-            self._index.remove(self._rows.kill(replaced))
-            self._rows.append(
-                [records[i].id for i in chosen],
-                keys,
-                matrix,
-                [modality_code(records[i].modality) for i in chosen],
-                [metadata[i] for i in chosen],
-            )
-            self._version += 1
-        return len(records)
+            prepared.pop(record.id, None)  # a repeated id keeps its last record, in that position
+            prepared[record.id] = PreparedRecord(record.id, vector, modality_code(record.modality), meta)
+        return UpsertOp(tuple(prepared.values()), len(records))
+
+    def upsert(self, records: Sequence[Record], *, field: str = "items") -> int:
+        """Store `records` durably, replacing items with the same id; returns how many were taken.
+        All or nothing: every record is checked before anything changes."""
+        op = self.prepare_upsert(records, field=field)
+        return self.apply([op])[0] if records else 0
 
     def delete(self, ids: Sequence[str]) -> int:
-        """Remove `ids`; returns how many of them were stored. Unknown ids are ignored."""
-        with self._lock:
-            rows = {row for item_id in ids if (row := self._rows.row_of(item_id)) is not None}
-            if not rows:
-                return 0
-            self._index.remove(self._rows.kill(sorted(rows)))
-            self._version += 1
-            return len(rows)
+        """Remove `ids` durably; returns how many of them were stored. Unknown ids are ignored."""
+        return self.apply([DeleteOp(tuple(i for i in ids if isinstance(i, str)))])[0]
 
-    def compact(self) -> None:
-        """Drop tombstoned rows, and rebuild the index once its removed slots pass the threshold.
+    def apply(self, ops: Sequence[WriteOp]) -> list[int]:
+        """Commit a group of operations as one durable transaction; one result per operation."""
+        with self.write_lock:
+            if self.closed:
+                raise Internal(f"collection {self.name!r} is closed")
+            planned = plan_writes(ops, self.sql.keys_of_ids)
+            if not planned.inserts and not planned.removed_keys:
+                return planned.results
+            self._commit(planned.inserts, planned.removed_keys)
+        return planned.results
 
-        usearch never reclaims removed slots (memory or file), only a rebuild does.
-        """
-        with self._lock:
-            self._compact_locked()
-
-    # --- persistence ---
-
-    @property
-    def dirty(self) -> bool:
-        """Whether anything changed since the last snapshot was written or read."""
-        return self._version != self._saved_version
-
-    def save(self, directory: Path) -> bool:
-        """Compact, then commit a snapshot to `directory` if anything changed; returns whether it did.
-
-        Holds the lock throughout: usearch writes corrupt files if an add runs during a save.
-        """
-        with self._lock:
-            if not self.dirty and (directory / MANIFEST_FILE).exists():
-                return False
-            self._compact_locked()
-            rows, n = self._rows, self._rows.size
-            snapshot = Snapshot(
-                ids=rows.ids,
-                keys=rows.keys[:n],
-                codes=rows.codes[:n],
-                metadata=rows.metadata,
-                vectors=rows.vectors[:n],
-                next_key=self._next_key,
-                index_tombstones=self._index.tombstones,
-            )
-            try:
-                write_snapshot(directory, snapshot, self._index.save)
-            except OSError as exc:
-                raise Internal(f"saving collection {self.name!r} to {directory} failed: {exc}") from exc
-            self._saved_version = self._version
-            return True
-
-    @classmethod
-    def load(cls, directory: Path) -> Collection:
-        """The collection saved in `directory` (an empty one if it was created but never saved)."""
-        collection = cls(read_config(directory))
+    def _commit(self, inserts: list[PreparedRecord], removed: list[int]) -> None:
+        n = len(inserts)
+        if self.next_key + n > _MAX_KEY:
+            raise Internal(f"collection {self.name!r} ran out of keys")
+        keys = np.arange(self.next_key, self.next_key + n, dtype=np.uint64)
+        codes = np.array([r.code for r in inserts], dtype=np.int8)
+        stored = np.zeros((n, self._config.dimension), dtype=self.vectors.dtype)
+        for i, r in enumerate(inserts):
+            stored[i] = r.vector
+        start = self.vectors.rows
         try:
-            read_snapshot(directory, collection.config, collection._restore)
-        except OSError as exc:
-            raise Internal(f"loading collection from {directory} failed: {exc}") from exc
-        return collection
+            if n:
+                self.vectors.append(keys, stored, codes)
+                if self.durable:
+                    self.vectors.sync()
+            seq = self.seq + 1
+            meta = {"seq": seq, "next_key": self.next_key + n, "vector_rows": self.vectors.rows}
+            self.sql.commit(
+                seq,
+                [Inserted(int(k), r.id, r.code, r.metadata) for k, r in zip(keys, inserts, strict=True)],
+                removed,
+                meta,
+            )
+        except Exception as exc:
+            self.vectors.truncate(start)
+            raise Internal(f"writing to collection {self.name!r} failed: {exc}") from exc
+        self.seq = seq
+        self.next_key += n
+        self.changes_since_checkpoint += n + len(removed)
+        # Durable from here on; now make it visible: slots first, then the index.
+        if n:
+            self.slots.append(start, keys, codes)
+        gone = np.asarray(removed, dtype=np.uint64)
+        self.slots.kill_keys(gone)
+        self._view = self._make_view()
+        if n:
+            self.index.add(keys, self.index_prefixes(stored))
+        self.index.remove([int(k) for k in gone])
 
-    def _restore(self, snapshot: Snapshot) -> None:
-        """Adopt a snapshot read from disk; ValueError if it is inconsistent (the loader moves on)."""
-        self._rows.load(snapshot.ids, snapshot.keys, snapshot.vectors, snapshot.codes, snapshot.metadata)
-        if len(snapshot.keys) and snapshot.next_key <= int(snapshot.keys[-1]):
-            raise ValueError(f"next key {snapshot.next_key} is not above the largest key {snapshot.keys[-1]}")
-        self._next_key = snapshot.next_key
-        if snapshot.index_path is not None:
-            try:
-                self._index = HnswIndex.load(
-                    self._config, snapshot.index_path, snapshot.keys, snapshot.index_tombstones
-                )
-                return
-            except (Internal, OSError) as exc:
-                log.warning("collection %s: %s; rebuilding the index from the vectors", self.name, exc)
-        self._rebuild_index_locked()
-        self._version += 1  # dirty: the next save replaces the bad index file
+    # --- helpers shared with maintenance ---
 
-    def _compact_locked(self) -> None:
-        self._rows.compact()
-        if self._index.tombstones > REBUILD_TOMBSTONE_RATIO * max(len(self._index), 1):
-            self._rebuild_index_locked()
+    def index_prefixes(self, stored: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
+        """The HNSW vectors of stored rows (from the stored dtype, so a rebuild gives the same)."""
+        return prefix(_as_f32(stored), self._config.index_dimension, self._config.metric)
 
-    def _rebuild_index_locked(self) -> None:
-        rows = self._rows.live_rows()
-        prefixes = prefix(self._rows.vectors[rows], self._config.index_dimension, self._config.metric)
-        calls = self._index.search_calls
-        self._index = HnswIndex.build(self._config, self._rows.keys[rows], prefixes)
-        self._index.search_calls = calls
+    def publish(self) -> None:
+        self._view = self._make_view()
 
-    # --- helpers ---
+    def _make_view(self) -> SlotView:
+        mapped = self.vectors.mapped
+        assert mapped is not None
+        return self.slots.view(mapped.vectors)
 
-    def _item(self, item_id: str, include_vector: bool) -> StoredItem | None:
-        row = self._rows.row_of(item_id) if isinstance(item_id, str) else None
-        if row is None:
-            return None
-        vector = self._rows.vectors[row].copy() if include_vector else None
-        return StoredItem(item_id, self._rows.modality(row), dict(self._rows.metadata[row]), vector)
+    def _vector_of_key(self, view: SlotView, key: int) -> npt.NDArray[np.float32] | None:
+        slot = int(view.rows_for_keys(np.array([key], dtype=np.uint64))[0])
+        return _as_f32(view.vectors[slot]) if slot >= 0 else None
 
-    def _hit(self, row: int, score: float, include_vector: bool) -> Hit:
-        vector = self._rows.vectors[row].copy() if include_vector else None
-        rows = self._rows
-        return Hit(rows.ids[row], score, rows.modality(row), dict(rows.metadata[row]), vector)
+
+def _as_f32(values: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
+    return np.array(values, dtype=np.float32, copy=True)

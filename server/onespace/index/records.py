@@ -5,6 +5,8 @@ Plain frozen dataclasses, converted to and from protobuf messages by the gRPC la
 
 from __future__ import annotations
 
+import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -15,11 +17,13 @@ from onespace.models import Modality
 
 __all__ = [
     "MODALITY_CODES",
+    "Condition",
     "Filter",
     "Hit",
     "Query",
     "Record",
     "StoredItem",
+    "Test",
     "modality_code",
     "modality_from_code",
 ]
@@ -56,16 +60,46 @@ class StoredItem:
     vector: npt.NDArray[np.float32] | None = None
 
 
+class Test(enum.Enum):
+    """What a `Condition` asks of one metadata key."""
+
+    IN = "in"  # the key is present and its value is one of `values` (equality: one value)
+    NOT_IN = "not_in"  # the key is absent, or its value is none of `values` (not-equal: one value)
+    RANGE = "range"  # the key's value is a number (as text) within the bounds
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test on one metadata key. Values are strings; a range compares the values that parse
+    as finite numbers (`float(value)`) and never matches the others."""
+
+    key: str
+    test: Test
+    values: tuple[str, ...] = ()
+    low: float = -math.inf
+    high: float = math.inf
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+
 @dataclass(frozen=True)
 class Filter:
-    """All conditions must hold: modality in `modalities` (empty: any), every metadata pair equal."""
+    """All conditions must hold (AND): modality in `modalities` (empty: any), every `metadata`
+    pair equal, every condition true."""
 
     modalities: frozenset[Modality] = frozenset()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    conditions: tuple[Condition, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not self.modalities and not self.metadata
+        return not self.modalities and not self.metadata and not self.conditions
+
+    @property
+    def all_conditions(self) -> tuple[Condition, ...]:
+        """`metadata` pairs as IN conditions, followed by `conditions`."""
+        pairs = tuple(Condition(k, Test.IN, (v,)) for k, v in sorted(self.metadata.items()))
+        return pairs + self.conditions
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ Scores = npt.NDArray[np.float32]
 
 
 def score_rows(
-    vectors: npt.NDArray[np.float32], rows: Rows, query: npt.NDArray[np.float32], metric: Metric
+    vectors: npt.NDArray[np.generic], rows: Rows, query: npt.NDArray[np.float32], metric: Metric
 ) -> Scores:
     """Scores of `vectors[rows]` (stored length) against `query`, the rank prefix of the query.
 

@@ -1,4 +1,4 @@
-"""Two-stage search over a row table and its HNSW index, for a whole batch of queries at once.
+"""Two-stage search over a collection's slots and its HNSW index, for a whole batch of queries.
 
 Per query, the plan is one of:
 
@@ -10,8 +10,11 @@ Per query, the plan is one of:
   collections, selective filters), or — decided after stage 1 — when the filtered shortlist has
   fewer than `k` rows although more match. So results are always `min(k, matching)` long.
 
-Shortlist size: `k * rerank_factor`; with a filter, scaled by `live / matching` and doubled so
-about that many candidates survive the filter. It is rounded up to a power of two, which costs
+Filters are resolved before planning (`candidates`: the sorted live slots that pass, from SQLite's
+indexes and the modality codes, or None for "every live slot"), so a selective filter is ranked
+exactly on its few candidates and never scans every row. Shortlist size: `k * rerank_factor`;
+with a filter, scaled by `live / matching` and doubled so about that many candidates survive it.
+It is rounded up to a power of two, which costs
 nothing while it stays under `expansion_search` and lets differing `k`s share one usearch call:
 stage 1 makes ONE `index.search` per distinct shortlist size in the batch. Each query's result
 depends only on the query and the collection, never on its batch companions.
@@ -30,8 +33,8 @@ import numpy.typing as npt
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.matryoshka import prefix
-from onespace.index.rows import RowTable
 from onespace.index.scoring import score_rows, top_k
+from onespace.index.slots import SlotView
 from onespace.index.validate import CheckedQuery, index_normalises
 
 __all__ = ["Ranked", "plan_count", "search_batch"]
@@ -52,7 +55,7 @@ class Ranked:
 class _Plan:
     query: CheckedQuery
     rank_vector: npt.NDArray[np.float32]
-    mask: npt.NDArray[np.bool_] | None  # None: every live row matches
+    candidates: Rows | None  # sorted slots passing the filter; None: every live slot
     matches: int
     count: int  # HNSW shortlist size; 0: exact scan
 
@@ -70,12 +73,13 @@ def plan_count(k: int, rerank_factor: int, live: int, matches: int, filtered: bo
 
 def search_batch(
     config: CollectionConfig,
-    table: RowTable,
+    table: SlotView,
     index: HnswIndex,
     queries: Sequence[CheckedQuery],
+    candidates: Sequence[Rows | None],
     threads: int,
 ) -> list[Ranked]:
-    plans = [_plan(config, table, index, q) for q in queries]
+    plans = [_plan(config, table, index, q, c) for q, c in zip(queries, candidates, strict=True)]
     shortlists: dict[int, Rows] = {}
     groups: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(plans):
@@ -88,39 +92,46 @@ def search_batch(
     return [_finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
 
 
-def _plan(config: CollectionConfig, table: RowTable, index: HnswIndex, query: CheckedQuery) -> _Plan:
+def _plan(
+    config: CollectionConfig, table: SlotView, index: HnswIndex, query: CheckedQuery, candidates: Rows | None
+) -> _Plan:
     rank_vector = prefix(query.vector, query.dimension, config.metric, full=config.dimension)
-    filtered = not query.filter.is_empty
-    mask = table.matching(query.filter) if filtered else None
-    matches = int(mask.sum()) if mask is not None else table.live_count
+    filtered = candidates is not None
+    matches = len(candidates) if candidates is not None else table.live_count
     count = 0
     usable = query.dimension >= config.index_dimension and len(index) > 0
     if usable and index_normalises(config) and not query.vector[: config.index_dimension].any():
         usable = False  # a zero index prefix has no direction to search along
     if usable:
         count = plan_count(query.k, config.rerank_factor, table.live_count, matches, filtered)
-    return _Plan(query, rank_vector, mask, matches, count)
+    return _Plan(query, rank_vector, candidates, matches, count)
 
 
 def _index_vector(config: CollectionConfig, query: CheckedQuery) -> npt.NDArray[np.float32]:
     return prefix(query.vector, config.index_dimension, config.metric, full=config.dimension)
 
 
-def _finish(table: RowTable, config: CollectionConfig, plan: _Plan, shortlist: Rows | None) -> Ranked:
+def _finish(table: SlotView, config: CollectionConfig, plan: _Plan, shortlist: Rows | None) -> Ranked:
     k = plan.query.k
     if plan.matches == 0:
         return Ranked(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
     if shortlist is not None:
         rows = shortlist[shortlist >= 0]
-        if plan.mask is not None:
-            rows = rows[plan.mask[rows]]
+        if plan.candidates is not None:
+            rows = rows[_members(rows, plan.candidates)]
         if len(rows) >= min(k, plan.matches):
             return _rank(table, config, plan, rows)
-    rows = np.flatnonzero(plan.mask).astype(np.int64) if plan.mask is not None else table.live_rows()
+    rows = plan.candidates if plan.candidates is not None else table.live_rows()
     return _rank(table, config, plan, rows)
 
 
-def _rank(table: RowTable, config: CollectionConfig, plan: _Plan, rows: Rows) -> Ranked:
+def _members(rows: Rows, sorted_candidates: Rows) -> npt.NDArray[np.bool_]:
+    pos = np.searchsorted(sorted_candidates, rows)
+    pos = np.minimum(pos, len(sorted_candidates) - 1)
+    return np.asarray(sorted_candidates[pos] == rows)
+
+
+def _rank(table: SlotView, config: CollectionConfig, plan: _Plan, rows: Rows) -> Ranked:
     scores = score_rows(table.vectors, rows, plan.rank_vector, config.metric)
     best_rows, best_scores = top_k(rows, scores, plan.query.k)
     return Ranked(best_rows, best_scores)

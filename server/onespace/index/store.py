@@ -1,11 +1,13 @@
-"""The set of collections, each in `data_dir/collections/<name>/` (layout: `persistence`).
+"""The set of collections, each in `data_dir/collections/<name>/` (layout: docs/storage.md).
 
-Two locks: `_lock` guards the name -> collection map (and names being created) and is held only
-for dict operations, never for disk I/O, so `get` stays cheap enough for the event loop;
-`_save_lock` serialises `save_all` with `delete`, so a collection's directory is never removed
-while it is being written.
-A deleted collection's directory is first renamed into `data_dir/trash/` (atomic: a crash never
-leaves half a collection under `collections/`), then removed.
+Create and delete are atomic and durable: a new collection is initialised in
+`data_dir/staging/<name>-<uuid>/` and renamed into `collections/` (then the parent is fsynced), a
+deleted one is renamed into `data_dir/trash/` before its files are removed. A crash between any
+two steps leaves either the old or the new state; leftovers in `staging/` and `trash/` are
+removed on the next open.
+
+`_lock` guards the name -> collection map (and names being created) and is held only for dict
+operations, never for disk I/O, so `get` stays cheap enough for the event loop.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import uuid
 from pathlib import Path
 
 from onespace.errors import AlreadyExists, Internal, NotFound
-from onespace.index.collection import Collection
+from onespace.index import maintenance
+from onespace.index.backend import CollectionHandle
+from onespace.index.collection import Collection, CollectionStats
 from onespace.index.config import CollectionConfig, check_collection_name
-from onespace.index.persistence import CONFIG_FILE, fsync_dir, write_config
+from onespace.index.persistence import CONFIG_FILE, fsync_dir
 
 __all__ = ["CollectionStore"]
 
@@ -28,14 +32,17 @@ log = logging.getLogger(__name__)
 
 
 class CollectionStore:
-    def __init__(self, data_dir: Path) -> None:
+    """The embedded backend (`index.backend.Backend`)."""
+
+    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
         self._data_dir = Path(data_dir)
         self._root = self._data_dir / "collections"
+        self._staging = self._data_dir / "staging"
         self._trash = self._data_dir / "trash"
+        self._durable = durable
         self._collections: dict[str, Collection] = {}
         self._creating: set[str] = set()
         self._lock = threading.Lock()
-        self._save_lock = threading.Lock()
 
     @property
     def data_dir(self) -> Path:
@@ -45,49 +52,55 @@ class CollectionStore:
         return self._root / name
 
     def open(self) -> None:
-        """Load every collection under `data_dir` (creating the directories on first use).
-
-        A collection with no intact snapshot raises Internal: starting without it would lose data.
-        """
+        """Open every collection under `data_dir` (creating the directories on first use)."""
         try:
             self._root.mkdir(parents=True, exist_ok=True)
-            self._empty_trash()
+            for leftovers in (self._staging, self._trash):
+                if leftovers.exists():
+                    shutil.rmtree(leftovers, ignore_errors=True)
             directories = sorted(p for p in self._root.iterdir() if p.is_dir())
         except OSError as exc:
             raise Internal(f"cannot open the data directory {self._data_dir}: {exc}") from exc
         loaded: dict[str, Collection] = {}
-        for directory in directories:
-            if not (directory / CONFIG_FILE).exists():
-                log.warning("ignoring %s: it has no %s", directory, CONFIG_FILE)
-                continue
-            collection = Collection.load(directory)
-            if collection.name != directory.name:
-                raise Internal(f"{directory} holds collection {collection.name!r}")
-            loaded[collection.name] = collection
+        try:
+            for directory in directories:
+                if not (directory / CONFIG_FILE).exists():
+                    log.warning("ignoring %s: it has no %s", directory, CONFIG_FILE)
+                    continue
+                collection = maintenance.open_collection(directory, durable=self._durable)
+                loaded[collection.name] = collection
+                if collection.name != directory.name:
+                    raise Internal(f"{directory} holds collection {collection.name!r}")
+        except BaseException:
+            for collection in loaded.values():
+                maintenance.close(collection)
+            raise
         with self._lock:
             self._collections = loaded
 
     def create(self, config: CollectionConfig) -> Collection:
-        collection = Collection(config)  # validates the config first
-        name = collection.name
-        directory = self.directory(name)
+        config = config.validated()
+        name = config.name
         with self._lock:  # reserve the name; the disk work happens outside the lock
-            if name in self._collections or name in self._creating or (directory / CONFIG_FILE).exists():
+            if name in self._collections or name in self._creating:
                 raise AlreadyExists(f"collection {name!r} already exists")
             self._creating.add(name)
+        staging = self._staging / f"{name}-{uuid.uuid4().hex}"
         try:
-            if directory.exists():  # left by a create that crashed before its config was written
-                shutil.rmtree(directory)
-            directory.mkdir(parents=True)
-            write_config(directory, collection.config)
+            if self.directory(name).exists():
+                raise AlreadyExists(f"collection {name!r} already exists")
+            staging.mkdir(parents=True)
+            maintenance.close(maintenance.create_collection(staging, config, durable=self._durable))
+            staging.rename(self.directory(name))
             fsync_dir(self._root)
+            collection = maintenance.open_collection(self.directory(name), durable=self._durable)
         except OSError as exc:
-            shutil.rmtree(directory, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            raise Internal(f"cannot create collection {name!r}: {exc}") from exc
+        finally:
             with self._lock:
                 self._creating.discard(name)
-            raise Internal(f"cannot create collection {name!r} in {directory}: {exc}") from exc
         with self._lock:
-            self._creating.discard(name)
             self._collections[name] = collection
         return collection
 
@@ -104,33 +117,47 @@ class CollectionStore:
             return [self._collections[name] for name in sorted(self._collections)]
 
     def delete(self, name: str) -> None:
-        """Forget the collection and remove its directory."""
-        with self._save_lock:
-            with self._lock:
-                if name not in self._collections:
-                    raise NotFound(f"collection {name!r} not found")
-                check_collection_name(name)
-                del self._collections[name]
-            graveyard = self._trash / f"{name}-{uuid.uuid4().hex}"
-            try:
-                if not self.directory(name).exists():
-                    return
-                self._trash.mkdir(parents=True, exist_ok=True)
-                self.directory(name).rename(graveyard)
-                fsync_dir(self._root)
-            except OSError as exc:
-                raise Internal(f"cannot remove the directory of collection {name!r}: {exc}") from exc
-            shutil.rmtree(graveyard, ignore_errors=True)
+        """Forget the collection and remove its directory (atomically: renamed away first)."""
+        with self._lock:
+            collection = self._collections.get(name)
+            if collection is None:
+                raise NotFound(f"collection {name!r} not found")
+            check_collection_name(name)
+            del self._collections[name]
+        with collection.maintenance_lock:
+            maintenance.close(collection)
+        graveyard = self._trash / f"{name}-{uuid.uuid4().hex}"
+        try:
+            self._trash.mkdir(parents=True, exist_ok=True)
+            self.directory(name).rename(graveyard)
+            fsync_dir(self._root)
+        except OSError as exc:
+            raise Internal(f"cannot remove the directory of collection {name!r}: {exc}") from exc
+        shutil.rmtree(graveyard, ignore_errors=True)
 
-    def save_all(self) -> int:
-        """Snapshot every collection that changed since its last snapshot; returns how many."""
-        with self._save_lock:
-            saved = 0
-            for collection in self.list():
-                saved += collection.save(self.directory(collection.name))
-            return saved
+    def checkpoint(self, collection: CollectionHandle) -> bool:
+        return maintenance.checkpoint(_embedded(collection)) is not None
 
-    def _empty_trash(self) -> None:
-        if self._trash.exists():
-            for leftover in self._trash.iterdir():
-                shutil.rmtree(leftover, ignore_errors=True)
+    def compact(self, collection: CollectionHandle, *, force: bool = False) -> bool:
+        return maintenance.compact(_embedded(collection), force=force)
+
+    def stats(self, collection: CollectionHandle) -> CollectionStats:
+        return maintenance.stats(_embedded(collection))
+
+    def checkpoint_all(self) -> int:
+        """Checkpoint every collection whose index changed since its last checkpoint; returns how many."""
+        return sum(maintenance.checkpoint(c) is not None for c in self.list())
+
+    def close(self) -> None:
+        """Checkpoint and close every collection (shutdown)."""
+        for collection in self.list():
+            maintenance.checkpoint(collection)
+            maintenance.close(collection)
+        with self._lock:
+            self._collections = {}
+
+
+def _embedded(collection: CollectionHandle) -> Collection:
+    if not isinstance(collection, Collection):
+        raise TypeError(f"{collection!r} is not a collection of the embedded store")
+    return collection

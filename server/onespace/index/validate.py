@@ -7,6 +7,7 @@ line of defence against them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from onespace.errors import InvalidArgument
-from onespace.index.config import CollectionConfig, IndexDtype
+from onespace.index.config import CollectionConfig, IndexDtype, StoredDtype
 from onespace.index.matryoshka import renormalises
-from onespace.index.records import Filter, Query, Record
+from onespace.index.records import Condition, Filter, Query, Record, Test
 from onespace.models import Modality
 
 __all__ = [
@@ -113,7 +114,26 @@ def check_vector(raw: object, config: CollectionConfig) -> npt.NDArray[np.float3
             "vector",
             f"its first {config.index_dimension} components (the indexed prefix) are all zeros",
         )
+    _check_range(vector, config)
     return np.array(vector, dtype=np.float32, copy=True)
+
+
+_F16_MAX = float(np.finfo(np.float16).max)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_range(vector: npt.NDArray[np.float32], config: CollectionConfig) -> None:
+    """Values the stored dtype cannot hold, or whose squared norm overflows float32, are refused:
+    they would be stored as infinity or score as 0/inf for every query."""
+    largest = float(np.abs(vector).max()) if len(vector) else 0.0
+    if config.stored_dtype is StoredDtype.F16 and largest > _F16_MAX:
+        raise InvalidArgument(
+            "vector",
+            f"a value of magnitude {largest:.3g} exceeds the f16 range (±65504) of this collection's "
+            "stored vectors; create the collection with stored dtype f32 to store it",
+        )
+    if float(np.dot(vector.astype(np.float64), vector.astype(np.float64))) > _F32_MAX:
+        raise InvalidArgument("vector", "its squared norm overflows float32; scale the vector down")
 
 
 def check_record(record: Record, config: CollectionConfig) -> tuple[npt.NDArray[np.float32], dict[str, str]]:
@@ -127,6 +147,10 @@ def check_record(record: Record, config: CollectionConfig) -> tuple[npt.NDArray[
     return check_vector(record.vector, config), metadata
 
 
+MAX_CONDITIONS = 16
+MAX_CONDITION_VALUES = 1024
+
+
 def check_filter(flt: object) -> Filter:
     if not isinstance(flt, Filter):
         raise InvalidArgument("filter", f"must be a Filter, got {type(flt).__name__}")
@@ -134,7 +158,39 @@ def check_filter(flt: object) -> Filter:
         if not isinstance(modality, Modality):
             raise InvalidArgument("filter.modalities", f"{modality!r} is not a Modality")
     check_metadata(flt.metadata, "filter.metadata")
+    if len(flt.conditions) > MAX_CONDITIONS:
+        raise InvalidArgument("filter.conditions", f"has {len(flt.conditions)}; at most {MAX_CONDITIONS}")
+    for i, condition in enumerate(flt.conditions):
+        _check_condition(condition, f"filter.conditions[{i}]")
     return flt
+
+
+def _check_condition(c: Condition, where: str) -> None:
+    key_size = _utf8_size(f"{where}.key", "the key", c.key)
+    if not 1 <= key_size <= MAX_METADATA_KEY_BYTES:
+        raise InvalidArgument(f"{where}.key", f"must be 1..{MAX_METADATA_KEY_BYTES} bytes, got {key_size}")
+    if c.test is Test.RANGE:
+        if math.isnan(c.low) or math.isnan(c.high):
+            raise InvalidArgument(f"{where}.range", "bounds must be numbers, not NaN")
+        if c.low == -math.inf and c.high == math.inf:
+            raise InvalidArgument(f"{where}.range", "set at least one bound")
+        if c.low > c.high:
+            raise InvalidArgument(
+                f"{where}.range", f"the lower bound {c.low} is above the upper bound {c.high}"
+            )
+        return
+    if not c.values:
+        raise InvalidArgument(f"{where}.values", "must hold at least one value")
+    if len(c.values) > MAX_CONDITION_VALUES:
+        raise InvalidArgument(
+            f"{where}.values", f"has {len(c.values)} values; at most {MAX_CONDITION_VALUES}"
+        )
+    for value in c.values:
+        size = _utf8_size(f"{where}.values", "a value", value)
+        if size > MAX_METADATA_VALUE_BYTES:
+            raise InvalidArgument(
+                f"{where}.values", f"a value is {size} bytes; at most {MAX_METADATA_VALUE_BYTES}"
+            )
 
 
 @dataclass(frozen=True)

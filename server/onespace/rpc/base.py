@@ -60,6 +60,6 @@ class ServicerBase:
 
         window = self.gateway.settings.stream_window
         async for response in bounded_stream(
-            requests, one, window, self.metrics.stream_window.labels(method)
+            requests, one, window, self.metrics.stream_window.labels(method), self.gateway.draining
         ):
             yield response

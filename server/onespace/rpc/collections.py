@@ -29,9 +29,28 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
 
     @unary_method("GetCollection")
     async def GetCollection(self, request: pb.GetCollectionRequest, context: Ctx) -> pb.GetCollectionResponse:
-        collection = self.gateway.store.get(request.name)
+        collection = self.gateway.collection(request.name)
+        stats = await self.gateway.stats(collection)
         return pb.GetCollectionResponse(
-            collection=convert.collection_to_proto(collection.config, len(collection))
+            collection=convert.collection_to_proto(collection.config, stats.items, stats)
+        )
+
+    @unary_method("CheckpointCollection")
+    async def CheckpointCollection(
+        self, request: pb.CheckpointCollectionRequest, context: Ctx
+    ) -> pb.CheckpointCollectionResponse:
+        collection, stats = await self.gateway.checkpoint(request.name)
+        return pb.CheckpointCollectionResponse(
+            collection=convert.collection_to_proto(collection.config, stats.items, stats)
+        )
+
+    @unary_method("CompactCollection")
+    async def CompactCollection(
+        self, request: pb.CompactCollectionRequest, context: Ctx
+    ) -> pb.CompactCollectionResponse:
+        collection, stats = await self.gateway.compact(request.name)
+        return pb.CompactCollectionResponse(
+            collection=convert.collection_to_proto(collection.config, stats.items, stats)
         )
 
     @unary_method("ListCollections")
@@ -39,7 +58,7 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
         self, request: pb.ListCollectionsRequest, context: Ctx
     ) -> pb.ListCollectionsResponse:
         return pb.ListCollectionsResponse(
-            collections=[convert.collection_to_proto(c.config, len(c)) for c in self.gateway.store.list()]
+            collections=[convert.collection_to_proto(c.config, len(c)) for c in self.gateway.collections()]
         )
 
     @unary_method("DeleteCollection")

@@ -3,6 +3,7 @@ values known); validation of meaning (limits, formats) happens in `onespace.cont
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -22,12 +23,16 @@ from onespace.errors import InvalidArgument
 from onespace.gateway import Embedded, EmbedOptions, ItemIn, Timings
 from onespace.index import (
     CollectionConfig,
+    CollectionStats,
+    Condition,
     Filter,
     Hit,
     HnswParams,
     IndexDtype,
     Metric,
+    StoredDtype,
     StoredItem,
+    Test,
 )
 from onespace.models import Modality, ModelSpec
 from onespace.providers.base import Vector
@@ -109,6 +114,15 @@ DTYPE_FROM_PROTO = {
     collections_pb2.INDEX_DTYPE_I8: IndexDtype.I8,
 }
 DTYPE_TO_PROTO = {v: k for k, v in DTYPE_FROM_PROTO.items() if k != collections_pb2.INDEX_DTYPE_UNSPECIFIED}
+STORED_DTYPE_FROM_PROTO = {
+    collections_pb2.STORED_DTYPE_UNSPECIFIED: StoredDtype.F16,
+    collections_pb2.STORED_DTYPE_F16: StoredDtype.F16,
+    collections_pb2.STORED_DTYPE_F32: StoredDtype.F32,
+}
+STORED_DTYPE_TO_PROTO = {
+    StoredDtype.F16: collections_pb2.STORED_DTYPE_F16,
+    StoredDtype.F32: collections_pb2.STORED_DTYPE_F32,
+}
 
 
 E = TypeVar("E")
@@ -241,11 +255,14 @@ def config_from_proto(pb: collections_pb2.CollectionConfig) -> CollectionConfig:
         dtype=_enum(DTYPE_FROM_PROTO, pb.dtype, "config.dtype"),
         hnsw=hnsw,
         rerank_factor=pb.rerank_factor or 4,
+        stored_dtype=_enum(STORED_DTYPE_FROM_PROTO, pb.stored_dtype, "config.stored_dtype"),
     )
 
 
-def collection_to_proto(config: CollectionConfig, count: int) -> collections_pb2.Collection:
-    return collections_pb2.Collection(
+def collection_to_proto(
+    config: CollectionConfig, count: int, stats: CollectionStats | None = None
+) -> collections_pb2.Collection:
+    pb = collections_pb2.Collection(
         config=collections_pb2.CollectionConfig(
             name=config.name,
             model=config.model,
@@ -259,14 +276,64 @@ def collection_to_proto(config: CollectionConfig, count: int) -> collections_pb2
                 expansion_search=config.hnsw.expansion_search,
             ),
             rerank_factor=config.rerank_factor,
+            stored_dtype=STORED_DTYPE_TO_PROTO[config.stored_dtype],
         ),
         count=count,
     )
+    if stats is not None:
+        pb.stats.CopyFrom(
+            collections_pb2.CollectionStats(
+                items=stats.items,
+                dead_rows=stats.dead_slots,
+                index_tombstones=stats.index_tombstones,
+                disk_bytes=stats.disk_bytes,
+                index_bytes=stats.index_bytes,
+                vector_bytes=stats.vector_bytes,
+                seq=stats.seq,
+                checkpoint_seq=stats.checkpoint_seq,
+                checkpoint_time=stats.checkpoint_time,
+                log_bytes=stats.log_bytes,
+            )
+        )
+        pb.count = stats.items
+    return pb
 
 
 def filter_from_proto(pb: search_pb2.Filter) -> Filter:
     modalities = frozenset(modality_from_proto(m, "filter.modalities") for m in pb.modalities)
-    return Filter(modalities=modalities, metadata=dict(pb.metadata))
+    conditions = tuple(
+        condition_from_proto(c, f"filter.conditions[{i}]") for i, c in enumerate(pb.conditions)
+    )
+    return Filter(modalities=modalities, metadata=dict(pb.metadata), conditions=conditions)
+
+
+def condition_from_proto(pb: search_pb2.Condition, where: str) -> Condition:
+    test = pb.WhichOneof("test")
+    if test == "equals":
+        return Condition(pb.key, Test.IN, (pb.equals,))
+    if test == "not_equals":
+        return Condition(pb.key, Test.NOT_IN, (pb.not_equals,))
+    if test == "in":
+        return Condition(pb.key, Test.IN, tuple(getattr(pb, "in").values))
+    if test == "not_in":
+        return Condition(pb.key, Test.NOT_IN, tuple(pb.not_in.values))
+    if test == "range":
+        r = pb.range
+        if r.HasField("gt") and r.HasField("gte"):
+            raise InvalidArgument(f"{where}.range", "set gt or gte, not both")
+        if r.HasField("lt") and r.HasField("lte"):
+            raise InvalidArgument(f"{where}.range", "set lt or lte, not both")
+        low = r.gt if r.HasField("gt") else r.gte if r.HasField("gte") else -math.inf
+        high = r.lt if r.HasField("lt") else r.lte if r.HasField("lte") else math.inf
+        return Condition(
+            pb.key,
+            Test.RANGE,
+            low=low,
+            high=high,
+            low_inclusive=not r.HasField("gt"),
+            high_inclusive=not r.HasField("lt"),
+        )
+    raise InvalidArgument(f"{where}.test", "set one of equals, not_equals, in, not_in or range")
 
 
 def hit_to_proto(hit: Hit) -> search_pb2.SearchHit:

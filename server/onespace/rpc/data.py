@@ -29,7 +29,7 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
         timings = await self.gateway.upsert(
             request.collection, items, deadline=self.deadline(context), admission=Admission.FAIL_FAST
         )
-        config = self.gateway.store.get(request.collection).config
+        config = self.gateway.collection(request.collection).config
         return pb.UpsertResponse(
             upserted=len(items),
             model=config.model,
@@ -80,4 +80,7 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
     async def Delete(self, request: pb.DeleteRequest, context: Ctx) -> pb.DeleteResponse:
         if not request.ids:
             raise InvalidArgument("ids", "must contain at least one id")
-        return pb.DeleteResponse(deleted=await self.gateway.delete(request.collection, list(request.ids)))
+        deleted = await self.gateway.delete(
+            request.collection, list(request.ids), deadline=self.deadline(context)
+        )
+        return pb.DeleteResponse(deleted=deleted)

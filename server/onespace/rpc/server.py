@@ -1,8 +1,10 @@
 """The grpc.aio server: every servicer, health checking, reflection, and a graceful stop.
 
 Stop order (grpc's graceful-shutdown example): health goes NOT_SERVING so balancers stop sending,
-the server stops accepting RPCs and lets those in flight finish within the grace period, then the
-gateway drains the engine, saves the index and closes the provider.
+streams stop reading new items (their in-flight items are answered, then UNAVAILABLE), the server
+stops accepting RPCs and lets those in flight finish within the grace period, then the gateway
+drains the engine, checkpoints the indexes and closes the provider. Every acked write is already
+on disk before this starts.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class RpcServer:
 
     async def stop(self) -> None:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.gateway.draining.set()  # streams stop reading at once and end with UNAVAILABLE
         await self._server.stop(self.gateway.settings.grace_seconds)
         await self.gateway.stop()
         log.info("stopped")

@@ -4,7 +4,9 @@ The server reads the next request only while fewer than `window` items are being
 the window is full it stops reading, gRPC stops granting HTTP/2 flow-control credit, and the
 client's writes block: memory stays bounded whatever the client sends. Responses go out as items
 finish (they carry the client's request id). When the caller goes away, the items still in the
-window are cancelled, which drops them from the embed queue unsent.
+window are cancelled, which drops them from the embed queue unsent. When `stop` is set (the
+server is shutting down) the stream is not read any further: the items already in the window are
+answered, then the stream ends with UNAVAILABLE and a retry hint.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
+
+from onespace.errors import Unavailable
 
 __all__ = ["Tracker", "bounded_stream"]
 
@@ -33,22 +37,38 @@ async def bounded_stream(
     handle: Callable[[Req], Awaitable[Resp]],
     window: int,
     in_window: Tracker | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[Resp]:
     """Yield `handle(request)` for every request, at most `window` at once. `handle` must not raise
     for a bad item (it answers with an error response instead); if it does, the stream fails."""
     reader = aiter(requests)
     working: set[asyncio.Future[Resp]] = set()
     next_request: asyncio.Future[Req] | None = None
-    exhausted = False
+    stopping: asyncio.Future[Any] | None = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    exhausted = stopped = False
     try:
         while True:
+            if stopping is not None and stopping.done() and not stopped:
+                stopped = exhausted = True
+                if next_request is not None:
+                    next_request.cancel()
+                    with contextlib.suppress(BaseException):
+                        await next_request
+                    next_request = None
             if next_request is None and not exhausted and len(working) < window:
                 next_request = asyncio.ensure_future(anext(reader))
             waiting: set[asyncio.Future[Any]] = set(working)
             if next_request is not None:
                 waiting.add(next_request)
             if not waiting:
+                if stopped:
+                    raise Unavailable(
+                        "the server is shutting down; resend the unanswered items elsewhere",
+                        retry_after_seconds=1.0,
+                    )
                 return
+            if stopping is not None and not stopped:
+                waiting.add(stopping)
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if next_request is not None and next_request in done:
                 finished, next_request = next_request, None
@@ -66,6 +86,8 @@ async def bounded_stream(
                     in_window.dec()
                 yield task.result()
     finally:
+        if stopping is not None:
+            stopping.cancel()
         leftovers: list[asyncio.Future[Any]] = [*working]
         if next_request is not None:
             leftovers.append(next_request)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 
-from onespace.index import Metric
+from onespace.index import Collection, CollectionConfig, Metric, StoredDtype, maintenance
 
 F32 = npt.NDArray[np.float32]
 
@@ -40,3 +46,13 @@ def reference_scores(vectors: F32, query: F32, metric: Metric, d: int | None = N
 def reference_top(vectors: F32, query: F32, metric: Metric, k: int, d: int | None = None) -> list[int]:
     scores = reference_scores(vectors, query, metric, d)
     return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def new_collection(config: CollectionConfig) -> Collection:
+    """A fresh collection in its own temporary directory, storing float32 vectors (so tests can
+    compare stored vectors and scores exactly); the directory goes when the process exits."""
+    directory = Path(tempfile.mkdtemp(prefix="onespace-test-"))
+    atexit.register(shutil.rmtree, directory, True)
+    stored = replace(config, stored_dtype=StoredDtype.F32).validated()
+    (directory / "c").mkdir()
+    return maintenance.create_collection(directory / "c", stored)

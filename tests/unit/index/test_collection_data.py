@@ -6,12 +6,13 @@ import pytest
 from onespace.errors import InvalidArgument, NotFound
 from onespace.index import Collection, CollectionConfig, Metric, Query, Record
 from onespace.models import Modality
+from tests.unit.index.helpers import new_collection
 
 DIM = 16
 
 
 def collection(metric: Metric = Metric.COSINE, index_dimension: int = 0) -> Collection:
-    return Collection(
+    return new_collection(
         CollectionConfig(name="c", model="m", dimension=DIM, index_dimension=index_dimension, metric=metric)
     )
 
@@ -128,12 +129,12 @@ def _bad_records() -> list[tuple[Record, str, str]]:
 def test_invalid_record_leaves_the_collection_untouched(bad: Record, field: str, reason: str) -> None:
     c = collection()
     c.upsert([Record("keep", vec(1), Modality.TEXT, {"a": "b"})])
-    before_version = c.version
+    before_version = c.seq
     with pytest.raises(InvalidArgument) as info:
         c.upsert([Record("keep", vec(2)), bad, Record("new", vec(3))])
     assert info.value.field == field
     assert reason in info.value.reason
-    assert c.version == before_version
+    assert c.seq == before_version
     assert len(c) == 1
     assert c.get(["new", "x"]) == [None, None]
     np.testing.assert_array_equal(c.vector("keep"), vec(1))
@@ -164,7 +165,7 @@ def test_empty_upsert_and_delete_change_nothing() -> None:
     c = collection()
     assert c.upsert([]) == 0
     assert c.delete([]) == 0
-    assert c.version == 0
+    assert c.seq == 0
 
 
 def test_error_field_follows_the_gateway_naming() -> None:

@@ -6,7 +6,7 @@ import pytest
 from onespace.errors import InvalidArgument
 from onespace.index import Collection, CollectionConfig, Filter, IndexDtype, Metric, Query, Record
 from onespace.models import Modality
-from tests.unit.index.helpers import mixture, reference_scores, reference_top
+from tests.unit.index.helpers import mixture, new_collection, reference_scores, reference_top
 
 MODALITIES = [Modality.TEXT, Modality.IMAGE, Modality.AUDIO, Modality.VIDEO]
 
@@ -17,7 +17,7 @@ def build(
     index_dimension: int = 0,
     dtype: IndexDtype = IndexDtype.F32,
 ) -> Collection:
-    c = Collection(
+    c = new_collection(
         CollectionConfig(
             name="s",
             model="m",
@@ -153,7 +153,7 @@ def test_filter_whose_matches_are_far_away_falls_back_to_an_exact_scan() -> None
     rng = np.random.default_rng(17)
     near = (rng.normal(size=(1600, 32)) * 0.1 + 5.0).astype(np.float32)
     far = (rng.normal(size=(400, 32)) * 0.1 - 5.0).astype(np.float32)
-    c = Collection(CollectionConfig(name="f", model="m", dimension=32, dtype=IndexDtype.F32))
+    c = new_collection(CollectionConfig(name="f", model="m", dimension=32, dtype=IndexDtype.F32))
     c.upsert([Record(f"n{i}", v, metadata={"side": "near"}) for i, v in enumerate(near)])
     c.upsert([Record(f"f{i}", v, metadata={"side": "far"}) for i, v in enumerate(far)])
     q = near[0]
@@ -168,7 +168,7 @@ def test_k_larger_than_the_collection() -> None:
 
 
 def test_empty_collection_returns_nothing() -> None:
-    c = Collection(CollectionConfig(name="e", model="m", dimension=8))
+    c = new_collection(CollectionConfig(name="e", model="m", dimension=8))
     assert c.search(Query(np.ones(8, dtype=np.float32), k=3)) == []
     assert c.search_many([]) == []
 

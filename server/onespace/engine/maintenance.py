@@ -1,0 +1,81 @@
+"""The background maintainer: index checkpoints and compactions, one at a time, off the loop.
+
+Every `interval` it looks at each collection: a checkpoint is due after `changes` changed items
+or, when anything changed, after `max_age` seconds; a compaction when dead rows or removed index
+entries pass their thresholds (`index.maintenance`). Work runs in a worker thread; the write lock
+is held only for usearch's save and a compaction's short catch-up, so searches and writes go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from onespace.index.backend import Backend, CollectionHandle
+from onespace.metrics import Metrics
+
+__all__ = ["Maintainer"]
+
+log = logging.getLogger(__name__)
+
+
+class Maintainer:
+    def __init__(
+        self, store: Backend, metrics: Metrics, *, interval: float, max_age: float, changes: int
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._interval = interval
+        self._max_age = max_age
+        self._changes = changes
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await asyncio.to_thread(self.run_once)
+            except Exception:  # logged, retried next round; never kills the task
+                log.exception("background maintenance failed")
+
+    def run_once(self, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for collection in self._store.list():
+            stats = self._store.stats(collection)
+            pending = stats.changes_since_checkpoint
+            age = now - stats.checkpoint_time
+            if pending >= self._changes or (pending and age >= self._max_age):
+                self.checkpoint(collection)
+            if self._store.compact(collection):
+                self._metrics.compactions.labels(collection.name).inc()
+                self.checkpoint(collection)
+            self.observe(collection)
+
+    def checkpoint(self, collection: CollectionHandle) -> None:
+        started = time.monotonic()
+        if self._store.checkpoint(collection):
+            self._metrics.checkpoint_duration.labels(collection.name).observe(time.monotonic() - started)
+
+    def observe(self, collection: CollectionHandle) -> None:
+        stats = self._store.stats(collection)
+        name = collection.name
+        self._metrics.index_items.labels(name).set(stats.items)
+        self._metrics.checkpoint_timestamp.labels(name).set(stats.checkpoint_time)
+        for kind, value in (
+            ("disk", stats.disk_bytes),
+            ("index", stats.index_bytes),
+            ("vectors", stats.vector_bytes),
+        ):
+            self._metrics.collection_bytes.labels(name, kind).set(value)

@@ -1,0 +1,139 @@
+"""The write batcher: concurrent writes to one collection become one durable group commit.
+
+The write-side twin of the search batcher. Each collection has a lane: callers append their
+(already validated) operation and wait; one task per lane takes everything waiting (up to
+`max_items` items), runs `collection.apply` on it in a worker thread — one vector-file fsync and
+one SQLite transaction for the whole group — and answers every caller. While a commit runs, new
+writes queue up and form the next group, so under load the group size follows the fsync latency
+by itself; when the lane is idle a group waits at most `max_wait` for company.
+
+With `policy="always"` every operation is committed on its own (no grouping): each ack still
+follows an fsync, only throughput differs. A caller that leaves before its group is cut is dropped
+unsent; once cut, a group commits as a whole (the ack may then go unread, the write is kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from onespace.errors import DeadlineExceeded
+from onespace.metrics import Metrics
+
+if TYPE_CHECKING:
+    from onespace.index.backend import CollectionHandle as Collection
+    from onespace.index.writes import WriteOp
+
+__all__ = ["WriteBatcher"]
+
+
+@dataclass(slots=True)
+class _Waiter:
+    op: WriteOp
+    items: int
+    deadline: float
+    future: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class _Lane:
+    waiting: list[_Waiter] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _items(op: WriteOp) -> int:
+    from onespace.index.writes import UpsertOp
+
+    return len(op.records) if isinstance(op, UpsertOp) else len(op.ids)
+
+
+class WriteBatcher:
+    def __init__(self, metrics: Metrics, *, policy: str, max_wait_seconds: float, max_items: int) -> None:
+        self._metrics = metrics
+        self._grouped = policy != "always"
+        self._max_wait = max_wait_seconds if self._grouped else 0.0
+        self._max_items = max_items
+        self._lanes: dict[int, _Lane] = {}
+        self.commits = 0
+
+    async def write(self, collection: Collection, op: WriteOp, *, deadline: float) -> int:
+        """Commit `op` durably (with whatever else is waiting); its result once on disk."""
+        lane = self._lanes.get(id(collection))
+        if lane is None:
+            lane = self._lanes[id(collection)] = _Lane()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        lane.waiting.append(_Waiter(op, _items(op), deadline, future))
+        lane.arrived.set()
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._serve(collection, lane))
+        return await future
+
+    async def _serve(self, collection: Collection, lane: _Lane) -> None:
+        try:
+            while lane.waiting:
+                await self._gather(lane)
+                group = self._cut(lane)
+                if group:
+                    await self._commit(collection, group)
+        finally:
+            lane.task = None
+            if lane.waiting:  # arrived after the loop's last check
+                lane.task = asyncio.create_task(self._serve(collection, lane))
+            else:
+                self._lanes.pop(id(collection), None)
+
+    async def _gather(self, lane: _Lane) -> None:
+        if self._max_wait <= 0:
+            return
+        until = time.monotonic() + self._max_wait
+        while sum(w.items for w in lane.waiting) < self._max_items:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            lane.arrived.clear()
+            try:
+                await asyncio.wait_for(lane.arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _cut(self, lane: _Lane) -> list[_Waiter]:
+        group: list[_Waiter] = []
+        items = 0
+        now = time.monotonic()
+        while lane.waiting:
+            waiter = lane.waiting[0]
+            if group and (not self._grouped or items + waiter.items > self._max_items):
+                break
+            lane.waiting.pop(0)
+            if waiter.future.done():
+                continue  # the caller left: nothing of it is written
+            if waiter.deadline <= now:
+                waiter.future.set_exception(
+                    DeadlineExceeded("the deadline passed before the write was committed")
+                )
+                continue
+            group.append(waiter)
+            items += waiter.items
+        return group
+
+    async def _commit(self, collection: Collection, group: list[_Waiter]) -> None:
+        name = collection.config.name
+        started = time.monotonic()
+        self.commits += 1
+        try:
+            results = await asyncio.to_thread(collection.apply, [w.op for w in group])
+        except BaseException as exc:
+            for waiter in group:
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._metrics.commit_duration.labels(name).observe(time.monotonic() - started)
+        self._metrics.commit_items.labels(name).observe(sum(w.items for w in group))
+        for waiter, result in zip(group, results, strict=True):
+            if not waiter.future.done():
+                waiter.future.set_result(result)

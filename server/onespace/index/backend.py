@@ -1,0 +1,83 @@
+"""The seam between the gateway and a storage backend: what `Gateway` and the engine's batchers use.
+
+The embedded engine (`CollectionStore` + `Collection`, this package) is one implementation; a
+distributed vector database can be another without touching rpc/ or engine/: it must give the
+same results contract (scores higher-is-closer, Matryoshka rerank at the query's dimension,
+filters as `records.Filter` defines them) and the same promise for `apply` — its result is
+returned only once the writes are durable in that backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from onespace.index.collection import CollectionStats
+from onespace.index.config import CollectionConfig
+from onespace.index.records import Hit, Query, Record, StoredItem
+from onespace.index.validate import CheckedQuery
+from onespace.index.writes import UpsertOp, WriteOp
+from onespace.models import Modality
+
+__all__ = ["Backend", "CollectionHandle"]
+
+
+class CollectionHandle(Protocol):
+    """One collection. Blocking methods are called from worker threads, never on the event loop."""
+
+    @property
+    def config(self) -> CollectionConfig: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+    def modalities(self) -> frozenset[Modality]: ...
+
+    def check_query(self, query: Query) -> CheckedQuery:
+        """Validate without touching data (cheap: may run on the event loop)."""
+        ...
+
+    def prepare_upsert(self, records: Sequence[Record], *, field: str = "items") -> UpsertOp:
+        """Validate records into an operation for `apply` (cheap: may run on the event loop)."""
+        ...
+
+    def apply(self, ops: Sequence[WriteOp]) -> list[int]:
+        """Commit a group of operations durably, in order; one result per operation."""
+        ...
+
+    def get(self, ids: Sequence[str], include_vectors: bool = False) -> list[StoredItem | None]: ...
+
+    def vector(self, id: str) -> npt.NDArray[np.float32]: ...
+
+    def search_many(self, queries: Sequence[Query], threads: int = 0) -> list[list[Hit]]: ...
+
+
+class Backend(Protocol):
+    """The set of collections."""
+
+    def open(self) -> None: ...
+
+    def create(self, config: CollectionConfig) -> CollectionHandle: ...
+
+    def get(self, name: str) -> CollectionHandle: ...
+
+    def list(self) -> Sequence[CollectionHandle]: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def checkpoint(self, collection: CollectionHandle) -> bool:
+        """Persist derived state now (an index checkpoint); whether anything was written."""
+        ...
+
+    def compact(self, collection: CollectionHandle, *, force: bool = False) -> bool: ...
+
+    def stats(self, collection: CollectionHandle) -> CollectionStats: ...
+
+    def close(self) -> None:
+        """Checkpoint and release everything (shutdown)."""
+        ...

@@ -1,0 +1,133 @@
+"""Per-slot arrays in memory: key, liveness and modality of every row of the vector file.
+
+These are the only per-item state a collection keeps in RAM (10 bytes a slot, plus the mapped
+vectors and the HNSW index): ids and metadata stay in SQLite. Keys increase with the slot, so
+mapping a batch of HNSW keys to slots is one `searchsorted`.
+
+`SlotTable` is changed only under the collection's write lock; readers take `view()`, an
+immutable snapshot of the arrays and the count. A writer fills slots past the published count
+before publishing the new count, and arrays are replaced (never resized in place) when they grow,
+so a reader's view stays consistent for every slot below its count. Only `live` flips in place
+(a delete landing during a search may or may not be seen by that search, never half-seen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from onespace.index.records import MODALITY_CODES
+from onespace.models import Modality
+
+__all__ = ["SlotTable", "SlotView"]
+
+Rows = npt.NDArray[np.int64]
+_T = TypeVar("_T", bound=np.generic)
+
+
+@dataclass(frozen=True)
+class SlotView:
+    count: int
+    live_count: int
+    keys: npt.NDArray[np.uint64]
+    live: npt.NDArray[np.bool_]
+    codes: npt.NDArray[np.int8]
+    vectors: npt.NDArray[np.generic]  # the mapped vector file (at least `count` rows)
+
+    def rows_for_keys(self, keys: npt.NDArray[np.uint64]) -> Rows:
+        """The live slot holding each key, or -1 (unknown key or a dead slot)."""
+        used = self.keys[: self.count]
+        pos = np.searchsorted(used, keys).astype(np.int64)
+        inside = pos < self.count
+        found = np.zeros(len(keys), dtype=bool)
+        found[inside] = (used[pos[inside]] == keys[inside]) & self.live[pos[inside]]
+        return np.where(found, pos, -1)
+
+    def live_rows(self) -> Rows:
+        return np.flatnonzero(self.live[: self.count]).astype(np.int64)
+
+    def rows_with_modality(self, modalities: Iterable[Modality], rows: Rows | None = None) -> Rows:
+        """Live slots (of `rows`, or of all) whose modality is one of `modalities`."""
+        allowed = [MODALITY_CODES.index(m) for m in modalities]
+        if rows is None:
+            mask = self.live[: self.count] & np.isin(self.codes[: self.count], allowed)
+            return np.flatnonzero(mask).astype(np.int64)
+        return rows[np.isin(self.codes[rows], allowed)]
+
+
+class SlotTable:
+    def __init__(self) -> None:
+        self.count = 0
+        self.live_count = 0
+        self.keys = np.zeros(0, dtype=np.uint64)
+        self.live = np.zeros(0, dtype=bool)
+        self.codes = np.zeros(0, dtype=np.int8)
+        self.modality_counts = np.zeros(len(MODALITY_CODES), dtype=np.int64)
+
+    def load(
+        self, keys: npt.NDArray[np.uint64], codes: npt.NDArray[np.int8], live: npt.NDArray[np.bool_]
+    ) -> None:
+        n = len(keys)
+        if n > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+            raise ValueError("slot keys are not strictly increasing")
+        self.keys = np.array(keys, dtype=np.uint64)
+        self.codes = np.array(codes, dtype=np.int8)
+        self.live = np.array(live, dtype=bool)
+        self.count = n
+        self.live_count = int(self.live.sum())
+        self.modality_counts = np.bincount(self.codes[self.live], minlength=len(MODALITY_CODES)).astype(
+            np.int64
+        )
+
+    def view(self, vectors: npt.NDArray[np.generic]) -> SlotView:
+        return SlotView(self.count, self.live_count, self.keys, self.live, self.codes, vectors)
+
+    def modalities(self) -> frozenset[Modality]:
+        return frozenset(
+            m for code, m in enumerate(MODALITY_CODES) if m is not None and self.modality_counts[code]
+        )
+
+    def append(self, start: int, keys: npt.NDArray[np.uint64], codes: npt.NDArray[np.int8]) -> None:
+        """Fill slots `start..start+n` as live; the caller publishes them with the next `view()`."""
+        if start != self.count:
+            raise ValueError(f"slot {start} is not the next one ({self.count})")
+        n = len(keys)
+        if n and self.count and keys[0] <= self.keys[self.count - 1]:
+            raise ValueError("keys must increase")
+        end = start + n
+        if end > len(self.keys):
+            capacity = max(end, 2 * len(self.keys), 1024)
+            self.keys = _grown(self.keys, capacity)
+            self.live = _grown(self.live, capacity)
+            self.codes = _grown(self.codes, capacity)
+        self.keys[start:end] = keys
+        self.codes[start:end] = codes
+        self.live[start:end] = True
+        self.count = end
+        self.live_count += n
+        np.add.at(self.modality_counts, codes.astype(np.int64), 1)
+
+    def kill_keys(self, keys: npt.NDArray[np.uint64]) -> int:
+        """Mark the slots holding `keys` dead; returns how many were live."""
+        if not len(keys):
+            return 0
+        rows = self.view(np.zeros((0, 0))).rows_for_keys(np.asarray(keys, dtype=np.uint64))
+        rows = rows[rows >= 0]
+        self.live[rows] = False
+        self.live_count -= len(rows)
+        np.subtract.at(self.modality_counts, self.codes[rows].astype(np.int64), 1)
+        return len(rows)
+
+    @property
+    def dead_count(self) -> int:
+        return self.count - self.live_count
+
+
+def _grown(array: npt.NDArray[_T], capacity: int) -> npt.NDArray[_T]:
+    grown = np.zeros(capacity, dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown

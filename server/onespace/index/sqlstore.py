@@ -1,0 +1,318 @@
+"""The source of truth of one collection: SQLite (WAL journal) holding ids, keys, modality,
+metadata and the change sequence, one transaction per group commit.
+
+Tables:
+
+    meta(name, value)                      format, seq, next_key, vector_generation, vector_rows
+    items(key, id, modality, metadata, seq)  the live items; key is the row's usearch key
+    item_meta(key, name, value, num)       one row per metadata pair, for filters
+                                           (num: the value as a number when it parses as one)
+    removed(key, seq)                      keys deleted or replaced after the last index
+                                           checkpoint, so a restart can replay them
+
+`seq` counts commits; every insert and removal records the seq of its commit, so "what changed
+after the index checkpoint at seq S" is two indexed range queries.
+
+`synchronous=FULL` fsyncs the WAL at every commit (`NORMAL` would lose the last commits on power
+loss in WAL mode); `durable=False` (the `--fsync off` policy) sets `OFF`: a crash of the process
+keeps everything, a crash of the machine may not.
+
+The writer connection belongs to the collection's write lock; readers get one connection per
+thread (WAL readers never block the writer, nor it them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from onespace.index.records import Condition, Test
+
+__all__ = ["FORMAT", "Inserted", "ItemRow", "SqlStore", "UnknownFormat", "numeric_value"]
+
+FORMAT = 2  # version 1 was the snapshot-only layout (manifest.json)
+DB_FILE = "items.sqlite"
+_CHUNK = 500  # host parameters per IN (...) list, well under SQLite's limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS items(
+    key INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    modality INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_seq ON items(seq);
+CREATE TABLE IF NOT EXISTS item_meta(
+    key INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    num REAL,
+    PRIMARY KEY(key, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS item_meta_value ON item_meta(name, value);
+CREATE INDEX IF NOT EXISTS item_meta_num ON item_meta(name, num) WHERE num IS NOT NULL;
+CREATE TABLE IF NOT EXISTS removed(key INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS removed_seq ON removed(seq);
+"""
+
+
+class UnknownFormat(Exception):
+    """The database was written by a version of onespace this one cannot read."""
+
+
+def numeric_value(value: str) -> float | None:
+    """The number a metadata value spells, for range filters; None when it is not a finite number."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    key: int
+    id: str
+    modality: int
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """One item a commit inserts."""
+
+    key: int
+    id: str
+    modality: int
+    metadata: dict[str, str]
+
+
+def _connect(path: Path, durable: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB of page cache per connection, at most
+    return conn
+
+
+def _chunks(values: Sequence[int] | Sequence[str]) -> Iterator[Sequence[int] | Sequence[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+class SqlStore:
+    def __init__(self, directory: Path, *, durable: bool = True) -> None:
+        self.path = directory / DB_FILE
+        self._durable = durable
+        self._writer: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # --- lifecycle ---
+
+    def create(self) -> None:
+        """Make the schema and the meta rows of a new, empty collection (one transaction)."""
+        conn = self.writer
+        with _transaction(conn):
+            for statement in _SCHEMA.strip().split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta(name, value) VALUES (?, ?)",
+                [
+                    ("format", FORMAT),
+                    ("seq", 0),
+                    ("next_key", 0),
+                    ("vector_generation", 1),
+                    ("vector_rows", 0),
+                ],
+            )
+
+    def open(self) -> dict[str, int]:
+        """The meta values; UnknownFormat unless the database is this version's."""
+        try:
+            rows = self.writer.execute("SELECT name, value FROM meta").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise UnknownFormat(f"{self.path.name} is not a onespace store: {exc}") from exc
+        meta = {str(name): int(value) for name, value in rows}
+        if meta.get("format") != FORMAT:
+            raise UnknownFormat(
+                f"{self.path.name} has storage format {meta.get('format')!r}; "
+                f"this onespace reads format {FORMAT}"
+            )
+        return meta
+
+    def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._local = threading.local()
+
+    @property
+    def writer(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = _connect(self.path, self._durable)
+        return self._writer
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, self._durable)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    # --- writing (the caller holds the collection's write lock) ---
+
+    def keys_of_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        """Committed key of each id that is stored (read on the writer connection)."""
+        out: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for item_id, key in self.writer.execute(
+                f"SELECT id, key FROM items WHERE id IN ({marks})", tuple(chunk)
+            ):
+                out[item_id] = key
+        return out
+
+    def commit(
+        self, seq: int, inserted: Sequence[Inserted], removed: Sequence[int], meta: dict[str, int]
+    ) -> None:
+        """One transaction: drop `removed` keys (recording them), add `inserted`, update `meta`."""
+        conn = self.writer
+        with _transaction(conn):
+            if removed:
+                gone = [(key,) for key in removed]
+                conn.executemany("DELETE FROM items WHERE key = ?", gone)
+                conn.executemany("DELETE FROM item_meta WHERE key = ?", gone)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO removed(key, seq) VALUES (?, ?)", [(key, seq) for key in removed]
+                )
+            if inserted:
+                conn.executemany(
+                    "INSERT INTO items(key, id, modality, metadata, seq) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (r.key, r.id, r.modality, json.dumps(r.metadata, ensure_ascii=False), seq)
+                        for r in inserted
+                    ],
+                )
+                conn.executemany(
+                    "INSERT INTO item_meta(key, name, value, num) VALUES (?, ?, ?, ?)",
+                    [(r.key, k, v, numeric_value(v)) for r in inserted for k, v in r.metadata.items()],
+                )
+            conn.executemany("UPDATE meta SET value = ? WHERE name = ?", [(v, k) for k, v in meta.items()])
+
+    def set_meta(self, meta: dict[str, int]) -> None:
+        with _transaction(self.writer):
+            self.writer.executemany(
+                "UPDATE meta SET value = ? WHERE name = ?", [(v, k) for k, v in meta.items()]
+            )
+
+    def forget_removed(self, up_to_seq: int) -> None:
+        """Drop removal records an index checkpoint at `up_to_seq` already reflects."""
+        with _transaction(self.writer):
+            self.writer.execute("DELETE FROM removed WHERE seq <= ?", (up_to_seq,))
+
+    def drop_keys(self, keys: Sequence[int], seq: int) -> None:
+        """Remove items whose vectors were lost (recovery), recording them as removed at `seq`."""
+        self.commit(seq, [], keys, {"seq": seq})
+
+    # --- reading ---
+
+    def live_keys(self) -> npt.NDArray[np.uint64]:
+        cursor = self._reader().execute("SELECT key FROM items ORDER BY key")
+        return np.fromiter((row[0] for row in cursor), dtype=np.uint64)
+
+    def count(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM items").fetchone()[0])
+
+    def changed_since(self, seq: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        """Keys inserted after `seq` (still live) and keys removed after `seq`, each sorted."""
+        conn = self._reader()
+        added = conn.execute("SELECT key FROM items WHERE seq > ? ORDER BY key", (seq,))
+        added_keys = np.fromiter((row[0] for row in added), dtype=np.uint64)
+        gone = conn.execute("SELECT key FROM removed WHERE seq > ? ORDER BY key", (seq,))
+        return added_keys, np.fromiter((row[0] for row in gone), dtype=np.uint64)
+
+    def rows_by_ids(self, ids: Sequence[str]) -> dict[str, ItemRow]:
+        return self._rows("id", ids)
+
+    def rows_by_keys(self, keys: Sequence[int]) -> dict[int, ItemRow]:
+        return self._rows("key", keys)
+
+    def _rows(self, column: str, values: Sequence[int] | Sequence[str]) -> dict:  # type: ignore[type-arg]
+        out = {}
+        conn = self._reader()
+        for chunk in _chunks(values):
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, id, modality, metadata FROM items WHERE {column} IN ({marks})"
+            for key, item_id, modality, metadata in conn.execute(query, tuple(chunk)):
+                row = ItemRow(key, item_id, modality, json.loads(metadata))
+                out[key if column == "key" else item_id] = row
+        return out
+
+    def matching_keys(self, conditions: Iterable[Condition]) -> npt.NDArray[np.uint64]:
+        """Sorted keys of the live items that pass every condition, found through the indexes."""
+        clauses: list[str] = []
+        params: list[object] = []
+        for c in conditions:
+            sql, args = _condition_sql(c)
+            clauses.append(sql)
+            params.extend(args)
+        query = "SELECT key FROM items WHERE " + " AND ".join(clauses) + " ORDER BY key"
+        cursor = self._reader().execute(query, params)
+        return np.fromiter((row[0] for row in cursor), dtype=np.uint64)
+
+
+def _condition_sql(c: Condition) -> tuple[str, list[object]]:
+    if c.test is Test.RANGE:
+        low_op = ">=" if c.low_inclusive else ">"
+        high_op = "<=" if c.high_inclusive else "<"
+        parts: list[str] = ["name = ?"]
+        args: list[object] = [c.key]
+        if c.low != -math.inf:
+            parts.append(f"num {low_op} ?")
+            args.append(c.low)
+        else:
+            parts.append("num IS NOT NULL")
+        if c.high != math.inf:
+            parts.append(f"num {high_op} ?")
+            args.append(c.high)
+        return f"key IN (SELECT key FROM item_meta WHERE {' AND '.join(parts)})", args
+    marks = ",".join("?" * len(c.values))
+    inner = f"SELECT key FROM item_meta WHERE name = ? AND value IN ({marks})"
+    negate = "NOT " if c.test is Test.NOT_IN else ""
+    return f"key {negate}IN ({inner})", [c.key, *c.values]
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (autocommit connections)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        if kind is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute("ROLLBACK")
