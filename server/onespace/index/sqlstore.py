@@ -97,8 +97,10 @@ class Inserted:
     metadata: dict[str, str]
 
 
-def _connect(path: Path, durable: bool) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60.0)
+def _connect(path: Path, durable: bool, *, create: bool = False) -> sqlite3.Connection:
+    """A connection to `path`; unless `create`, a missing database is an error, never a new file."""
+    uri = f"{path.absolute().as_uri()}?mode={'rwc' if create else 'rw'}"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=60.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
     conn.execute("PRAGMA cache_size=-16384")  # 16 MiB of page cache per connection, at most
@@ -123,7 +125,8 @@ class SqlStore:
 
     def create(self) -> None:
         """Make the schema and the meta rows of a new, empty collection (one transaction)."""
-        conn = self.writer
+        self._writer = _connect(self.path, self._durable, create=True)
+        conn = self._writer
         with _transaction(conn):
             for statement in _SCHEMA.strip().split(";"):
                 if statement.strip():
@@ -143,7 +146,7 @@ class SqlStore:
         """The meta values; UnknownFormat unless the database is this version's."""
         try:
             rows = self.writer.execute("SELECT name, value FROM meta").fetchall()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             raise UnknownFormat(f"{self.path.name} is not a onespace store: {exc}") from exc
         meta = {str(name): int(value) for name, value in rows}
         if meta.get("format") != FORMAT:

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from onespace.errors import AlreadyExists, Internal, NotFound
-from onespace.index import maintenance
+from onespace.index import maintenance, migrate
 from onespace.index.backend import CollectionHandle
 from onespace.index.collection import Collection, CollectionStats
 from onespace.index.config import CollectionConfig, check_collection_name
@@ -58,6 +58,10 @@ class CollectionStore:
             for leftovers in (self._staging, self._trash):
                 if leftovers.exists():
                     shutil.rmtree(leftovers, ignore_errors=True)
+            migrate.restore_interrupted(self._data_dir, self._root)
+            for directory in self._root.iterdir():
+                if directory.is_dir() and migrate.is_format_1(directory):
+                    migrate.migrate_format_1(directory, self._data_dir, durable=self._durable)
             directories = sorted(p for p in self._root.iterdir() if p.is_dir())
         except OSError as exc:
             raise Internal(f"cannot open the data directory {self._data_dir}: {exc}") from exc
