@@ -32,7 +32,7 @@ from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.matryoshka import prefix
 from onespace.index.records import Filter, Hit, Query, Record, StoredItem, modality_code, modality_from_code
-from onespace.index.search import Rows, search_batch
+from onespace.index.search import Candidates, Predicate, Rows, search_batch
 from onespace.index.slots import SlotTable, SlotView
 from onespace.index.sqlstore import Inserted, SqlStore
 from onespace.index.validate import CheckedQuery, check_query, check_record
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 _MAX_KEY = 2**64 - 2
 ADD_CHUNK = 65_536  # rows per usearch add when (re)building or replaying
+LIST_LIMIT = 20_000  # a filter matching more items is tested on shortlists instead of listed
+ESTIMATE_SAMPLE = 1024  # live slots tested to estimate the share a large filter matches
 
 
 @dataclass(frozen=True)
@@ -176,16 +178,36 @@ class Collection:
         """Validate one query against this collection's config (no lock needed: config is frozen)."""
         return check_query(query, self._config)
 
-    def _candidates(self, view: SlotView, flt: Filter) -> Rows | None:
-        """Sorted live slots passing `flt` (SQLite's indexes for metadata); None: no filter."""
+    def _candidates(self, view: SlotView, flt: Filter) -> Candidates:
+        """What passes `flt`: sorted live slots when at most `LIST_LIMIT` items match (found
+        through SQLite's indexes), else a Predicate that tests shortlists; None: no filter."""
         conditions = flt.all_conditions
-        rows: Rows | None = None
-        if conditions:
+        if not conditions:
+            return view.rows_with_modality(flt.modalities) if flt.modalities else None
+        keys = self.sql.matching_keys(conditions, limit=LIST_LIMIT + 1)
+        if len(keys) <= LIST_LIMIT:
+            rows = view.rows_for_keys(keys)
+            rows = np.sort(rows[rows >= 0])
+            return view.rows_with_modality(flt.modalities, rows) if flt.modalities else rows
+
+        def accept(rows: Rows) -> npt.NDArray[np.bool_]:
+            passing = self.sql.matching_keys(conditions, among=[int(k) for k in view.keys[rows]])
+            mask = np.isin(view.keys[rows], passing)
+            if flt.modalities:
+                mask &= np.isin(rows, view.rows_with_modality(flt.modalities, rows))
+            return mask
+
+        def everything() -> Rows:
             rows = view.rows_for_keys(self.sql.matching_keys(conditions))
             rows = np.sort(rows[rows >= 0])
-        if flt.modalities:
-            rows = view.rows_with_modality(flt.modalities, rows)
-        return rows
+            return view.rows_with_modality(flt.modalities, rows) if flt.modalities else rows
+
+        sample = view.live_rows()
+        if len(sample) > ESTIMATE_SAMPLE:  # random: metadata often follows insertion order
+            rng = np.random.default_rng(view.count)
+            sample = np.sort(rng.choice(sample, ESTIMATE_SAMPLE, replace=False))
+        share = float(accept(sample).mean()) if len(sample) else 0.0
+        return Predicate(max(LIST_LIMIT + 1, int(share * view.live_count)), accept, everything)
 
     # --- writing ---
 

@@ -10,21 +10,24 @@ Per query, the plan is one of:
   collections, selective filters), or — decided after stage 1 — when the filtered shortlist has
   fewer than `k` rows although more match. So results are always `min(k, matching)` long.
 
-Filters are resolved before planning (`candidates`: the sorted live slots that pass, from SQLite's
-indexes and the modality codes, or None for "every live slot"), so a selective filter is ranked
-exactly on its few candidates and never scans every row. Shortlist size: `k * rerank_factor`;
-with a filter, scaled by `live / matching` and doubled so about that many candidates survive it.
-It is rounded up to a power of two, which costs
-nothing while it stays under `expansion_search` and lets differing `k`s share one usearch call:
-stage 1 makes ONE `index.search` per distinct shortlist size in the batch. Each query's result
-depends only on the query and the collection, never on its batch companions.
+Filters are resolved before planning. A filter matching few items arrives as `candidates`, the
+sorted live slots that pass (from SQLite's indexes and the modality codes), so it is ranked
+exactly on them or shortlisted and intersected; one matching many arrives as a `Predicate`, which
+tests shortlists instead of listing every match (an adaptive over-fetch sized by its estimated
+share), and lists them all only if the shortlist comes back short; None means every live slot.
+
+Shortlist size: `k * rerank_factor`; with a filter, scaled by `live / matching` and doubled so
+about that many candidates survive it. It is rounded up to a power of two, which costs nothing
+while it stays under `expansion_search` and lets differing `k`s share one usearch call: stage 1
+makes ONE `index.search` per distinct shortlist size in the batch. Each query's result depends
+only on the query and the collection, never on its batch companions.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,10 +40,23 @@ from onespace.index.scoring import score_rows, top_k
 from onespace.index.slots import SlotView
 from onespace.index.validate import CheckedQuery, index_normalises
 
-__all__ = ["Ranked", "plan_count", "search_batch"]
+__all__ = ["Candidates", "Predicate", "Ranked", "plan_count", "search_batch"]
 
 Rows = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """A filter that matches too many items to list: `accept(rows)` tests given slots,
+    `everything()` lists every matching slot (sorted; the slow path), `estimate` is its size."""
+
+    estimate: int
+    accept: Callable[[Rows], npt.NDArray[np.bool_]]
+    everything: Callable[[], Rows]
+
+
+Candidates = Rows | Predicate | None
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,7 @@ class Ranked:
 class _Plan:
     query: CheckedQuery
     rank_vector: npt.NDArray[np.float32]
-    candidates: Rows | None  # sorted slots passing the filter; None: every live slot
+    candidates: Candidates
     matches: int
     count: int  # HNSW shortlist size; 0: exact scan
 
@@ -76,7 +92,7 @@ def search_batch(
     table: SlotView,
     index: HnswIndex,
     queries: Sequence[CheckedQuery],
-    candidates: Sequence[Rows | None],
+    candidates: Sequence[Candidates],
     threads: int,
 ) -> list[Ranked]:
     plans = [_plan(config, table, index, q, c) for q, c in zip(queries, candidates, strict=True)]
@@ -93,11 +109,14 @@ def search_batch(
 
 
 def _plan(
-    config: CollectionConfig, table: SlotView, index: HnswIndex, query: CheckedQuery, candidates: Rows | None
+    config: CollectionConfig, table: SlotView, index: HnswIndex, query: CheckedQuery, candidates: Candidates
 ) -> _Plan:
     rank_vector = prefix(query.vector, query.dimension, config.metric, full=config.dimension)
     filtered = candidates is not None
-    matches = len(candidates) if candidates is not None else table.live_count
+    if isinstance(candidates, Predicate):
+        matches = candidates.estimate
+    else:
+        matches = len(candidates) if candidates is not None else table.live_count
     count = 0
     usable = query.dimension >= config.index_dimension and len(index) > 0
     if usable and index_normalises(config) and not query.vector[: config.index_dimension].any():
@@ -117,11 +136,16 @@ def _finish(table: SlotView, config: CollectionConfig, plan: _Plan, shortlist: R
         return Ranked(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
     if shortlist is not None:
         rows = shortlist[shortlist >= 0]
-        if plan.candidates is not None:
+        if isinstance(plan.candidates, Predicate):
+            rows = rows[plan.candidates.accept(rows)] if len(rows) else rows
+        elif plan.candidates is not None:
             rows = rows[_members(rows, plan.candidates)]
         if len(rows) >= min(k, plan.matches):
             return _rank(table, config, plan, rows)
-    rows = plan.candidates if plan.candidates is not None else table.live_rows()
+    if isinstance(plan.candidates, Predicate):
+        rows = plan.candidates.everything()
+    else:
+        rows = plan.candidates if plan.candidates is not None else table.live_rows()
     return _rank(table, config, plan, rows)
 
 

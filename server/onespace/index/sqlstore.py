@@ -271,17 +271,30 @@ class SqlStore:
                 out[key if column == "key" else item_id] = row
         return out
 
-    def matching_keys(self, conditions: Iterable[Condition]) -> npt.NDArray[np.uint64]:
-        """Sorted keys of the live items that pass every condition, found through the indexes."""
+    def matching_keys(
+        self, conditions: Iterable[Condition], *, limit: int | None = None, among: Sequence[int] | None = None
+    ) -> npt.NDArray[np.uint64]:
+        """Sorted keys of the live items that pass every condition, found through the indexes;
+        at most `limit` of them; only keys in `among` when given."""
         clauses: list[str] = []
         params: list[object] = []
         for c in conditions:
             sql, args = _condition_sql(c)
             clauses.append(sql)
             params.extend(args)
-        query = "SELECT key FROM items WHERE " + " AND ".join(clauses) + " ORDER BY key"
-        cursor = self._reader().execute(query, params)
-        return np.fromiter((row[0] for row in cursor), dtype=np.uint64)
+        where = " AND ".join(clauses)
+        conn = self._reader()
+        if among is not None:
+            found: list[int] = []
+            for chunk in _chunks(sorted(among)):
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT key FROM items WHERE key IN ({marks}) AND {where}"
+                found.extend(row[0] for row in conn.execute(query, [*chunk, *params]))
+            return np.array(sorted(found), dtype=np.uint64)
+        query = f"SELECT key FROM items WHERE {where} ORDER BY key"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        return np.fromiter((row[0] for row in conn.execute(query, params)), dtype=np.uint64)
 
 
 def _condition_sql(c: Condition) -> tuple[str, list[object]]:

@@ -1,0 +1,91 @@
+"""The write batcher: concurrent writes become few durable group commits, in arrival order; callers
+that leave or whose deadline passed are not written; a failed commit fails every caller in it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from onespace.engine import WriteBatcher
+from onespace.errors import DeadlineExceeded, Internal
+from onespace.index import CollectionConfig, Record, maintenance
+from onespace.index.writes import DeleteOp
+from onespace.metrics import Metrics
+from tests.unit.index.helpers import new_collection
+
+DIM = 8
+
+
+def vec(i: int) -> np.ndarray:
+    return np.random.default_rng(i).normal(size=DIM).astype(np.float32)
+
+
+def fresh() -> object:
+    return new_collection(CollectionConfig(name="w", model="m", dimension=DIM))
+
+
+def far() -> float:
+    return time.monotonic() + 60
+
+
+@pytest.mark.parametrize("policy", ["batch", "off"])
+async def test_concurrent_writes_share_commits_and_all_land(policy: str) -> None:
+    c = fresh()
+    writes = WriteBatcher(Metrics(), policy=policy, max_wait_seconds=0.001, max_items=10_000)
+    ops = [c.prepare_upsert([Record(f"i{i}", vec(i))]) for i in range(300)]  # type: ignore[attr-defined]
+    results = await asyncio.gather(*(writes.write(c, op, deadline=far()) for op in ops))  # type: ignore[arg-type]
+    assert results == [1] * 300
+    assert len(c) == 300  # type: ignore[arg-type]
+    assert writes.commits < 30  # 300 writes, a handful of fsyncs
+    assert c.seq == writes.commits  # type: ignore[attr-defined]
+
+
+async def test_always_commits_each_write_on_its_own() -> None:
+    c = fresh()
+    writes = WriteBatcher(Metrics(), policy="always", max_wait_seconds=0.01, max_items=10_000)
+    ops = [c.prepare_upsert([Record(f"i{i}", vec(i))]) for i in range(20)]  # type: ignore[attr-defined]
+    await asyncio.gather(*(writes.write(c, op, deadline=far()) for op in ops))  # type: ignore[arg-type]
+    assert writes.commits == 20 and len(c) == 20  # type: ignore[arg-type]
+
+
+async def test_order_within_a_group_is_arrival_order() -> None:
+    c = fresh()
+    writes = WriteBatcher(Metrics(), policy="batch", max_wait_seconds=0.05, max_items=10_000)
+    first = writes.write(c, c.prepare_upsert([Record("a", vec(1))]), deadline=far())  # type: ignore
+    gone = writes.write(c, DeleteOp(("a",)), deadline=far())  # type: ignore[arg-type]
+    again = writes.write(c, c.prepare_upsert([Record("a", vec(2))]), deadline=far())  # type: ignore
+    assert await asyncio.gather(first, gone, again) == [1, 1, 1]
+    assert writes.commits == 1
+    np.testing.assert_array_equal(c.vector("a"), vec(2))  # type: ignore[attr-defined]
+
+
+async def test_expired_and_departed_callers_are_not_written() -> None:
+    c = fresh()
+    writes = WriteBatcher(Metrics(), policy="batch", max_wait_seconds=0.05, max_items=10_000)
+    late = asyncio.ensure_future(
+        writes.write(c, c.prepare_upsert([Record("late", vec(1))]), deadline=time.monotonic() - 1)  # type: ignore
+    )
+    left = asyncio.ensure_future(writes.write(c, c.prepare_upsert([Record("left", vec(2))]), deadline=far()))  # type: ignore
+    kept = asyncio.ensure_future(writes.write(c, c.prepare_upsert([Record("kept", vec(3))]), deadline=far()))  # type: ignore
+    await asyncio.sleep(0)  # all three are queued; the group is still gathering
+    left.cancel()
+    assert await kept == 1
+    with pytest.raises(DeadlineExceeded):
+        await late
+    assert c.get(["late", "left", "kept"])[2] is not None  # type: ignore[attr-defined]
+    assert c.get(["late", "left"]) == [None, None]  # type: ignore[attr-defined]
+
+
+async def test_a_failed_commit_fails_every_caller_in_it() -> None:
+    c = fresh()
+    writes = WriteBatcher(Metrics(), policy="batch", max_wait_seconds=0.01, max_items=10_000)
+    ops = [c.prepare_upsert([Record(f"i{i}", vec(i))]) for i in range(5)]  # type: ignore[attr-defined]
+    maintenance.close(c)  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        *(writes.write(c, op, deadline=far()) for op in ops),
+        return_exceptions=True,  # type: ignore[arg-type]
+    )
+    assert all(isinstance(r, Internal) for r in results)
