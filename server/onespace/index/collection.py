@@ -17,9 +17,11 @@ Opening, checkpoints and compaction live in `maintenance`; this module holds rea
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +126,8 @@ class Collection:
     def get(self, ids: Sequence[str], include_vectors: bool = False) -> list[StoredItem | None]:
         """The items for `ids`, in order; None for ids not stored."""
         wanted = [i for i in ids if isinstance(i, str)]
-        rows = self.sql.rows_by_ids(wanted) if wanted else {}
+        with self._reading():
+            rows = self.sql.rows_by_ids(wanted) if wanted else {}
         view = self._view
         out: list[StoredItem | None] = []
         for item_id in ids:
@@ -156,10 +159,11 @@ class Collection:
         if not checked:
             return []
         view, index = self._view, self.index
-        candidates = [self._candidates(view, q.filter) for q in checked]
-        ranked = search_batch(self._config, view, index, checked, candidates, threads)
-        keys = sorted({int(view.keys[row]) for r in ranked for row in r.rows})
-        rows = self.sql.rows_by_keys(keys) if keys else {}
+        with self._reading():
+            candidates = [self._candidates(view, q.filter) for q in checked]
+            ranked = search_batch(self._config, view, index, checked, candidates, threads)
+            keys = sorted({int(view.keys[row]) for r in ranked for row in r.rows})
+            rows = self.sql.rows_by_keys(keys) if keys else {}
         hits: list[list[Hit]] = []
         for q, r in zip(checked, ranked, strict=True):
             found = []
@@ -238,8 +242,7 @@ class Collection:
     def apply(self, ops: Sequence[WriteOp]) -> list[int]:
         """Commit a group of operations as one durable transaction; one result per operation."""
         with self.write_lock:
-            if self.closed:
-                raise Internal(f"collection {self.name!r} is closed")
+            self._check_open()
             planned = plan_writes(ops, self.sql.keys_of_ids)
             if not planned.inserts and not planned.removed_keys:
                 return planned.results
@@ -286,6 +289,21 @@ class Collection:
         self.index.remove([int(k) for k in gone])
 
     # --- helpers shared with maintenance ---
+
+    def _check_open(self) -> None:
+        """A collection deleted while a request was on its way is gone for that request too."""
+        if self.closed:
+            raise NotFound(f"collection {self.name!r} not found (it was deleted)")
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reads take no lock, so a delete can close the store under them: that is NotFound."""
+        self._check_open()
+        try:
+            yield
+        except sqlite3.Error as exc:
+            self._check_open()
+            raise Internal(f"reading collection {self.name!r} failed: {exc}") from exc
 
     def index_prefixes(self, stored: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
         """The HNSW vectors of stored rows (from the stored dtype, so a rebuild gives the same)."""

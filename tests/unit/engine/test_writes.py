@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from onespace.engine import WriteBatcher
-from onespace.errors import DeadlineExceeded, Internal
+from onespace.errors import DeadlineExceeded, NotFound
 from onespace.index import CollectionConfig, Record, maintenance
 from onespace.index.writes import DeleteOp
 from onespace.metrics import Metrics
@@ -88,4 +88,4 @@ async def test_a_failed_commit_fails_every_caller_in_it() -> None:
         *(writes.write(c, op, deadline=far()) for op in ops),
         return_exceptions=True,  # type: ignore[arg-type]
     )
-    assert all(isinstance(r, Internal) for r in results)
+    assert all(isinstance(r, NotFound) for r in results)  # the collection was deleted
