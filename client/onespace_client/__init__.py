@@ -1,21 +1,24 @@
 """onespace_client: typed async and sync clients for the onespace gateway, and its CLI commands.
 
-    from onespace_client import AsyncClient, content, item
+    from onespace_client import AsyncClient, content, item, where
 
     async with AsyncClient("127.0.0.1:50051") as client:
         await client.create_collection("photos")
         await client.upsert("photos", [item("cat", content.from_path("cat.jpg"))])
         hits = await client.search("photos", text="a sleeping cat", k=5)
+        recent = [where("year").range(gte=2020), where("lang").in_(["en", "fr"])]
+        hits = await client.search("photos", text="a cat", conditions=recent)
 
 The client depends only on grpc, protobuf and the stdlib (tqdm for the CLI's progress bar).
 """
 
 from __future__ import annotations
 
-from onespace_client import content, enums
+from onespace_client import content, enums, filters
 from onespace_client.async_client import DEFAULT_TARGET, MAX_MESSAGE_BYTES, AsyncClient
 from onespace_client.build import collection_config, embed_options, item
 from onespace_client.errors import OnespaceClientError
+from onespace_client.filters import where
 from onespace_client.sync_client import Client
 
 __all__ = [
@@ -28,5 +31,7 @@ __all__ = [
     "content",
     "embed_options",
     "enums",
+    "filters",
     "item",
+    "where",
 ]

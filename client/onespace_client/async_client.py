@@ -172,9 +172,14 @@ class AsyncClient:
         expansion_add: int = 0,
         expansion_search: int = 0,
         rerank_factor: int = 0,
+        stored_dtype: enums.StoredDtypeLike = collections_pb2.STORED_DTYPE_UNSPECIFIED,
         timeout: float | None = None,
     ) -> collections_pb2.Collection:
-        """Creates a collection; zeros mean server defaults, the result has every default filled in."""
+        """Creates a collection; zeros mean server defaults, the result has every default filled in.
+
+        `stored_dtype` is "f16" (the default: half the bytes, ~1e-3 relative rounding) or "f32"
+        (vectors read back exactly as written); `dtype` is the HNSW index's.
+        """
         config = build.collection_config(
             name,
             model=model,
@@ -186,13 +191,33 @@ class AsyncClient:
             expansion_add=expansion_add,
             expansion_search=expansion_search,
             rerank_factor=rerank_factor,
+            stored_dtype=stored_dtype,
         )
         request = collections_pb2.CreateCollectionRequest(config=config)
         return (await self._unary(self._collections.CreateCollection, request, timeout)).collection
 
     async def get_collection(self, name: str, *, timeout: float | None = None) -> collections_pb2.Collection:
+        """The collection with its storage statistics (`Collection.stats`)."""
         request = collections_pb2.GetCollectionRequest(name=name)
         return (await self._unary(self._collections.GetCollection, request, timeout)).collection
+
+    async def checkpoint_collection(
+        self, name: str, *, timeout: float | None = None
+    ) -> collections_pb2.Collection:
+        """Saves the collection's HNSW index now, so a restart replays less; returns the collection
+        with its stats (`stats.checkpoint_seq == stats.seq` afterwards). A no-op when nothing
+        changed since the last checkpoint."""
+        request = collections_pb2.CheckpointCollectionRequest(name=name)
+        return (await self._unary(self._collections.CheckpointCollection, request, timeout)).collection
+
+    async def compact_collection(
+        self, name: str, *, timeout: float | None = None
+    ) -> collections_pb2.Collection:
+        """Reclaims every dead row and removed index entry now (the server also does this by itself
+        past a threshold); returns the collection with its stats. On a large collection this
+        takes a while: pass a generous `timeout` (the server finishes the work either way)."""
+        request = collections_pb2.CompactCollectionRequest(name=name)
+        return (await self._unary(self._collections.CompactCollection, request, timeout)).collection
 
     async def list_collections(self, *, timeout: float | None = None) -> list[collections_pb2.Collection]:
         request = collections_pb2.ListCollectionsRequest()
@@ -262,11 +287,17 @@ class AsyncClient:
         dimension: int | None = None,
         modalities: Iterable[enums.ModalityLike] = (),
         metadata: Mapping[str, str] | None = None,
+        conditions: Iterable[search_pb2.Condition] = (),
         purpose: enums.PurposeLike | None = None,
         include_vectors: bool = False,
         timeout: float | None = None,
     ) -> search_pb2.SearchResponse:
-        """Nearest items to exactly one query: `text`, `content`, `vector` or a stored `id`."""
+        """Nearest items to exactly one query: `text`, `content`, `vector` or a stored `id`.
+
+        Only items passing every filter are ranked: a modality in `modalities` (empty: any),
+        every `metadata` key equal, every condition in `conditions` (at most 16; build them with
+        `onespace_client.where`, e.g. `where("year").range(gte=2000)`).
+        """
         request = build.search_request(
             collection,
             text=text,
@@ -277,6 +308,7 @@ class AsyncClient:
             dimension=dimension,
             modalities=modalities,
             metadata=metadata,
+            conditions=conditions,
             purpose=purpose,
             include_vectors=include_vectors,
         )

@@ -67,8 +67,13 @@ def collection_config(
     expansion_add: int = 0,
     expansion_search: int = 0,
     rerank_factor: int = 0,
+    stored_dtype: enums.StoredDtypeLike = collections_pb2.STORED_DTYPE_UNSPECIFIED,
 ) -> collections_pb2.CollectionConfig:
-    """A collection config; zeros and UNSPECIFIED mean "the server's default"."""
+    """A collection config; zeros and UNSPECIFIED mean "the server's default".
+
+    `dtype` is the HNSW index's scalar type; `stored_dtype` ("f16", the default, or "f32") is the
+    full vectors' on disk, what reranking and Get read back (f32: exactly what was written).
+    """
     return collections_pb2.CollectionConfig(
         name=name,
         model=model,
@@ -80,6 +85,7 @@ def collection_config(
             connectivity=connectivity, expansion_add=expansion_add, expansion_search=expansion_search
         ),
         rerank_factor=rerank_factor,
+        stored_dtype=enums.stored_dtype(stored_dtype),
     )
 
 
@@ -94,10 +100,15 @@ def search_request(
     dimension: int | None = None,
     modalities: Iterable[enums.ModalityLike] = (),
     metadata: Mapping[str, str] | None = None,
+    conditions: Iterable[search_pb2.Condition] = (),
     purpose: enums.PurposeLike | None = None,
     include_vectors: bool = False,
 ) -> search_pb2.SearchRequest:
-    """A search request; exactly one of `text`, `content`, `vector` or `id` is the query."""
+    """A search request; exactly one of `text`, `content`, `vector` or `id` is the query.
+
+    The filter is `modalities` (any of), `metadata` (each key equal) and `conditions` (built with
+    `onespace_client.where`), all of which must hold.
+    """
     queries = {"text": text, "content": content, "vector": vector, "id": id}
     given = [name for name, value in queries.items() if value is not None]
     if len(given) != 1:
@@ -108,7 +119,9 @@ def search_request(
         k=k,
         include_vectors=include_vectors,
         filter=search_pb2.Filter(
-            modalities=[enums.modality(m) for m in modalities], metadata=dict(metadata or {})
+            modalities=[enums.modality(m) for m in modalities],
+            metadata=dict(metadata or {}),
+            conditions=_conditions(conditions),
         ),
     )
     if text is not None:
@@ -124,3 +137,16 @@ def search_request(
     if purpose is not None:
         request.purpose = enums.purpose(purpose)
     return request
+
+
+def _conditions(conditions: Iterable[search_pb2.Condition]) -> list[search_pb2.Condition]:
+    if isinstance(conditions, search_pb2.Condition):
+        return [conditions]  # one condition given bare: as good as a list of one
+    out = list(conditions)
+    for i, condition in enumerate(out):
+        if not isinstance(condition, search_pb2.Condition):
+            raise TypeError(
+                f"conditions[{i}] is a {type(condition).__name__}, not a Condition; "
+                "build conditions with onespace_client.where(key)"
+            )
+    return out

@@ -15,10 +15,12 @@ __all__ = [
     "METRIC_NAMES",
     "MODALITY_NAMES",
     "PURPOSE_NAMES",
+    "STORED_DTYPE_NAMES",
     "DtypeLike",
     "MetricLike",
     "ModalityLike",
     "PurposeLike",
+    "StoredDtypeLike",
     "dtype",
     "dtype_name",
     "embedding_type_name",
@@ -28,17 +30,21 @@ __all__ = [
     "modality_name",
     "purpose",
     "purpose_name",
+    "stored_dtype",
+    "stored_dtype_name",
 ]
 
 Modality: TypeAlias = common_pb2.Modality.ValueType
 Purpose: TypeAlias = common_pb2.EmbeddingPurpose.ValueType
 Metric: TypeAlias = collections_pb2.Metric.ValueType
 Dtype: TypeAlias = collections_pb2.IndexDtype.ValueType
+StoredDtype: TypeAlias = collections_pb2.StoredDtype.ValueType
 
 ModalityLike: TypeAlias = Modality | str
 PurposeLike: TypeAlias = Purpose | str
 MetricLike: TypeAlias = Metric | str
 DtypeLike: TypeAlias = Dtype | str
+StoredDtypeLike: TypeAlias = StoredDtype | str
 _V = TypeVar("_V", bound=int)
 
 MODALITY_NAMES: dict[str, Modality] = {
@@ -62,6 +68,10 @@ DTYPE_NAMES: dict[str, Dtype] = {
     "f16": collections_pb2.INDEX_DTYPE_F16,
     "bf16": collections_pb2.INDEX_DTYPE_BF16,
     "i8": collections_pb2.INDEX_DTYPE_I8,
+}
+STORED_DTYPE_NAMES: dict[str, StoredDtype] = {
+    "f16": collections_pb2.STORED_DTYPE_F16,
+    "f32": collections_pb2.STORED_DTYPE_F32,
 }
 _METRIC_ALIASES = {"inner_product": "ip", "dot": "ip", "euclidean": "l2"}
 
@@ -103,6 +113,11 @@ def dtype(value: DtypeLike) -> Dtype:
     return _lookup(DTYPE_NAMES, "dtype", value)
 
 
+def stored_dtype(value: StoredDtypeLike) -> StoredDtype:
+    """`"f16"` or `"f32"` (or the enum value) to the wire value: the dtype of the stored vectors."""
+    return _lookup(STORED_DTYPE_NAMES, "stored dtype", value)
+
+
 def modality_name(value: int) -> str:
     return _name(MODALITY_NAMES, value)
 
@@ -117,6 +132,10 @@ def metric_name(value: int) -> str:
 
 def dtype_name(value: int) -> str:
     return _name(DTYPE_NAMES, value)
+
+
+def stored_dtype_name(value: int) -> str:
+    return _name(STORED_DTYPE_NAMES, value)
 
 
 def embedding_type_name(value: int) -> str:

@@ -169,6 +169,7 @@ class Client:
         expansion_add: int = 0,
         expansion_search: int = 0,
         rerank_factor: int = 0,
+        stored_dtype: enums.StoredDtypeLike = collections_pb2.STORED_DTYPE_UNSPECIFIED,
         timeout: float | None = None,
     ) -> collections_pb2.Collection:
         """See `AsyncClient.create_collection`."""
@@ -184,12 +185,21 @@ class Client:
                 expansion_add=expansion_add,
                 expansion_search=expansion_search,
                 rerank_factor=rerank_factor,
+                stored_dtype=stored_dtype,
                 timeout=timeout,
             )
         )
 
     def get_collection(self, name: str, *, timeout: float | None = None) -> collections_pb2.Collection:
         return self._run(self._aio.get_collection(name, timeout=timeout))
+
+    def checkpoint_collection(self, name: str, *, timeout: float | None = None) -> collections_pb2.Collection:
+        """See `AsyncClient.checkpoint_collection`."""
+        return self._run(self._aio.checkpoint_collection(name, timeout=timeout))
+
+    def compact_collection(self, name: str, *, timeout: float | None = None) -> collections_pb2.Collection:
+        """See `AsyncClient.compact_collection`."""
+        return self._run(self._aio.compact_collection(name, timeout=timeout))
 
     def list_collections(self, *, timeout: float | None = None) -> list[collections_pb2.Collection]:
         return self._run(self._aio.list_collections(timeout=timeout))
@@ -239,6 +249,7 @@ class Client:
         dimension: int | None = None,
         modalities: Iterable[enums.ModalityLike] = (),
         metadata: Mapping[str, str] | None = None,
+        conditions: Iterable[search_pb2.Condition] = (),
         purpose: enums.PurposeLike | None = None,
         include_vectors: bool = False,
         timeout: float | None = None,
@@ -255,6 +266,7 @@ class Client:
                 dimension=dimension,
                 modalities=modalities,
                 metadata=metadata,
+                conditions=conditions,
                 purpose=purpose,
                 include_vectors=include_vectors,
                 timeout=timeout,

@@ -1,12 +1,15 @@
-"""The `onespace` command: `serve` and `emulate-bedrock` here, client commands from onespace_client."""
+"""The `onespace` command: `serve`, `check` and `emulate-bedrock` here, client commands from
+onespace_client."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from onespace import __version__
 from onespace.config import add_arguments, settings_from_args
@@ -25,6 +28,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from onespace.index.check import NotADataDir, check_data_dir, render
+
+    try:
+        report = check_data_dir(Path(args.data_dir), quick=args.quick)
+    except NotADataDir as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(render(report))
+    return report.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onespace", description="One gRPC endpoint, one index, four modalities."
@@ -34,6 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway", description="Run the onespace gRPC gateway.")
     add_arguments(serve)
     serve.set_defaults(func=_serve)
+    check = commands.add_parser(
+        "check",
+        help="verify a data directory offline",
+        description=(
+            "Verify a data directory without a server and without changing anything: SQLite "
+            "integrity and format, that the vector files hold every committed row, the crc32 of "
+            "every live vector, the index checkpoint's sha256. Exit 0: no corruption (warnings "
+            "are things the server repairs by itself on start), 1: a collection is corrupt, "
+            "2: not a data directory. Run it while the server is stopped."
+        ),
+    )
+    check.add_argument("data_dir", metavar="DATA_DIR", help="the server's --data-dir")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--quick", action="store_true", help="SQLite quick_check instead of the slower integrity_check"
+    )
+    check.set_defaults(func=_check)
     try:
         from onespace.emulator.cli import add_cli as add_emulator
     except ImportError:  # pragma: no cover - the emulator ships with the server package

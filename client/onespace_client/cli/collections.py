@@ -1,17 +1,22 @@
-"""`onespace collections create|list|get|delete`: readable tables, or `--json` for machines."""
+"""`onespace collections create|list|get|checkpoint|compact|delete`: readable tables, or `--json`
+for machines (the proto3 JSON mapping: 64-bit counters are strings there)."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 
 from onespace_client import enums
 from onespace_client.cli._common import client_for, connection_parent, print_json, runner, uint
 from onespace_client.cli.format import key_values, message_dict, table
 from onespace_client.v1 import collections_pb2
 
-__all__ = ["add_parser", "collection_rows", "describe"]
+__all__ = ["add_parser", "collection_rows", "describe", "human_bytes", "stats_pairs"]
 
-_HEADERS = ("NAME", "MODEL", "DIM", "INDEX DIM", "METRIC", "DTYPE", "HNSW M/EFC/EF", "RERANK", "COUNT")
+_HEADERS = (
+    "NAME", "MODEL", "DIM", "INDEX DIM", "METRIC", "DTYPE", "STORED", "HNSW M/EFC/EF", "RERANK", "COUNT",
+)  # fmt: skip
+_RIGHT = (2, 3, 8, 9)
 
 
 def _hnsw(config: collections_pb2.CollectionConfig) -> str:
@@ -29,6 +34,7 @@ def collection_rows(collections: list[collections_pb2.Collection]) -> list[list[
             c.config.index_dimension,
             enums.metric_name(c.config.metric),
             enums.dtype_name(c.config.dtype),
+            enums.stored_dtype_name(c.config.stored_dtype),
             _hnsw(c.config),
             c.config.rerank_factor,
             c.count,
@@ -37,9 +43,48 @@ def collection_rows(collections: list[collections_pb2.Collection]) -> list[list[
     ]
 
 
+def human_bytes(n: int) -> str:
+    """`1536` as `1.5 KiB`; below 1 KiB just the number of bytes."""
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _when(seconds: float) -> str:
+    if seconds <= 0:
+        return "never"
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def stats_pairs(stats: collections_pb2.CollectionStats) -> list[tuple[str, object]]:
+    """The storage statistics as `key  value` pairs (sizes with their exact byte counts)."""
+
+    def size(n: int) -> str:
+        return f"{human_bytes(n)} ({n} bytes)" if n >= 1024 else human_bytes(n)
+
+    return [
+        ("items", stats.items),
+        ("dead rows", stats.dead_rows),
+        ("index tombstones", stats.index_tombstones),
+        ("disk bytes", size(stats.disk_bytes)),
+        ("index bytes", size(stats.index_bytes)),
+        ("vector bytes", size(stats.vector_bytes)),
+        ("log bytes", size(stats.log_bytes)),
+        ("seq", stats.seq),
+        ("checkpoint seq", stats.checkpoint_seq),
+        ("checkpoint time", _when(stats.checkpoint_time)),
+    ]
+
+
 def describe(collection: collections_pb2.Collection) -> str:
-    """One collection as aligned `key  value` lines."""
+    """One collection as aligned `key  value` lines, with its storage statistics when it has them."""
     config = collection.config
+    stats = stats_pairs(collection.stats) if collection.HasField("stats") else []
     return key_values(
         [
             ("name", config.name),
@@ -54,7 +99,9 @@ def describe(collection: collections_pb2.Collection) -> str:
                 f"expansion_search {config.hnsw.expansion_search}",
             ),
             ("rerank factor", config.rerank_factor),
+            ("stored dtype", enums.stored_dtype_name(config.stored_dtype)),
             ("count", collection.count),
+            *stats,
         ]
     )
 
@@ -74,6 +121,7 @@ async def _create(args: argparse.Namespace) -> int:
             expansion_add=args.expansion_add,
             expansion_search=args.expansion_search,
             rerank_factor=args.rerank_factor,
+            stored_dtype=args.stored_dtype or collections_pb2.STORED_DTYPE_UNSPECIFIED,
         )
     if args.json:
         print_json(message_dict(collection))
@@ -93,7 +141,7 @@ async def _list(args: argparse.Namespace) -> int:
     elif not collections:
         print("no collections")
     else:
-        print(table(_HEADERS, collection_rows(collections), right=(2, 3, 7, 8)))
+        print(table(_HEADERS, collection_rows(collections), right=_RIGHT))
     return 0
 
 
@@ -110,6 +158,41 @@ async def _get(args: argparse.Namespace) -> int:
 
 
 @runner
+async def _checkpoint(args: argparse.Namespace) -> int:
+    """Checkpoint a collection's index now."""
+    async with client_for(args) as client:
+        collection = await client.checkpoint_collection(args.name)
+    if args.json:
+        print_json(message_dict(collection))
+    else:
+        print(f"checkpointed the index of collection {args.name} at seq {collection.stats.checkpoint_seq}")
+        print(describe(collection))
+    return 0
+
+
+@runner
+async def _compact(args: argparse.Namespace) -> int:
+    """Reclaim a collection's dead rows and removed index entries now."""
+    async with client_for(args) as client:
+        before = (await client.get_collection(args.name)).stats
+        collection = await client.compact_collection(args.name)
+    if args.json:
+        print_json(message_dict(collection))
+        return 0
+    after = collection.stats
+    rows = max(before.dead_rows - after.dead_rows, 0)
+    tombstones = max(before.index_tombstones - after.index_tombstones, 0)
+    if rows or tombstones:
+        print(
+            f"compacted collection {args.name}: reclaimed {rows} dead rows and {tombstones} index tombstones"
+        )
+    else:
+        print(f"compacted collection {args.name}: nothing to reclaim")
+    print(describe(collection))
+    return 0
+
+
+@runner
 async def _delete(args: argparse.Namespace) -> int:
     """Delete a collection and everything in it."""
     async with client_for(args) as client:
@@ -122,11 +205,14 @@ async def _delete(args: argparse.Namespace) -> int:
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Registers `collections` and its four subcommands."""
+    """Registers `collections` and its subcommands."""
     common = connection_parent()
+    slow = connection_parent(timeout=None)  # checkpoint and compact take long on big collections
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    group = commands.add_parser("collections", help="create, list, show and delete collections")
+    group = commands.add_parser(
+        "collections", help="create, list, show, checkpoint, compact and delete collections"
+    )
     sub = group.add_subparsers(dest="collections_command", required=True, metavar="ACTION")
 
     create = sub.add_parser("create", parents=[common, output], help="create a collection")
@@ -137,7 +223,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--index-dimension", type=uint, default=0, help="Matryoshka prefix indexed by HNSW (default: all)"
     )
     create.add_argument("--metric", choices=sorted(enums.METRIC_NAMES), help="default cosine")
-    create.add_argument("--dtype", choices=list(enums.DTYPE_NAMES), help="index dtype, default f16")
+    create.add_argument("--dtype", choices=list(enums.DTYPE_NAMES), help="HNSW index dtype, default f16")
+    create.add_argument(
+        "--stored-dtype",
+        choices=list(enums.STORED_DTYPE_NAMES),
+        help="dtype of the stored full vectors: f16 (default, half the bytes, ~1e-3 relative "
+        "rounding) or f32 (read back exactly)",
+    )
     create.add_argument("--connectivity", type=uint, default=0, help="HNSW M (default 16)")
     create.add_argument("--expansion-add", type=uint, default=0, help="HNSW ef_construction (default 128)")
     create.add_argument("--expansion-search", type=uint, default=0, help="HNSW ef (default 64)")
@@ -145,9 +237,28 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.set_defaults(func=_create)
 
     sub.add_parser("list", parents=[common, output], help="list collections").set_defaults(func=_list)
-    get = sub.add_parser("get", parents=[common, output], help="show one collection")
+    get = sub.add_parser("get", parents=[common, output], help="show one collection and its storage stats")
     get.add_argument("name")
     get.set_defaults(func=_get)
+    checkpoint = sub.add_parser(
+        "checkpoint",
+        parents=[slow, output],
+        help="save a collection's index now (restarts replay less)",
+        description="Save the HNSW index of a collection now, so a restart replays fewer commits; "
+        "a no-op when nothing changed since the last checkpoint. The server also does this by itself.",
+    )
+    checkpoint.add_argument("name")
+    checkpoint.set_defaults(func=_checkpoint)
+    compact = sub.add_parser(
+        "compact",
+        parents=[slow, output],
+        help="reclaim dead rows and removed index entries now",
+        description="Copy the live rows of a collection into a fresh vector file and rebuild its index "
+        "without removed entries, now (the server also does this by itself past a threshold). "
+        "Searches and writes go on meanwhile.",
+    )
+    compact.add_argument("name")
+    compact.set_defaults(func=_compact)
     delete = sub.add_parser("delete", parents=[common, output], help="delete a collection")
     delete.add_argument("name")
     delete.set_defaults(func=_delete)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -70,12 +71,15 @@ class UnknownFormat(Exception):
     """The database was written by a version of onespace this one cannot read."""
 
 
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def numeric_value(value: str) -> float | None:
-    """The number a metadata value spells, for range filters; None when it is not a finite number."""
-    try:
-        number = float(value)
-    except ValueError:
+    """The number a metadata value spells (plain ASCII decimal: `42`, `-1.5e3`), for range filters;
+    None when it spells none or is not finite. No spaces, underscores or other scripts' digits."""
+    if not _NUMBER.fullmatch(value):
         return None
+    number = float(value)
     return number if math.isfinite(number) else None
 
 

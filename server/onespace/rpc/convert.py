@@ -313,16 +313,22 @@ def condition_from_proto(pb: search_pb2.Condition, where: str) -> Condition:
         return Condition(pb.key, Test.IN, (pb.equals,))
     if test == "not_equals":
         return Condition(pb.key, Test.NOT_IN, (pb.not_equals,))
-    if test == "in":
-        return Condition(pb.key, Test.IN, tuple(getattr(pb, "in").values))
-    if test == "not_in":
-        return Condition(pb.key, Test.NOT_IN, tuple(pb.not_in.values))
+    if test in ("in", "not_in"):
+        values = tuple(getattr(pb, test).values)
+        if not values:
+            raise InvalidArgument(f"{where}.{test}.values", "must hold at least one value")
+        return Condition(pb.key, Test.IN if test == "in" else Test.NOT_IN, values)
     if test == "range":
         r = pb.range
         if r.HasField("gt") and r.HasField("gte"):
             raise InvalidArgument(f"{where}.range", "set gt or gte, not both")
         if r.HasField("lt") and r.HasField("lte"):
             raise InvalidArgument(f"{where}.range", "set lt or lte, not both")
+        for name in ("gt", "gte", "lt", "lte"):  # ±inf would read as "no bound" below
+            if r.HasField(name) and not math.isfinite(getattr(r, name)):
+                raise InvalidArgument(
+                    f"{where}.range", f"{name} must be a finite number, got {getattr(r, name)}"
+                )
         low = r.gt if r.HasField("gt") else r.gte if r.HasField("gte") else -math.inf
         high = r.lt if r.HasField("lt") else r.lte if r.HasField("lte") else math.inf
         return Condition(

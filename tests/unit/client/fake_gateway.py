@@ -4,6 +4,8 @@ Answers are computed from the requests (vector[0] = payload length, echoed ids, 
 to what was stored) so tests can check what the client put on the wire. Magic inputs trigger
 failures: text "boom" -> INVALID_ARGUMENT, text "throttle" -> RESOURCE_EXHAUSTED with a
 `grpc-retry-pushback-ms: 250` trailer, item ids starting with "bad" -> a per-item error.
+Storage stats follow the writes (a commit per write call, a dead row per replaced or deleted item),
+CheckpointCollection stamps CHECKPOINT_TIME, CompactCollection zeroes the dead rows.
 It runs on its own event loop in a thread, so sync clients and the CLI (asyncio.run) can use it.
 """
 
@@ -34,6 +36,7 @@ from onespace_client.v1 import (
 )
 
 DEFAULT_DIM = 8
+CHECKPOINT_TIME = 1_700_000_000.5  # 2023-11-14 22:13:20 UTC
 _KIND_MODALITY = {
     "text": common_pb2.MODALITY_TEXT,
     "image": common_pb2.MODALITY_IMAGE,
@@ -66,6 +69,7 @@ def timings() -> common_pb2.Timings:
 class FakeState:
     collections: dict[str, collections_pb2.Collection] = field(default_factory=dict)
     items: dict[str, dict[str, data_pb2.StoredItem]] = field(default_factory=dict)
+    stats: dict[str, collections_pb2.CollectionStats] = field(default_factory=dict)
     requests: list[Any] = field(default_factory=list)
     ingest_max_outstanding: int = 0
     ack_delay: float = 0.0
@@ -140,8 +144,10 @@ class Collections(collections_pb2_grpc.CollectionServiceServicer):
         config.hnsw.expansion_add = config.hnsw.expansion_add or 128
         config.hnsw.expansion_search = config.hnsw.expansion_search or 64
         config.rerank_factor = config.rerank_factor or 4
+        config.stored_dtype = config.stored_dtype or collections_pb2.STORED_DTYPE_F16
         self.state.collections[config.name] = collections_pb2.Collection(config=config)
         self.state.items[config.name] = {}
+        self.state.stats[config.name] = collections_pb2.CollectionStats()
         return collections_pb2.CreateCollectionResponse(collection=self.state.collections[config.name])
 
     async def _get(self, name: str, context: Any) -> collections_pb2.Collection:
@@ -151,8 +157,45 @@ class Collections(collections_pb2_grpc.CollectionServiceServicer):
         collection.count = len(self.state.items[name])
         return collection
 
+    async def _with_stats(self, name: str, context: Any) -> collections_pb2.Collection:
+        collection = collections_pb2.Collection()
+        collection.CopyFrom(await self._get(name, context))
+        stats = self.state.stats[name]
+        stats.items = collection.count
+        bytes_per_row = 2 if collection.config.stored_dtype == collections_pb2.STORED_DTYPE_F16 else 4
+        stats.vector_bytes = (stats.items + stats.dead_rows) * collection.config.dimension * bytes_per_row
+        stats.index_bytes = 1000 + 100 * (stats.items + stats.index_tombstones)
+        stats.log_bytes = 512 * (stats.seq - stats.checkpoint_seq)
+        stats.disk_bytes = 8192 + stats.vector_bytes + stats.log_bytes
+        collection.stats.CopyFrom(stats)
+        return collection
+
     async def GetCollection(self, request: Any, context: Any) -> collections_pb2.GetCollectionResponse:
-        return collections_pb2.GetCollectionResponse(collection=await self._get(request.name, context))
+        self.state.requests.append(request)
+        return collections_pb2.GetCollectionResponse(collection=await self._with_stats(request.name, context))
+
+    async def CheckpointCollection(
+        self, request: Any, context: Any
+    ) -> collections_pb2.CheckpointCollectionResponse:
+        self.state.requests.append(request)
+        await self._get(request.name, context)
+        stats = self.state.stats[request.name]
+        if stats.checkpoint_seq != stats.seq or not stats.checkpoint_time:
+            stats.checkpoint_seq, stats.checkpoint_time = stats.seq, CHECKPOINT_TIME
+        return collections_pb2.CheckpointCollectionResponse(
+            collection=await self._with_stats(request.name, context)
+        )
+
+    async def CompactCollection(
+        self, request: Any, context: Any
+    ) -> collections_pb2.CompactCollectionResponse:
+        self.state.requests.append(request)
+        await self._get(request.name, context)
+        stats = self.state.stats[request.name]
+        stats.dead_rows = stats.index_tombstones = 0
+        return collections_pb2.CompactCollectionResponse(
+            collection=await self._with_stats(request.name, context)
+        )
 
     async def ListCollections(self, request: Any, context: Any) -> collections_pb2.ListCollectionsResponse:
         names = sorted(self.state.collections)
@@ -163,7 +206,15 @@ class Collections(collections_pb2_grpc.CollectionServiceServicer):
     async def DeleteCollection(self, request: Any, context: Any) -> collections_pb2.DeleteCollectionResponse:
         await self._get(request.name, context)
         del self.state.collections[request.name], self.state.items[request.name]
+        del self.state.stats[request.name]
         return collections_pb2.DeleteCollectionResponse()
+
+
+def _commit(state: FakeState, name: str, replaced: int) -> None:
+    stats = state.stats[name]
+    stats.seq += 1
+    stats.dead_rows += replaced
+    stats.index_tombstones += replaced
 
 
 def _stored(item: data_pb2.Item) -> data_pb2.StoredItem:
@@ -188,6 +239,7 @@ class Data(data_pb2_grpc.DataServiceServicer):
     async def Upsert(self, request: data_pb2.UpsertRequest, context: Any) -> data_pb2.UpsertResponse:
         self.state.requests.append(request)
         items = await self._items(request.collection, context)
+        _commit(self.state, request.collection, sum(item.id in items for item in request.items))
         for item in request.items:
             items[item.id] = _stored(item)
         return data_pb2.UpsertResponse(
@@ -222,6 +274,7 @@ class Data(data_pb2_grpc.DataServiceServicer):
                     ack.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
                     ack.error.message = "item.content: undecodable"
                 else:
+                    _commit(self.state, request.collection, int(request.item.id in items))
                     items[request.item.id] = _stored(request.item)
                     ack.stored = True
                 counts["acked"] += 1
@@ -245,7 +298,41 @@ class Data(data_pb2_grpc.DataServiceServicer):
         existing = [i for i in request.ids if i in items]
         for item_id in existing:
             del items[item_id]
+        if existing:
+            _commit(self.state, request.collection, len(existing))
         return data_pb2.DeleteResponse(deleted=len(existing))
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _passes(condition: search_pb2.Condition, metadata: Any) -> bool:
+    """The protocol's semantics of one condition, written plainly."""
+    value = metadata.get(condition.key)
+    test = condition.WhichOneof("test")
+    if test == "equals":
+        return bool(value == condition.equals)
+    if test == "not_equals":
+        return bool(value != condition.not_equals)
+    if test == "in":
+        return value in getattr(condition, "in").values
+    if test == "not_in":
+        return value not in condition.not_in.values
+    number = _number(value)
+    if test != "range" or number is None:
+        return False
+    r = condition.range
+    return (
+        (not r.HasField("gt") or number > r.gt)
+        and (not r.HasField("gte") or number >= r.gte)
+        and (not r.HasField("lt") or number < r.lt)
+        and (not r.HasField("lte") or number <= r.lte)
+    )
 
 
 class Search(search_pb2_grpc.SearchServiceServicer):
@@ -267,6 +354,7 @@ class Search(search_pb2_grpc.SearchServiceServicer):
             for s in items.values()
             if (not wanted or s.modality in wanted)
             and all(s.metadata.get(k) == v for k, v in request.filter.metadata.items())
+            and all(_passes(c, s.metadata) for c in request.filter.conditions)
         ]
         hits = [
             search_pb2.SearchHit(id=s.id, score=1.0 / (rank + 1), modality=s.modality, metadata=s.metadata)

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from onespace_client import Client, item
 from onespace_client.cli import main
-from onespace_client.v1 import data_pb2, embed_pb2, search_pb2
+from onespace_client.v1 import collections_pb2, data_pb2, embed_pb2, search_pb2
 from tests.unit.client.fake_gateway import FakeGateway
 
 Capture = pytest.CaptureFixture[str]
@@ -31,7 +32,7 @@ def test_collections_lifecycle(gateway: FakeGateway, capsys: Capture) -> None:
     assert run(gateway, "collections", "list") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["NAME", "MODEL", "DIM"]
-    assert lines[2].split() == ["photos", "fake-model", "16", "16", "l2", "f16", "16/128/64", "4", "0"]
+    assert lines[2].split() == ["photos", "fake-model", "16", "16", "l2", "f16", "f16", "16/128/64", "4", "0"]
     assert run(gateway, "collections", "get", "photos", "--json") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["config"]["name"] == "photos" and data["config"]["metric"] == "METRIC_L2"
@@ -39,6 +40,83 @@ def test_collections_lifecycle(gateway: FakeGateway, capsys: Capture) -> None:
     assert [c["config"]["name"] for c in json.loads(capsys.readouterr().out)["collections"]] == ["photos"]
     assert run(gateway, "collections", "delete", "photos") == 0
     assert capsys.readouterr().out == "deleted collection photos\n"
+
+
+def test_create_with_stored_dtype(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "collections", "create", "exact", "--stored-dtype", "f32", "--dtype", "i8") == 0
+    assert "stored dtype     f32" in capsys.readouterr().out
+    request = gateway.state.requests[-1]
+    assert isinstance(request, collections_pb2.CreateCollectionRequest)
+    assert request.config.stored_dtype == collections_pb2.STORED_DTYPE_F32
+    assert request.config.dtype == collections_pb2.INDEX_DTYPE_I8
+    assert run(gateway, "collections", "create", "plain") == 0
+    assert gateway.state.requests[-1].config.stored_dtype == collections_pb2.STORED_DTYPE_UNSPECIFIED
+
+
+def _items(gateway: FakeGateway, n: int) -> None:
+    with Client(gateway.target) as client:
+        client.upsert("c", [item(f"d{i}", [float(i + 1)] * 8, {"n": str(i)}) for i in range(n)])
+        client.delete("c", [f"d{i}" for i in range(0, n, 2)])
+
+
+def test_get_shows_storage_stats(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "collections", "create", "c") == 0
+    _items(gateway, 10)
+    capsys.readouterr()
+    assert run(gateway, "collections", "get", "c") == 0
+    out = capsys.readouterr().out
+    for line in (
+        "count             5",
+        "items             5",
+        "dead rows         5",
+        "index tombstones  5",
+        "disk bytes        9.2 KiB (9376 bytes)",
+        "index bytes       2.0 KiB (2000 bytes)",
+        "vector bytes      160 B",
+        "log bytes         1.0 KiB (1024 bytes)",
+        "seq               2",
+        "checkpoint seq    0",
+        "checkpoint time   never",
+    ):
+        assert line in out.splitlines(), line
+    assert run(gateway, "collections", "get", "c", "--json") == 0
+    stats = json.loads(capsys.readouterr().out)["stats"]
+    assert stats["items"] == "5" and stats["dead_rows"] == "5" and stats["seq"] == "2"  # proto3 JSON
+    assert stats["checkpoint_time"] == 0 and stats["disk_bytes"] == "9376"
+    assert set(stats) == {
+        "items", "dead_rows", "index_tombstones", "disk_bytes", "index_bytes", "vector_bytes", "seq",
+        "checkpoint_seq", "checkpoint_time", "log_bytes",
+    }  # fmt: skip
+
+
+def test_checkpoint_and_compact(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "collections", "create", "c") == 0
+    _items(gateway, 10)
+    capsys.readouterr()
+    assert run(gateway, "collections", "checkpoint", "c") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("checkpointed the index of collection c at seq 2\n")
+    assert "checkpoint time   2023-11-14 22:13:20 UTC" in out and "log bytes         0 B" in out
+    assert isinstance(gateway.state.requests[-1], collections_pb2.CheckpointCollectionRequest)
+
+    assert run(gateway, "collections", "compact", "c") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("compacted collection c: reclaimed 5 dead rows and 5 index tombstones\n")
+    assert "dead rows         0" in out and "items             5" in out
+    assert isinstance(gateway.state.requests[-1], collections_pb2.CompactCollectionRequest)
+    assert run(gateway, "collections", "compact", "c") == 0
+    assert capsys.readouterr().out.startswith("compacted collection c: nothing to reclaim\n")
+
+    assert run(gateway, "collections", "checkpoint", "c", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["stats"]["checkpoint_seq"] == data["stats"]["seq"] == "2"
+    assert run(gateway, "collections", "compact", "c", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["dead_rows"] == "0"
+
+    assert run(gateway, "collections", "compact", "nope") == 2
+    assert capsys.readouterr().err == "error: NOT_FOUND: collection 'nope' not found\n"
+    assert run(gateway, "collections", "checkpoint", "nope") == 2
+    assert capsys.readouterr().err == "error: NOT_FOUND: collection 'nope' not found\n"
 
 
 def test_grpc_errors_print_one_line_and_exit_2(gateway: FakeGateway, capsys: Capture) -> None:
@@ -114,6 +192,50 @@ def test_search_table_and_filters(gateway: FakeGateway, tmp_path: Path, capsys: 
     (tmp_path / "bad.npy").write_bytes(b"nope")
     assert run(gateway, "search", "-c", "c", "--vector-file", str(tmp_path / "bad.npy")) == 2
     assert capsys.readouterr().err.startswith("error: bad vector file")
+
+
+def test_search_where_conditions(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "collections", "create", "c") == 0
+
+    with Client(gateway.target) as client:
+        client.upsert(
+            "c",
+            [
+                item("a", [1.0] * 8, {"lang": "en", "year": "1999"}),
+                item("b", [1.0] * 8, {"lang": "fr", "year": "2005"}),
+                item("c", [1.0] * 8, {"lang": "de", "year": "2015"}),
+                item("d", [1.0] * 8, {"year": "n/a"}),
+            ],
+        )
+    capsys.readouterr()
+
+    def ids(*where: str) -> list[str]:
+        argv = ["search", "-c", "c", "--id", "a", "--json"]
+        for clause in where:
+            argv += ["--where", clause]
+        assert run(gateway, *argv) == 0, capsys.readouterr().err
+        return [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+
+    assert ids("lang=fr") == ["b"]
+    assert ids("lang!=fr") == ["a", "c", "d"]  # d has no lang: it is not "fr"
+    assert ids("lang=in:en,de") == ["a", "c"]
+    assert ids("lang!=in:en,de") == ["b", "d"]
+    assert ids("year>=2005") == ["b", "c"]  # "n/a" is not a number: never in a range
+    assert ids("year>1999", "year<2015") == ["b"]
+    assert ids("year<=1999") == ["a"]
+    assert ids("lang=en", "year>2000") == []
+    request = gateway.state.requests[-1]
+    assert isinstance(request, search_pb2.SearchRequest)
+    assert dict(request.filter.metadata) == {"lang": "en"}
+    assert [(c.key, c.range.gt) for c in request.filter.conditions] == [("year", 2000.0)]
+
+    before = len(gateway.state.requests)
+    assert run(gateway, "search", "-c", "c", "--id", "a", "--where", "year>=soon") == 2
+    captured = capsys.readouterr()
+    assert captured.err == "error: --where 'year>=soon': expected a number after '>=', got 'soon'\n"
+    assert captured.out == "" and len(gateway.state.requests) == before  # nothing was sent
+    assert run(gateway, "search", "-c", "c", "--id", "a", "--where", "novalue") == 2
+    assert capsys.readouterr().err.startswith("error: --where 'novalue': expected one of KEY=VALUE")
 
 
 def test_ingest_folder_and_manifest_with_failures(

@@ -27,15 +27,26 @@ def test_collections_create() -> None:
     args = parse(
         "collections", "create", "photos", "--model", "m", "--dimension", "1024", "--index-dimension", "256",
         "--metric", "ip", "--dtype", "i8", "--connectivity", "32", "--expansion-add", "200",
-        "--expansion-search", "100", "--rerank-factor", "8", "--json",
+        "--expansion-search", "100", "--rerank-factor", "8", "--stored-dtype", "f32", "--json",
     )  # fmt: skip
     assert (args.name, args.model, args.dimension, args.index_dimension) == ("photos", "m", 1024, 256)
+    assert args.stored_dtype == "f32"
     assert (args.metric, args.dtype, args.connectivity, args.expansion_add) == ("ip", "i8", 32, 200)
     assert (args.expansion_search, args.rerank_factor, args.json) == (100, 8, True)
     defaults = parse("collections", "create", "c")
     assert (defaults.metric, defaults.dtype, defaults.dimension, defaults.model) == (None, None, 0, "")
+    assert defaults.stored_dtype is None
     assert parse("collections", "get", "c").name == "c"
     assert parse("collections", "delete", "c").func is not None
+
+
+def test_collections_checkpoint_and_compact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ONESPACE_TARGET", raising=False)
+    for action in ("checkpoint", "compact"):
+        args = parse("collections", action, "photos", "--json")
+        assert (args.name, args.json, callable(args.func)) == ("photos", True, True)
+        assert args.timeout is None  # long work on a big collection: no deadline unless asked
+        assert parse("collections", action, "c", "--timeout", "60").timeout == 60.0
 
 
 @pytest.mark.parametrize(
@@ -45,6 +56,10 @@ def test_collections_create() -> None:
         ["collections", "create", "c", "--metric", "hamming"],
         ["collections", "create", "c", "--dimension", "-1"],
         ["collections", "create", "c", "--dtype", "f64"],
+        ["collections", "create", "c", "--stored-dtype", "bf16"],
+        ["collections", "checkpoint"],
+        ["collections", "compact"],
+        ["collections", "compact", "a", "b"],
         ["embed"],
         ["embed", "--text", "a", "--image", "b.png"],
         ["embed", "--text", "a", "--dimension", "0"],
@@ -52,7 +67,6 @@ def test_collections_create() -> None:
         ["search", "--text", "a"],
         ["search", "-c", "c"],
         ["search", "-c", "c", "--id", "x", "--vector-file", "q.npy"],
-        ["search", "-c", "c", "--id", "x", "--where", "novalue"],
         ["search", "-c", "c", "--id", "x", "--modality", "smell"],
         ["ingest", "-c", "c"],
         ["ingest", "p"],
@@ -87,7 +101,7 @@ def test_search_arguments() -> None:
     )  # fmt: skip
     assert (args.collection, args.image, args.k, args.dimension) == ("photos", "q.jpg", 5, 256)
     assert args.modality == ["image", "video"]
-    assert args.where == [("lang", "en"), ("k", "a=b")]
+    assert args.where == ["lang=en", "k=a=b"]  # parsed by the command: see test_filters.py
     assert parse("search", "-c", "c", "--id", "doc-1").k == 10
 
 

@@ -11,9 +11,9 @@ import grpc
 import grpc.aio
 import pytest
 
-from onespace_client import AsyncClient, Client, OnespaceClientError, content, item
-from onespace_client.v1 import common_pb2, data_pb2, embed_pb2, search_pb2
-from tests.unit.client.fake_gateway import FakeGateway
+from onespace_client import AsyncClient, Client, OnespaceClientError, content, item, where
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
+from tests.unit.client.fake_gateway import CHECKPOINT_TIME, FakeGateway
 
 
 async def test_embed_sends_items_and_options(gateway: FakeGateway, tmp_path: Path) -> None:
@@ -198,6 +198,69 @@ async def test_collections_upsert_search_delete(gateway: FakeGateway) -> None:
     assert remaining == []
 
 
+async def test_stored_dtype_checkpoint_and_compact(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        exact = await client.create_collection("exact", stored_dtype="F32")
+        default = await client.create_collection("half")
+        enum = await client.create_collection("enum", stored_dtype=collections_pb2.STORED_DTYPE_F16)
+        with pytest.raises(ValueError, match="unknown stored dtype 'f64'; expected one of: f16, f32"):
+            await client.create_collection("bad", stored_dtype="f64")
+        await client.upsert("exact", [item(f"v{i}", [0.5] * 8) for i in range(4)])
+        await client.upsert("exact", [item("v0", [0.25] * 8)])
+        await client.delete("exact", ["v1"])
+        before = await client.get_collection("exact")
+        checkpointed = await client.checkpoint_collection("exact")
+        compacted = await client.compact_collection("exact")
+        with pytest.raises(OnespaceClientError) as missing:
+            await client.compact_collection("nope")
+    sent = [r for r in gateway.state.requests if isinstance(r, collections_pb2.CreateCollectionRequest)]
+    assert [r.config.stored_dtype for r in sent] == [
+        collections_pb2.STORED_DTYPE_F32,
+        collections_pb2.STORED_DTYPE_UNSPECIFIED,
+        collections_pb2.STORED_DTYPE_F16,
+    ]
+    assert exact.config.stored_dtype == collections_pb2.STORED_DTYPE_F32
+    assert default.config.stored_dtype == enum.config.stored_dtype == collections_pb2.STORED_DTYPE_F16
+    assert before.HasField("stats") and (before.stats.items, before.stats.seq) == (3, 3)
+    assert (before.stats.dead_rows, before.stats.checkpoint_seq, before.stats.checkpoint_time) == (2, 0, 0.0)
+    assert checkpointed.stats.checkpoint_seq == checkpointed.stats.seq == 3
+    assert checkpointed.stats.checkpoint_time == CHECKPOINT_TIME
+    assert (compacted.stats.dead_rows, compacted.stats.index_tombstones, compacted.count) == (0, 0, 3)
+    assert missing.value.code is grpc.StatusCode.NOT_FOUND
+    requests = [type(r).__name__ for r in gateway.state.requests[-3:]]
+    assert requests == ["CheckpointCollectionRequest", "CompactCollectionRequest", "CompactCollectionRequest"]
+
+
+async def test_search_conditions_go_on_the_wire(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("c")
+        await client.upsert(
+            "c",
+            [
+                item("a", [1.0] * 8, {"lang": "en", "year": "1999"}),
+                item("b", content.image(b"\x89PNG"), {"lang": "fr", "year": "2005"}),
+                item("c", "text", {"year": "2015"}),
+            ],
+        )
+        found = await client.search(
+            "c",
+            id="a",
+            metadata={"lang": "fr"},
+            modalities=["image"],
+            conditions=[where("year").range(gt=2000, lte=2005), where("lang").not_in(["en"])],
+        )
+        absent = await client.search("c", id="a", conditions=[where("lang").not_equals("en")])
+        listed = await client.search("c", id="a", conditions=(where("year").in_(["1999", "2015"]),))
+    requests = [r for r in gateway.state.requests if isinstance(r, search_pb2.SearchRequest)]
+    first = requests[0].filter
+    assert dict(first.metadata) == {"lang": "fr"} and list(first.modalities) == [common_pb2.MODALITY_IMAGE]
+    assert [c.WhichOneof("test") for c in first.conditions] == ["range", "not_in"]
+    assert first.conditions[0].range.gt == 2000 and not first.conditions[0].range.HasField("gte")
+    assert [h.id for h in found.hits] == ["b"]
+    assert [h.id for h in absent.hits] == ["b", "c"]
+    assert [h.id for h in listed.hits] == ["a", "c"]
+
+
 async def test_search_needs_exactly_one_query(gateway: FakeGateway) -> None:
     async with AsyncClient(gateway.target) as client:
         with pytest.raises(ValueError, match="exactly one"):
@@ -224,6 +287,16 @@ def test_sync_client_mirrors_the_async_one(gateway: FakeGateway) -> None:
         assert client.delete("docs", ["d0"]) == 1
         assert client.get("docs", ["d1"]).items[0].id == "d1"
         assert client.info().default_model == "fake-model"
+        exact = client.create_collection("exact", stored_dtype="f32")
+        client.upsert("exact", [item("x", [1.0] * 8, {"n": "1"}), item("y", [1.0] * 8, {"n": "2"})])
+        filtered = client.search("exact", id="x", conditions=[where("n").range(gte=2)])
+        checkpointed = client.checkpoint_collection("exact")
+        client.delete("exact", ["x"])
+        compacted = client.compact_collection("exact")
+    assert exact.config.stored_dtype == collections_pb2.STORED_DTYPE_F32
+    assert [h.id for h in filtered.hits] == ["y"]
+    assert checkpointed.stats.checkpoint_seq == 1 and compacted.stats.items == 1
+    assert compacted.stats.dead_rows == 0
     assert all(a.stored for a in acks) and len(acks) == 10
     assert sorted(r.request_id for r in responses) == ["0", "1"]
     assert len(hits.hits) == 3

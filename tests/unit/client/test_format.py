@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from onespace_client.cli import embed, info, search
-from onespace_client.cli.collections import collection_rows, describe
+from onespace_client.cli.collections import collection_rows, describe, human_bytes
 from onespace_client.cli.format import abbreviate, l2_norm, message_dict, table, timings_text, vector_preview
 from onespace_client.cli.vectors import load_vector, parse_npy
 from onespace_client.v1 import collections_pb2, common_pb2, embed_pb2, search_pb2
@@ -95,8 +95,44 @@ def test_collection_rows_and_description() -> None:
     )
     config.hnsw.connectivity, config.hnsw.expansion_add, config.hnsw.expansion_search = 16, 128, 64
     collection = collections_pb2.Collection(config=config, count=3)
-    assert collection_rows([collection]) == [["c", "m", 1024, 256, "ip", "i8", "16/128/64", 4, 3]]
-    assert "index dimension  256" in describe(collection)
+    assert collection_rows([collection]) == [["c", "m", 1024, 256, "ip", "i8", "-", "16/128/64", 4, 3]]
+    config.stored_dtype = collections_pb2.STORED_DTYPE_F32
+    collection = collections_pb2.Collection(config=config, count=3)
+    assert collection_rows([collection])[0][6] == "f32"
+    text = describe(collection)
+    assert "index dimension  256" in text and "stored dtype     f32" in text
+    assert "dead rows" not in text  # no stats: as CreateCollection and ListCollections answer
+
+
+def test_description_with_stats() -> None:
+    stats = collections_pb2.CollectionStats(
+        items=3, dead_rows=2, index_tombstones=1, disk_bytes=3 << 20, index_bytes=1536, vector_bytes=512,
+        seq=7, checkpoint_seq=5, checkpoint_time=1_700_000_000.5, log_bytes=0,
+    )  # fmt: skip
+    collection = collections_pb2.Collection(config=collections_pb2.CollectionConfig(name="c"), stats=stats)
+    lines = describe(collection).splitlines()
+    assert lines[-10:] == [
+        "items             3",
+        "dead rows         2",
+        "index tombstones  1",
+        "disk bytes        3.0 MiB (3145728 bytes)",
+        "index bytes       1.5 KiB (1536 bytes)",
+        "vector bytes      512 B",
+        "log bytes         0 B",
+        "seq               7",
+        "checkpoint seq    5",
+        "checkpoint time   2023-11-14 22:13:20 UTC",
+    ]
+    collection.stats.checkpoint_time = 0
+    assert describe(collection).endswith("checkpoint time   never")
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (5 << 30, "5.0 GiB"), (3 << 50, "3072.0 TiB")],
+)
+def test_human_bytes(n: int, text: str) -> None:
+    assert human_bytes(n) == text
 
 
 def test_message_dict_shows_zero_fields() -> None:

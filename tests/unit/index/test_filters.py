@@ -120,3 +120,26 @@ def test_modality_filter_never_leaks(filled: collection.Collection, data: np.nda
 def test_filter_matching_nothing_returns_nothing(filled: collection.Collection, data: np.ndarray) -> None:
     flt = Filter(conditions=(Condition("size", Op.RANGE, low=1e9),))
     assert filled.search(Query(data[0], k=5, filter=flt)) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        ("42", 42.0),
+        ("-1.5e3", -1500.0),
+        ("+.5", 0.5),
+        ("7.", 7.0),
+        (" 42", None),
+        ("1_000", None),
+        ("\uff14\uff12", None),
+        ("inf", None),
+        ("nan", None),
+        ("1e999", None),
+        ("", None),
+        ("0x10", None),
+    ],
+)
+def test_only_plain_decimal_numbers_are_numeric(value: str, number: float | None) -> None:
+    from onespace.index.sqlstore import numeric_value
+
+    assert numeric_value(value) == number
