@@ -150,14 +150,18 @@ class Gateway:
     async def checkpoint(self, name: str) -> tuple[CollectionHandle, CollectionStats]:
         collection = self.store.get(name)
         await asyncio.to_thread(self.maintainer.checkpoint, collection)
-        return collection, await self.stats(collection)
+        return collection, await self._observed(collection)
 
     async def compact(self, name: str) -> tuple[CollectionHandle, CollectionStats]:
         collection = self.store.get(name)
         if await asyncio.to_thread(self.store.compact, collection, force=True):
             self.metrics.compactions.labels(name).inc()
             await asyncio.to_thread(self.maintainer.checkpoint, collection)
-        return collection, await self.stats(collection)
+        return collection, await self._observed(collection)
+
+    async def _observed(self, collection: CollectionHandle) -> CollectionStats:
+        """Stats, also published as the collection's gauges."""
+        return await asyncio.to_thread(self.maintainer.observe, collection)
 
     async def stats(self, collection: CollectionHandle) -> CollectionStats:
         return await asyncio.to_thread(self.store.stats, collection)

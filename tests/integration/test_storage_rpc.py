@@ -70,6 +70,14 @@ async def test_stats_checkpoint_and_compaction(gateway: Running) -> None:
         assert [h.id for h in (await client.search("docs", id="d7", k=1)).hits] == ["d7"]
         assert (await client.get_collection("docs")).stats.dead_rows == 0
 
+        registry = gateway.app.metrics.registry
+        labels = {"collection": "docs"}
+        assert (registry.get_sample_value("onespace_commit_items_sum", labels) or 0) >= 300  # 200 in, 100 out
+        assert (registry.get_sample_value("onespace_commit_duration_seconds_count", labels) or 0) >= 3
+        assert (registry.get_sample_value("onespace_checkpoint_duration_seconds_count", labels) or 0) >= 1
+        assert registry.get_sample_value("onespace_compactions_total", labels) == 1
+        assert (registry.get_sample_value("onespace_checkpoint_timestamp_seconds", labels) or 0) >= before - 5
+
         with pytest.raises(OnespaceClientError) as missing:
             await client.checkpoint_collection("nope")
         assert missing.value.code is grpc.StatusCode.NOT_FOUND

@@ -14,6 +14,7 @@ import logging
 import time
 
 from onespace.index.backend import Backend, CollectionHandle
+from onespace.index.collection import CollectionStats
 from onespace.metrics import Metrics
 
 __all__ = ["Maintainer"]
@@ -68,7 +69,8 @@ class Maintainer:
         if self._store.checkpoint(collection):
             self._metrics.checkpoint_duration.labels(collection.name).observe(time.monotonic() - started)
 
-    def observe(self, collection: CollectionHandle) -> None:
+    def observe(self, collection: CollectionHandle) -> CollectionStats:
+        """Publish the collection's gauges; returns the stats they came from."""
         stats = self._store.stats(collection)
         name = collection.name
         self._metrics.index_items.labels(name).set(stats.items)
@@ -79,3 +81,4 @@ class Maintainer:
             ("vectors", stats.vector_bytes),
         ):
             self._metrics.collection_bytes.labels(name, kind).set(value)
+        return stats
