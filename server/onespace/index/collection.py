@@ -33,7 +33,16 @@ from onespace.index.checkpoint import Checkpoint
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.matryoshka import prefix
-from onespace.index.records import Filter, Hit, Query, Record, StoredItem, modality_code, modality_from_code
+from onespace.index.records import (
+    Filter,
+    Hit,
+    Query,
+    Record,
+    StoredItem,
+    Test,
+    modality_code,
+    modality_from_code,
+)
 from onespace.index.search import Candidates, Predicate, Rows, search_batch
 from onespace.index.slots import SlotTable, SlotView
 from onespace.index.sqlstore import Inserted, SqlStore
@@ -188,11 +197,6 @@ class Collection:
         conditions = flt.all_conditions
         if not conditions:
             return view.rows_with_modality(flt.modalities) if flt.modalities else None
-        keys = self.sql.matching_keys(conditions, limit=LIST_LIMIT + 1)
-        if len(keys) <= LIST_LIMIT:
-            rows = view.rows_for_keys(keys)
-            rows = np.sort(rows[rows >= 0])
-            return view.rows_with_modality(flt.modalities, rows) if flt.modalities else rows
 
         def accept(rows: Rows) -> npt.NDArray[np.bool_]:
             passing = self.sql.matching_keys(conditions, among=[int(k) for k in view.keys[rows]])
@@ -206,12 +210,25 @@ class Collection:
             rows = np.sort(rows[rows >= 0])
             return view.rows_with_modality(flt.modalities, rows) if flt.modalities else rows
 
-        sample = view.live_rows()
-        if len(sample) > ESTIMATE_SAMPLE:  # random: metadata often follows insertion order
-            rng = np.random.default_rng(view.count)
-            sample = np.sort(rng.choice(sample, ESTIMATE_SAMPLE, replace=False))
-        share = float(accept(sample).mean()) if len(sample) else 0.0
-        return Predicate(max(LIST_LIMIT + 1, int(share * view.live_count)), accept, everything)
+        def large() -> Predicate:
+            sample = view.live_rows()
+            if len(sample) > ESTIMATE_SAMPLE:  # random: metadata often follows insertion order
+                rng = np.random.default_rng(view.count)
+                sample = np.sort(rng.choice(sample, ESTIMATE_SAMPLE, replace=False))
+            share = float(accept(sample).mean()) if len(sample) else 0.0
+            return Predicate(max(LIST_LIMIT + 1, int(share * view.live_count)), accept, everything)
+
+        if all(c.test is Test.NOT_IN for c in conditions):
+            # Negations are listed by walking every item; when they keep many, do not list them.
+            predicate = large()
+            if predicate.estimate > LIST_LIMIT + 1:
+                return predicate
+        keys = self.sql.matching_keys(conditions, limit=LIST_LIMIT + 1)
+        if len(keys) <= LIST_LIMIT:
+            rows = view.rows_for_keys(keys)
+            rows = np.sort(rows[rows >= 0])
+            return view.rows_with_modality(flt.modalities, rows) if flt.modalities else rows
+        return large()
 
     # --- writing ---
 

@@ -43,6 +43,7 @@ from onespace.index.validate import CheckedQuery, index_normalises
 __all__ = ["Candidates", "Predicate", "Ranked", "plan_count", "search_batch"]
 
 Rows = npt.NDArray[np.int64]
+EXACT_SCAN_RATIO = 8  # scan a filter's matches exactly when the shortlist would be >= 1/8 of them
 Scores = npt.NDArray[np.float32]
 
 
@@ -84,7 +85,11 @@ def plan_count(k: int, rerank_factor: int, live: int, matches: int, filtered: bo
     if filtered:
         want = math.ceil(2 * want * live / matches)
     count = 1 << max(0, (want - 1).bit_length())
-    return 0 if 2 * count >= live else count
+    # An exact scan of the matches beats a shortlist that large: HNSW's cost grows with the
+    # shortlist (ef >= count), the scan's with the matches (few, for a selective filter).
+    if 2 * count >= live or (filtered and EXACT_SCAN_RATIO * count >= matches):
+        return 0
+    return count
 
 
 def search_batch(

@@ -28,7 +28,7 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,50 +276,77 @@ class SqlStore:
         return out
 
     def matching_keys(
-        self, conditions: Iterable[Condition], *, limit: int | None = None, among: Sequence[int] | None = None
+        self, conditions: Sequence[Condition], *, limit: int | None = None, among: Sequence[int] | None = None
     ) -> npt.NDArray[np.uint64]:
         """Sorted keys of the live items that pass every condition, found through the indexes;
-        at most `limit` of them; only keys in `among` when given."""
-        clauses: list[str] = []
-        params: list[object] = []
-        for c in conditions:
-            sql, args = _condition_sql(c)
-            clauses.append(sql)
-            params.extend(args)
-        where = " AND ".join(clauses)
+        at most `limit` of them; only keys in `among` when given.
+
+        Listing composes one indexed lookup per condition (INTERSECT, then EXCEPT for negations;
+        negations alone walk the items in key order and stop at `limit`), so it costs the
+        matching entries, not a scan of every item. Testing `among` looks each given key up per
+        condition in the (name, value, key) index.
+        """
         conn = self._reader()
         if among is not None:
-            found: list[int] = []
-            for chunk in _chunks(sorted(among)):
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT key FROM items WHERE key IN ({marks}) AND {where}"
-                found.extend(row[0] for row in conn.execute(query, [*chunk, *params]))
-            return np.array(sorted(found), dtype=np.uint64)
-        query = f"SELECT key FROM items WHERE {where} ORDER BY key"
+            kept = np.unique(np.asarray(among, dtype=np.uint64))
+            for c in conditions:
+                sql, args = _entries_sql(c)
+                hits: list[int] = []
+                for chunk in _chunks([int(k) for k in kept]):
+                    marks = ",".join("?" * len(chunk))
+                    query = f"SELECT key FROM item_meta WHERE key IN ({marks}) AND {sql}"
+                    hits.extend(row[0] for row in conn.execute(query, [*chunk, *args]))
+                found = np.asarray(hits, dtype=np.uint64)
+                kept = np.setdiff1d(kept, found) if c.test is Test.NOT_IN else np.intersect1d(kept, found)
+            return kept
+        query, params = _listing_sql(conditions)
+        query = f"SELECT key FROM ({query}) ORDER BY key"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         return np.fromiter((row[0] for row in conn.execute(query, params)), dtype=np.uint64)
 
 
-def _condition_sql(c: Condition) -> tuple[str, list[object]]:
+def _entries_sql(c: Condition) -> tuple[str, list[object]]:
+    """The item_meta entries a condition's positive form selects (an index range scan)."""
     if c.test is Test.RANGE:
-        low_op = ">=" if c.low_inclusive else ">"
-        high_op = "<=" if c.high_inclusive else "<"
-        parts: list[str] = ["name = ?"]
+        parts: list[str] = ["name = ?", "num IS NOT NULL"]
         args: list[object] = [c.key]
         if c.low != -math.inf:
-            parts.append(f"num {low_op} ?")
+            parts.append(f"num {'>=' if c.low_inclusive else '>'} ?")
             args.append(c.low)
-        else:
-            parts.append("num IS NOT NULL")
         if c.high != math.inf:
-            parts.append(f"num {high_op} ?")
+            parts.append(f"num {'<=' if c.high_inclusive else '<'} ?")
             args.append(c.high)
-        return f"key IN (SELECT key FROM item_meta WHERE {' AND '.join(parts)})", args
+        return " AND ".join(parts), args
     marks = ",".join("?" * len(c.values))
-    inner = f"SELECT key FROM item_meta WHERE name = ? AND value IN ({marks})"
-    negate = "NOT " if c.test is Test.NOT_IN else ""
-    return f"key {negate}IN ({inner})", [c.key, *c.values]
+    return f"name = ? AND value IN ({marks})", [c.key, *c.values]
+
+
+def _listing_sql(conditions: Sequence[Condition]) -> tuple[str, list[object]]:
+    positive = [c for c in conditions if c.test is not Test.NOT_IN]
+    negative = [c for c in conditions if c.test is Test.NOT_IN]
+    args: list[object] = []
+    if not positive:  # walk the items, testing each by primary key: stops at the LIMIT
+        tests = []
+        for c in negative:
+            marks = ",".join("?" * len(c.values))
+            tests.append(
+                "coalesce((SELECT m.value FROM item_meta m WHERE m.key = items.key AND m.name = ?) "
+                f"NOT IN ({marks}), 1)"
+            )
+            args.extend([c.key, *c.values])
+        return f"SELECT key FROM items WHERE {' AND '.join(tests)}", args
+    parts: list[str] = []
+    for c in positive:
+        sql, values = _entries_sql(c)
+        parts.append(f"SELECT key FROM item_meta WHERE {sql}")
+        args.extend(values)
+    query = " INTERSECT ".join(parts)
+    for c in negative:
+        sql, values = _entries_sql(c)
+        query += f" EXCEPT SELECT key FROM item_meta WHERE {sql}"
+        args.extend(values)
+    return query, args
 
 
 class _transaction:

@@ -151,15 +151,16 @@ def test_filter_matching_nothing_returns_nothing() -> None:
 
 def test_filter_whose_matches_are_far_away_falls_back_to_an_exact_scan() -> None:
     rng = np.random.default_rng(17)
-    near = (rng.normal(size=(1600, 32)) * 0.1 + 5.0).astype(np.float32)
-    far = (rng.normal(size=(400, 32)) * 0.1 - 5.0).astype(np.float32)
+    # Matches (1,400) many times the shortlist (64 for k=2), so HNSW is planned, not an exact scan.
+    near = (rng.normal(size=(3600, 32)) * 0.1 + 5.0).astype(np.float32)
+    far = (rng.normal(size=(1400, 32)) * 0.1 - 5.0).astype(np.float32)
     c = new_collection(CollectionConfig(name="f", model="m", dimension=32, dtype=IndexDtype.F32))
     c.upsert([Record(f"n{i}", v, metadata={"side": "near"}) for i, v in enumerate(near)])
     c.upsert([Record(f"f{i}", v, metadata={"side": "far"}) for i, v in enumerate(far)])
     q = near[0]
-    hits = c.search(Query(q, k=10, filter=Filter(metadata={"side": "far"})))
+    hits = c.search(Query(q, k=2, filter=Filter(metadata={"side": "far"})))
     assert c.usearch_calls == 1  # planned for the index, then fell back
-    assert [h.id for h in hits] == [f"f{i}" for i in reference_top(far, q, Metric.COSINE, 10)]
+    assert [h.id for h in hits] == [f"f{i}" for i in reference_top(far, q, Metric.COSINE, 2)]
 
 
 def test_k_larger_than_the_collection() -> None:
@@ -215,8 +216,9 @@ def test_search_many_equals_individual_searches_with_one_call_per_shortlist_size
     c = build(data, Metric.COSINE, index_dimension=32)
     before = c.usearch_calls
     batch = c.search_many(queries, threads=2)
-    # k=10 and k=16 share the shortlist size 64, k=5 uses 32, the text filter asks for 512.
-    assert c.usearch_calls - before == 3
+    # k=10 and k=16 share the shortlist size 64, k=5 uses 32; the text filter (625 matches) would
+    # ask for 512, so its matches are scanned exactly instead.
+    assert c.usearch_calls - before == 2
     alone = [c.search(q, threads=1) for q in queries]
     assert [[(h.id, h.score) for h in hits] for hits in batch] == [
         [(h.id, h.score) for h in hits] for hits in alone
