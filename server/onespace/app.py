@@ -51,7 +51,10 @@ class App:
     def build(cls, settings: Settings, provider: Provider | None = None) -> App:
         metrics = Metrics()
         gateway = Gateway(
-            settings, provider or build_provider(settings), CollectionStore(settings.data_dir), metrics
+            settings,
+            provider or build_provider(settings),
+            CollectionStore(settings.data_dir, durable=settings.fsync != "off"),
+            metrics,
         )
         return cls(settings, metrics, gateway, RpcServer(gateway))
 

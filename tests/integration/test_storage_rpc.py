@@ -303,3 +303,16 @@ async def test_cli_against_the_real_server_then_check_offline(
     (c,) = report.collections
     assert report.ok and (c.name, c.items, c.rows, c.dead_rows, c.stored_dtype) == ("c", 8, 8, 0, "f32")
     assert c.checkpoint_seq == c.seq and c.warnings == []
+
+
+@pytest.mark.parametrize(("policy", "synchronous"), [("batch", 2), ("always", 2), ("off", 0)])
+async def test_fsync_policy_reaches_the_store(tmp_path: Path, policy: str, synchronous: int) -> None:
+    """`--fsync off` really skips fsync (SQLite synchronous=OFF, no vector-file fsync); the
+    durable policies keep synchronous=FULL."""
+    async with running_gateway(tmp_path, fsync=policy) as running, AsyncClient(running.target) as client:
+        await client.create_collection("docs", dimension=DIM)
+        await client.upsert("docs", [item("a", vectors(1)[0].tolist(), {})])
+        collection = running.app.gateway.store.get("docs")
+        assert collection.durable is (policy != "off")  # type: ignore[attr-defined]
+        sql = collection.sql  # type: ignore[attr-defined]
+        assert sql.writer.execute("PRAGMA synchronous").fetchone()[0] == synchronous
