@@ -4,11 +4,6 @@ NOT_SERVING, drains, saves and exits 0; a restart on the same data dir finds eve
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,47 +20,7 @@ from onespace_client.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
-
-BANNER = re.compile(r"serving gRPC on [\d.]+:(\d+)")
-
-
-class Server:
-    def __init__(self, data_dir: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "onespace.cli",
-                "serve",
-                "--port",
-                "0",
-                "--metrics-port",
-                "-1",
-                "--data-dir",
-                str(data_dir),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self.proc.stdout is not None
-        self.lines: list[str] = []
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            match = BANNER.search(line)
-            if match:
-                self.port = int(match.group(1))
-                return
-        raise AssertionError("server exited before serving:\n" + "".join(self.lines))
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
+from tests.reliability.serve import Server
 
 
 @pytest.fixture

@@ -22,9 +22,7 @@ from usearch.index import BatchMatches, Index
 from onespace.errors import Internal
 from onespace.index.config import CollectionConfig
 
-__all__ = ["SERIAL_ADDS", "HnswIndex"]
-
-SERIAL_ADDS = 4096
+__all__ = ["HnswIndex"]
 
 Keys = npt.NDArray[np.uint64]
 
@@ -66,22 +64,19 @@ class HnswIndex:
         return index
 
     def add(self, keys: Keys, prefixes: npt.NDArray[np.float32]) -> None:
-        """Add vectors; the first `SERIAL_ADDS` of an index are linked one thread at a time.
+        """Add vectors, linked one thread at a time.
 
-        usearch's parallel add into a (nearly) empty graph occasionally leaves a node unreachable
-        (seen here: 1 in ~800 lookups of 300 vectors missed their own key even at ef=512); once
-        the graph has a few thousand nodes, parallel adds link into it reliably.
+        usearch 2.26's parallel add occasionally leaves a node unreachable: no search finds it,
+        at any ef, until the graph is rebuilt (seen with 300 vectors as with 50k, in bulk and in
+        small batches; never with one thread). An acknowledged item that search cannot find is a
+        lost write to its user, so correctness wins over the (at most cores-fold) faster build.
         """
         if len(keys) == 0:
             return
-        keys = np.ascontiguousarray(keys, dtype=np.uint64)
-        prefixes = np.ascontiguousarray(prefixes)
-        serial = max(0, min(len(keys), SERIAL_ADDS - len(self._index)))
         with _usearch_errors("add vectors"):
-            if serial:
-                self._index.add(keys[:serial], prefixes[:serial], threads=1)
-            if serial < len(keys):
-                self._index.add(keys[serial:], prefixes[serial:])
+            self._index.add(
+                np.ascontiguousarray(keys, dtype=np.uint64), np.ascontiguousarray(prefixes), threads=1
+            )
 
     def remove(self, keys: list[int]) -> None:
         if not keys:

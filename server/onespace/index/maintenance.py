@@ -29,7 +29,7 @@ from onespace.index.checkpoint import Checkpoint, commit_checkpoint, read_checkp
 from onespace.index.collection import ADD_CHUNK, Collection, CollectionStats
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
-from onespace.index.persistence import read_config, write_config
+from onespace.index.persistence import fsync_dir, read_config, write_config
 from onespace.index.slots import SlotTable, SlotView
 from onespace.index.sqlstore import SqlStore, UnknownFormat
 from onespace.index.vectorfile import VectorFile, slots_path, vectors_path
@@ -157,8 +157,12 @@ def _add_rows(collection: Collection, index: HnswIndex, view: SlotView, rows: np
 def checkpoint(collection: Collection) -> Checkpoint | None:
     """Save the index with the commit it reflects; None when nothing changed since the last one.
 
-    Only `index.save` runs under the write lock (a few ms per 10k items); hashing and fsync run
-    outside it. Afterwards the removal records the checkpoint covers are forgotten.
+    `index.save` runs under the write lock (usearch writes corrupt files if an add runs during a
+    save) and holds the GIL for its whole run: measured 0.25 s at 300k and about 1 s per million
+    256-d f16 vectors, during which the event loop stalls. That is why checkpoints are rare (every
+    `checkpoint_changes` items or `checkpoint_interval_seconds`); a forked child doing the save
+    crashed inside usearch in testing, so it is not used. Hashing and fsync run outside the lock;
+    then the removal records the checkpoint covers are forgotten.
     """
     with collection.maintenance_lock:
         with collection.write_lock:
@@ -214,6 +218,7 @@ def _compact_vectors(collection: Collection) -> None:
             _copy_rows(current, extra[current.live[extra]], new)
             all_old = np.concatenate([keep, extra[current.live[extra]]])
             new.sync()
+            fsync_dir(directory)  # the new files' names are durable before the database points at them
             collection.sql.set_meta({"vector_generation": new.generation, "vector_rows": new.rows})
             slots = SlotTable()
             slots.load(current.keys[all_old], current.codes[all_old], current.live[all_old])
@@ -236,7 +241,8 @@ def _copy_rows(view: SlotView, rows: npt.NDArray[np.int64], into: VectorFile) ->
 
 def _rebuild_index(collection: Collection) -> None:
     """Build a fresh index off the lock from a snapshot, catch up under it, swap."""
-    view, seq = collection.view, collection.seq
+    with collection.write_lock:  # the snapshot and the seq it reflects, taken together
+        view, seq = collection.view, collection.seq
     fresh = _build_index(collection, view)
     with collection.write_lock:
         added, removed = collection.sql.changed_since(seq)
@@ -265,13 +271,14 @@ def stats(collection: Collection) -> CollectionStats:
             continue
     wal = directory / (collection.sql.path.name + "-wal")
     last = collection.checkpoint
-    slots, index = collection.slots, collection.index
+    with collection.write_lock:  # usearch's memory_usage segfaults while an add runs (2.26)
+        slots, index, index_bytes = collection.slots, collection.index, collection.index.memory_usage
     return CollectionStats(
         items=slots.live_count,
         dead_slots=slots.dead_count,
         index_tombstones=index.tombstones,
         disk_bytes=disk,
-        index_bytes=index.memory_usage,
+        index_bytes=index_bytes,
         vector_bytes=slots.count * collection.vectors.row_bytes,
         seq=collection.seq,
         checkpoint_seq=last.seq if last else 0,

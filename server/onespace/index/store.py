@@ -95,6 +95,7 @@ class CollectionStore:
                 raise AlreadyExists(f"collection {name!r} already exists")
             staging.mkdir(parents=True)
             maintenance.close(maintenance.create_collection(staging, config, durable=self._durable))
+            fsync_dir(staging)  # every file's name is durable before the collection appears
             staging.rename(self.directory(name))
             fsync_dir(self._root)
             collection = maintenance.open_collection(self.directory(name), durable=self._durable)
