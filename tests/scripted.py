@@ -34,6 +34,8 @@ class ScriptedProvider(Provider):
     in_flight: int = 0
     peak: int = 0
     name: str = "scripted"
+    gate: asyncio.Event | None = None  # when set, calls wait for it before answering
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # set when any call begins
 
     def models(self) -> Sequence[ModelSpec]:
         limits = ModelLimits(max_batch=self.max_batch_size)
@@ -47,6 +49,9 @@ class ScriptedProvider(Provider):
         try:
             self.calls.append(len(inputs))
             self.seen.extend(inputs)
+            self.started.set()
+            if self.gate is not None:
+                await self.gate.wait()
             if self.capacity is not None and self.in_flight > self.capacity:
                 self.throttles += 1
                 await asyncio.sleep(self.latency / 10)

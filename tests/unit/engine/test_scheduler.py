@@ -194,23 +194,27 @@ async def test_items_past_their_deadline_in_the_queue_are_never_sent(scheduler_f
 
 
 async def test_cancelled_callers_items_are_dropped_unsent(scheduler_for: Any) -> None:
-    provider = ScriptedProvider(latency=0.05)
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate)
     scheduler = await scheduler_for(provider, concurrency_initial=1, concurrency_max=1)
     blocker = asyncio.create_task(
         scheduler.embed(text("blocker"), deadline=later(), admission=Admission.FAIL_FAST)
     )
-    await asyncio.sleep(0.01)
+    await provider.started.wait()  # the blocker holds the only concurrency slot
     doomed = [
         asyncio.create_task(scheduler.embed(text(f"c{i}"), deadline=later(), admission=Admission.FAIL_FAST))
         for i in range(10)
     ]
-    await asyncio.sleep(0.005)
+    while scheduler.queued < 10:  # let each task run up to its enqueue (loop turns, no timing)
+        await asyncio.sleep(0)
     for t in doomed:
         t.cancel()
     await asyncio.gather(*doomed, return_exceptions=True)
+    gate.set()
     await blocker
-    await asyncio.sleep(0.02)
-    assert [i.content.text for i in provider.seen] == ["blocker"]
+    # Items go out in order: once a later item is answered, no cancelled one was sent before it.
+    await scheduler.embed(text("after"), deadline=later(), admission=Admission.FAIL_FAST)
+    assert [i.content.text for i in provider.seen] == ["blocker", "after"]
     assert scheduler.queued == 0
 
 
