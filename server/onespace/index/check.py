@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from onespace.errors import OnespaceError
-from onespace.index.checkpoint import CHECKPOINT_FILE, Checkpoint, temp_index_path
+from onespace.index.checkpoint import CHECKPOINT_FILE, Checkpoint
 from onespace.index.config import CollectionConfig, config_from_json
 from onespace.index.persistence import CONFIG_FILE, file_digest
 from onespace.index.sqlstore import DB_FILE, FORMAT
@@ -368,10 +368,9 @@ def _note_other_generations(directory: Path, keep: set[str], report: CollectionR
         report.warnings.append(
             f"files of an unfinished compaction (removed on the next start): {', '.join(stale)}"
         )
-    if temp_index_path(directory).exists():
+    for leftover in sorted(directory.glob("index.*.usearch.tmp")):
         report.warnings.append(
-            f"{temp_index_path(directory).name} is left from an interrupted checkpoint "
-            "(removed on the next start)"
+            f"{leftover.name} is left from an interrupted checkpoint (removed on the next start)"
         )
 
 

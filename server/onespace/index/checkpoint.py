@@ -22,7 +22,14 @@ from pathlib import Path
 
 from onespace.index.persistence import file_digest, fsync_dir, write_json
 
-__all__ = ["CHECKPOINT_FILE", "Checkpoint", "commit_checkpoint", "read_checkpoint", "temp_index_path"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Checkpoint",
+    "commit_checkpoint",
+    "read_checkpoint",
+    "remove_temp_index_files",
+    "temp_index_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +48,18 @@ class Checkpoint:
 
 
 def temp_index_path(directory: Path) -> Path:
-    return directory / "index.usearch.tmp"
+    """Where this process saves an index before it becomes a checkpoint. Named per process: an
+    orphaned checkpoint builder (its server killed) can never write into another's file."""
+    return directory / f"index.{os.getpid()}.usearch.tmp"
 
 
-def commit_checkpoint(directory: Path, seq: int, count: int, tombstones: int) -> Checkpoint:
-    """Make the index saved at `temp_index_path` the checkpoint for `seq`; older index files go."""
-    tmp = temp_index_path(directory)
+def remove_temp_index_files(directory: Path) -> None:
+    for path in directory.glob("index.*.usearch.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def commit_checkpoint(directory: Path, tmp: Path, seq: int, count: int, tombstones: int) -> Checkpoint:
+    """Make the index saved at `tmp` the checkpoint for `seq`; older index files go."""
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     sha256, size = file_digest(tmp)

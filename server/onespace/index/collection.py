@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ class Collection:
         self.maintenance_lock = threading.Lock()  # one checkpoint or compaction at a time
         self.checkpoint: Checkpoint | None = None
         self.changes_since_checkpoint = 0  # items inserted or removed since the last checkpoint
+        self.checkpointer: subprocess.Popen[str] | None = None  # a background checkpoint running
         self.closed = False
         self._view = self._make_view()
 

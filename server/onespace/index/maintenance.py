@@ -17,15 +17,25 @@ catch-up at the end; searches never wait for it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from onespace.errors import Internal
-from onespace.index.checkpoint import Checkpoint, commit_checkpoint, read_checkpoint, temp_index_path
+from onespace.index.checkpoint import (
+    Checkpoint,
+    commit_checkpoint,
+    read_checkpoint,
+    remove_temp_index_files,
+    temp_index_path,
+)
 from onespace.index.collection import ADD_CHUNK, Collection, CollectionStats
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
@@ -109,7 +119,7 @@ def _remove_other_generations(directory: Path, generation: int) -> None:
         for path in directory.glob(pattern):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
-    temp_index_path(directory).unlink(missing_ok=True)
+    remove_temp_index_files(directory)
 
 
 def _restore_index(collection: Collection) -> None:
@@ -154,15 +164,14 @@ def _add_rows(collection: Collection, index: HnswIndex, view: SlotView, rows: np
         index.add(view.keys[chunk], collection.index_prefixes(view.vectors[chunk]))
 
 
-def checkpoint(collection: Collection) -> Checkpoint | None:
+def checkpoint(collection: Collection, *, background: bool = False) -> Checkpoint | None:
     """Save the index with the commit it reflects; None when nothing changed since the last one.
 
-    `index.save` runs under the write lock (usearch writes corrupt files if an add runs during a
-    save) and holds the GIL for its whole run: measured 0.25 s at 300k and about 1 s per million
-    256-d f16 vectors, during which the event loop stalls. That is why checkpoints are rare (every
-    `checkpoint_changes` items or `checkpoint_interval_seconds`); a forked child doing the save
-    crashed inside usearch in testing, so it is not used. Hashing and fsync run outside the lock;
-    then the removal records the checkpoint covers are forgotten.
+    In the background (`checkpointer`), a child process builds the checkpoint from the durable
+    files, so the serving process never stalls: usearch's `save` holds the GIL for its whole run
+    (about 1 s per million 256-d f16 vectors). Otherwise (shutdown) the live index is saved under
+    the write lock (usearch writes corrupt files if an add runs during a save). Either way the
+    file is then hashed, fsynced and committed, and the removal records it covers are forgotten.
     """
     with collection.maintenance_lock:
         with collection.write_lock:
@@ -171,17 +180,54 @@ def checkpoint(collection: Collection) -> Checkpoint | None:
             last = collection.checkpoint
             if last is not None and last.seq == collection.seq:
                 return None
-            seq, count, tombstones = collection.seq, len(collection.index), collection.index.tombstones
-            collection.index.save(temp_index_path(collection.directory))
             collection.changes_since_checkpoint = 0
+            if not background:
+                seq, count, tombstones = collection.seq, len(collection.index), collection.index.tombstones
+                tmp = temp_index_path(collection.directory)
+                collection.index.save(tmp)
+        if background:
+            built = _build_in_child(collection)
+            if built is None:
+                return None
+            tmp, seq, count, tombstones = built
         try:
-            done = commit_checkpoint(collection.directory, seq, count, tombstones)
+            done = commit_checkpoint(collection.directory, tmp, seq, count, tombstones)
         except OSError as exc:
             raise Internal(f"checkpointing collection {collection.name!r} failed: {exc}") from exc
         with collection.write_lock:
-            collection.sql.forget_removed(seq)
+            if not collection.closed:
+                collection.sql.forget_removed(seq)
             collection.checkpoint = done
         return done
+
+
+def _build_in_child(collection: Collection) -> tuple[Path, int, int, int] | None:
+    """Run `checkpointer` on the collection; (file, seq, count, tombstones), or None if it was
+    stopped because the collection is closing."""
+    command = [sys.executable, "-m", "onespace.index.checkpointer", str(collection.directory)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    collection.checkpointer = process
+    try:
+        out, err = process.communicate()
+    finally:
+        collection.checkpointer = None
+    if collection.closed or process.returncode == -signal.SIGKILL:  # stopped by stop_checkpointer
+        return None
+    if process.returncode != 0:
+        tail = " ".join(err.strip().splitlines()[-3:])
+        raise Internal(
+            f"collection {collection.name!r}: the checkpoint process failed ({process.returncode}): {tail}"
+        )
+    built = json.loads(out.strip().splitlines()[-1])
+    path = collection.directory / Path(str(built["file"])).name
+    return path, int(built["seq"]), int(built["count"]), int(built["tombstones"])
+
+
+def stop_checkpointer(collection: Collection) -> None:
+    """Kill a background checkpoint of a collection that is being closed or deleted."""
+    process = collection.checkpointer
+    if process is not None and process.poll() is None:
+        process.kill()
 
 
 def compact(collection: Collection, *, force: bool = False) -> bool:

@@ -129,6 +129,8 @@ class CollectionStore:
                 raise NotFound(f"collection {name!r} not found")
             check_collection_name(name)
             del self._collections[name]
+        collection.closed = True  # a background checkpoint that ends now is dropped
+        maintenance.stop_checkpointer(collection)
         with collection.maintenance_lock:
             maintenance.close(collection)
         graveyard = self._trash / f"{name}-{uuid.uuid4().hex}"
@@ -141,7 +143,8 @@ class CollectionStore:
         shutil.rmtree(graveyard, ignore_errors=True)
 
     def checkpoint(self, collection: CollectionHandle) -> bool:
-        return maintenance.checkpoint(_embedded(collection)) is not None
+        """Checkpoint in a child process: the server never stalls on usearch's save."""
+        return maintenance.checkpoint(_embedded(collection), background=True) is not None
 
     def compact(self, collection: CollectionHandle, *, force: bool = False) -> bool:
         return maintenance.compact(_embedded(collection), force=force)
@@ -154,8 +157,9 @@ class CollectionStore:
         return sum(maintenance.checkpoint(c) is not None for c in self.list())
 
     def close(self) -> None:
-        """Checkpoint and close every collection (shutdown)."""
+        """Checkpoint and close every collection (shutdown: the live index is saved directly)."""
         for collection in self.list():
+            maintenance.stop_checkpointer(collection)
             maintenance.checkpoint(collection)
             maintenance.close(collection)
         with self._lock:

@@ -238,3 +238,29 @@ def test_f16_storage_rounds_and_refuses_values_it_cannot_hold(tmp_path: Path) ->
         c.upsert([Record("b", big)])
     assert len(c) == 1
     assert (tmp_path / "collections" / "docs" / CHECKPOINT_FILE).exists() is False
+
+
+def test_background_checkpoints_are_built_from_the_files_and_replayed_from(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = opened(tmp_path)
+    empty = store.create(config("empty"))
+    assert store.checkpoint(empty)  # nothing committed yet: an empty index
+    c = store.create(config())
+    data = fill(c)
+    assert store.checkpoint(c)  # the first one: built from every stored vector in a child process
+    assert c.checkpoint is not None and c.checkpoint.seq == c.seq and c.checkpoint.count == 300
+    more = fill(c, n=100, offset=300)
+    c.delete([f"i{i}" for i in range(0, 300, 3)])
+    c.upsert([Record("i1", data[2], Modality.IMAGE)])
+    assert store.checkpoint(c)  # the previous checkpoint plus the changes since
+    assert c.checkpoint.seq == c.seq and c.checkpoint.count == len(c) == 300
+    assert not store.checkpoint(c)  # nothing changed since
+    with caplog.at_level(logging.INFO):
+        again = opened(tmp_path)
+    assert "0 added and 0 removed since replayed" in caplog.text
+    reopened = again.get("docs")
+    assert len(reopened) == 300 and len(again.get("empty")) == 0
+    assert reopened.get(["i0", "i3"]) == [None, None]
+    assert reopened.search(Query(more[5], k=1))[0].id == "i305"
+    assert {h.id for h in reopened.search(Query(data[2], k=2))} == {"i1", "i2"}
