@@ -46,7 +46,7 @@ from onespace.index.records import (
 )
 from onespace.index.search import Candidates, Predicate, Rows, search_batch
 from onespace.index.slots import SlotTable, SlotView
-from onespace.index.sqlstore import Inserted, SqlStore
+from onespace.index.sqlstore import ItemRow, SqlStore
 from onespace.index.validate import CheckedQuery, check_query, check_record
 from onespace.index.vectorfile import VectorFile
 from onespace.index.writes import DeleteOp, PreparedRecord, UpsertOp, WriteOp, plan_writes
@@ -287,7 +287,7 @@ class Collection:
             meta = {"seq": seq, "next_key": self.next_key + n, "vector_rows": self.vectors.rows}
             self.sql.commit(
                 seq,
-                [Inserted(int(k), r.id, r.code, r.metadata) for k, r in zip(keys, inserts, strict=True)],
+                [ItemRow(int(k), r.id, r.code, r.metadata) for k, r in zip(keys, inserts, strict=True)],
                 removed,
                 meta,
             )

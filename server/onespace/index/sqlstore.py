@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from onespace.index.records import Condition, Test
 
-__all__ = ["FORMAT", "Inserted", "ItemRow", "SqlStore", "UnknownFormat", "numeric_value"]
+__all__ = ["FORMAT", "ItemRow", "SqlStore", "UnknownFormat", "numeric_value"]
 
 FORMAT = 2  # version 1 was the snapshot-only layout (manifest.json)
 DB_FILE = "items.sqlite"
@@ -85,15 +85,7 @@ def numeric_value(value: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class ItemRow:
-    key: int
-    id: str
-    modality: int
-    metadata: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Inserted:
-    """One item a commit inserts."""
+    """One item as the `items` table holds it (read back, or inserted by a commit)."""
 
     key: int
     id: str
@@ -200,7 +192,7 @@ class SqlStore:
         return out
 
     def commit(
-        self, seq: int, inserted: Sequence[Inserted], removed: Sequence[int], meta: dict[str, int]
+        self, seq: int, inserted: Sequence[ItemRow], removed: Sequence[int], meta: dict[str, int]
     ) -> None:
         """One transaction: drop `removed` keys (recording them), add `inserted`, update `meta`."""
         conn = self.writer

@@ -6,6 +6,8 @@ from typing import Any
 
 import grpc
 
+from onespace.index import CollectionStats
+from onespace.index.backend import CollectionHandle
 from onespace.rpc import convert
 from onespace.rpc.base import ServicerBase
 from onespace.rpc.guard import unary_method
@@ -31,27 +33,21 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
     async def GetCollection(self, request: pb.GetCollectionRequest, context: Ctx) -> pb.GetCollectionResponse:
         collection = self.gateway.collection(request.name)
         stats = await self.gateway.stats(collection)
-        return pb.GetCollectionResponse(
-            collection=convert.collection_to_proto(collection.config, stats.items, stats)
-        )
+        return pb.GetCollectionResponse(collection=_described(collection, stats))
 
     @unary_method("CheckpointCollection")
     async def CheckpointCollection(
         self, request: pb.CheckpointCollectionRequest, context: Ctx
     ) -> pb.CheckpointCollectionResponse:
         collection, stats = await self.gateway.checkpoint(request.name)
-        return pb.CheckpointCollectionResponse(
-            collection=convert.collection_to_proto(collection.config, stats.items, stats)
-        )
+        return pb.CheckpointCollectionResponse(collection=_described(collection, stats))
 
     @unary_method("CompactCollection")
     async def CompactCollection(
         self, request: pb.CompactCollectionRequest, context: Ctx
     ) -> pb.CompactCollectionResponse:
         collection, stats = await self.gateway.compact(request.name)
-        return pb.CompactCollectionResponse(
-            collection=convert.collection_to_proto(collection.config, stats.items, stats)
-        )
+        return pb.CompactCollectionResponse(collection=_described(collection, stats))
 
     @unary_method("ListCollections")
     async def ListCollections(
@@ -67,3 +63,7 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
     ) -> pb.DeleteCollectionResponse:
         await self.gateway.delete_collection(request.name)
         return pb.DeleteCollectionResponse()
+
+
+def _described(collection: CollectionHandle, stats: CollectionStats) -> pb.Collection:
+    return convert.collection_to_proto(collection.config, stats.items, stats)
