@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from onespace.engine.lanes import Lane, Lanes
 from onespace.metrics import Metrics
 
 if TYPE_CHECKING:  # the engine does not need the index at import time
@@ -25,61 +25,31 @@ __all__ = ["SearchBatcher"]
 _Waiter = tuple["Query", "asyncio.Future[tuple[list[Hit], float]]"]
 
 
-@dataclass(slots=True)
-class _Lane:
-    """The searches waiting on one collection, and the task serving them."""
-
-    waiting: list[_Waiter] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class SearchBatcher:
     def __init__(self, metrics: Metrics, *, max_batch: int, max_wait_seconds: float, threads: int) -> None:
         self._metrics = metrics
         self._max_batch = max_batch
         self._max_wait = max_wait_seconds
         self._threads = threads
-        self._lanes: dict[int, _Lane] = {}
+        self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self.index_calls = 0
 
     async def search(self, collection: Collection, query: Query) -> tuple[list[Hit], float]:
         """Hits for `query`, and the seconds its batch spent inside the index."""
-        lane = self._lanes.get(id(collection))
-        if lane is None:
-            lane = self._lanes[id(collection)] = _Lane()
         future: asyncio.Future[tuple[list[Hit], float]] = asyncio.get_running_loop().create_future()
-        lane.waiting.append((query, future))
-        lane.arrived.set()
-        if lane.task is None:
-            lane.task = asyncio.create_task(self._serve(collection, lane))
+        self._lanes.submit(collection, (query, future))
         return await future
 
-    async def _serve(self, collection: Collection, lane: _Lane) -> None:
-        try:
-            while lane.waiting:
-                first = time.monotonic()
-                while len(lane.waiting) < self._max_batch:
-                    remaining = first + self._max_wait - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    lane.arrived.clear()
-                    try:
-                        await asyncio.wait_for(lane.arrived.wait(), remaining)
-                    except TimeoutError:
-                        break
-                batch = lane.waiting[: self._max_batch]
-                del lane.waiting[: self._max_batch]
-                live = [(q, f) for q, f in batch if not f.done()]
-                if not live:
-                    continue
-                await self._run(collection, live)
-        finally:
-            lane.task = None
-            if lane.waiting:  # arrived after the loop's last check
-                lane.task = asyncio.create_task(self._serve(collection, lane))
-            else:
-                self._lanes.pop(id(collection), None)
+    async def _serve_round(self, collection: Collection, lane: Lane[_Waiter]) -> None:
+        """Cut a batch when it is full or its first search has waited `max_wait`, and run it."""
+        await lane.wait_for_more(
+            time.monotonic() + self._max_wait, lambda: len(lane.waiting) >= self._max_batch
+        )
+        batch = lane.waiting[: self._max_batch]
+        del lane.waiting[: self._max_batch]
+        live = [(q, f) for q, f in batch if not f.done()]
+        if live:
+            await self._run(collection, live)
 
     async def _run(self, collection: Collection, batch: list[_Waiter]) -> None:
         name = collection.config.name

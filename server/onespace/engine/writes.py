@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from onespace.engine.lanes import Lane, Lanes
 from onespace.errors import DeadlineExceeded
 from onespace.metrics import Metrics
 
@@ -37,13 +38,6 @@ class _Waiter:
     future: asyncio.Future[int]
 
 
-@dataclass(slots=True)
-class _Lane:
-    waiting: list[_Waiter] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 def _items(op: WriteOp) -> int:
     from onespace.index.writes import UpsertOp
 
@@ -56,50 +50,24 @@ class WriteBatcher:
         self._grouped = policy != "always"
         self._max_wait = max_wait_seconds if self._grouped else 0.0
         self._max_items = max_items
-        self._lanes: dict[int, _Lane] = {}
+        self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self.commits = 0
 
     async def write(self, collection: Collection, op: WriteOp, *, deadline: float) -> int:
         """Commit `op` durably (with whatever else is waiting); its result once on disk."""
-        lane = self._lanes.get(id(collection))
-        if lane is None:
-            lane = self._lanes[id(collection)] = _Lane()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        lane.waiting.append(_Waiter(op, _items(op), deadline, future))
-        lane.arrived.set()
-        if lane.task is None:
-            lane.task = asyncio.create_task(self._serve(collection, lane))
+        self._lanes.submit(collection, _Waiter(op, _items(op), deadline, future))
         return await future
 
-    async def _serve(self, collection: Collection, lane: _Lane) -> None:
-        try:
-            while lane.waiting:
-                await self._gather(lane)
-                group = self._cut(lane)
-                if group:
-                    await self._commit(collection, group)
-        finally:
-            lane.task = None
-            if lane.waiting:  # arrived after the loop's last check
-                lane.task = asyncio.create_task(self._serve(collection, lane))
-            else:
-                self._lanes.pop(id(collection), None)
+    async def _serve_round(self, collection: Collection, lane: Lane[_Waiter]) -> None:
+        if self._max_wait > 0:
+            until = time.monotonic() + self._max_wait
+            await lane.wait_for_more(until, lambda: sum(w.items for w in lane.waiting) >= self._max_items)
+        group = self._cut(lane)
+        if group:
+            await self._commit(collection, group)
 
-    async def _gather(self, lane: _Lane) -> None:
-        if self._max_wait <= 0:
-            return
-        until = time.monotonic() + self._max_wait
-        while sum(w.items for w in lane.waiting) < self._max_items:
-            remaining = until - time.monotonic()
-            if remaining <= 0:
-                return
-            lane.arrived.clear()
-            try:
-                await asyncio.wait_for(lane.arrived.wait(), remaining)
-            except TimeoutError:
-                return
-
-    def _cut(self, lane: _Lane) -> list[_Waiter]:
+    def _cut(self, lane: Lane[_Waiter]) -> list[_Waiter]:
         group: list[_Waiter] = []
         items = 0
         now = time.monotonic()
