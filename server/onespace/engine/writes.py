@@ -38,12 +38,6 @@ class _Waiter:
     future: asyncio.Future[int]
 
 
-def _items(op: WriteOp) -> int:
-    from onespace.index.writes import UpsertOp
-
-    return len(op.records) if isinstance(op, UpsertOp) else len(op.ids)
-
-
 class WriteBatcher:
     def __init__(self, metrics: Metrics, *, policy: str, max_wait_seconds: float, max_items: int) -> None:
         self._metrics = metrics
@@ -56,7 +50,7 @@ class WriteBatcher:
     async def write(self, collection: Collection, op: WriteOp, *, deadline: float) -> int:
         """Commit `op` durably (with whatever else is waiting); its result once on disk."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._lanes.submit(collection, _Waiter(op, _items(op), deadline, future))
+        self._lanes.submit(collection, _Waiter(op, op.items, deadline, future))
         return await future
 
     async def _serve_round(self, collection: Collection, lane: Lane[_Waiter]) -> None:

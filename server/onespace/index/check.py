@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from onespace.index.checkpoint import CHECKPOINT_FILE, Checkpoint
 from onespace.index.config import CollectionConfig, config_from_json
 from onespace.index.persistence import CONFIG_FILE, file_digest
 from onespace.index.sqlstore import DB_FILE, FORMAT
-from onespace.index.vectorfile import SLOT_DTYPE, slots_path, vectors_path
+from onespace.index.vectorfile import SLOT_DTYPE, row_crcs, slots_path, vectors_path
 
 __all__ = [
     "CheckReport",
@@ -338,14 +337,12 @@ def _map(path: Path, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Any:
 def _crc_mismatches(
     vectors: npt.NDArray[Any], rows: npt.NDArray[np.int64], expected: npt.NDArray[np.uint32]
 ) -> npt.NDArray[np.int64]:
-    """Positions in `rows` whose row bytes do not hash to `expected` (zlib.crc32, as written)."""
-    bad: list[int] = []
+    """Positions in `rows` whose row bytes do not hash to `expected` (`row_crcs`, as written)."""
+    bad: list[npt.NDArray[np.int64]] = [np.zeros(0, dtype=np.int64)]
     for start in range(0, len(rows), _CHUNK_ROWS):
-        block = np.ascontiguousarray(vectors[rows[start : start + _CHUNK_ROWS]])
-        for i, row in enumerate(block):
-            if zlib.crc32(row.data) != int(expected[start + i]):
-                bad.append(start + i)
-    return np.asarray(bad, dtype=np.int64)
+        crcs = row_crcs(vectors[rows[start : start + _CHUNK_ROWS]])
+        bad.append(start + np.flatnonzero(crcs != expected[start : start + len(crcs)]))
+    return np.concatenate(bad).astype(np.int64)
 
 
 def _ids(conn: sqlite3.Connection, keys: npt.NDArray[np.uint64]) -> str:

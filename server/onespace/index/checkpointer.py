@@ -27,7 +27,6 @@ import numpy as np
 
 from onespace.index.checkpoint import read_checkpoint, temp_index_path
 from onespace.index.hnsw import HnswIndex
-from onespace.index.matryoshka import prefix
 from onespace.index.persistence import read_config
 from onespace.index.sqlstore import DB_FILE
 from onespace.index.vectorfile import SLOT_DTYPE, slots_path, vectors_path
@@ -79,8 +78,7 @@ def build_checkpoint(directory: Path, parent: int | None = None) -> dict[str, ob
     for start in range(0, len(slots), _CHUNK):
         _check_parent(parent)
         chunk = slots[start : start + _CHUNK]
-        stored = np.array(vectors[chunk], dtype=np.float32)
-        index.add(slot_keys[chunk], prefix(stored, config.index_dimension, config.metric))
+        index.add_stored(slot_keys[chunk], vectors[chunk])
     if len(index) != len(live):
         raise RuntimeError(f"the rebuilt index holds {len(index)} entries, the store {len(live)}")
     _check_parent(parent)

@@ -33,7 +33,6 @@ from onespace.errors import Internal, InvalidArgument, NotFound
 from onespace.index.checkpoint import Checkpoint
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
-from onespace.index.matryoshka import prefix
 from onespace.index.records import (
     Filter,
     Hit,
@@ -304,7 +303,7 @@ class Collection:
         self.slots.kill_keys(gone)
         self._view = self._make_view()
         if n:
-            self.index.add(keys, self.index_prefixes(stored))
+            self.index.add_stored(keys, stored)
         self.index.remove([int(k) for k in gone])
 
     # --- helpers shared with maintenance ---
@@ -323,10 +322,6 @@ class Collection:
         except sqlite3.Error as exc:
             self._check_open()
             raise Internal(f"reading collection {self.name!r} failed: {exc}") from exc
-
-    def index_prefixes(self, stored: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
-        """The HNSW vectors of stored rows (from the stored dtype, so a rebuild gives the same)."""
-        return prefix(_as_f32(stored), self._config.index_dimension, self._config.metric)
 
     def publish(self) -> None:
         self._view = self._make_view()

@@ -21,6 +21,7 @@ from usearch.index import BatchMatches, Index
 
 from onespace.errors import Internal
 from onespace.index.config import CollectionConfig
+from onespace.index.matryoshka import prefix
 
 __all__ = ["HnswIndex"]
 
@@ -77,6 +78,12 @@ class HnswIndex:
             self._index.add(
                 np.ascontiguousarray(keys, dtype=np.uint64), np.ascontiguousarray(prefixes), threads=1
             )
+
+    def add_stored(self, keys: Keys, stored: npt.NDArray[np.generic]) -> None:
+        """Add stored full vectors (any stored dtype) by their renormalised index prefixes: the
+        same rows always give the same index vectors, whoever adds them (write, rebuild, replay)."""
+        rows = np.asarray(stored, dtype=np.float32)
+        self.add(keys, prefix(rows, self._config.index_dimension, self._config.metric))
 
     def remove(self, keys: list[int]) -> None:
         if not keys:

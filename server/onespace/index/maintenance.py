@@ -161,7 +161,7 @@ def _add_rows(collection: Collection, index: HnswIndex, view: SlotView, rows: np
     rows = rows[rows >= 0]
     for start in range(0, len(rows), ADD_CHUNK):
         chunk = rows[start : start + ADD_CHUNK]
-        index.add(view.keys[chunk], collection.index_prefixes(view.vectors[chunk]))
+        index.add_stored(view.keys[chunk], view.vectors[chunk])
 
 
 def checkpoint(collection: Collection, *, background: bool = False) -> Checkpoint | None:

@@ -30,10 +30,18 @@ class UpsertOp:
     records: tuple[PreparedRecord, ...]  # ids unique within the op (the last record of an id wins)
     taken: int  # records the caller sent, repeated ids included (what `upsert` returns)
 
+    @property
+    def items(self) -> int:
+        return len(self.records)
+
 
 @dataclass(frozen=True, slots=True)
 class DeleteOp:
     ids: tuple[str, ...]
+
+    @property
+    def items(self) -> int:
+        return len(self.ids)
 
 
 WriteOp = UpsertOp | DeleteOp

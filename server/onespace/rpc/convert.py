@@ -120,8 +120,7 @@ STORED_DTYPE_FROM_PROTO = {
     collections_pb2.STORED_DTYPE_F32: StoredDtype.F32,
 }
 STORED_DTYPE_TO_PROTO = {
-    StoredDtype.F16: collections_pb2.STORED_DTYPE_F16,
-    StoredDtype.F32: collections_pb2.STORED_DTYPE_F32,
+    v: k for k, v in STORED_DTYPE_FROM_PROTO.items() if k != collections_pb2.STORED_DTYPE_UNSPECIFIED
 }
 
 
