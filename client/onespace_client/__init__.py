@@ -8,18 +8,23 @@
         hits = await client.search("photos", text="a sleeping cat", k=5)
         recent = [where("year").range(gte=2020), where("lang").in_(["en", "fr"])]
         hits = await client.search("photos", text="a cat", conditions=recent)
+        vec = vector((await client.embed(["a cat"])).results[0].embeddings[0])  # a numpy array
+
+Vectors travel as packed float32 bytes; `vector(message)` reads any Embedding, SearchHit or
+StoredItem back as an array (numpy when installed).
 
 The client depends only on grpc, protobuf and the stdlib (tqdm for the CLI's progress bar).
 """
 
 from __future__ import annotations
 
-from onespace_client import content, enums, filters
+from onespace_client import content, enums, filters, vectors
 from onespace_client.async_client import DEFAULT_TARGET, MAX_MESSAGE_BYTES, AsyncClient
 from onespace_client.build import collection_config, embed_options, item
 from onespace_client.errors import OnespaceClientError
 from onespace_client.filters import where
 from onespace_client.sync_client import Client
+from onespace_client.vectors import vector
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -33,5 +38,7 @@ __all__ = [
     "enums",
     "filters",
     "item",
+    "vector",
+    "vectors",
     "where",
 ]

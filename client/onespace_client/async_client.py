@@ -29,6 +29,7 @@ from onespace_client.errors import OnespaceClientError
 from onespace_client.v1 import (
     collections_pb2,
     collections_pb2_grpc,
+    common_pb2,
     data_pb2,
     data_pb2_grpc,
     embed_pb2,
@@ -265,7 +266,12 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> data_pb2.GetResponse:
         """Reads items back in request order; unknown ids are listed in `missing_ids`."""
-        request = data_pb2.GetRequest(collection=collection, ids=list(ids), include_vectors=include_vectors)
+        request = data_pb2.GetRequest(
+            collection=collection,
+            ids=list(ids),
+            include_vectors=include_vectors,
+            vector_format=common_pb2.VECTOR_FORMAT_F32,
+        )
         return await self._unary(self._data.Get, request, timeout)
 
     async def delete(self, collection: str, ids: Sequence[str], *, timeout: float | None = None) -> int:

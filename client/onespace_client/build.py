@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
 
-from onespace_client import enums
+from onespace_client import enums, vectors
 from onespace_client.content import ContentLike, to_content
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, search_pb2
 
@@ -33,7 +33,7 @@ def embed_options(
     normalize: bool | None = None,
 ) -> common_pb2.EmbedOptions:
     """Options with unset fields left unset, so the server's defaults apply."""
-    options = common_pb2.EmbedOptions(model=model or "")
+    options = common_pb2.EmbedOptions(model=model or "", vector_format=common_pb2.VECTOR_FORMAT_F32)
     if dimension is not None:
         options.dimension = dimension
     if purpose is not None:
@@ -44,12 +44,13 @@ def embed_options(
 
 
 def item(id: str, source: ItemSource, metadata: Mapping[str, str] | None = None) -> data_pb2.Item:
-    """An `Item`: a list of floats (or a Vector) is stored as is, anything else is embedded."""
+    """An `Item`: a list of floats or a numpy array (or a Vector) is stored as is, anything else
+    is embedded. Vectors travel as packed float32 (`vectors.pack`)."""
     msg = data_pb2.Item(id=id, metadata=dict(metadata or {}))
     if isinstance(source, common_pb2.Vector):
         msg.vector.CopyFrom(source)
-    elif isinstance(source, Sequence) and not isinstance(source, str):
-        msg.vector.values.extend(float(v) for v in source)
+    elif hasattr(source, "astype") or (isinstance(source, Sequence) and not isinstance(source, str)):
+        msg.vector.f32 = vectors.pack(source)
     else:
         msg.content.CopyFrom(to_content(source))
     return msg
@@ -118,6 +119,7 @@ def search_request(
         collection=collection,
         k=k,
         include_vectors=include_vectors,
+        vector_format=common_pb2.VECTOR_FORMAT_F32,
         filter=search_pb2.Filter(
             modalities=[enums.modality(m) for m in modalities],
             metadata=dict(metadata or {}),
@@ -129,7 +131,7 @@ def search_request(
     elif content is not None:
         request.content.CopyFrom(to_content(content))
     elif vector is not None:
-        request.vector.values.extend(float(v) for v in vector)
+        request.vector.f32 = vectors.pack(vector)
     elif id is not None:
         request.id = id
     if dimension is not None:

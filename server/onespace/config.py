@@ -45,6 +45,16 @@ class Settings:
         64, "items in flight per stream; the server stops reading a stream while its window is full"
     )
     retry_pushback_ms: int = _opt(200, "retry hint (grpc-retry-pushback-ms) sent with RESOURCE_EXHAUSTED")
+    max_in_flight_rpcs: int = _opt(
+        4096,
+        "unary RPCs handled at once; beyond it an RPC gets RESOURCE_EXHAUSTED with the retry hint at "
+        "once, before any work, counted in onespace_rejected_total{reason=\"rpcs_in_flight\"}",
+    )
+    max_pending_rpcs: int = _opt(
+        20000,
+        "RPCs grpc-core may queue before the server's handlers take them; beyond it core cancels "
+        "new ones (its own defaults, 1000 soft and 3000 hard, cancelled bursts of a few thousand)",
+    )
     max_batch_wait_ms: float = _opt(2.0, "how long a partial provider batch may wait to fill")
     concurrency_min: int = _opt(1, "floor of the adaptive provider concurrency limit")
     concurrency_max: int = _opt(64, "ceiling of the adaptive provider concurrency limit")

@@ -33,6 +33,7 @@ from onespace.index import (
     StoredItem,
 )
 from onespace.index.backend import Backend, CollectionHandle
+from onespace.index.validate import CheckedQuery
 from onespace.index.writes import DeleteOp
 from onespace.metrics import Metrics
 from onespace.models import ModelSpec
@@ -304,6 +305,48 @@ class Gateway:
         self, request: SearchIn, *, deadline: float
     ) -> tuple[list[Hit], CollectionHandle, int, Timings]:
         started = time.monotonic()
+        resolved = await self._resolve_query(request, deadline)
+        hits, index_seconds = await self.searches.search(resolved.collection, resolved.query)
+        resolved.timings.index = index_seconds
+        resolved.timings.total = time.monotonic() - started
+        return hits, resolved.collection, resolved.dimension, resolved.timings
+
+    async def search_batch(
+        self, requests: Sequence[SearchIn], *, deadline: float
+    ) -> list[tuple[list[Hit], CollectionHandle, int, Timings]]:
+        """Many queries at once, all or nothing: every query is resolved and checked before any is
+        searched (an error names `queries[i]`), then all join their collections' search batches
+        together, awaited as plain futures (no task per query)."""
+        started = time.monotonic()
+        if any(r.content is not None for r in requests):  # embedding waits: resolve concurrently
+            resolving = [
+                self._resolve_query(r, deadline, where=f"queries[{i}]") for i, r in enumerate(requests)
+            ]
+            resolved = await gather_all(resolving)
+        else:
+            resolved = [
+                await self._resolve_query(r, deadline, where=f"queries[{i}]") for i, r in enumerate(requests)
+            ]
+        futures = [self.searches.submit(r.collection, r.query) for r in resolved]
+        results = await asyncio.gather(*futures)
+        total = time.monotonic() - started
+        out = []
+        for r, (hits, index_seconds) in zip(resolved, results, strict=True):
+            r.timings.index = index_seconds
+            r.timings.total = total
+            out.append((hits, r.collection, r.dimension, r.timings))
+        return out
+
+    async def _resolve_query(self, request: SearchIn, deadline: float, where: str = "") -> _Resolved:
+        """The collection, rank dimension and checked query vector for one search request."""
+        try:
+            return await self._resolve(request, deadline)
+        except InvalidArgument as exc:
+            raise (exc.at(where) if where else exc) from None
+        except NotFound as exc:
+            raise (NotFound(f"{where}: {exc.message}") if where else exc) from None
+
+    async def _resolve(self, request: SearchIn, deadline: float) -> _Resolved:
         collection = self.store.get(request.collection)
         config = collection.config
         if not 1 <= request.k <= self.settings.max_k:
@@ -324,15 +367,7 @@ class Gateway:
             timings.add(outcome)
             vector = embedded.result.embeddings[0].vector
         elif request.vector is not None:
-            vector = request.vector
-            if len(vector) not in {config.dimension, dimension}:
-                raise InvalidArgument(
-                    "vector",
-                    f"length {len(vector)} does not match the collection's dimension {config.dimension}"
-                    + (f" or the requested dimension {dimension}" if dimension != config.dimension else ""),
-                )
-            if not np.all(np.isfinite(vector)):
-                raise InvalidArgument("vector", "contains NaN or infinity")
+            vector = request.vector  # length and finiteness: check_query, once
         elif request.id is not None:
             try:
                 vector = await asyncio.to_thread(collection.vector, request.id)
@@ -341,11 +376,16 @@ class Gateway:
         else:
             raise InvalidArgument("query", "set one of content, vector or id")
         query = Query(vector, request.k, dimension, request.filter, request.include_vectors)
-        collection.check_query(query)  # a bad query must not fail the others batched with it
-        hits, index_seconds = await self.searches.search(collection, query)
-        timings.index = index_seconds
-        timings.total = time.monotonic() - started
-        return hits, collection, dimension, timings
+        checked = collection.check_query(query)  # a bad query must not fail the others batched with it
+        return _Resolved(collection, dimension, checked, timings)
+
+
+@dataclass(slots=True)
+class _Resolved:
+    collection: CollectionHandle
+    dimension: int
+    query: CheckedQuery
+    timings: Timings
 
 
 def _normalized(result: ProviderResult) -> ProviderResult:

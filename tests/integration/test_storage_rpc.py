@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from onespace.index.check import check_data_dir
-from onespace_client import AsyncClient, OnespaceClientError, item, where
+from onespace_client import AsyncClient, OnespaceClientError, item, vector, where
 from onespace_client.cli import main as cli_main
 from onespace_client.v1 import collections_pb2, common_pb2, search_pb2
 from tests.harness import Running, running_gateway
@@ -99,7 +99,7 @@ async def test_stored_dtype_f32_is_exact_and_f16_is_close(gateway: Running) -> N
             await client.upsert(name, [item(f"v{i}", v.tolist()) for i, v in enumerate(data)])
         ids = [f"v{i}" for i in range(20)]
         stored = {
-            name: np.array([i.vector for i in (await client.get(name, ids, include_vectors=True)).items])
+            name: np.array([vector(i) for i in (await client.get(name, ids, include_vectors=True)).items])
             for name in ("exact", "half")
         }
         hit = (await client.search("exact", vector=data[4].tolist(), k=1, include_vectors=True)).hits[0]
@@ -108,7 +108,7 @@ async def test_stored_dtype_f32_is_exact_and_f16_is_close(gateway: Running) -> N
     np.testing.assert_allclose(stored["half"], data, rtol=1e-3, atol=1e-3)
     assert not np.array_equal(stored["half"].astype(np.float32), data)  # it really is rounded
     assert hit.id == "v4"
-    np.testing.assert_array_equal(np.array(hit.vector, dtype=np.float32), data[4])
+    np.testing.assert_array_equal(vector(hit), data[4])
 
 
 @pytest.fixture

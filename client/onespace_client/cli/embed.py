@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from onespace_client import content, enums
+from onespace_client import content, enums, vectors
 from onespace_client.cli._common import CliError, client_for, connection_parent, positive, print_json, runner
 from onespace_client.cli.format import key_values, l2_norm, message_dict, timings_text, vector_preview
 from onespace_client.v1 import common_pb2, embed_pb2
@@ -69,6 +69,9 @@ async def _embed(args: argparse.Namespace) -> int:
         response = await client.embed(
             [item], model=args.model, dimension=args.dimension, purpose=args.purpose
         )
+    for result in response.results:
+        for embedding in result.embeddings:
+            vectors.expand(embedding)  # shown as numbers, in the table and in JSON
     if args.json:
         print_json(message_dict(response))
     else:

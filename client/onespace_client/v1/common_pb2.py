@@ -25,37 +25,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18onespace/v1/common.proto\x12\x0bonespace.v1\"\xe0\x02\n\x07\x43ontent\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12\x0f\n\x05\x61udio\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05video\x18\x04 \x01(\x0cH\x00\x12\x10\n\x06s3_uri\x18\x05 \x01(\tH\x00\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\x12*\n\x0bs3_modality\x18\x07 \x01(\x0e\x32\x15.onespace.v1.Modality\x12\x34\n\x0ftruncation_mode\x18\x08 \x01(\x0e\x32\x1b.onespace.v1.TruncationMode\x12.\n\x0c\x64\x65tail_level\x18\t \x01(\x0e\x32\x18.onespace.v1.DetailLevel\x12=\n\x14video_embedding_mode\x18\n \x01(\x0e\x32\x1f.onespace.v1.VideoEmbeddingMode\x12\x17\n\x0fs3_bucket_owner\x18\x0b \x01(\tB\x06\n\x04kind\"\x99\x01\n\x0c\x45mbedOptions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\tdimension\x18\x02 \x01(\rH\x00\x88\x01\x01\x12.\n\x07purpose\x18\x03 \x01(\x0e\x32\x1d.onespace.v1.EmbeddingPurpose\x12\x16\n\tnormalize\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x0c\n\n_dimensionB\x0c\n\n_normalize\"h\n\x07Timings\x12\x15\n\rqueue_seconds\x18\x01 \x01(\x01\x12\x18\n\x10provider_seconds\x18\x02 \x01(\x01\x12\x15\n\rindex_seconds\x18\x03 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x04 \x01(\x01\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x83\x01\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.onespace.v1.EmbeddingType\x12\"\n\x15truncated_char_length\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\x18\n\x16_truncated_char_length\"I\n\x0b\x45mbedResult\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.onespace.v1.Embedding\x12\x0e\n\x06\x63\x61\x63hed\x18\x02 \x01(\x08\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*s\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02\x12\x12\n\x0eMODALITY_AUDIO\x10\x03\x12\x12\n\x0eMODALITY_VIDEO\x10\x04*\x90\x03\n\x10\x45mbeddingPurpose\x12!\n\x1d\x45MBEDDING_PURPOSE_UNSPECIFIED\x10\x00\x12#\n\x1f\x45MBEDDING_PURPOSE_GENERIC_INDEX\x10\x01\x12\'\n#EMBEDDING_PURPOSE_GENERIC_RETRIEVAL\x10\x02\x12$\n EMBEDDING_PURPOSE_TEXT_RETRIEVAL\x10\x03\x12%\n!EMBEDDING_PURPOSE_IMAGE_RETRIEVAL\x10\x04\x12%\n!EMBEDDING_PURPOSE_VIDEO_RETRIEVAL\x10\x05\x12(\n$EMBEDDING_PURPOSE_DOCUMENT_RETRIEVAL\x10\x06\x12%\n!EMBEDDING_PURPOSE_AUDIO_RETRIEVAL\x10\x07\x12$\n EMBEDDING_PURPOSE_CLASSIFICATION\x10\x08\x12 \n\x1c\x45MBEDDING_PURPOSE_CLUSTERING\x10\t*\x7f\n\x0eTruncationMode\x12\x1f\n\x1bTRUNCATION_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TRUNCATION_MODE_START\x10\x01\x12\x17\n\x13TRUNCATION_MODE_END\x10\x02\x12\x18\n\x14TRUNCATION_MODE_NONE\x10\x03*m\n\x0b\x44\x65tailLevel\x12\x1c\n\x18\x44\x45TAIL_LEVEL_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44\x45TAIL_LEVEL_STANDARD_IMAGE\x10\x01\x12\x1f\n\x1b\x44\x45TAIL_LEVEL_DOCUMENT_IMAGE\x10\x02*\x98\x01\n\x12VideoEmbeddingMode\x12$\n VIDEO_EMBEDDING_MODE_UNSPECIFIED\x10\x00\x12-\n)VIDEO_EMBEDDING_MODE_AUDIO_VIDEO_COMBINED\x10\x01\x12-\n)VIDEO_EMBEDDING_MODE_AUDIO_VIDEO_SEPARATE\x10\x02*\xbf\x01\n\rEmbeddingType\x12\x1e\n\x1a\x45MBEDDING_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45MBEDDING_TYPE_TEXT\x10\x01\x12\x18\n\x14\x45MBEDDING_TYPE_IMAGE\x10\x02\x12\x18\n\x14\x45MBEDDING_TYPE_AUDIO\x10\x03\x12\x18\n\x14\x45MBEDDING_TYPE_VIDEO\x10\x04\x12\'\n#EMBEDDING_TYPE_AUDIO_VIDEO_COMBINED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18onespace/v1/common.proto\x12\x0bonespace.v1\"\xe0\x02\n\x07\x43ontent\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12\x0f\n\x05\x61udio\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05video\x18\x04 \x01(\x0cH\x00\x12\x10\n\x06s3_uri\x18\x05 \x01(\tH\x00\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\x12*\n\x0bs3_modality\x18\x07 \x01(\x0e\x32\x15.onespace.v1.Modality\x12\x34\n\x0ftruncation_mode\x18\x08 \x01(\x0e\x32\x1b.onespace.v1.TruncationMode\x12.\n\x0c\x64\x65tail_level\x18\t \x01(\x0e\x32\x18.onespace.v1.DetailLevel\x12=\n\x14video_embedding_mode\x18\n \x01(\x0e\x32\x1f.onespace.v1.VideoEmbeddingMode\x12\x17\n\x0fs3_bucket_owner\x18\x0b \x01(\tB\x06\n\x04kind\"\xcb\x01\n\x0c\x45mbedOptions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\tdimension\x18\x02 \x01(\rH\x00\x88\x01\x01\x12.\n\x07purpose\x18\x03 \x01(\x0e\x32\x1d.onespace.v1.EmbeddingPurpose\x12\x16\n\tnormalize\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x30\n\rvector_format\x18\x05 \x01(\x0e\x32\x19.onespace.v1.VectorFormatB\x0c\n\n_dimensionB\x0c\n\n_normalize\"h\n\x07Timings\x12\x15\n\rqueue_seconds\x18\x01 \x01(\x01\x12\x18\n\x10provider_seconds\x18\x02 \x01(\x01\x12\x15\n\rindex_seconds\x18\x03 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x04 \x01(\x01\"%\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x0b\n\x03\x66\x33\x32\x18\x02 \x01(\x0c\"\x90\x01\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x0b\n\x03\x66\x33\x32\x18\x04 \x01(\x0c\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.onespace.v1.EmbeddingType\x12\"\n\x15truncated_char_length\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\x18\n\x16_truncated_char_length\"I\n\x0b\x45mbedResult\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.onespace.v1.Embedding\x12\x0e\n\x06\x63\x61\x63hed\x18\x02 \x01(\x08\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*s\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02\x12\x12\n\x0eMODALITY_AUDIO\x10\x03\x12\x12\n\x0eMODALITY_VIDEO\x10\x04*\x90\x03\n\x10\x45mbeddingPurpose\x12!\n\x1d\x45MBEDDING_PURPOSE_UNSPECIFIED\x10\x00\x12#\n\x1f\x45MBEDDING_PURPOSE_GENERIC_INDEX\x10\x01\x12\'\n#EMBEDDING_PURPOSE_GENERIC_RETRIEVAL\x10\x02\x12$\n EMBEDDING_PURPOSE_TEXT_RETRIEVAL\x10\x03\x12%\n!EMBEDDING_PURPOSE_IMAGE_RETRIEVAL\x10\x04\x12%\n!EMBEDDING_PURPOSE_VIDEO_RETRIEVAL\x10\x05\x12(\n$EMBEDDING_PURPOSE_DOCUMENT_RETRIEVAL\x10\x06\x12%\n!EMBEDDING_PURPOSE_AUDIO_RETRIEVAL\x10\x07\x12$\n EMBEDDING_PURPOSE_CLASSIFICATION\x10\x08\x12 \n\x1c\x45MBEDDING_PURPOSE_CLUSTERING\x10\t*\x7f\n\x0eTruncationMode\x12\x1f\n\x1bTRUNCATION_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TRUNCATION_MODE_START\x10\x01\x12\x17\n\x13TRUNCATION_MODE_END\x10\x02\x12\x18\n\x14TRUNCATION_MODE_NONE\x10\x03*m\n\x0b\x44\x65tailLevel\x12\x1c\n\x18\x44\x45TAIL_LEVEL_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44\x45TAIL_LEVEL_STANDARD_IMAGE\x10\x01\x12\x1f\n\x1b\x44\x45TAIL_LEVEL_DOCUMENT_IMAGE\x10\x02*\x98\x01\n\x12VideoEmbeddingMode\x12$\n VIDEO_EMBEDDING_MODE_UNSPECIFIED\x10\x00\x12-\n)VIDEO_EMBEDDING_MODE_AUDIO_VIDEO_COMBINED\x10\x01\x12-\n)VIDEO_EMBEDDING_MODE_AUDIO_VIDEO_SEPARATE\x10\x02*\xbf\x01\n\rEmbeddingType\x12\x1e\n\x1a\x45MBEDDING_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45MBEDDING_TYPE_TEXT\x10\x01\x12\x18\n\x14\x45MBEDDING_TYPE_IMAGE\x10\x02\x12\x18\n\x14\x45MBEDDING_TYPE_AUDIO\x10\x03\x12\x18\n\x14\x45MBEDDING_TYPE_VIDEO\x10\x04\x12\'\n#EMBEDDING_TYPE_AUDIO_VIDEO_COMBINED\x10\x05*^\n\x0cVectorFormat\x12\x1d\n\x19VECTOR_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14VECTOR_FORMAT_FLOATS\x10\x01\x12\x15\n\x11VECTOR_FORMAT_F32\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onespace_client.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODALITY']._serialized_start=937
-  _globals['_MODALITY']._serialized_end=1052
-  _globals['_EMBEDDINGPURPOSE']._serialized_start=1055
-  _globals['_EMBEDDINGPURPOSE']._serialized_end=1455
-  _globals['_TRUNCATIONMODE']._serialized_start=1457
-  _globals['_TRUNCATIONMODE']._serialized_end=1584
-  _globals['_DETAILLEVEL']._serialized_start=1586
-  _globals['_DETAILLEVEL']._serialized_end=1695
-  _globals['_VIDEOEMBEDDINGMODE']._serialized_start=1698
-  _globals['_VIDEOEMBEDDINGMODE']._serialized_end=1850
-  _globals['_EMBEDDINGTYPE']._serialized_start=1853
-  _globals['_EMBEDDINGTYPE']._serialized_end=2044
+  _globals['_MODALITY']._serialized_start=1013
+  _globals['_MODALITY']._serialized_end=1128
+  _globals['_EMBEDDINGPURPOSE']._serialized_start=1131
+  _globals['_EMBEDDINGPURPOSE']._serialized_end=1531
+  _globals['_TRUNCATIONMODE']._serialized_start=1533
+  _globals['_TRUNCATIONMODE']._serialized_end=1660
+  _globals['_DETAILLEVEL']._serialized_start=1662
+  _globals['_DETAILLEVEL']._serialized_end=1771
+  _globals['_VIDEOEMBEDDINGMODE']._serialized_start=1774
+  _globals['_VIDEOEMBEDDINGMODE']._serialized_end=1926
+  _globals['_EMBEDDINGTYPE']._serialized_start=1929
+  _globals['_EMBEDDINGTYPE']._serialized_end=2120
+  _globals['_VECTORFORMAT']._serialized_start=2122
+  _globals['_VECTORFORMAT']._serialized_end=2216
   _globals['_CONTENT']._serialized_start=42
   _globals['_CONTENT']._serialized_end=394
   _globals['_EMBEDOPTIONS']._serialized_start=397
-  _globals['_EMBEDOPTIONS']._serialized_end=550
-  _globals['_TIMINGS']._serialized_start=552
-  _globals['_TIMINGS']._serialized_end=656
-  _globals['_VECTOR']._serialized_start=658
-  _globals['_VECTOR']._serialized_end=682
-  _globals['_EMBEDDING']._serialized_start=685
-  _globals['_EMBEDDING']._serialized_end=816
-  _globals['_EMBEDRESULT']._serialized_start=818
-  _globals['_EMBEDRESULT']._serialized_end=891
-  _globals['_ITEMERROR']._serialized_start=893
-  _globals['_ITEMERROR']._serialized_end=935
+  _globals['_EMBEDOPTIONS']._serialized_end=600
+  _globals['_TIMINGS']._serialized_start=602
+  _globals['_TIMINGS']._serialized_end=706
+  _globals['_VECTOR']._serialized_start=708
+  _globals['_VECTOR']._serialized_end=745
+  _globals['_EMBEDDING']._serialized_start=748
+  _globals['_EMBEDDING']._serialized_end=892
+  _globals['_EMBEDRESULT']._serialized_start=894
+  _globals['_EMBEDRESULT']._serialized_end=967
+  _globals['_ITEMERROR']._serialized_start=969
+  _globals['_ITEMERROR']._serialized_end=1011
 # @@protoc_insertion_point(module_scope)

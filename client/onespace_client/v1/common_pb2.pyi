@@ -165,6 +165,33 @@ EMBEDDING_TYPE_VIDEO: EmbeddingType.ValueType  # 4
 EMBEDDING_TYPE_AUDIO_VIDEO_COMBINED: EmbeddingType.ValueType  # 5
 Global___EmbeddingType: _TypeAlias = EmbeddingType  # noqa: Y015
 
+class _VectorFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VectorFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VectorFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VECTOR_FORMAT_UNSPECIFIED: _VectorFormat.ValueType  # 0
+    """FLOATS"""
+    VECTOR_FORMAT_FLOATS: _VectorFormat.ValueType  # 1
+    """`repeated float values` (or `vector`)"""
+    VECTOR_FORMAT_F32: _VectorFormat.ValueType  # 2
+    """`bytes f32` (or `vector_f32`): little-endian float32"""
+
+class VectorFormat(_VectorFormat, metaclass=_VectorFormatEnumTypeWrapper):
+    """How a response carries vectors. Both forms hold the same float32 values; `values` is readable
+    by any protobuf tool, `f32` (packed little-endian float32, 4 bytes a component) costs no
+    per-component work on either side and is what the onespace client asks for and sends.
+    """
+
+VECTOR_FORMAT_UNSPECIFIED: VectorFormat.ValueType  # 0
+"""FLOATS"""
+VECTOR_FORMAT_FLOATS: VectorFormat.ValueType  # 1
+"""`repeated float values` (or `vector`)"""
+VECTOR_FORMAT_F32: VectorFormat.ValueType  # 2
+"""`bytes f32` (or `vector_f32`): little-endian float32"""
+Global___VectorFormat: _TypeAlias = VectorFormat  # noqa: Y015
+
 @_typing.final
 class Content(_message.Message):
     """One input: exactly one of text, image, audio, video or an s3:// URI."""
@@ -232,6 +259,7 @@ class EmbedOptions(_message.Message):
     DIMENSION_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     NORMALIZE_FIELD_NUMBER: _builtins.int
+    VECTOR_FORMAT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """empty: the server's default model"""
     dimension: _builtins.int
@@ -239,6 +267,8 @@ class EmbedOptions(_message.Message):
     purpose: Global___EmbeddingPurpose.ValueType
     normalize: _builtins.bool
     """unset: true (unit L2 norm)"""
+    vector_format: Global___VectorFormat.ValueType
+    """how the response carries each Embedding's vector"""
     def __init__(
         self,
         *,
@@ -246,10 +276,11 @@ class EmbedOptions(_message.Message):
         dimension: _builtins.int | None = ...,
         purpose: Global___EmbeddingPurpose.ValueType = ...,
         normalize: _builtins.bool | None = ...,
+        vector_format: Global___VectorFormat.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "_normalize", b"_normalize", "dimension", b"dimension", "normalize", b"normalize"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "_normalize", b"_normalize", "dimension", b"dimension", "model", b"model", "normalize", b"normalize", "purpose", b"purpose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "_normalize", b"_normalize", "dimension", b"dimension", "model", b"model", "normalize", b"normalize", "purpose", b"purpose", "vector_format", b"vector_format"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimension: _TypeAlias = _typing.Literal["dimension"]  # noqa: Y015
     _WhichOneofArgType__dimension: _TypeAlias = _typing.Literal["_dimension", b"_dimension"]  # noqa: Y015
@@ -298,21 +329,24 @@ Global___Timings: _TypeAlias = Timings  # noqa: Y015
 
 @_typing.final
 class Vector(_message.Message):
-    """A raw vector."""
+    """A raw vector: set exactly one of `values` and `f32` (packed little-endian float32, the fast form)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     VALUES_FIELD_NUMBER: _builtins.int
+    F32_FIELD_NUMBER: _builtins.int
+    f32: _builtins.bytes
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
         self,
         *,
         values: _abc.Iterable[_builtins.float] | None = ...,
+        f32: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["f32", b"f32", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -320,13 +354,17 @@ Global___Vector: _TypeAlias = Vector  # noqa: Y015
 
 @_typing.final
 class Embedding(_message.Message):
-    """One vector produced for one input."""
+    """One vector produced for one input: in `values`, or in `f32` when the request asked for
+    VECTOR_FORMAT_F32.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     VALUES_FIELD_NUMBER: _builtins.int
+    F32_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     TRUNCATED_CHAR_LENGTH_FIELD_NUMBER: _builtins.int
+    f32: _builtins.bytes
     type: Global___EmbeddingType.ValueType
     truncated_char_length: _builtins.int
     """Text only: the character after which the input was truncated, when it was."""
@@ -336,12 +374,13 @@ class Embedding(_message.Message):
         self,
         *,
         values: _abc.Iterable[_builtins.float] | None = ...,
+        f32: _builtins.bytes = ...,
         type: Global___EmbeddingType.ValueType = ...,
         truncated_char_length: _builtins.int | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_truncated_char_length", b"_truncated_char_length", "truncated_char_length", b"truncated_char_length"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_truncated_char_length", b"_truncated_char_length", "truncated_char_length", b"truncated_char_length", "type", b"type", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_truncated_char_length", b"_truncated_char_length", "f32", b"f32", "truncated_char_length", b"truncated_char_length", "type", b"type", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__truncated_char_length: _TypeAlias = _typing.Literal["truncated_char_length"]  # noqa: Y015
     _WhichOneofArgType__truncated_char_length: _TypeAlias = _typing.Literal["_truncated_char_length", b"_truncated_char_length"]  # noqa: Y015

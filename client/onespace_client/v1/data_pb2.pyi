@@ -110,14 +110,17 @@ class StoredItem(_message.Message):
     MODALITY_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     VECTOR_FIELD_NUMBER: _builtins.int
+    VECTOR_F32_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     modality: _common_pb2.Modality.ValueType
     """UNSPECIFIED for items stored from raw vectors"""
+    vector_f32: _builtins.bytes
+    """(VECTOR_FORMAT_F32: packed little-endian float32)"""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """only when asked for"""
+        """only when asked for, in the format asked for"""
 
     def __init__(
         self,
@@ -126,10 +129,11 @@ class StoredItem(_message.Message):
         modality: _common_pb2.Modality.ValueType = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         vector: _abc.Iterable[_builtins.float] | None = ...,
+        vector_f32: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "modality", b"modality", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "modality", b"modality", "vector", b"vector", "vector_f32", b"vector_f32"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -257,8 +261,11 @@ class GetRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
     INCLUDE_VECTORS_FIELD_NUMBER: _builtins.int
+    VECTOR_FORMAT_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     include_vectors: _builtins.bool
+    vector_format: _common_pb2.VectorFormat.ValueType
+    """how StoredItem carries vectors"""
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -267,10 +274,11 @@ class GetRequest(_message.Message):
         collection: _builtins.str = ...,
         ids: _abc.Iterable[_builtins.str] | None = ...,
         include_vectors: _builtins.bool = ...,
+        vector_format: _common_pb2.VectorFormat.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "ids", b"ids", "include_vectors", b"include_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "ids", b"ids", "include_vectors", b"include_vectors", "vector_format", b"vector_format"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

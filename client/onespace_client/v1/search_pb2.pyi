@@ -200,6 +200,7 @@ class SearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     INCLUDE_VECTORS_FIELD_NUMBER: _builtins.int
+    VECTOR_FORMAT_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     id: _builtins.str
     """a stored item's vector"""
@@ -210,6 +211,8 @@ class SearchRequest(_message.Message):
     purpose: _common_pb2.EmbeddingPurpose.ValueType
     """for content queries; UNSPECIFIED: chosen from the modality"""
     include_vectors: _builtins.bool
+    vector_format: _common_pb2.VectorFormat.ValueType
+    """how SearchHit carries vectors"""
     @_builtins.property
     def content(self) -> _common_pb2.Content:
         """embedded with the collection's model"""
@@ -232,10 +235,11 @@ class SearchRequest(_message.Message):
         filter: Global___Filter | None = ...,
         purpose: _common_pb2.EmbeddingPurpose.ValueType = ...,
         include_vectors: _builtins.bool = ...,
+        vector_format: _common_pb2.VectorFormat.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "content", b"content", "dimension", b"dimension", "filter", b"filter", "id", b"id", "query", b"query", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "collection", b"collection", "content", b"content", "dimension", b"dimension", "filter", b"filter", "id", b"id", "include_vectors", b"include_vectors", "k", b"k", "purpose", b"purpose", "query", b"query", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimension", b"_dimension", "collection", b"collection", "content", b"content", "dimension", b"dimension", "filter", b"filter", "id", b"id", "include_vectors", b"include_vectors", "k", b"k", "purpose", b"purpose", "query", b"query", "vector", b"vector", "vector_format", b"vector_format"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimension: _TypeAlias = _typing.Literal["dimension"]  # noqa: Y015
     _WhichOneofArgType__dimension: _TypeAlias = _typing.Literal["_dimension", b"_dimension"]  # noqa: Y015
@@ -277,15 +281,18 @@ class SearchHit(_message.Message):
     MODALITY_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     VECTOR_FIELD_NUMBER: _builtins.int
+    VECTOR_F32_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     score: _builtins.float
     """higher is closer; see Metric"""
     modality: _common_pb2.Modality.ValueType
+    vector_f32: _builtins.bytes
+    """(VECTOR_FORMAT_F32: packed little-endian float32)"""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """only when asked for"""
+        """only when asked for, in the format asked for"""
 
     def __init__(
         self,
@@ -295,10 +302,11 @@ class SearchHit(_message.Message):
         modality: _common_pb2.Modality.ValueType = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         vector: _abc.Iterable[_builtins.float] | None = ...,
+        vector_f32: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "modality", b"modality", "score", b"score", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "modality", b"modality", "score", b"score", "vector", b"vector", "vector_f32", b"vector_f32"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -333,3 +341,51 @@ class SearchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchResponse: _TypeAlias = SearchResponse  # noqa: Y015
+
+@_typing.final
+class SearchBatchRequest(_message.Message):
+    """Many queries in one request (1..max_items_per_request), answered in order. They join the
+    same per-collection batches as single Search RPCs (one index call for many queries) and skip
+    the per-RPC transport cost. All or nothing: one invalid query fails the request with
+    INVALID_ARGUMENT naming it (`queries[3].k`), and nothing is searched.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchRequest]: ...
+    def __init__(
+        self,
+        *,
+        queries: _abc.Iterable[Global___SearchRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queries", b"queries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchBatchRequest: _TypeAlias = SearchBatchRequest  # noqa: Y015
+
+@_typing.final
+class SearchBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResponse]:
+        """one per query, in request order"""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SearchResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchBatchResponse: _TypeAlias = SearchBatchResponse  # noqa: Y015

@@ -40,12 +40,23 @@ class SearchServiceStub:
                 request_serializer=onespace_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=onespace_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/onespace.v1.SearchService/SearchBatch',
+                request_serializer=onespace_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=onespace_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Search(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -58,6 +69,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=onespace_dot_v1_dot_search__pb2.SearchRequest.FromString,
                     response_serializer=onespace_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=onespace_dot_v1_dot_search__pb2.SearchBatchRequest.FromString,
+                    response_serializer=onespace_dot_v1_dot_search__pb2.SearchBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +103,33 @@ class SearchService:
             '/onespace.v1.SearchService/Search',
             onespace_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
             onespace_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onespace.v1.SearchService/SearchBatch',
+            onespace_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+            onespace_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,11 +33,13 @@ class SearchServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SearchServiceAsyncStub: ...
     Search: _grpc.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]
+    SearchBatch: _grpc.UnaryUnaryMultiCallable[_search_pb2.SearchBatchRequest, _search_pb2.SearchBatchResponse]
 
 @_typing.type_check_only
 class SearchServiceAsyncStub(SearchServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Search: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]  # type: ignore[assignment]
+    SearchBatch: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchBatchRequest, _search_pb2.SearchBatchResponse]  # type: ignore[assignment]
 
 class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -46,5 +48,12 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _search_pb2.SearchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_search_pb2.SearchResponse, _abc.Awaitable[_search_pb2.SearchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SearchBatch(
+        self,
+        request: _search_pb2.SearchBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_search_pb2.SearchBatchResponse, _abc.Awaitable[_search_pb2.SearchBatchResponse]]: ...
 
 def add_SearchServiceServicer_to_server(servicer: SearchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -16,13 +16,14 @@ from onespace.engine.lanes import Lane, Lanes
 from onespace.metrics import Metrics
 
 if TYPE_CHECKING:  # the engine does not need the index at import time
-    from onespace.index import Hit, Query
+    from onespace.index import Hit
     from onespace.index.backend import CollectionHandle as Collection
+    from onespace.index.validate import CheckedQuery
 
 __all__ = ["SearchBatcher"]
 
 
-_Waiter = tuple["Query", "asyncio.Future[tuple[list[Hit], float]]"]
+_Waiter = tuple["CheckedQuery", "asyncio.Future[tuple[list[Hit], float]]"]
 
 
 class SearchBatcher:
@@ -34,11 +35,16 @@ class SearchBatcher:
         self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self.index_calls = 0
 
-    async def search(self, collection: Collection, query: Query) -> tuple[list[Hit], float]:
+    async def search(self, collection: Collection, query: CheckedQuery) -> tuple[list[Hit], float]:
         """Hits for `query`, and the seconds its batch spent inside the index."""
+        return await self.submit(collection, query)
+
+    def submit(self, collection: Collection, query: CheckedQuery) -> asyncio.Future[tuple[list[Hit], float]]:
+        """Queue `query` for the collection's next batch; the future resolves like `search`.
+        Many queries submitted in one event-loop tick share a batch, with no task per query."""
         future: asyncio.Future[tuple[list[Hit], float]] = asyncio.get_running_loop().create_future()
         self._lanes.submit(collection, (query, future))
-        return await future
+        return future
 
     async def _serve_round(self, collection: Collection, lane: Lane[_Waiter]) -> None:
         """Cut a batch when it is full or its first search has waited `max_wait`, and run it."""

@@ -158,14 +158,14 @@ class Collection:
     def search(self, query: Query, threads: int = 0) -> list[Hit]:
         return self.search_many([query], threads)[0]
 
-    def search_many(self, queries: Sequence[Query], threads: int = 0) -> list[list[Hit]]:
+    def search_many(self, queries: Sequence[Query | CheckedQuery], threads: int = 0) -> list[list[Hit]]:
         """Hits for each query, best first; one usearch call per distinct shortlist size.
 
         Any invalid query fails the whole call (InvalidArgument for `vector`, `k`, `dimension`,
         `filter.*`); a batcher that must not let one caller fail another checks each query with
-        `check_query` first.
+        `check_query` first and passes the `CheckedQuery` (not checked twice).
         """
-        checked = [self.check_query(q) for q in queries]
+        checked = [q if isinstance(q, CheckedQuery) else self.check_query(q) for q in queries]
         if not checked:
             return []
         view, index = self._view, self.index

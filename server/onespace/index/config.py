@@ -79,6 +79,18 @@ class CollectionConfig:
     rerank_factor: int = 4
     stored_dtype: StoredDtype = StoredDtype.F16
 
+    @property
+    def shortlist_factor(self) -> int:
+        """How many HNSW candidates per wanted hit: `rerank_factor` when the index is lossy (a
+        shorter prefix, or a coarser scalar type than the stored vectors), else 1 — an index on
+        the stored vectors at their own precision ranks exactly what the rerank would, and its
+        recall is set by `hnsw.expansion_search`, not by the shortlist length."""
+        exact_dtype = self.dtype is IndexDtype.F32 or (
+            self.dtype is IndexDtype.F16 and self.stored_dtype is StoredDtype.F16
+        )
+        lossless = (self.index_dimension or self.dimension) == self.dimension and exact_dtype
+        return 1 if lossless else self.rerank_factor
+
     def validated(self) -> CollectionConfig:
         """This config with defaults filled in (index_dimension 0 means the stored dimension).
 

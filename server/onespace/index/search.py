@@ -16,11 +16,12 @@ exactly on them or shortlisted and intersected; one matching many arrives as a `
 tests shortlists instead of listing every match (an adaptive over-fetch sized by its estimated
 share), and lists them all only if the shortlist comes back short; None means every live slot.
 
-Shortlist size: `k * rerank_factor`; with a filter, scaled by `live / matching` and doubled so
-about that many candidates survive it. It is rounded up to a power of two, which costs nothing
-while it stays under `expansion_search` and lets differing `k`s share one usearch call: stage 1
-makes ONE `index.search` per distinct shortlist size in the batch. Each query's result depends
-only on the query and the collection, never on its batch companions.
+Shortlist size: `k * config.shortlist_factor` (`rerank_factor` for a lossy index, else 1);
+with a filter, scaled by `live / matching` and doubled so about that many candidates survive it.
+It is rounded up to a power of two, which costs nothing while it stays under
+`expansion_search` and lets differing `k`s share one usearch call: stage 1 makes ONE
+`index.search` per distinct shortlist size in the batch. Each query's result depends only on the
+query and the collection, never on its batch companions.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = ["Candidates", "Predicate", "Ranked", "plan_count", "search_batch"]
 
 Rows = npt.NDArray[np.int64]
 EXACT_SCAN_RATIO = 8  # scan a filter's matches exactly when the shortlist would be >= 1/8 of them
+EXACT_SCAN_ROWS = 256  # a collection this small is always scanned: exact, and cheaper than a graph walk
 Scores = npt.NDArray[np.float32]
 
 
@@ -87,7 +89,7 @@ def plan_count(k: int, rerank_factor: int, live: int, matches: int, filtered: bo
     count = 1 << max(0, (want - 1).bit_length())
     # An exact scan of the matches beats a shortlist that large: HNSW's cost grows with the
     # shortlist (ef >= count), the scan's with the matches (few, for a selective filter).
-    if 2 * count >= live or (filtered and EXACT_SCAN_RATIO * count >= matches):
+    if live <= EXACT_SCAN_ROWS or 2 * count >= live or (filtered and EXACT_SCAN_RATIO * count >= matches):
         return 0
     return count
 
@@ -107,7 +109,7 @@ def search_batch(
         if p.count:
             groups[p.count].append(i)
     for count, members in sorted(groups.items()):
-        matrix = np.stack([_index_vector(config, plans[i].query) for i in members])
+        matrix = _index_vectors(config, [plans[i].query for i in members])
         for i, keys in zip(members, index.search(matrix, count, threads), strict=True):
             shortlists[i] = table.rows_for_keys(keys)
     return [_finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
@@ -127,12 +129,15 @@ def _plan(
     if usable and index_normalises(config) and not query.vector[: config.index_dimension].any():
         usable = False  # a zero index prefix has no direction to search along
     if usable:
-        count = plan_count(query.k, config.rerank_factor, table.live_count, matches, filtered)
+        count = plan_count(query.k, config.shortlist_factor, table.live_count, matches, filtered)
     return _Plan(query, rank_vector, candidates, matches, count)
 
 
-def _index_vector(config: CollectionConfig, query: CheckedQuery) -> npt.NDArray[np.float32]:
-    return prefix(query.vector, config.index_dimension, config.metric, full=config.dimension)
+def _index_vectors(config: CollectionConfig, queries: Sequence[CheckedQuery]) -> npt.NDArray[np.float32]:
+    """The index prefixes of many queries in one vectorised step (each is at least that long)."""
+    d = config.index_dimension
+    heads = np.stack([q.vector[:d] for q in queries])
+    return prefix(heads, d, config.metric, full=config.dimension)
 
 
 def _finish(table: SlotView, config: CollectionConfig, plan: _Plan, shortlist: Rows | None) -> Ranked:

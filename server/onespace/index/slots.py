@@ -84,7 +84,10 @@ class SlotTable:
         )
 
     def view(self, vectors: npt.NDArray[np.generic]) -> SlotView:
-        return SlotView(self.count, self.live_count, self.keys, self.live, self.codes, vectors)
+        # A plain ndarray over the mapping: numpy.memmap's Python-level __getitem__ cost more than
+        # the rerank's products when every query gathers its shortlist rows.
+        plain = np.asarray(vectors)
+        return SlotView(self.count, self.live_count, self.keys, self.live, self.codes, plain)
 
     def modalities(self) -> frozenset[Modality]:
         return frozenset(

@@ -9,7 +9,7 @@ import grpc
 
 from onespace.errors import InvalidArgument, OnespaceError
 from onespace.gateway import Gateway
-from onespace.rpc.guard import deadline_of
+from onespace.rpc.guard import RpcAdmission, deadline_of
 from onespace.rpc.status import status_for
 from onespace.rpc.streaming import bounded_stream
 from onespace_client.v1 import common_pb2
@@ -22,8 +22,9 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class ServicerBase:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, admission: RpcAdmission) -> None:
         self.gateway = gateway
+        self.admission = admission
         self.metrics = gateway.metrics
         self.default_deadline = gateway.settings.default_deadline_seconds
 

@@ -49,8 +49,10 @@ __all__ = [
     "modality_to_proto",
     "model_to_proto",
     "options_from_proto",
+    "packed",
     "stored_item_to_proto",
     "timings_to_proto",
+    "vector_format",
     "vector_from_proto",
 ]
 
@@ -203,11 +205,30 @@ def purpose_from_proto(value: int, field: str) -> Purpose | None:
     return _enum(PURPOSE_FROM_PROTO, value, field)
 
 
-def embedded_to_proto(embedded: Embedded) -> common_pb2.EmbedResult:
+def vector_format(value: int, field: str) -> bool:
+    """Whether responses carry packed float32 bytes (VECTOR_FORMAT_F32) instead of floats."""
+    if value not in (
+        common_pb2.VECTOR_FORMAT_UNSPECIFIED,
+        common_pb2.VECTOR_FORMAT_FLOATS,
+        common_pb2.VECTOR_FORMAT_F32,
+    ):
+        raise InvalidArgument(field, f"unknown value {value}")
+    return value == common_pb2.VECTOR_FORMAT_F32
+
+
+def packed(vector: Vector) -> bytes:
+    """A vector as packed little-endian float32, the wire's fast form."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def embedded_to_proto(embedded: Embedded, f32: bool = False) -> common_pb2.EmbedResult:
     out = common_pb2.EmbedResult(cached=embedded.cached)
     for e in embedded.result.embeddings:
         pb = out.embeddings.add(type=EMBEDDING_TYPE_TO_PROTO[e.type])
-        pb.values.extend(e.vector.tolist())
+        if f32:
+            pb.f32 = packed(e.vector)
+        else:
+            pb.values.extend(e.vector.tolist())
         if e.truncated_char_length is not None:
             pb.truncated_char_length = e.truncated_char_length
     return out
@@ -220,8 +241,17 @@ def timings_to_proto(t: Timings) -> common_pb2.Timings:
 
 
 def vector_from_proto(pb: common_pb2.Vector, field: str) -> Vector:
+    """The vector in `values` or `f32` (exactly one); `field` names the Vector, e.g. `vector`."""
+    if pb.f32:
+        if pb.values:
+            raise InvalidArgument(field, "set either values or f32, not both")
+        if len(pb.f32) % 4:
+            raise InvalidArgument(
+                f"{field}.f32", f"is {len(pb.f32)} bytes, not a whole number of float32 (4 bytes each)"
+            )
+        return np.frombuffer(pb.f32, dtype="<f4").astype(np.float32)
     if not pb.values:
-        raise InvalidArgument(field, "must not be empty")
+        raise InvalidArgument(f"{field}.values", "must not be empty")
     return np.asarray(pb.values, dtype=np.float32)
 
 
@@ -233,9 +263,7 @@ def item_from_proto(pb: data_pb2.Item, field: str) -> ItemIn:
         return ItemIn(
             pb.id, content=content_from_proto(pb.content, f"{field}.content"), metadata=dict(pb.metadata)
         )
-    return ItemIn(
-        pb.id, vector=vector_from_proto(pb.vector, f"{field}.vector.values"), metadata=dict(pb.metadata)
-    )
+    return ItemIn(pb.id, vector=vector_from_proto(pb.vector, f"{field}.vector"), metadata=dict(pb.metadata))
 
 
 def config_from_proto(pb: collections_pb2.CollectionConfig) -> CollectionConfig:
@@ -341,19 +369,25 @@ def condition_from_proto(pb: search_pb2.Condition, where: str) -> Condition:
     raise InvalidArgument(f"{where}.test", "set one of equals, not_equals, in, not_in or range")
 
 
-def hit_to_proto(hit: Hit) -> search_pb2.SearchHit:
+def hit_to_proto(hit: Hit, f32: bool = False) -> search_pb2.SearchHit:
     pb = search_pb2.SearchHit(
         id=hit.id, score=hit.score, modality=modality_to_proto(hit.modality), metadata=hit.metadata
     )
     if hit.vector is not None:
-        pb.vector.extend(hit.vector.tolist())
+        if f32:
+            pb.vector_f32 = packed(hit.vector)
+        else:
+            pb.vector.extend(hit.vector.tolist())
     return pb
 
 
-def stored_item_to_proto(item: StoredItem) -> data_pb2.StoredItem:
+def stored_item_to_proto(item: StoredItem, f32: bool = False) -> data_pb2.StoredItem:
     pb = data_pb2.StoredItem(id=item.id, modality=modality_to_proto(item.modality), metadata=item.metadata)
     if item.vector is not None:
-        pb.vector.extend(item.vector.tolist())
+        if f32:
+            pb.vector_f32 = packed(item.vector)
+        else:
+            pb.vector.extend(item.vector.tolist())
     return pb
 
 

@@ -67,13 +67,14 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
 
     @unary_method("Get")
     async def Get(self, request: pb.GetRequest, context: Ctx) -> pb.GetResponse:
+        f32 = convert.vector_format(request.vector_format, "vector_format")
         found = await self.gateway.get(request.collection, list(request.ids), request.include_vectors)
         response = pb.GetResponse()
         for wanted, item in zip(request.ids, found, strict=True):
             if item is None:
                 response.missing_ids.append(wanted)
             else:
-                response.items.append(convert.stored_item_to_proto(item))
+                response.items.append(convert.stored_item_to_proto(item, f32))
         return response
 
     @unary_method("Delete")

@@ -27,11 +27,12 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
         self.check_count(len(request.items))
         items = [convert.content_from_proto(c, f"items[{i}]") for i, c in enumerate(request.items)]
         options = convert.options_from_proto(request.options)
+        f32 = convert.vector_format(request.options.vector_format, "options.vector_format")
         results, spec, dimension, timings = await self.gateway.embed(
             items, options, deadline=self.deadline(context), admission=Admission.FAIL_FAST
         )
         return embed_pb2.EmbedResponse(
-            results=[convert.embedded_to_proto(r) for r in results],
+            results=[convert.embedded_to_proto(r, f32) for r in results],
             model=spec.id,
             dimension=dimension,
             timings=convert.timings_to_proto(timings),
@@ -44,6 +45,7 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
         async def answer(request: embed_pb2.EmbedStreamRequest) -> embed_pb2.EmbedStreamResponse:
             started = time.monotonic()
             options = convert.options_from_proto(request.options)
+            f32 = convert.vector_format(request.options.vector_format, "options.vector_format")
             spec, dimension = self.gateway.resolve(options)
             content = convert.content_from_proto(request.content, "content")
             item = self.gateway.prepare(
@@ -57,7 +59,7 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
             )
             return embed_pb2.EmbedStreamResponse(
                 request_id=request.request_id,
-                result=convert.embedded_to_proto(embedded),
+                result=convert.embedded_to_proto(embedded, f32),
                 model=spec.id,
                 dimension=dimension,
                 timings=convert.timings_to_proto(timings),

@@ -1,5 +1,6 @@
-"""Wrappers every servicer method goes through: time and count the RPC, translate OnespaceError to
-its status (via the one table in `status`), and turn anything unexpected into INTERNAL."""
+"""Wrappers every servicer method goes through: admit the RPC, time and count it, translate
+OnespaceError to its status (via the one table in `status`), and turn anything unexpected into
+INTERNAL."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from onespace.errors import OnespaceError
+from onespace.errors import OnespaceError, ResourceExhausted
 from onespace.metrics import Metrics
 from onespace.rpc.status import metadata_for, status_for
 
-__all__ = ["HasMetrics", "deadline_of", "stream_method", "unary_method"]
+__all__ = ["HasMetrics", "RpcAdmission", "deadline_of", "stream_method", "unary_method"]
 
 log = logging.getLogger(__name__)
 Req = TypeVar("Req")
@@ -24,9 +25,30 @@ Resp = TypeVar("Resp")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
+class RpcAdmission:
+    """How many unary RPCs are being handled; past `limit` new ones are refused before any work.
+
+    The bound that keeps overload an answer from onespace (RESOURCE_EXHAUSTED with a retry hint,
+    counted) rather than a backlog of handlers each holding memory and a deadline that will not
+    be met. Streams are bounded separately, by their window. Owned by the event loop.
+    """
+
+    def __init__(self, limit: int, pushback_seconds: float) -> None:
+        self.limit = limit
+        self.pushback = pushback_seconds
+        self.active = 0
+
+    def refusal(self) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"server is busy: {self.limit} RPCs already in flight (max_in_flight_rpcs); retry later",
+            retry_after_seconds=self.pushback,
+        )
+
+
 class HasMetrics(Protocol):
     metrics: Metrics
     default_deadline: float
+    admission: RpcAdmission
 
 
 def deadline_of(context: Ctx, default_seconds: float) -> float:
@@ -70,12 +92,18 @@ def unary_method(
         @functools.wraps(fn)
         async def handler(self: HasMetrics, request: Req, context: Ctx) -> Resp:
             outcome = _Outcome(self.metrics, method)
+            admission = self.admission
+            admission.active += 1
             try:
+                if admission.active > admission.limit:
+                    self.metrics.rejected.labels("rpcs_in_flight").inc()
+                    raise admission.refusal()
                 return await fn(self, request, context)
             except BaseException as exc:
                 await outcome.fail(context, exc)
                 raise
             finally:
+                admission.active -= 1
                 outcome.close()
 
         return handler

@@ -1,4 +1,8 @@
-"""SearchService: query by content, raw vector, or stored id; served through the search batcher."""
+"""SearchService: query by content, raw vector, or stored id; served through the search batcher.
+
+`Search` takes one query; `SearchBatch` many, which join the same per-collection index batches
+without paying the per-RPC transport cost for each.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ from typing import Any
 
 import grpc
 
-from onespace.gateway import SearchIn
+from onespace.errors import InvalidArgument
+from onespace.gateway import SearchIn, Timings
+from onespace.index import Hit
+from onespace.index.backend import CollectionHandle
 from onespace.rpc import convert
 from onespace.rpc.base import ServicerBase
 from onespace.rpc.guard import unary_method
@@ -18,27 +25,53 @@ __all__ = ["SearchServicer"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
+def _search_in(request: pb.SearchRequest) -> SearchIn:
+    kind = request.WhichOneof("query")
+    return SearchIn(
+        collection=request.collection,
+        content=convert.content_from_proto(request.content, "content") if kind == "content" else None,
+        vector=convert.vector_from_proto(request.vector, "vector") if kind == "vector" else None,
+        id=request.id if kind == "id" else None,
+        k=request.k or 10,
+        dimension=request.dimension if request.HasField("dimension") else None,
+        filter=convert.filter_from_proto(request.filter),
+        purpose=convert.purpose_from_proto(request.purpose, "purpose"),
+        include_vectors=request.include_vectors,
+    )
+
+
+def _response(
+    request: pb.SearchRequest, hits: list[Hit], collection: CollectionHandle, dimension: int, timings: Timings
+) -> pb.SearchResponse:
+    f32 = convert.vector_format(request.vector_format, "vector_format")
+    return pb.SearchResponse(
+        hits=[convert.hit_to_proto(h, f32) for h in hits],
+        model=collection.config.model,
+        dimension=dimension,
+        timings=convert.timings_to_proto(timings),
+    )
+
+
 class SearchServicer(ServicerBase, search_pb2_grpc.SearchServiceServicer):
     @unary_method("Search")
     async def Search(self, request: pb.SearchRequest, context: Ctx) -> pb.SearchResponse:
-        kind = request.WhichOneof("query")
-        query = SearchIn(
-            collection=request.collection,
-            content=convert.content_from_proto(request.content, "content") if kind == "content" else None,
-            vector=convert.vector_from_proto(request.vector, "vector.values") if kind == "vector" else None,
-            id=request.id if kind == "id" else None,
-            k=request.k or 10,
-            dimension=request.dimension if request.HasField("dimension") else None,
-            filter=convert.filter_from_proto(request.filter),
-            purpose=convert.purpose_from_proto(request.purpose, "purpose"),
-            include_vectors=request.include_vectors,
-        )
+        convert.vector_format(request.vector_format, "vector_format")
         hits, collection, dimension, timings = await self.gateway.search(
-            query, deadline=self.deadline(context)
+            _search_in(request), deadline=self.deadline(context)
         )
-        return pb.SearchResponse(
-            hits=[convert.hit_to_proto(h) for h in hits],
-            model=collection.config.model,
-            dimension=dimension,
-            timings=convert.timings_to_proto(timings),
+        return _response(request, hits, collection, dimension, timings)
+
+    @unary_method("SearchBatch")
+    async def SearchBatch(self, request: pb.SearchBatchRequest, context: Ctx) -> pb.SearchBatchResponse:
+        self.check_count(len(request.queries), "queries")
+        queries = []
+        for i, query in enumerate(request.queries):
+            try:
+                convert.vector_format(query.vector_format, "vector_format")
+                queries.append(_search_in(query))
+            except InvalidArgument as exc:
+                raise exc.at(f"queries[{i}]") from None
+        results = await self.gateway.search_batch(queries, deadline=self.deadline(context))
+        return pb.SearchBatchResponse(
+            results=[_response(q, *result) for q, result in zip(request.queries, results, strict=True)]
         )

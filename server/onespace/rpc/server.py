@@ -19,6 +19,7 @@ from onespace.gateway import Gateway
 from onespace.rpc.collections import CollectionServicer
 from onespace.rpc.data import DataServicer
 from onespace.rpc.embed import EmbedServicer
+from onespace.rpc.guard import RpcAdmission
 from onespace.rpc.info import InfoServicer
 from onespace.rpc.search import SearchServicer
 from onespace_client.v1 import (
@@ -60,15 +61,24 @@ class RpcServer:
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
                 ("grpc.so_reuseport", 0),
+                # grpc-core queues calls until a handler asks for the next one, and past its default
+                # soft limit of 1000 it cancels new calls at random (a bare CANCELLED the gateway
+                # never sees). Let the backlog reach onespace, whose admission answers overload
+                # with RESOURCE_EXHAUSTED and a retry hint (`guard.RpcAdmission`).
+                ("grpc.server.max_pending_requests", settings.max_pending_rpcs),
+                ("grpc.server.max_pending_requests_hard_limit", settings.max_pending_rpcs),
             ]
         )
-        embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(gateway), self._server)
-        collections_pb2_grpc.add_CollectionServiceServicer_to_server(
-            CollectionServicer(gateway), self._server
+        self.admission = admission = RpcAdmission(
+            settings.max_in_flight_rpcs, settings.retry_pushback_ms / 1000
         )
-        data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(gateway), self._server)
-        search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(gateway), self._server)
-        info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway), self._server)
+        embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(gateway, admission), self._server)
+        collections_pb2_grpc.add_CollectionServiceServicer_to_server(
+            CollectionServicer(gateway, admission), self._server
+        )
+        data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(gateway, admission), self._server)
+        search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(gateway, admission), self._server)
+        info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway, admission), self._server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from onespace_client import Client, item
+from onespace_client import vector as vector_of
 from onespace_client.cli import main
 from onespace_client.v1 import collections_pb2, data_pb2, embed_pb2, search_pb2
 from tests.unit.client.fake_gateway import FakeGateway
@@ -186,7 +187,7 @@ def test_search_table_and_filters(gateway: FakeGateway, tmp_path: Path, capsys: 
     np.save(buffer, np.full(8, 0.25, dtype="f4"))
     vector.write_bytes(buffer.getvalue())
     assert run(gateway, "search", "-c", "c", "--vector-file", str(vector), "--dimension", "4") == 0
-    assert list(gateway.state.requests[-1].vector.values) == [0.25] * 8
+    assert list(vector_of(gateway.state.requests[-1].vector)) == [0.25] * 8
     assert "dimension 4" in capsys.readouterr().out
 
     (tmp_path / "bad.npy").write_bytes(b"nope")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from onespace_client import build, content, enums
+from onespace_client import build, content, enums, vector
 from onespace_client.v1 import collections_pb2, common_pb2
 
 
@@ -97,7 +98,10 @@ def test_enum_names_both_ways() -> None:
 
 def test_item_vector_or_content() -> None:
     vector_item = build.item("v", [1, 2.5])
-    assert vector_item.WhichOneof("source") == "vector" and list(vector_item.vector.values) == [1.0, 2.5]
+    assert vector_item.WhichOneof("source") == "vector" and list(vector(vector_item.vector)) == [1.0, 2.5]
+    assert vector_item.vector.f32 == np.array([1, 2.5], dtype="<f4").tobytes()  # packed on the wire
+    packed_item = build.item("n", np.array([0.5, -1.0], dtype=np.float64))  # numpy arrays too
+    assert list(vector(packed_item.vector)) == [0.5, -1.0]
     text_item = build.item("t", "hello", {"k": "v"})
     assert text_item.content.text == "hello" and text_item.metadata["k"] == "v"
     assert build.item("w", common_pb2.Vector(values=[3])).vector.values[0] == 3

@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from onespace.errors import InvalidArgument
-from onespace.index import Collection, CollectionConfig, Filter, IndexDtype, Metric, Query, Record
+from onespace.index import (
+    Collection,
+    CollectionConfig,
+    Filter,
+    IndexDtype,
+    Metric,
+    Query,
+    Record,
+    StoredDtype,
+)
 from onespace.models import Modality
 from tests.unit.index.helpers import mixture, new_collection, reference_scores, reference_top
 
@@ -254,3 +263,15 @@ def test_invalid_queries_name_the_field(query: Query, field: str, reason: str) -
         c.search(query)
     assert info.value.field == field
     assert reason in info.value.reason
+
+
+def test_the_shortlist_is_widened_only_for_a_lossy_index() -> None:
+    def config(**fields: object) -> CollectionConfig:
+        return CollectionConfig(name="c", model="m", dimension=64, rerank_factor=5, **fields).validated()  # type: ignore[arg-type]
+
+    assert config().shortlist_factor == 1  # f16 index over f16 stored vectors: the same numbers
+    assert config(dtype=IndexDtype.F32, stored_dtype=StoredDtype.F32).shortlist_factor == 1
+    assert config(stored_dtype=StoredDtype.F32).shortlist_factor == 5  # f16 index, f32 stored
+    assert config(dtype=IndexDtype.I8).shortlist_factor == 5
+    assert config(dtype=IndexDtype.BF16).shortlist_factor == 5
+    assert config(index_dimension=32).shortlist_factor == 5  # a prefix index

@@ -1,0 +1,369 @@
+"""Search through the gateway against what a user would write instead, side by side in one run.
+
+Data: N (default 100,000) x 1024 unit vectors with front-loaded variance (a Matryoshka-like
+spectrum), two collections built in-process and checkpointed: `full` (1024-d f16 HNSW) and
+`pre256` (256-d f16 prefix HNSW + rerank on the stored 1024-d vectors). Then `onespace serve`
+runs as a subprocess on that data directory and this process is its client (both share the
+cores, as a co-located caller would).
+
+Measured, each pass in turn and repeated (medians of `REPEATS`):
+- the Info RPC from 64 concurrent callers on one channel: the transport floor;
+- single-query Search RPCs from 64 concurrent callers on one channel, per collection;
+- SearchBatch RPCs of 64 queries from 4 concurrent callers;
+- in-process raw usearch batch search on the same index file, same shortlist and threads (plus
+  the numpy rerank a user would add for the prefix index), and numpy brute force (f32 matrix
+  product + argpartition), in batches of 64.
+Recall@10 is against exact float64 search. Only correctness is asserted, never time.
+
+Run: `.venv/bin/pytest tests/benchmarks/test_search_rpc.py -s` (about 5 min on 2 cores);
+`ONESPACE_BENCH_SEARCH_N=20000` for a quick run (figures go to JSON only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+import pytest
+from usearch.index import Index
+
+from onespace.index import CollectionConfig, CollectionStore, IndexDtype, Metric, Record
+from onespace.index.matryoshka import prefix
+from onespace.models import LOCAL_MODEL
+from onespace_client.v1 import common_pb2, info_pb2, info_pb2_grpc, search_pb2, search_pb2_grpc
+from tests.benchmarks._common import Matrix, clustered, print_table
+from tests.benchmarks._report import load_average, markdown_table, write_section
+from tests.reliability.serve import Server
+
+N = int(os.environ.get("ONESPACE_BENCH_SEARCH_N", "100000"))
+DIMENSION = 1024
+PREFIX = 256
+QUERIES = 1_000
+K = 10
+CALLERS = 64
+RPCS = 3_000
+BATCH = 64
+BATCH_CALLERS = 4
+THREADS = 2
+REPEATS = 3
+COLLECTIONS = {"full": DIMENSION, "pre256": PREFIX}
+
+
+def _truth(vectors: Matrix, queries: Matrix) -> npt.NDArray[np.int64]:
+    out = []
+    for start in range(0, len(queries), 100):
+        scores = queries[start : start + 100].astype(np.float64) @ vectors.T.astype(np.float64)
+        out.append(np.argsort(-scores, axis=1)[:, :K])
+    return np.concatenate(out)
+
+
+def _recall(found: list[list[int]], truth: npt.NDArray[np.int64]) -> float:
+    hits = [len(set(f) & set(t.tolist())) for f, t in zip(found, truth, strict=True)]
+    return sum(hits) / (K * len(found))
+
+
+def build(data_dir: Path, vectors: Matrix) -> dict[str, CollectionConfig]:
+    store = CollectionStore(data_dir)
+    store.open()
+    configs = {}
+    for name, index_dimension in COLLECTIONS.items():
+        collection = store.create(
+            CollectionConfig(
+                name=name,
+                model=LOCAL_MODEL.id,
+                dimension=DIMENSION,
+                index_dimension=index_dimension,
+                metric=Metric.COSINE,
+                dtype=IndexDtype.F16,
+            ).validated()
+        )
+        for start in range(0, len(vectors), 10_000):
+            chunk = vectors[start : start + 10_000]
+            collection.upsert([Record(str(start + i), row) for i, row in enumerate(chunk)])
+        store.checkpoint(collection)
+        configs[name] = collection.config
+    store.close()
+    return configs
+
+
+async def _closed_loop(
+    call: Callable[[int], Awaitable[Any]], calls: int, callers: int
+) -> tuple[float, list[float], list[Any]]:
+    """`callers` concurrent loops making `calls` calls in all: (seconds, latencies, results)."""
+    latencies: list[float] = []
+    results: list[Any] = [None] * calls
+    next_call = 0
+
+    async def caller() -> None:
+        nonlocal next_call
+        while next_call < calls:
+            i = next_call
+            next_call += 1
+            started = time.perf_counter()
+            results[i] = await call(i)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return time.perf_counter() - started, latencies, results
+
+
+def _search_request(collection: str, query: npt.NDArray[np.float32]) -> search_pb2.SearchRequest:
+    return search_pb2.SearchRequest(
+        collection=collection,
+        vector=common_pb2.Vector(f32=query.astype("<f4").tobytes()),
+        k=K,
+        vector_format=common_pb2.VECTOR_FORMAT_F32,
+    )
+
+
+async def over_grpc(
+    target: str, queries: Matrix, truth: npt.NDArray[np.int64]
+) -> dict[str, list[dict[str, float]]]:
+    runs: dict[str, list[dict[str, float]]] = {}
+    async with grpc.aio.insecure_channel(target) as channel:
+        info = info_pb2_grpc.InfoServiceStub(channel)
+        search = search_pb2_grpc.SearchServiceStub(channel)
+        info_request = info_pb2.InfoRequest()
+        singles = {name: [_search_request(name, q) for q in queries] for name in COLLECTIONS}
+        batches = {
+            name: [
+                search_pb2.SearchBatchRequest(queries=requests[start : start + BATCH])
+                for start in range(0, len(requests), BATCH)
+            ]
+            for name, requests in singles.items()
+        }
+        await info.Info(info_request)
+        for name in COLLECTIONS:  # warm: page in the index and the vectors
+            await search.SearchBatch(batches[name][0])
+
+        def record(
+            key: str, seconds: float, latencies: list[float], items: int, recall: float | None
+        ) -> None:
+            latencies.sort()
+            figures = {
+                "qps": items / seconds,
+                "p50_ms": 1000 * latencies[len(latencies) // 2],
+                "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+            }
+            if recall is not None:
+                figures["recall"] = recall
+            runs.setdefault(key, []).append(figures)
+
+        for _ in range(REPEATS):
+            seconds, latencies, _ = await _closed_loop(lambda i: info.Info(info_request), RPCS, CALLERS)
+            record("info", seconds, latencies, RPCS, None)
+            for name in COLLECTIONS:
+                requests = singles[name]
+                seconds, latencies, responses = await _closed_loop(
+                    lambda i, r=requests: search.Search(r[i % len(r)]),
+                    RPCS,
+                    CALLERS,  # type: ignore[misc]
+                )
+                found = [[int(h.id) for h in responses[i].hits] for i in range(len(requests))]
+                record(f"search:{name}", seconds, latencies, RPCS, _recall(found, truth))
+                rounds = 3
+                calls = rounds * len(batches[name])
+                seconds, latencies, answers = await _closed_loop(
+                    lambda i, b=batches[name]: search.SearchBatch(b[i % len(b)]),  # type: ignore[misc]
+                    calls,
+                    BATCH_CALLERS,
+                )
+                found = [
+                    [int(h.id) for h in r.hits] for a in answers[: len(batches[name])] for r in a.results
+                ]
+                record(f"batch:{name}", seconds, latencies, calls * BATCH, _recall(found, truth))
+    return runs
+
+
+def in_process(
+    data_dir: Path,
+    configs: dict[str, CollectionConfig],
+    vectors: Matrix,
+    queries: Matrix,
+    truth: npt.NDArray[np.int64],
+) -> dict[str, list[dict[str, float]]]:
+    """What a user would write instead: usearch on the same index file, and numpy brute force."""
+    runs: dict[str, list[dict[str, float]]] = {}
+    for name, config in configs.items():
+        directory = data_dir / "collections" / name
+        path = max(directory.glob("index-*.usearch"))
+        index = Index.restore(str(path), view=False)
+        assert index is not None
+        index.expansion_search = config.hnsw.expansion_search
+        heads = prefix(queries, config.index_dimension, config.metric, full=DIMENSION)
+        count = K * config.shortlist_factor
+        count = 1 << (count - 1).bit_length()  # the gateway's shortlist for k=10
+        lossy = config.index_dimension < DIMENSION
+        for _ in range(REPEATS):
+            found: list[list[int]] = []
+            started = time.perf_counter()
+            for start in range(0, len(queries), BATCH):
+                matches = index.search(heads[start : start + BATCH], count, threads=THREADS)
+                keys = matches.keys.astype(np.int64)
+                if lossy:  # rerank on the full vectors, as a user of a prefix index must
+                    block = vectors[keys]  # the store numbers keys from 0 in insertion order
+                    scores = np.einsum("bkd,bd->bk", block, queries[start : start + BATCH])
+                    order = np.argsort(-scores, axis=1)[:, :K]
+                    keys = np.take_along_axis(keys, order, axis=1)
+                found.extend(keys[:, :K].tolist())
+            seconds = time.perf_counter() - started
+            runs.setdefault(f"raw:{name}", []).append(
+                {"qps": len(queries) / seconds, "recall": _recall(found, truth)}
+            )
+    for _ in range(REPEATS):
+        found = []
+        started = time.perf_counter()
+        for start in range(0, len(queries), BATCH):
+            scores = queries[start : start + BATCH] @ vectors.T
+            top = np.argpartition(-scores, K, axis=1)[:, :K]
+            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+            found.extend(np.take_along_axis(top, order, axis=1).tolist())
+        seconds = time.perf_counter() - started
+        runs.setdefault("numpy", []).append({"qps": len(queries) / seconds, "recall": _recall(found, truth)})
+    return runs
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def report(
+    runs: dict[str, list[dict[str, float]]], build_seconds: float, started: dt.datetime, load: str
+) -> None:
+    info = _median(runs["info"], "qps")
+    rows: list[list[object]] = [
+        ["Info RPC (transport floor)", "64 callers, 1 channel", info, "", 1.0, "", ""]
+    ]
+    for name in COLLECTIONS:
+        label = "1024-d HNSW" if name == "full" else "256-d prefix HNSW + rerank at 1024"
+        single = runs[f"search:{name}"]
+        batch = runs[f"batch:{name}"]
+        raw = runs[f"raw:{name}"]
+        rows.append(
+            [
+                f"Search RPC, {label}",
+                "64 callers, 1 query each",
+                _median(single, "qps"),
+                _median(single, "recall"),
+                _median(single, "qps") / info,
+                _median(single, "p50_ms"),
+                _median(single, "p99_ms"),
+            ]
+        )
+        rows.append(
+            [
+                f"SearchBatch RPC, {label}",
+                f"{BATCH_CALLERS} callers, {BATCH} queries each",
+                _median(batch, "qps"),
+                _median(batch, "recall"),
+                _median(batch, "qps") / info,
+                _median(batch, "p50_ms"),
+                _median(batch, "p99_ms"),
+            ]
+        )
+        rows.append(
+            [
+                f"raw usearch in-process, {label}",
+                f"batches of {BATCH}, threads={THREADS}",
+                _median(raw, "qps"),
+                _median(raw, "recall"),
+                _median(raw, "qps") / info,
+                "",
+                "",
+            ]
+        )
+    numpy_qps = _median(runs["numpy"], "qps")
+    rows.append(
+        [
+            "numpy brute force in-process (f32)",
+            f"batches of {BATCH}",
+            numpy_qps,
+            _median(runs["numpy"], "recall"),
+            numpy_qps / info,
+            "",
+            "",
+        ]
+    )
+    header = ["path", "load", "QPS", "recall@10", "x Info", "p50 ms", "p99 ms"]
+    print_table(f"Search at {N:,} x {DIMENSION}", header, rows)
+
+    def q(key: str) -> float:
+        return _median(runs[key], "qps")
+
+    targets = [
+        ["Search RPC (256-d prefix) / Info RPC", q("search:pre256") / info, "≥ 0.70"],
+        ["Search RPC (1024-d) / Info RPC", q("search:full") / info, "≥ 0.70"],
+        [
+            "SearchBatch (256-d prefix) / raw usearch + numpy rerank",
+            q("batch:pre256") / q("raw:pre256"),
+            "≥ 0.70",
+        ],
+        ["SearchBatch (1024-d) / raw usearch", q("batch:full") / q("raw:full"), "≥ 0.70"],
+        ["Search RPC (256-d prefix) / numpy brute force", q("search:pre256") / numpy_qps, "≥ 5"],
+        ["SearchBatch (256-d prefix) / numpy brute force", q("batch:pre256") / numpy_qps, "≥ 5"],
+        ["256-d prefix + rerank / 1024-d, Search RPC", q("search:pre256") / q("search:full"), "≥ 2"],
+        ["256-d prefix + rerank / 1024-d, SearchBatch", q("batch:pre256") / q("batch:full"), "≥ 2"],
+    ]
+    print_table("Ratios (medians)", ["ratio", "measured", "issue target"], targets)
+    body = (
+        f"{N:,} x {DIMENSION} unit vectors with front-loaded variance, cosine, k = {K}, "
+        f"{QUERIES:,} queries; both collections f16 HNSW (connectivity 16, expansion_search 64), "
+        f"built in {build_seconds:.0f} s. `onespace serve` runs as a subprocess; this process is "
+        f"its gRPC client (one channel), so client and server share the cores. Medians of {REPEATS} "
+        "passes, each path in turn.\n\n"
+        + markdown_table(header, rows)
+        + "\n\n"
+        + markdown_table(["ratio", "measured", "issue target"], targets)
+        + "\n"
+    )
+    write_section(
+        "search_rpc",
+        "Search RPCs vs raw usearch and numpy (`test_search_rpc.py`)",
+        body,
+        started=started,
+        load_before=load,
+        raw={"n": N, "runs": runs, "build_seconds": build_seconds},
+        document=N == 100_000,
+    )
+
+
+def run(data_dir: Path) -> None:
+    started = dt.datetime.now().astimezone()
+    load = load_average()
+    vectors, queries = clustered(N, DIMENSION, centres=1000, decay=0.5, seed=3, queries=QUERIES)
+    truth = _truth(vectors, queries)
+    t0 = time.perf_counter()
+    configs = build(data_dir, vectors)
+    build_seconds = time.perf_counter() - t0
+    server = Server(data_dir, "--log-level", "WARNING", "--max-items-per-request", "1024")
+    try:
+        runs = asyncio.run(over_grpc(f"127.0.0.1:{server.port}", queries, truth))
+    finally:
+        server.terminate()
+    runs.update(in_process(data_dir, configs, vectors, queries, truth))
+    for key, passes in runs.items():
+        if "recall" in passes[0]:
+            assert _median(passes, "recall") > 0.8, f"{key}: recall {passes}"
+    report(runs, build_seconds, started, load)
+
+
+@pytest.mark.benchmark
+def test_search_rpc(tmp_path: Path) -> None:
+    run(tmp_path)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run(Path(tmp))
