@@ -138,6 +138,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.maintainer.stop()
         await self.scheduler.stop(self.settings.grace_seconds)
+        await self.writes.close()
         await asyncio.to_thread(self.store.close)  # every acked write is already on disk
         await self.provider.close()
 

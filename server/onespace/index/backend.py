@@ -46,8 +46,13 @@ class CollectionHandle(Protocol):
         """Validate records into an operation for `apply` (cheap: may run on the event loop)."""
         ...
 
-    def apply(self, ops: Sequence[WriteOp]) -> list[int]:
-        """Commit a group of operations durably, in order; one result per operation."""
+    def apply(self, ops: Sequence[WriteOp], *, index: bool = True) -> list[int]:
+        """Commit a group of operations durably, in order; one result per operation. Committed
+        writes are searchable at once; `index=False` leaves index upkeep to `index_pending`."""
+        ...
+
+    def index_pending(self) -> bool:
+        """Bring derived search structures up to the last commit; whether there was work."""
         ...
 
     def get(self, ids: Sequence[str], include_vectors: bool = False) -> list[StoredItem | None]: ...

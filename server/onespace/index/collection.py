@@ -2,11 +2,21 @@
 
 Write path (`apply`, called by the write batcher with a group of operations from many callers):
 allocate keys, append the vectors to the vector file and fsync it, commit one SQLite transaction
-(which fsyncs its WAL), then publish the new slots to readers and update the HNSW index. Only then
-do the callers get their acks, so an ack means the write is on disk. One write lock serialises
-writers and index checkpoints (usearch must not save while adding); searches and gets never take
-it: they read an immutable `SlotView`, the mapped vectors, SQLite through their own connection
-(WAL), and the index (usearch has its own mutex around add/search).
+(which fsyncs its WAL), then publish the new slots to readers. Only then do the callers get their
+acks, so an ack means the write is on disk — and searchable: rows not yet in the HNSW index (the
+*tail*, every live key at or above `indexed_below`) are scanned exactly by every search and merged
+with the index's shortlist.
+
+Indexing (`index_pending`) adds the tail to HNSW and applies queued removals. `apply(ops)` does it
+before returning; the write batcher calls `apply(ops, index=False)` and runs `index_pending` in
+another worker thread after the acks, so the next group commit (fsync, SQLite) overlaps this
+group's HNSW adds — the single-threaded usearch add is the slowest step of a write. The tail is
+bounded (`MAX_UNINDEXED`): past it, `apply` indexes before committing more (backpressure).
+
+Locks: the write lock serialises commits; the index lock serialises index mutation (add, remove,
+save, swap, memory_usage: usearch corrupts a save that overlaps an add). Order: index lock, then
+write lock. Searches and gets take neither: they read an immutable `SlotView`, the mapped vectors,
+SQLite through their own connection (WAL), and the index (usearch's own mutex).
 
 Keys: every stored row gets a fresh uint64 key from a counter and keeps it until deleted; an
 upsert of an existing id removes the old key and adds a new one (remove + re-add of one key is
@@ -58,6 +68,8 @@ log = logging.getLogger(__name__)
 _MAX_KEY = 2**64 - 2
 ADD_CHUNK = 65_536  # rows per usearch add when (re)building or replaying
 LIST_LIMIT = 20_000  # a filter matching more items is tested on shortlists instead of listed
+MAX_UNINDEXED = 16_384  # committed rows that may wait for HNSW (each search scans them exactly)
+INDEX_STEP = 2048  # tail rows indexed per `index_pending` call
 ESTIMATE_SAMPLE = 1024  # live slots tested to estimate the share a large filter matches
 
 
@@ -101,6 +113,9 @@ class Collection:
         self.next_key = meta["next_key"]
         self.durable = durable
         self.write_lock = threading.Lock()
+        self.index_lock = threading.Lock()  # taken before write_lock when both are held
+        self.indexed_below = self.next_key  # every live key below this is in the index
+        self.pending_removals: list[npt.NDArray[np.uint64]] = []  # removed keys the index still holds
         self.maintenance_lock = threading.Lock()  # one checkpoint or compaction at a time
         self.checkpoint: Checkpoint | None = None
         self.changes_since_checkpoint = 0  # items inserted or removed since the last checkpoint
@@ -168,10 +183,12 @@ class Collection:
         checked = [q if isinstance(q, CheckedQuery) else self.check_query(q) for q in queries]
         if not checked:
             return []
+        below = self.indexed_below  # read before the index: a row indexed meanwhile is merged twice
         view, index = self._view, self.index
         with self._reading():
+            tail = _tail_rows(view, below)
             candidates = [self._candidates(view, q.filter) for q in checked]
-            ranked = search_batch(self._config, view, index, checked, candidates, threads)
+            ranked = search_batch(self._config, view, index, checked, candidates, threads, tail)
             keys = sorted({int(view.keys[row]) for r in ranked for row in r.rows})
             rows = self.sql.rows_by_keys(keys) if keys else {}
         hits: list[list[Hit]] = []
@@ -257,15 +274,59 @@ class Collection:
         """Remove `ids` durably; returns how many of them were stored. Unknown ids are ignored."""
         return self.apply([DeleteOp(tuple(i for i in ids if isinstance(i, str)))])[0]
 
-    def apply(self, ops: Sequence[WriteOp]) -> list[int]:
-        """Commit a group of operations as one durable transaction; one result per operation."""
+    def apply(self, ops: Sequence[WriteOp], *, index: bool = True) -> list[int]:
+        """Commit a group of operations as one durable transaction; one result per operation.
+
+        With `index` false the new rows are left for `index_pending` (searches scan them exactly
+        meanwhile), unless the tail is already at its bound.
+        """
+        while not index and self.unindexed_rows() >= MAX_UNINDEXED and self.index_pending():
+            pass
         with self.write_lock:
             self._check_open()
             planned = plan_writes(ops, self.sql.keys_of_ids)
-            if not planned.inserts and not planned.removed_keys:
-                return planned.results
-            self._commit(planned.inserts, planned.removed_keys)
+            if planned.inserts or planned.removed_keys:
+                self._commit(planned.inserts, planned.removed_keys)
+        if index:
+            while self.index_pending():
+                pass
         return planned.results
+
+    def unindexed_rows(self) -> int:
+        """Committed rows (live or not) the HNSW index has not taken yet."""
+        view = self._view
+        return view.count - int(np.searchsorted(view.keys[: view.count], np.uint64(self.indexed_below)))
+
+    def index_pending(self) -> bool:
+        """Add (up to `INDEX_STEP` rows of) the tail to the HNSW index and apply queued removals;
+        whether there was anything. Short steps keep the index lock free for close and delete."""
+        with self.index_lock:
+            return self._index_tail(holding_write_lock=False, max_rows=INDEX_STEP)
+
+    def _index_tail(self, *, holding_write_lock: bool, max_rows: int | None = None) -> bool:
+        """With the index lock held: index the live tail rows, then forget removed keys."""
+        if self.closed:
+            return False
+        view = self._view
+        keys = view.keys[: view.count]
+        start = int(np.searchsorted(keys, np.uint64(self.indexed_below)))
+        end = view.count if max_rows is None else min(view.count, start + max_rows)
+        did = start < end
+        if did:
+            rows = np.arange(start, end, dtype=np.int64)
+            rows = rows[view.live[rows]]  # a row killed later is in a queued removal
+            for first in range(0, len(rows), ADD_CHUNK):
+                chunk = rows[first : first + ADD_CHUNK]
+                self.index.add_stored(view.keys[chunk], view.vectors[chunk])
+            self.indexed_below = int(keys[end - 1]) + 1
+        if holding_write_lock:
+            removals, self.pending_removals = self.pending_removals, []
+        else:
+            with self.write_lock:
+                removals, self.pending_removals = self.pending_removals, []
+        if removals:
+            self.index.remove([int(k) for k in np.concatenate(removals)])
+        return did or bool(removals)
 
     def _commit(self, inserts: list[PreparedRecord], removed: list[int]) -> None:
         n = len(inserts)
@@ -302,9 +363,8 @@ class Collection:
         gone = np.asarray(removed, dtype=np.uint64)
         self.slots.kill_keys(gone)
         self._view = self._make_view()
-        if n:
-            self.index.add_stored(keys, stored)
-        self.index.remove([int(k) for k in gone])
+        if len(gone):
+            self.pending_removals.append(gone)  # searches skip dead rows; the index forgets them later
 
     # --- helpers shared with maintenance ---
 
@@ -334,6 +394,13 @@ class Collection:
     def _vector_of_key(self, view: SlotView, key: int) -> npt.NDArray[np.float32] | None:
         slot = int(view.rows_for_keys(np.array([key], dtype=np.uint64))[0])
         return _as_f32(view.vectors[slot]) if slot >= 0 else None
+
+
+def _tail_rows(view: SlotView, below: int) -> Rows:
+    """Live slots whose keys are at or above `below`: committed, not yet in the index."""
+    start = int(np.searchsorted(view.keys[: view.count], np.uint64(below)))
+    rows = np.arange(start, view.count, dtype=np.int64)
+    return rows[view.live[rows]]
 
 
 def _as_f32(values: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:

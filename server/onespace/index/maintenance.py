@@ -17,6 +17,7 @@ catch-up at the end; searches never wait for it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -174,14 +175,15 @@ def checkpoint(collection: Collection, *, background: bool = False) -> Checkpoin
     file is then hashed, fsynced and committed, and the removal records it covers are forgotten.
     """
     with collection.maintenance_lock:
-        with collection.write_lock:
+        with contextlib.nullcontext() if background else collection.index_lock, collection.write_lock:
             if collection.closed:
                 return None
             last = collection.checkpoint
             if last is not None and last.seq == collection.seq:
                 return None
             collection.changes_since_checkpoint = 0
-            if not background:
+            if not background:  # the saved index must reflect every commit up to `seq`
+                collection._index_tail(holding_write_lock=True)
                 seq, count, tombstones = collection.seq, len(collection.index), collection.index.tombstones
                 tmp = temp_index_path(collection.directory)
                 collection.index.save(tmp)
@@ -290,18 +292,20 @@ def _rebuild_index(collection: Collection) -> None:
     with collection.write_lock:  # the snapshot and the seq it reflects, taken together
         view, seq = collection.view, collection.seq
     fresh = _build_index(collection, view)
-    with collection.write_lock:
+    with collection.index_lock, collection.write_lock:
         added, removed = collection.sql.changed_since(seq)
         fresh.remove([int(k) for k in removed])
         current = collection.view
         _add_rows(collection, fresh, current, current.rows_for_keys(added))
         fresh.search_calls = collection.index.search_calls
         collection.index = fresh
+        collection.indexed_below = collection.next_key  # the fresh index holds every committed row
+        collection.pending_removals = []
     log.info("collection %s: index rebuilt without its removed entries", collection.name)
 
 
 def close(collection: Collection) -> None:
-    with collection.write_lock:
+    with collection.index_lock, collection.write_lock:
         collection.closed = True
         collection.sql.close()
         collection.vectors.close()
@@ -317,7 +321,7 @@ def stats(collection: Collection) -> CollectionStats:
             continue
     wal = directory / (collection.sql.path.name + "-wal")
     last = collection.checkpoint
-    with collection.write_lock:  # usearch's memory_usage segfaults while an add runs (2.26)
+    with collection.index_lock:  # usearch's memory_usage segfaults while an add runs (2.26)
         slots, index, index_bytes = collection.slots, collection.index, collection.index.memory_usage
     return CollectionStats(
         items=slots.live_count,

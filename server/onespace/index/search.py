@@ -101,7 +101,9 @@ def search_batch(
     queries: Sequence[CheckedQuery],
     candidates: Sequence[Candidates],
     threads: int,
+    tail: Rows | None = None,
 ) -> list[Ranked]:
+    """Rank every query; `tail` (sorted live slots not yet in `index`) joins every shortlist."""
     plans = [_plan(config, table, index, q, c) for q, c in zip(queries, candidates, strict=True)]
     shortlists: dict[int, Rows] = {}
     groups: dict[int, list[int]] = defaultdict(list)
@@ -112,6 +114,9 @@ def search_batch(
         matrix = _index_vectors(config, [plans[i].query for i in members])
         for i, keys in zip(members, index.search(matrix, count, threads), strict=True):
             shortlists[i] = table.rows_for_keys(keys)
+    if tail is not None and len(tail):
+        for i, rows in shortlists.items():
+            shortlists[i] = np.union1d(rows[rows >= 0], tail)
     return [_finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
 
 

@@ -40,57 +40,56 @@ async def bounded_stream(
     stop: asyncio.Event | None = None,
 ) -> AsyncIterator[Resp]:
     """Yield `handle(request)` for every request, at most `window` at once. `handle` must not raise
-    for a bad item (it answers with an error response instead); if it does, the stream fails."""
-    reader = aiter(requests)
+    for a bad item (it answers with an error response instead); if it does, the stream fails.
+
+    A reader task takes a window slot, then reads a request and starts its handler; every task
+    that finishes puts itself on one completion queue, which this generator drains. Each item
+    costs O(1) bookkeeping (waiting on the whole window's futures per event cost O(window)).
+    """
+    finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+    room = asyncio.Semaphore(window)
     working: set[asyncio.Future[Resp]] = set()
-    next_request: asyncio.Future[Req] | None = None
-    stopping: asyncio.Future[Any] | None = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    exhausted = stopped = False
+    stopped = False
+
+    async def read() -> None:
+        async for request in _slots(requests, room):
+            task = asyncio.ensure_future(handle(request))
+            working.add(task)
+            if in_window is not None:
+                in_window.inc()
+            task.add_done_callback(finished.put_nowait)
+
+    reader: asyncio.Future[None] = asyncio.ensure_future(read())
+    reader.add_done_callback(finished.put_nowait)
+    watcher: asyncio.Future[Any] | None = None
+    if stop is not None:
+        watcher = asyncio.ensure_future(stop.wait())
+        watcher.add_done_callback(lambda _: reader.cancel())  # stop reading at once
+    reading = True
     try:
-        while True:
-            if stopping is not None and stopping.done() and not stopped:
-                stopped = exhausted = True
-                if next_request is not None:
-                    next_request.cancel()
-                    with contextlib.suppress(BaseException):
-                        await next_request
-                    next_request = None
-            if next_request is None and not exhausted and len(working) < window:
-                next_request = asyncio.ensure_future(anext(reader))
-            waiting: set[asyncio.Future[Any]] = set(working)
-            if next_request is not None:
-                waiting.add(next_request)
-            if not waiting:
-                if stopped:
-                    raise Unavailable(
-                        "the server is shutting down; resend the unanswered items elsewhere",
-                        retry_after_seconds=1.0,
-                    )
-                return
-            if stopping is not None and not stopped:
-                waiting.add(stopping)
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if next_request is not None and next_request in done:
-                finished, next_request = next_request, None
-                try:
-                    request = finished.result()
-                except StopAsyncIteration:
-                    exhausted = True
-                else:
-                    working.add(asyncio.ensure_future(handle(request)))
-                    if in_window is not None:
-                        in_window.inc()
-            for task in [t for t in working if t in done]:
-                working.discard(task)
-                if in_window is not None:
-                    in_window.dec()
-                yield task.result()
+        while reading or working:
+            done = await finished.get()
+            if done is reader:
+                reading = False
+                if reader.cancelled():
+                    stopped = True
+                elif (error := reader.exception()) is not None:
+                    raise error
+                continue
+            working.discard(done)
+            room.release()
+            if in_window is not None:
+                in_window.dec()
+            yield done.result()
+        if stopped:
+            raise Unavailable(
+                "the server is shutting down; resend the unanswered items elsewhere",
+                retry_after_seconds=1.0,
+            )
     finally:
-        if stopping is not None:
-            stopping.cancel()
-        leftovers: list[asyncio.Future[Any]] = [*working]
-        if next_request is not None:
-            leftovers.append(next_request)
+        if watcher is not None:
+            watcher.cancel()
+        leftovers: list[asyncio.Future[Any]] = [reader, *working]
         if in_window is not None and working:
             in_window.dec(len(working))
         for leftover in leftovers:
@@ -98,3 +97,16 @@ async def bounded_stream(
         for leftover in leftovers:
             with contextlib.suppress(BaseException):
                 await leftover
+
+
+async def _slots(requests: AsyncIterable[Req], room: asyncio.Semaphore) -> AsyncIterator[Req]:
+    """The requests, each read only once a window slot is free (the slot goes with the item)."""
+    reader = aiter(requests)
+    while True:
+        await room.acquire()
+        try:
+            request = await anext(reader)
+        except StopAsyncIteration:
+            room.release()
+            return
+        yield request

@@ -1,0 +1,107 @@
+"""Rows committed but not yet in the HNSW index (the tail) are searchable, deletable and survive
+restarts; `index_pending` hands them to the index in steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from onespace.index import (
+    CollectionConfig,
+    CollectionStore,
+    Filter,
+    HnswParams,
+    Metric,
+    Query,
+    Record,
+    maintenance,
+)
+from onespace.index.collection import INDEX_STEP, MAX_UNINDEXED, Collection
+from onespace.index.records import Condition
+from onespace.index.records import Test as Check
+from onespace.index.writes import DeleteOp
+from onespace.models import Modality
+from tests.unit.index.helpers import mixture, reference_top
+
+DIM = 32
+
+
+def config() -> CollectionConfig:
+    # A generous ef makes the index all but exact, so any difference from the reference is the tail's.
+    return CollectionConfig(
+        name="docs", model="m", dimension=DIM, metric=Metric.COSINE, hnsw=HnswParams(expansion_search=512)
+    )
+
+
+def write(c: Collection, data: np.ndarray, start: int = 0, *, index: bool) -> None:
+    records = [
+        Record(f"i{start + n}", row, Modality.TEXT, {"odd": str((start + n) % 2)})
+        for n, row in enumerate(data)
+    ]
+    c.apply([c.prepare_upsert(records)], index=index)
+
+
+def drain(c: Collection) -> None:
+    while c.index_pending():
+        pass
+
+
+def test_the_tail_is_searched_exactly_and_merged_with_the_index(tmp_path: Path) -> None:
+    store = CollectionStore(tmp_path)
+    store.open()
+    c = store.create(config())
+    data = mixture(3000, DIM, seed=1)
+    write(c, data[:2000], index=True)
+    write(c, data[2000:], 2000, index=False)
+    assert c.unindexed_rows() == 1000 and len(c.index) == 2000
+    calls = c.usearch_calls
+    for q in mixture(20, DIM, seed=2):
+        want = reference_top(data, q, Metric.COSINE, 5)
+        assert [int(h.id[1:]) for h in c.search(Query(q, 5))] == want  # the tail's rows rank exactly
+        odd = Filter(conditions=(Condition("odd", Check.IN, values=("1",)),))
+        assert all(int(h.id[1:]) % 2 for h in c.search(Query(q, 5, filter=odd)))
+    assert c.usearch_calls > calls  # the index was used, not just a scan
+    c.apply([DeleteOp(("i2500", "i10"))], index=False)  # one in the tail, one in the index
+    assert c.get(["i2500", "i10"]) == [None, None]
+    assert c.index_pending() is True  # adds a step of the tail and applies the removal
+    assert c.unindexed_rows() == 0 and len(c.index) == 2998 and c.index.tombstones == 1
+    assert c.index_pending() is False
+    q = data[2500]
+    assert "i2500" not in [h.id for h in c.search(Query(q, 3))]
+    store.close()
+
+
+def test_index_pending_goes_in_steps_and_the_tail_has_a_bound(tmp_path: Path) -> None:
+    store = CollectionStore(tmp_path)
+    store.open()
+    c = store.create(config())
+    data = mixture(INDEX_STEP + 100, DIM, seed=3)
+    write(c, data, index=False)
+    assert c.index_pending() and c.unindexed_rows() == 100
+    assert c.index_pending() and c.unindexed_rows() == 0
+    more = mixture(MAX_UNINDEXED + 10, DIM, seed=4)
+    write(c, more[:MAX_UNINDEXED], 10_000, index=False)
+    assert c.unindexed_rows() == MAX_UNINDEXED
+    write(c, more[MAX_UNINDEXED:], 50_000, index=False)  # at the bound: indexes before committing
+    assert c.unindexed_rows() < MAX_UNINDEXED
+    store.close()
+
+
+def test_the_tail_survives_a_crash_and_a_clean_close(tmp_path: Path) -> None:
+    store = CollectionStore(tmp_path)
+    store.open()
+    c = store.create(config())
+    data = mixture(500, DIM, seed=5)
+    write(c, data[:300], index=True)
+    write(c, data[300:], 300, index=False)
+    # A second store opens the same files without a close, as a restart after kill -9.
+    crashed = CollectionStore(tmp_path)
+    crashed.open()
+    again = crashed.get("docs")
+    assert len(again) == 500 and len(again.index) == 500 and again.unindexed_rows() == 0
+    assert [h.id for h in again.search(Query(data[450], 1))] == ["i450"]
+    crashed.close()
+    maintenance.checkpoint(c)  # a clean checkpoint indexes the tail first
+    assert c.unindexed_rows() == 0 and c.checkpoint is not None and c.checkpoint.count == 500
+    store.close()

@@ -1,0 +1,135 @@
+"""bounded_stream: the window bounds reads and work, answers come as items finish, shutdown stops
+reading at once and still answers the window, and a departing caller leaves nothing running."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from onespace.errors import Unavailable
+from onespace.rpc.streaming import bounded_stream
+
+
+class Gauge:
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.peak = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+        self.peak = max(self.peak, self.value)
+
+    def dec(self, amount: float = 1) -> None:
+        self.value -= amount
+
+
+class Source:
+    """An async request stream that counts how far it has been read."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.read = 0
+        self.more = asyncio.Event()
+
+    async def __aiter__(self) -> AsyncIterator[int]:
+        for i in range(self.count):
+            self.read += 1
+            self.more.set()
+            yield i
+
+
+async def test_at_most_window_items_are_read_and_worked_on() -> None:
+    source, gauge = Source(100), Gauge()
+    gates = {i: asyncio.Event() for i in range(100)}
+
+    async def handle(i: int) -> int:
+        await gates[i].wait()
+        return i
+
+    stream = bounded_stream(source, handle, 8, gauge)
+    first = asyncio.ensure_future(anext(stream))
+    while source.read < 8:
+        await source.more.wait()
+        source.more.clear()
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the reader try for more: the window is full
+    assert source.read == 8 and gauge.value == 8
+    gates[5].set()
+    assert await first == 5  # answers come as items finish, not in order
+    answers = [5]
+    for i in range(100):
+        gates[i].set()
+    answers += [r async for r in stream]
+    assert sorted(answers) == list(range(100)) and gauge.peak == 8 and gauge.value == 0
+
+
+async def test_stop_ends_reading_at_once_then_answers_the_window_and_raises() -> None:
+    source, stop = Source(1000), asyncio.Event()
+    release = asyncio.Event()
+    started = asyncio.Event()
+    seen: list[int] = []
+
+    async def handle(i: int) -> int:
+        seen.append(i)
+        if len(seen) == 4:
+            started.set()
+        await release.wait()
+        return i
+
+    answers: list[int] = []
+
+    async def consume() -> None:
+        async for r in bounded_stream(source, handle, 4, None, stop):
+            answers.append(r)
+
+    consumer = asyncio.ensure_future(consume())
+    await started.wait()
+    stop.set()
+    release.set()
+    with pytest.raises(Unavailable, match="shutting down"):
+        await consumer
+    assert sorted(answers) == [0, 1, 2, 3] and source.read <= 5
+
+
+async def test_a_handler_error_fails_the_stream_and_a_departing_caller_cancels_the_rest() -> None:
+    async def boom(i: int) -> int:
+        if i == 3:
+            raise RuntimeError("handler broke")
+        return i
+
+    with pytest.raises(RuntimeError, match="handler broke"):
+        async for _ in bounded_stream(Source(10), boom, 2):
+            pass
+
+    cancelled = asyncio.Event()
+    gauge = Gauge()
+
+    async def hang(i: int) -> int:
+        if i == 0:
+            return i
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return i
+
+    stream = bounded_stream(Source(10), hang, 4, gauge)
+    assert await anext(stream) == 0
+    await stream.aclose()  # the caller went away
+    assert cancelled.is_set() and gauge.value == 0
+
+
+async def test_a_broken_request_stream_fails_the_stream() -> None:
+    async def broken() -> AsyncIterator[int]:
+        yield 1
+        raise ConnectionError("client reset")
+
+    async def echo(i: int) -> int:
+        return i
+
+    with pytest.raises(ConnectionError, match="client reset"):
+        async for _ in bounded_stream(broken(), echo, 4):
+            pass
