@@ -1,0 +1,306 @@
+"""The gateway's own cost, bursts and overload: a real `onespace serve` (local provider) in a
+subprocess, this process its gRPC client on one channel, side by side in one run.
+
+1. Overhead: the Info RPC (no work: the transport floor) against unary Embed RPCs whose text is in
+   the cache (no provider work), both from 64 concurrent callers; one-item unary Embed calls made
+   one after another against one EmbedStream carrying the same cached items (and 4 streams).
+2. Burst: 5,000 unary RPCs opened at once on one channel: how many fail (grpc-core's default
+   pending-call limits cancelled ~40% of them before onespace raised them).
+3. Overload: a gateway with `--max-in-flight-rpcs 64` in front of the Bedrock emulator (50 ms a
+   call, 16 calls in flight: a capacity a single client process can overload), offered uncached
+   Embed RPCs open-loop at 5x the rate it serves closed-loop with 64 callers: how fast refusals
+   reach the client, and the admitted RPCs' latency against that closed-loop load.
+Medians of `REPEATS`; only correctness and counts are asserted, never time.
+
+Run: `.venv/bin/pytest tests/benchmarks/test_gateway_overhead.py -s` (about 2 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc, info_pb2, info_pb2_grpc
+from tests.benchmarks._common import print_table
+from tests.benchmarks._report import load_average, markdown_table, write_section
+from tests.reliability.serve import Server
+
+CALLERS = 64
+CALLS = 3_000
+SEQUENTIAL = 500
+STREAM_ITEMS = 5_000
+BURST = 5_000
+OVERLOAD_SECONDS = 3.0
+REPEATS = 3
+DIMENSION = 256  # smallest local dimension: the provider's work is not what is measured here
+TEXTS = [f"cached text number {i}" for i in range(200)]
+
+
+@contextlib.contextmanager
+def _emulator(*args: str) -> Iterator[str]:
+    """`onespace emulate-bedrock` on a free port; yields its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onespace.cli", "emulate-bedrock", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        found = re.search(r"on (http://[\d.:]+)", process.stdout.readline())
+        assert found, "the emulator did not start"
+        yield found.group(1)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _embed_request(text: str, dimension: int = DIMENSION) -> embed_pb2.EmbedRequest:
+    options = common_pb2.EmbedOptions(dimension=dimension, vector_format=common_pb2.VECTOR_FORMAT_F32)
+    return embed_pb2.EmbedRequest(items=[common_pb2.Content(text=text)], options=options)
+
+
+async def _closed_loop(
+    call: Callable[[int], Awaitable[Any]], calls: int, callers: int
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    next_call = 0
+
+    async def caller() -> None:
+        nonlocal next_call
+        while next_call < calls:
+            i = next_call
+            next_call += 1
+            started = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return calls / (time.perf_counter() - started), sorted(latencies)
+
+
+def _p(latencies: list[float], q: float) -> float:
+    return 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * q))] if latencies else float("nan")
+
+
+async def overhead(target: str) -> dict[str, list[float]]:
+    runs: dict[str, list[float]] = {}
+    async with grpc.aio.insecure_channel(target) as channel:
+        info, embed = info_pb2_grpc.InfoServiceStub(channel), embed_pb2_grpc.EmbedServiceStub(channel)
+        requests = [_embed_request(t) for t in TEXTS]
+        for r in requests:  # warm the cache
+            await embed.Embed(r)
+        info_request = info_pb2.InfoRequest()
+
+        async def stream_rate(streams: int) -> float:
+            per = STREAM_ITEMS // streams
+
+            async def one(s: int) -> int:
+                async def items() -> Any:
+                    for i in range(per):
+                        yield embed_pb2.EmbedStreamRequest(
+                            request_id=str(i),
+                            content=requests[(s + i) % len(requests)].items[0],
+                            options=requests[0].options,
+                        )
+
+                got = 0
+                async for response in embed.EmbedStream(items()):
+                    assert response.WhichOneof("outcome") == "result" and response.result.cached
+                    got += 1
+                return got
+
+            started = time.perf_counter()
+            got = sum(await asyncio.gather(*(one(s) for s in range(streams))))
+            assert got == per * streams
+            return got / (time.perf_counter() - started)
+
+        for _ in range(REPEATS):
+            rate, _ = await _closed_loop(lambda i: info.Info(info_request), CALLS, CALLERS)
+            runs.setdefault("info", []).append(rate)
+            rate, lat = await _closed_loop(lambda i: embed.Embed(requests[i % len(requests)]), CALLS, CALLERS)
+            runs.setdefault("embed_cached", []).append(rate)
+            runs.setdefault("embed_cached_p50_ms", []).append(_p(lat, 0.5))
+            rate, lat = await _closed_loop(lambda i: embed.Embed(requests[i % len(requests)]), SEQUENTIAL, 1)
+            runs.setdefault("embed_sequential", []).append(rate)
+            runs.setdefault("embed_sequential_p50_ms", []).append(_p(lat, 0.5))
+            runs.setdefault("stream_1", []).append(await stream_rate(1))
+            runs.setdefault("stream_4", []).append(await stream_rate(4))
+    return runs
+
+
+async def burst(target: str) -> dict[str, float]:
+    async with grpc.aio.insecure_channel(target) as channel:
+        info = info_pb2_grpc.InfoServiceStub(channel)
+        await info.Info(info_pb2.InfoRequest())
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(
+            *(info.Info(info_pb2.InfoRequest(), timeout=120) for _ in range(BURST)), return_exceptions=True
+        )
+        seconds = time.perf_counter() - started
+    failed = [o for o in outcomes if not isinstance(o, info_pb2.InfoResponse)]
+    codes = sorted({o.code().name for o in failed if isinstance(o, grpc.aio.AioRpcError)})
+    return {"rpcs": BURST, "failed": len(failed), "seconds": seconds, "codes": ", ".join(codes) or "-"}  # type: ignore[dict-item]
+
+
+async def overload(target: str) -> dict[str, float]:
+    counter = iter(range(10**9))
+
+    def fresh() -> embed_pb2.EmbedRequest:  # never cached: real provider work each time
+        return _embed_request(f"uncached text {next(counter)} for the overload run", 1024)
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        embed = embed_pb2_grpc.EmbedServiceStub(channel)
+        capacity, loaded = await _closed_loop(lambda i: embed.Embed(fresh()), 600, CALLERS)
+        rate = 5 * capacity
+        admitted: list[float] = []
+        refused: list[float] = []
+        other: list[str] = []
+
+        async def one() -> None:
+            started = time.perf_counter()
+            try:
+                await embed.Embed(fresh(), timeout=30)
+                admitted.append(time.perf_counter() - started)
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    refused.append(time.perf_counter() - started)
+                else:
+                    other.append(error.code().name)
+
+        tasks = []
+        started = time.perf_counter()
+        sent = 0
+        while (elapsed := time.perf_counter() - started) < OVERLOAD_SECONDS:
+            due = int(elapsed * rate)
+            while sent < due:
+                tasks.append(asyncio.ensure_future(one()))
+                sent += 1
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*tasks)
+    admitted.sort()
+    refused.sort()
+    return {
+        "capacity_rps": capacity,
+        "loaded_p99_ms": _p(loaded, 0.99),
+        "offered_rps": rate,
+        "sent": sent,
+        "admitted": len(admitted),
+        "refused": len(refused),
+        "other_failures": len(other),
+        "admitted_p99_ms": _p(admitted, 0.99),
+        "refused_p50_ms": _p(refused, 0.5),
+        "refused_p99_ms": _p(refused, 0.99),
+    }
+
+
+def run(data_dir: Path) -> None:
+    started = dt.datetime.now().astimezone()
+    load = load_average()
+    server = Server(data_dir / "a", "--log-level", "WARNING")
+    try:
+        runs = asyncio.run(overhead(f"127.0.0.1:{server.port}"))
+        bursts = asyncio.run(burst(f"127.0.0.1:{server.port}"))
+    finally:
+        server.terminate()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "emulator")  # the emulator takes any credentials
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulator")
+    with _emulator("--latency-ms", "50") as url:
+        server = Server(
+            data_dir / "b",
+            *("--log-level", "WARNING", "--provider", "bedrock", "--bedrock-endpoint-url", url),
+            *("--concurrency-initial", "16", "--concurrency-max", "16", "--max-in-flight-rpcs", "64"),
+        )
+        try:
+            over = asyncio.run(overload(f"127.0.0.1:{server.port}"))
+        finally:
+            server.terminate()
+    assert bursts["failed"] == 0, bursts
+    assert over["other_failures"] == 0 and over["refused"] > 0, over
+
+    m = {key: statistics.median(values) for key, values in runs.items()}
+    rows = [
+        ["Info RPC (transport floor)", f"{CALLERS} callers", m["info"], 1.0, ""],
+        [
+            "Embed RPC, 1 cached text",
+            f"{CALLERS} callers",
+            m["embed_cached"],
+            m["embed_cached"] / m["info"],
+            f"p50 {m['embed_cached_p50_ms']:.1f} ms",
+        ],
+        [
+            "Embed RPC, 1 cached text, one call after another",
+            "1 caller",
+            m["embed_sequential"],
+            m["embed_sequential"] / m["info"],
+            f"p50 {m['embed_sequential_p50_ms']:.2f} ms",
+        ],
+        ["EmbedStream, cached texts", "1 stream (window 64)", m["stream_1"], m["stream_1"] / m["info"], ""],
+        ["EmbedStream, cached texts", "4 streams", m["stream_4"], m["stream_4"] / m["info"], ""],
+    ]
+    header = ["path", "load", "items/s", "x Info", "latency"]
+    print_table("Gateway overhead (local provider, cache hits)", header, rows)
+    targets = [
+        ["cached unary Embed / Info (64 callers)", m["embed_cached"] / m["info"], "≥ 0.70"],
+        ["1 stream / sequential one-item unary Embed", m["stream_1"] / m["embed_sequential"], "≥ 10"],
+        ["1 stream / 64 concurrent one-item unary Embed", m["stream_1"] / m["embed_cached"], ""],
+        [f"burst of {BURST} unary RPCs on one channel: failed", bursts["failed"], "0"],
+        ["overload 5x: refusal latency p99 (ms)", over["refused_p99_ms"], "< 50"],
+        [
+            "overload 5x: admitted p99 / p99 at capacity (64 callers)",
+            over["admitted_p99_ms"] / over["loaded_p99_ms"],
+            "≤ 2",
+        ],
+    ]
+    print_table("Targets", ["ratio", "measured", "issue target"], targets)
+    overload_rows = [[k, v] for k, v in over.items()]
+    print_table("Overload run (max_in_flight_rpcs 64)", ["figure", "value"], overload_rows)
+    body = (
+        f"`onespace serve` (local provider, {DIMENSION}-d) in a subprocess, this process its client on "
+        f"one channel; medians of {REPEATS}. Cached texts isolate the gateway's own cost. The burst opens "
+        f"{BURST:,} Info RPCs at once ({bursts['seconds']:.2f} s, failures: "
+        f"{bursts['failed']} {bursts['codes']}). "
+        "The overload run offers uncached Embed RPCs open-loop at 5x the closed-loop rate of 64 callers "
+        "to a gateway started with `--max-in-flight-rpcs 64 --concurrency-max 16` in front of the Bedrock "
+        "emulator at 50 ms a call.\n\n"
+        + markdown_table(header, rows)
+        + "\n\n"
+        + markdown_table(["ratio", "measured", "issue target"], targets)
+        + "\n\n"
+        + markdown_table(["overload figure", "value"], overload_rows)
+        + "\n"
+    )
+    write_section(
+        "gateway_overhead",
+        "Gateway overhead, bursts and overload (`test_gateway_overhead.py`)",
+        body,
+        started=started,
+        load_before=load,
+        raw={"runs": runs, "burst": bursts, "overload": over},
+    )
+
+
+@pytest.mark.benchmark
+def test_gateway_overhead(tmp_path: Path) -> None:
+    run(tmp_path)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run(Path(tmp))
