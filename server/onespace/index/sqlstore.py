@@ -263,7 +263,7 @@ class SqlStore:
             marks = ",".join("?" * len(chunk))
             query = f"SELECT key, id, modality, metadata FROM items WHERE {column} IN ({marks})"
             for key, item_id, modality, metadata in conn.execute(query, tuple(chunk)):
-                row = ItemRow(key, item_id, modality, json.loads(metadata))
+                row = ItemRow(key, item_id, modality, json.loads(metadata) if metadata != "{}" else {})
                 out[key if column == "key" else item_id] = row
         return out
 
