@@ -1,47 +1,204 @@
-"""An AIMD limit on concurrent provider calls: grows by about one per window of successes, halves
-on throttling, stays within [floor, ceiling].
+"""The limit on concurrent provider calls: AIMD on the throttle *rate* of a window of calls, not on
+single throttles; it checks whether a cut helped (and undoes it when it did not), learns the
+throttle rate that does not depend on us, and holds just under the level that last failed.
 
-A burst of throttles from calls that all started under the same limit halves it once, not once per
-call: each permit remembers the epoch it was issued in, and only a throttle from the current epoch
-cuts the limit (and opens a new epoch). That keeps a throttling storm from collapsing the limit to
-the floor in one burst, and from turning into a retry storm.
+Why not "halve on every throttled epoch" (what this was): Bedrock throttles for two reasons that
+call for opposite answers. When our own load exceeds a quota (a concurrency cap, an RPM bucket),
+fewer calls in flight is the cure. When throttles come at random whatever our load (a shared
+fleet shedding a share of everyone's calls), cutting concurrency cures nothing: the provider
+retries the throttled call anyway, and a smaller limit only lowers throughput. Halving on every
+throttled epoch collapsed a 20%-random-throttle run to a limit of 4-5 and ~30 items/s, and against
+a hard cap of 16 it averaged about 0.67 of the cap (AIMD's sawtooth between C/2 and C).
 
-Owned by the event loop (no locks): permits are handed to waiters in FIFO order.
+- **Windows.** Outcomes are counted per *attempt*: a success when a call returns, a throttle
+  when the provider reports one (`ProviderEvents.throttled`, retries included), or when a call
+  fails with ResourceExhausted and nothing was reported. A window closes after
+  `max(window, limit)` outcomes, about one round of every permit. Outcomes of permits issued
+  before the limit last fell or was restored do not count: they describe the old limit; nor do
+  outcomes while more permits are out than the limit (the old ones still draining: a call
+  sleeping in backoff under the old limit throttles the new ones when it wakes). The first
+  window ramps up (connections, callers arriving) and decides nothing unless it closes early;
+  time with nothing in flight is not counted.
+- **Sustained throttling** = a window's throttle rate above background + max(`tolerance`, 3
+  standard errors of the background rate over the window), so noise around a background rate
+  never cuts the limit. A window closes early (8 outcomes at least) on heavy throttling: over
+  half of it throttled even if every other outcome succeeds, or over half the permits throttled
+  within its first round.
+- **Decrease** multiplicatively by the excess over the background, measured as the share of
+  permits that were throttled (at most the throttle rate: a throttle comes back at once and is
+  retried soon, so 8 permits over a cap of 16 throttle 17 times before a success is back), at
+  most by half and by one permit at least: a limit one over a cap of 16 comes back to 16, not
+  to 8 (TCP with a loss threshold rather than reacting to every loss; botocore's adaptive mode
+  and Netflix's concurrency-limits also react to sustained signals).
+- **Did the cut help?** The full windows after a cut are compared with the one that caused it
+  (a cut decided on an early close takes the first full window after it as reference, and goes
+  on cutting while throttling is sustained). It helped if the throttle rate fell by more than 2
+  standard errors of the difference, or if, after at least a quarter of the limit was cut, the
+  *cost* of a success fell with the limit while 90% of the goodput was kept: permit-seconds held
+  per successful call (Little's law: against a quota that binds, cost = limit / quota rate, so
+  it falls in proportion to the cut; with random throttles it is latency plus backoffs, the same
+  at any limit). An RPM bucket at 2x overload shows why the rate alone is not enough: throttled
+  calls mostly sleep in backoff while holding their permit, so halving the limit lowers the
+  throttle rate only from ~0.67 to ~0.44 while the cost halves. (A gateway short of CPU also
+  sees the cost fall with the limit: keeping the cut then costs nothing until the goodput drops.)
+  If the rate or the cost *rose* although the limit fell (by 2 standard errors, by 30%),
+  conditions changed under the test (a quota's burst ran out): no verdict, judge afresh.
+  If neither fell after at least a quarter of the limit was cut, the throttles are not our
+  doing: the limit goes back to where it was before the run of cuts and their rate becomes the
+  background (unless it is above `max_background`: heavy throttling is treated as overload
+  whatever its cause, and the limit keeps falling, to the floor if need be). The background
+  decays by 1% per window (half-life ~70 windows), and a cut that helped lowers it to the rate
+  seen after the cut, so knowledge that went stale fades and persistent random throttling is
+  re-learned the same way.
+- **Starving calls.** Throttled calls back off exponentially while holding their permit, so a
+  limit a little above a hard cap can look healthy: the extra permits sleep ever longer and are
+  rarely throttled. A call throttled 4 times in a row under the current limit takes one permit
+  off, at most once per window, unless the background rate makes that likely by chance (more
+  than once per 100 windows: off above a background of ~13% at a window of 32).
+- **Increase** only when the limit was reached in the window (otherwise the window says nothing
+  about more concurrency), and not while a cut is under test: x1.5 per window until the first
+  decrease (slow start, resumed when a cut is undone), then +1/8 per window. Below the limit that
+  last failed (`w_max`, as in CUBIC) it climbs halfway back to one under it per window and holds
+  there for 1, 2, 4 ... 16 windows (doubling each time a probe fails) before probing it again; a
+  probe that passes forgets `w_max`. So against a hard cap it sits at the cap and probes above it
+  now and then, and if the capacity grows it follows.
+
+These rules were tuned on a discrete-event simulation of permits, attempts and backoffs (not part
+of the repository) against a concurrency cap, an RPM token bucket and random throttles, with and
+without a CPU-bound gateway, then checked against the emulator (tests/benchmarks/
+test_bedrock_fanout.py; figures in docs/benchmarks.md). Every window's figures and decision are
+logged at DEBUG (`onespace.engine.limiter`).
+
+Throttled calls are retried by the provider with jittered exponential backoff while holding their
+permit, so retries never exceed the limit and never storm (see providers/bedrock/retry.py).
+
+Owned by the event loop (no locks): permits are handed to waiters in FIFO order; every decision is
+made synchronously in `release`/`throttled`, and time comes from an injectable `clock`, so tests
+drive it event by event without sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["AdaptiveLimiter", "Permit"]
 
+log = logging.getLogger(__name__)
+
+_Z = 3.0  # standard errors above the background a window's rate may reach without counting
+_EARLY_MIN = 8  # outcomes before a window may close early
+_MAX_HOLD = 16  # windows to wait before probing w_max again, at most
+_DECAY = 0.99  # the background's share kept per window
+_Z_CHANGE = 2.0  # standard errors by which two windows' rates must differ to count as different
+_KEPT = 0.9  # ... a cheaper success counts only if at least this share of the goodput was kept
+_COST_WORSE = 1.3  # ... and conditions changed if the cost of a success rose by this factor
+_CONTRAST = 0.25  # ... and it did not help if neither fell after cutting this share of the limit
+_STARVING = 4  # throttles of one call in a row that say the limit is above the upstream's capacity
+_STARVING_ODDS = 0.01  # ... unless the background makes one such call per 100 windows likely
+
 
 @dataclass(slots=True, eq=False)
 class Permit:
     epoch: int
     released: bool = False
+    throttles: int = 0  # throttles reported while it was held
+    streak: int = 0  # ... of which under the current limit (the count restarts when it changes)
+    streak_epoch: int = -1
+    window: int = -1  # the window it was last counted as a throttled permit in
+
+
+@dataclass(slots=True)
+class _Series:
+    """Cuts under test: the state to restore, and the full window they are compared with (a series
+    opened by an early close, too small a sample to compare with, takes the first full window)."""
+
+    limit: float
+    w_max: int | None
+    hold: int
+    slow_start: bool
+    base_limit: float = 0.0
+    base_rate: float = 0.0
+    base_outcomes: int = 0
+    base_cost: float = math.inf
+    base_goodput: float = 0.0
+    based: bool = False
+
+    def base(self, limit: float, rate: float, outcomes: int, cost: float, goodput: float) -> None:
+        self.base_limit, self.base_rate, self.base_outcomes = limit, rate, outcomes
+        self.base_cost, self.base_goodput = cost, goodput
+        self.based = True
+
+
+def _difference(rate: float, n: int, other: float, m: int) -> float:
+    """How far apart two windows' throttle rates may be by chance (`_Z_CHANGE` standard errors)."""
+    pooled = (rate * n + other * m) / (n + m)
+    return _Z_CHANGE * math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
 
 
 class AdaptiveLimiter:
     def __init__(
-        self, initial: int, floor: int, ceiling: int, on_change: Callable[[int], None] | None = None
+        self,
+        initial: int,
+        floor: int,
+        ceiling: int,
+        on_change: Callable[[int], None] | None = None,
+        *,
+        window: int = 32,
+        tolerance: float = 0.05,
+        max_background: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= floor <= ceiling:
             raise ValueError(f"need 1 <= floor ({floor}) <= ceiling ({ceiling})")
+        if window < 1 or not 0.0 < tolerance < 1.0 or not 0.0 <= max_background < 1.0:
+            raise ValueError("need window >= 1, 0 < tolerance < 1 and 0 <= max_background < 1")
         self.floor = floor
         self.ceiling = ceiling
+        self.window = window
+        self.tolerance = tolerance
+        self.max_background = max_background
+        self._clock = clock
         self._limit = float(min(max(initial, floor), ceiling))
         self._in_flight = 0
         self._epoch = 0
         self._waiters: deque[asyncio.Future[Permit]] = deque()
         self._on_change = on_change
+        # the current window: outcomes of permits issued under the current limit
+        self._ok = 0
+        self._throttled = 0
+        self._throttled_permits = 0  # how many permits the throttles came from
+        self._saturated = False
+        # and its cost by Little's law: permit-seconds held / calls that succeeded (any permit),
+        # measured from the first permit issued under the current limit
+        self._measuring = False
+        self._stamp = 0.0
+        self._since = 0.0
+        self._area = 0.0
+        self._done = 0
+        # what the windows have taught
+        self._slow_start = True
+        self._background = 0.0
+        self._w_max: int | None = None
+        self._hold = 1  # windows to hold one under w_max before probing it
+        self._held = 0
+        self._series: _Series | None = None
+        self._chain: tuple[float, int | None, int, bool] | None = None  # state before a run of cuts
+        self._starved_in = -1  # the window count at the last starving decrease
+        # counters (for metrics, tests and the benchmark)
         self.decreases = 0
+        self.restores = 0
+        self.increases = 0
+        self.windows = 0
         self.peak_in_flight = 0
         self._changed()
 
+    # --- state ---------------------------------------------------------------------------------
     @property
     def limit(self) -> int:
         return int(self._limit)
@@ -50,14 +207,50 @@ class AdaptiveLimiter:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def background(self) -> float:
+        """The throttle rate learned not to depend on our concurrency."""
+        return self._background
+
+    @property
+    def w_max(self) -> int | None:
+        """The limit at which throttling last became sustained (None once a probe passed it)."""
+        return self._w_max
+
+    @property
+    def testing(self) -> bool:
+        """Whether a decrease is under test (the next full window decides whether it helped)."""
+        return self._series is not None
+
+    def threshold(self, outcomes: int) -> float:
+        """The throttle rate over `outcomes` attempts above which throttling counts as sustained."""
+        b = self._background
+        noise = _Z * math.sqrt(b * (1.0 - b) / max(outcomes, 1))
+        return b + max(self.tolerance, noise)
+
+    # --- permits -------------------------------------------------------------------------------
+    def _account(self) -> None:
+        now = self._clock()
+        if self._measuring:
+            self._area += self._in_flight * (now - self._stamp)
+            if self._in_flight == 0:  # idle time says nothing about the upstream: not counted
+                self._since += now - self._stamp
+        self._stamp = now
+
     def _take(self) -> Permit:
+        self._account()
+        if not self._measuring:  # the first permit under a new limit: the old ones have drained
+            self._measuring, self._area, self._done, self._since = True, 0.0, 0, self._stamp
         self._in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        if self._in_flight >= self.limit:
+            self._saturated = True
         return Permit(self._epoch)
 
     async def acquire(self) -> Permit:
         if self._in_flight < self.limit and not self._waiters:
             return self._take()
+        self._saturated = True
         waiter: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -70,26 +263,41 @@ class AdaptiveLimiter:
             raise
 
     def throttled(self, permit: Permit) -> None:
-        """A call holding `permit` was throttled (possibly retried): cut the limit once per epoch."""
-        if permit.epoch == self._epoch:
-            self._limit = max(float(self.floor), self._limit / 2)
-            self._epoch += 1
-            self.decreases += 1
-            self._changed()
+        """One attempt of the call holding `permit` was throttled (it may be retried)."""
+        permit.throttles += 1
+        if permit.streak_epoch != self._epoch:
+            permit.streak, permit.streak_epoch = 0, self._epoch
+        permit.streak += 1
+        if (
+            permit.streak >= _STARVING
+            and self._background**_STARVING * max(self.window, self.limit) < _STARVING_ODDS
+            and self.windows > self._starved_in
+        ):
+            self._starving()  # once per window: one decision per look at the evidence
+            return
+        if permit.epoch == self._epoch and self._in_flight <= self.limit:
+            self._throttled += 1
+            if permit.window != self.windows:
+                permit.window = self.windows
+                self._throttled_permits += 1
+            self._maybe_close()
 
     def release(self, permit: Permit, *, throttled: bool = False, succeeded: bool = False) -> None:
-        """Return a permit. `throttled` cuts the limit, `succeeded` grows it, neither leaves it."""
+        """Return a permit. `succeeded`: its call returned (one successful attempt); `throttled`:
+        it failed with a throttle (counted unless `throttled()` already reported one); neither:
+        it failed otherwise or was not used, which says nothing about capacity."""
         if permit.released:
             return
         permit.released = True
+        self._account()
         self._in_flight -= 1
-        if throttled:
+        if throttled and permit.throttles == 0:
             self.throttled(permit)
-        elif succeeded and self._limit < self.ceiling:
-            before = self.limit
-            self._limit = min(float(self.ceiling), self._limit + 1.0 / self._limit)
-            if self.limit != before:
-                self._changed()
+        elif succeeded:
+            self._done += 1
+            if permit.epoch == self._epoch and self._in_flight < self.limit:
+                self._ok += 1
+                self._maybe_close()
         self._hand_over()
 
     def _hand_over(self) -> None:
@@ -97,6 +305,161 @@ class AdaptiveLimiter:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(self._take())
+
+    # --- decisions -----------------------------------------------------------------------------
+    def _maybe_close(self) -> None:
+        size = max(self.window, self.limit)
+        n = self._ok + self._throttled
+        if n >= size:
+            self._close(early=False)
+        elif n >= _EARLY_MIN and (
+            self._throttled > max(self.threshold(size), self.max_background) * size
+            or (n <= self.limit and self._throttled_permits > self.max_background * self.limit)
+        ):
+            # heavy throttling, no need to wait for the rest of the window: over half of it is
+            # throttled even if every other outcome succeeds, or, within the first round, over
+            # half the permits were (only heavy: a throttle comes back at once and is retried
+            # soon, a success after the call's latency, so a window's first outcomes
+            # over-represent throttles)
+            self._close(early=True)
+
+    def _close(self, *, early: bool) -> None:
+        n = self._ok + self._throttled
+        rate = self._throttled / n
+        excess = min(rate, self._throttled_permits / max(self.limit, 1))  # permits, not attempts
+        sustained = early or rate > self.threshold(n)
+        self._account()
+        cost = self._area / self._done if self._done else math.inf
+        goodput = self._done / max(self._stamp - self._since, 1e-9)
+        saturated = self._saturated
+        self._ok = self._throttled = self._done = self._throttled_permits = 0
+        self._area = 0.0
+        self._since = self._stamp
+        self._saturated = False
+        self.windows += 1
+        self._background *= _DECAY
+        series = self._series
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "window %d: %d outcomes%s, throttled %.3f (threshold %.3f, background %.3f), cost %.1f ms, "
+                "goodput %.1f/s, limit %d%s%s",
+                self.windows,
+                n,
+                " (early)" if early else "",
+                rate,
+                self.threshold(n),
+                self._background,
+                cost * 1e3,
+                goodput,
+                self.limit,
+                " saturated" if saturated else "",
+                f", testing a cut from {series.limit:.0f}" if series else "",
+            )
+        if self.windows == 1 and not early:
+            return  # the first window ramps up (connections, callers arriving): a poor reference
+        if series is not None and not early and not series.based:
+            series.base(self._limit, rate, n, cost, goodput)
+        elif series is not None and not early:  # an early close is too small a sample to judge by
+            cut = 1.0 - self._limit / series.base_limit
+            base = series.base_rate
+            change = _difference(rate, n, base, series.base_outcomes)
+            cheaper = (
+                cut >= _CONTRAST
+                and cost < series.base_cost * (1.0 - cut / 2)
+                and goodput >= _KEPT * series.base_goodput
+            )
+            if rate < base - change or cheaper:  # it helped
+                self._series = None
+                self._background = min(self._background, rate)
+            elif rate > base + change or cost > series.base_cost * _COST_WORSE:
+                # throttling, or the cost of a success, grew although the limit fell: conditions
+                # changed under the test (a quota's burst ran out, say); no verdict, judge afresh
+                self._series = None
+            elif cut >= _CONTRAST and rate <= self.max_background:
+                self._restore(series, min(rate, base))  # cutting did not help: not our doing
+                return
+            elif not sustained:  # too small a cut to tell, and no longer needed
+                self._series = None
+        if sustained:
+            self._decrease(excess - self._background, rate, n, cost, goodput, early)
+            return
+        self._chain = None
+        if saturated and self._series is None:
+            self._increase()
+
+    def _decrease(self, excess: float, rate: float, n: int, cost: float, goodput: float, early: bool) -> None:
+        if self._series is None:
+            # a new test; while every window since the last healthy one was over the threshold,
+            # an undo goes back to before the first of those cuts
+            start = self._chain or (self._limit, self._w_max, self._hold, self._slow_start)
+            self._chain = start
+            self._series = _Series(*start)
+            if not early:
+                self._series.base(self._limit, rate, n, cost, goodput)
+        level = self.limit
+        self._cut(level - max(1, round(level * min(0.5, max(excess, 0.0)))))  # at least one permit
+
+    def _starving(self) -> None:
+        """A call throttled `_STARVING` times in a row: its permit mostly sleeps in backoff while the
+        others keep the upstream's slots busy, so the windows see few throttles, yet the limit is
+        above what the upstream admits. One permit less (the background cannot explain it)."""
+        self._starved_in = self.windows
+        self._cut(self.limit - 1)
+
+    def _cut(self, new: int) -> None:
+        level = self.limit
+        if max(new, self.floor) >= level:
+            return
+        if self._w_max is not None and level >= self._w_max:
+            self._hold = min(_MAX_HOLD, self._hold * 2)  # the probe failed again: wait longer
+        self._w_max = level
+        self._held = 0
+        self._slow_start = False
+        self._set(float(new))
+        self.decreases += 1
+
+    def _restore(self, series: _Series, rate: float) -> None:
+        self._series = self._chain = None
+        self._background = max(self._background, min(rate, self.max_background))
+        self._w_max, self._hold, self._held = series.w_max, series.hold, 0
+        self._slow_start = series.slow_start
+        self._set(series.limit)
+        self.restores += 1
+
+    def _increase(self) -> None:
+        level = self.limit
+        if level >= self.ceiling:
+            return
+        if self._slow_start:
+            target = max(level * 1.5, level + 1.0)
+        elif self._w_max is None:
+            target = float(level + max(1, level // 8))
+        elif level + 1 < self._w_max:  # climb back halfway to one under w_max
+            target = float(level + max(1, (self._w_max - 1 - level) // 2))
+        elif level + 1 > self._w_max:  # a probe at w_max passed: capacity is not where it was
+            self._w_max, self._hold = None, 1
+            target = float(level + 1)
+        else:  # one under w_max: hold, then probe it
+            self._held += 1
+            if self._held < self._hold:
+                return
+            self._held = 0
+            target = float(level + 1)
+        self._limit = min(float(self.ceiling), target)
+        self.increases += 1
+        if self.limit != level:
+            self._changed()
+            self._hand_over()
+
+    def _set(self, value: float) -> None:
+        before = self.limit
+        self._limit = min(float(self.ceiling), max(float(self.floor), value))
+        self._epoch += 1  # outcomes of permits issued before now describe the old limit
+        self._measuring = False
+        self._ok = self._throttled = self._throttled_permits = 0  # a window begun under it too
+        if self.limit != before:
+            self._changed()
+        self._hand_over()
 
     def _changed(self) -> None:
         if self._on_change is not None:

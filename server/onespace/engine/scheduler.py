@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from prometheus_client import Histogram
+
 from onespace.config import Settings
 from onespace.engine.cache import EmbeddingCache
 from onespace.engine.limiter import AdaptiveLimiter, Permit
@@ -73,6 +75,7 @@ class EmbedScheduler:
         self._calls: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closed = False
+        self._histograms: dict[tuple[int, tuple[str, ...]], Histogram] = {}  # labelled children
         self.provider_calls = 0
         provider.events = self
 
@@ -85,6 +88,14 @@ class EmbedScheduler:
     @property
     def cache(self) -> EmbeddingCache:
         return self._cache
+
+    def _histogram(self, metric: Histogram, *labels: str) -> Histogram:
+        """`metric.labels(*labels)`, looked up once (labels() takes a lock and builds keys per call)."""
+        key = (id(metric), labels)
+        child = self._histograms.get(key)
+        if child is None:
+            child = self._histograms[key] = metric.labels(*labels)
+        return child
 
     # --- ProviderEvents ------------------------------------------------------------------------
     def throttled(self, model: str) -> None:
@@ -286,12 +297,13 @@ class EmbedScheduler:
         now = time.monotonic()
         model = batch[0].input.model
         modality = batch[0].input.content.modality.value
+        queue_wait = self._histogram(self._metrics.queue_wait, model)
         for pending in batch:
             pending.sent_at = now
-            self._metrics.queue_wait.labels(model).observe(now - pending.enqueued_at)
+            queue_wait.observe(now - pending.enqueued_at)
         self._queued -= len(batch)
         self._metrics.queue_depth.set(self._queued)
-        self._metrics.provider_batch_size.labels(model).observe(len(batch))
+        self._histogram(self._metrics.provider_batch_size, model).observe(len(batch))
         self._metrics.provider_in_flight.inc()
         self._room.set()
         self.provider_calls += 1
@@ -318,7 +330,8 @@ class EmbedScheduler:
         finally:
             _current_permit.reset(token)
             self._metrics.provider_in_flight.dec()
-            self._metrics.provider_duration.labels(model, modality, outcome).observe(time.monotonic() - now)
+            duration = self._histogram(self._metrics.provider_duration, model, modality, outcome)
+            duration.observe(time.monotonic() - now)
 
     def _finish(
         self,

@@ -218,7 +218,7 @@ async def broken_bedrock() -> AsyncIterator[str]:
     ("case", "needle"),
     [
         ("wrong-dimension", "has 2 dimensions, expected 256"),
-        ("not-json", "Expecting value"),
+        ("not-json", "not valid JSON"),
         ("missing-key", "missing 'embeddings'"),
     ],
 )

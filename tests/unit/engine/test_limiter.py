@@ -1,42 +1,234 @@
+"""The adaptive limiter, driven event by event: permits are taken and released by hand and time comes
+from a fake clock, so every window closes exactly when the test says (no sleeps, no wall clock)."""
+
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections import deque
 
 import pytest
 
-from onespace.engine.limiter import AdaptiveLimiter
+from onespace.engine.limiter import AdaptiveLimiter, Permit
 
 
-async def test_grows_on_success_and_halves_once_per_epoch_on_throttle() -> None:
-    seen: list[int] = []
-    limiter = AdaptiveLimiter(initial=8, floor=1, ceiling=16, on_change=seen.append)
-    permits = [await limiter.acquire() for _ in range(8)]
-    assert limiter.in_flight == 8
-    # a burst: all 8 calls issued under the same limit are throttled -> one halving, not eight
-    for p in permits:
-        limiter.release(p, throttled=True)
-    assert limiter.limit == 4
-    assert limiter.decreases == 1
-    # successes grow it back by about one per window
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Upstream:
+    """Keeps `in_flight` permits busy (at most the limit) and finishes them one at a time, the oldest
+    first, each outcome `seconds` after the previous one, a share `rate` of them throttled (spread
+    evenly). Throttles are reported like the Bedrock provider does: `throttled()` and, for a call
+    that gives up, `release(throttled=True)`; here every throttled call gives up."""
+
+    def __init__(self, limiter: AdaptiveLimiter, clock: Clock) -> None:
+        self.limiter, self.clock = limiter, clock
+        self.held: deque[Permit] = deque()
+        self.outcomes = 0
+        self.throttles = 0
+
+    async def fill(self, in_flight: int) -> None:
+        while len(self.held) < in_flight and self.limiter.in_flight < self.limiter.limit:
+            self.held.append(await self.limiter.acquire())
+
+    async def window(self, rate: float, *, seconds: float = 0.01, in_flight: int | None = None) -> int:
+        """Run until the limiter closes one window; returns the limit after it."""
+        closed = self.limiter.windows
+        while self.limiter.windows == closed:
+            await self.fill(in_flight or self.limiter.limit)
+            self.clock.now += seconds
+            permit = self.held.popleft()
+            self.outcomes += 1
+            if int(self.outcomes * rate) > int((self.outcomes - 1) * rate):
+                self.throttles += 1
+                self.limiter.throttled(permit)
+                self.limiter.release(permit, throttled=True)
+            else:
+                self.limiter.release(permit, succeeded=True)
+        return self.limiter.limit
+
+
+async def limiter(initial: int, *, floor: int = 1, ceiling: int = 64) -> tuple[AdaptiveLimiter, Upstream]:
+    """A limiter past its first window (a ramp-up the limiter learns nothing from)."""
+    clock = Clock()
+    lim = AdaptiveLimiter(initial, floor, ceiling, clock=clock)
+    up = Upstream(lim, clock)
+    await up.window(0.0)
+    while up.held:  # start from nothing in flight
+        lim.release(up.held.popleft())
+    assert lim.windows == 1 and lim.limit == min(max(initial, floor), ceiling) and lim.in_flight == 0
+    return lim, up
+
+
+async def test_a_throttle_now_and_then_does_not_cut_the_limit() -> None:
+    lim, up = await limiter(20, ceiling=20)
+    for _ in range(10):
+        assert await up.window(0.03) == 20  # 1 throttle in 32: noise under the 5% tolerance
+    assert lim.decreases == 0 and up.throttles > 0
+
+
+async def test_sustained_throttling_cuts_by_the_excess_not_by_half() -> None:
+    lim, up = await limiter(20, ceiling=20)
+    # 12.5% throttled over a full window: over the 5% tolerance, so the limit falls, by about
+    # the excess (2 permits), not by half
+    assert await up.window(0.125) == 18
+    assert lim.decreases == 1 and lim.w_max == 20 and lim.testing
+    assert await up.window(0.0) == 19  # the test's reference window; it climbs back ...
+    assert await up.window(0.0) == 20  # ... and, the test over, probes the level that failed
+    assert lim.restores == 0 and lim.background == 0.0
+
+
+async def test_random_throttles_are_learned_and_the_cut_undone() -> None:
+    lim, up = await limiter(32, ceiling=32)
+    # 20% throttled whatever the limit, and a success costs the same permit-time at any limit
+    # (the time between outcomes shrinks as more permits work): cutting cannot help
+    limits = [await up.window(0.2, seconds=0.32 / lim.limit) for _ in range(6)]
+    assert lim.restores == 1 and lim.limit == 32, limits
+    assert min(limits) >= 16  # cut, cut again for contrast, then undone
+    assert 0.15 <= lim.background <= 0.25
+    decreases = lim.decreases
+    for _ in range(30):
+        assert await up.window(0.2, seconds=0.01) == 32
+    assert lim.decreases == decreases  # the background is not a reason to cut any more
+
+
+async def test_a_quota_that_binds_is_followed_down_even_if_the_rate_falls_slowly() -> None:
+    # an RPM bucket: successes arrive at the quota's pace whatever the limit (the time between
+    # outcomes is fixed), so the cost of a success falls with the limit, while the throttle rate
+    # barely moves (throttled calls mostly sleep in backoff)
+    lim, up = await limiter(32, ceiling=32)
+    limits = [await up.window(rate, seconds=0.01) for rate in (0.5, 0.45, 0.45, 0.4)]
+    assert limits == sorted(limits, reverse=True) and limits[-1] <= 8, limits
+    assert lim.restores == 0 and lim.background == 0.0
+
+
+async def test_no_undo_when_conditions_changed_under_the_test() -> None:
+    # a quota's burst runs out just after the first cut: throttling and the cost of a success
+    # grow although the limit fell; that says nothing about the cut, so it is not undone
+    lim, up = await limiter(32, ceiling=32)
+    assert await up.window(0.25, seconds=0.004) < 32
+    cut = lim.limit
+    await up.window(0.3, seconds=0.05)
+    await up.window(0.3, seconds=0.05)
+    assert lim.restores == 0 and lim.limit < cut and lim.background == 0.0
+
+
+async def test_heavy_throttling_closes_windows_early_and_keeps_cutting_to_the_floor() -> None:
+    lim, up = await limiter(32, ceiling=32)
+    windows, before = 0, up.outcomes
+    while lim.limit > 1:
+        await up.window(1.0)
+        windows += 1
+    assert windows <= 8 and lim.restores == 0  # halves, never taken for a background
+    assert up.outcomes - before < 32 * windows  # early closes: no full window of throttles needed
+
+
+async def test_outcomes_of_permits_issued_before_a_cut_do_not_count() -> None:
+    lim, _ = await limiter(20, ceiling=20)
+    old = [await lim.acquire() for _ in range(20)]
+    for permit in old[:17]:  # heavy throttling: the window closes early, the limit halves
+        lim.throttled(permit)
+        lim.release(permit, throttled=True)
+    assert lim.limit == 10 and lim.decreases == 1 and lim.windows == 2
+    for permit in old[17:]:  # issued under the old limit: they say nothing about the new one
+        lim.throttled(permit)
+        lim.release(permit, throttled=True)
+    assert lim.limit == 10 and lim.decreases == 1 and lim.windows == 2
+
+
+async def test_a_cut_is_the_share_of_permits_throttled_not_of_attempts() -> None:
+    # 8 permits over a cap of 16 are throttled again and again before the first success is back
+    lim, _ = await limiter(24, ceiling=64)
+    held = [await lim.acquire() for _ in range(24)]
+    for _ in range(3):
+        for permit in held[16:]:
+            lim.throttled(permit)
+    # over half of a window throttled whatever follows: it closes early, and cuts the 8 permits
+    assert lim.windows == 2 and lim.limit == 16  # 24 - 24 * 8/24, not halved by a 100% rate
+
+
+async def test_a_starving_call_takes_one_permit_off_once_per_window() -> None:
+    lim, up = await limiter(17, ceiling=32)
+    await up.fill(17)
+    starving = up.held.popleft()
+    for _ in range(3):
+        lim.throttled(starving)
+    assert lim.limit == 17
+    lim.throttled(starving)  # the 4th in a row: the limit is above what the upstream admits
+    assert lim.limit == 16 and lim.w_max == 17
+    lim.throttled(starving)
+    assert lim.limit == 16  # once per window
+    lim.release(starving, succeeded=True)
+
+
+async def test_the_limit_grows_only_when_it_is_reached() -> None:
+    lim, up = await limiter(8, ceiling=64)
+    for _ in range(5):
+        assert await up.window(0.0, in_flight=4) == 8  # demand below the limit: nothing learned
+    assert await up.window(0.0) == 12  # reached: slow start, x1.5 per window
+    assert await up.window(0.0) == 18
+    assert lim.increases == 2
+
+
+async def test_against_a_hard_cap_it_holds_under_it_and_probes_less_and_less() -> None:
+    lim, up = await limiter(16, ceiling=64)
+    assert await up.window(0.0) == 24  # slow start
+    limits = []
+    probes = []
     for _ in range(40):
-        p = await limiter.acquire()
-        limiter.release(p, succeeded=True)
-    assert limiter.limit > 4
-    assert seen[0] == 8 and 4 in seen
+        before = lim.limit
+        # a cap of 16: the permits beyond it are throttled, and retried (twice a round, say)
+        after = await up.window(min(1.0, 2 * max(0, before - 16) / before))
+        limits.append(after)
+        if after > before:
+            probes.append(lim.windows)
+    assert max(limits[2:]) == 17 and min(limits[2:]) >= 15, limits  # at the cap, probing one over
+    assert sum(1 for x in limits if x == 16) > 0.6 * len(limits)
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert len(gaps) >= 4 and max(gaps[-2:]) > max(gaps[:2]), probes  # held longer and longer
+    assert lim.restores == 0 and lim.background == 0.0
+
+
+async def test_a_probe_that_passes_forgets_the_old_ceiling() -> None:
+    lim, up = await limiter(20, ceiling=64)
+    assert await up.window(0.1) == 18
+    assert lim.w_max == 20
+    while lim.limit < 20:
+        await up.window(0.0)
+    assert lim.w_max == 20
+    assert await up.window(0.0) == 21  # healthy at w_max: the capacity moved, w_max is forgotten
+    assert lim.w_max is None
+    assert await up.window(0.0) == 23  # and it grows by an eighth per window again
+
+
+async def test_the_background_fades_when_the_random_throttles_stop() -> None:
+    lim, up = await limiter(32, ceiling=32)
+    for _ in range(6):
+        await up.window(0.2, seconds=0.32 / lim.limit)
+    learned = lim.background
+    assert learned > 0.1
+    for _ in range(100):
+        await up.window(0.0)
+    assert lim.background < learned / 2
 
 
 async def test_respects_floor_and_ceiling() -> None:
-    limiter = AdaptiveLimiter(initial=2, floor=2, ceiling=3)
+    lim, up = await limiter(2, floor=2, ceiling=3)
     for _ in range(5):
-        p = await limiter.acquire()
-        limiter.release(p, throttled=True)
-    assert limiter.limit == 2
-    for _ in range(50):
-        p = await limiter.acquire()
-        limiter.release(p, succeeded=True)
-    assert limiter.limit == 3
+        await up.window(1.0)
+    assert lim.limit == 2
+    for _ in range(5):
+        await up.window(0.0)
+    assert lim.limit == 3
     with pytest.raises(ValueError):
         AdaptiveLimiter(initial=1, floor=0, ceiling=3)
+    with pytest.raises(ValueError):
+        AdaptiveLimiter(initial=1, floor=1, ceiling=3, tolerance=0.0)
 
 
 async def test_waiters_are_served_fifo_and_never_exceed_the_limit() -> None:
@@ -72,3 +264,11 @@ async def test_cancelled_waiter_does_not_leak_a_permit() -> None:
     assert limiter.in_flight == 0
     p = await asyncio.wait_for(limiter.acquire(), 1)
     limiter.release(p)
+
+
+async def test_a_permit_released_twice_counts_once() -> None:
+    limiter = AdaptiveLimiter(initial=1, floor=1, ceiling=1)
+    p = await limiter.acquire()
+    limiter.release(p, succeeded=True)
+    limiter.release(p, succeeded=True)
+    assert limiter.in_flight == 0

@@ -3,18 +3,20 @@
 Per `embed` call: every input is re-checked against its model (`content.check` and the family's
 own limits) so nothing Bedrock would refuse is sent; the family groups inputs into calls (Cohere:
 up to 96 texts; others: one) that run concurrently; each call is retried on transient failures
-within the deadline; a failure of any call fails the whole batch.
+within the deadline; a failure of any call fails the whole batch. Request bodies are encoded and
+response bodies decoded with orjson (json.loads was ~0.3 ms of a 1024-d Nova response).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+import orjson
 
 from onespace.config import Settings
 from onespace.content import check
@@ -117,7 +119,7 @@ class BedrockProvider(Provider):
     async def _call(
         self, family: Family, spec: ModelSpec, items: Sequence[EmbedInput], deadline: float | None
     ) -> tuple[list[tuple[ProviderEmbedding, ...]], str | None]:
-        body = json.dumps(family.request(items, spec), separators=(",", ":")).encode()
+        body = orjson.dumps(family.request(items, spec))
 
         async def attempt() -> tuple[bytes, str | None]:
             self.counters.calls += 1
@@ -132,8 +134,16 @@ class BedrockProvider(Provider):
             on_transient=lambda failure, will_retry: self._transient(spec.id, failure, will_retry),
         )
         try:
-            return family.parse(json.loads(raw), items, spec), request_id
-        except (BadResponse, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Internal(
+                f"Bedrock returned an unexpected response for model {spec.id}: the body is not valid "
+                f"JSON ({exc})",
+                request_id=request_id,
+            ) from exc
+        try:
+            return family.parse(payload, items, spec), request_id
+        except (BadResponse, ValueError) as exc:
             raise Internal(
                 f"Bedrock returned an unexpected response for model {spec.id}: {exc}", request_id=request_id
             ) from exc

@@ -1,0 +1,939 @@
+"""Bedrock fan-out through the gateway against the Bedrock Runtime emulator, side by side with what a
+user writes by hand, under a fixed latency, a concurrency cap, an RPM quota and random throttles.
+
+Processes, all on 127.0.0.1: the emulator (`onespace emulate-bedrock`, real HTTP, its own process),
+a fresh gateway per measurement (`onespace serve --provider bedrock` pointed at it, its own process,
+default settings: adaptive limit from 16 in [1, 64]) and every client in this process. The
+gateway's CPU time is read from /proc/<pid>/stat, a bare client's from this process
+(`time.process_time`), each over its own run only.
+
+Scenarios (emulator settings; Nova text, 1024-d, a distinct text per item):
+
+- **fixed**: 40 ms per call, no quota;
+- **cap**: 100 ms per call, at most 16 calls at once, beyond that ThrottlingException
+  (`--max-concurrency 16 --overflow throttle`): ceiling 16 / 0.1 s = 160 items/s;
+- **rpm**: 40 ms per call, 9,000 requests per minute (a token bucket of 20): ceiling 150 items/s;
+- **random**: 40 ms per call, 20% of calls answer ThrottlingException at random.
+
+Contenders:
+
+- **gateway unary**: `Embed` RPCs of one text each from 32 concurrent client tasks;
+- **gateway stream**: one `EmbedStream` through `AsyncClient.embed_stream` (64 in flight);
+- **aioboto3 gather + Semaphore(32)**: `asyncio.gather` over `invoke_model` + `json.loads`, what a
+  user writes; botocore's default retries (legacy mode, 5 attempts), a pool of 64 connections;
+- **aioboto3 gather, no semaphore**: the same with every call started at once (the pool of 64 is
+  then the only bound);
+- **boto3 sequential**: a plain `invoke_model` loop on a subsample, extrapolated to all items;
+- **aioboto3 gather + Semaphore(16)**, cap scenario only: a client told the cap in advance, the
+  best a client can do there (what the turnaround between calls leaves of the ceiling).
+
+Sizes: 2,000 items per gateway run (1,500 in the quota-bound scenarios, ~10 s each), 500 per
+bare aioboto3 run under throttling (botocore's legacy retries make those ~50 items/s); the
+no-semaphore and sequential loops run once per scenario, the others 3 times.
+
+Figures (medians of the runs, contenders interleaved): items/s, per-item latency p50/p99 (from the
+request leaving the client: RPC start, stream write, or the call after the semaphore), failed
+items, throttled calls (the emulator's counters) and their share of all calls, the fraction of the
+quota-bound ceiling, CPU per item (gateway process for the gateway, this process for the bare
+loops) and its ratio to the aioboto3 + Semaphore(32) loop's. For the throttled scenarios the
+gateway's concurrency limit is sampled from its /metrics every 100 ms during the unary runs and
+plotted into docs/benchmarks/limiter.png (matplotlib, the `bench` extra; skipped without it).
+Asserts only counts (every item answered or failed, one result per success), never time.
+
+Results go into docs/benchmarks.md (section `bedrock-fanout`) and docs/benchmarks/bedrock-fanout.json.
+
+Run: `.venv/bin/pytest tests/benchmarks/test_bedrock_fanout.py -s` (~7 min on 2 cores), or
+`.venv/bin/python -m tests.benchmarks.test_bedrock_fanout`. `ONESPACE_BENCH_FANOUT_ITEMS` (default
+2000) and `ONESPACE_BENCH_FANOUT_REPEATS` (default 3) scale it (then only the JSON is written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+
+from onespace.models import NOVA_MODEL
+from onespace_client import AsyncClient, build
+from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
+from tests.benchmarks._common import print_table
+from tests.benchmarks._report import RAW, ROOT, load_average, markdown_table, write_section
+
+pytestmark = pytest.mark.benchmark
+
+ITEMS = int(os.environ.get("ONESPACE_BENCH_FANOUT_ITEMS", "2000"))
+REPEATS = int(os.environ.get("ONESPACE_BENCH_FANOUT_REPEATS", "3"))
+DEFAULT = ITEMS == 2000 and REPEATS == 3
+MODEL = NOVA_MODEL.id
+DIMENSION = 1024
+CLIENTS = 32  # concurrent unary clients, and the bare loop's semaphore
+STREAM_WINDOW = 64  # the client's (and the server's) default stream window
+POOL = 64  # aioboto3 connections for the bare loops
+SEQUENTIAL = 30  # items of the sequential boto3 loop (extrapolated)
+DEADLINE = 60.0
+SAMPLE_EVERY = 0.1  # seconds between samples of the gateway's concurrency limit
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_RETRY_MODE",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    config: dict[str, Any]
+    ceiling: float | None  # items/s the quota allows, if one binds
+    cap: int | None = None
+    share: float = 1.0  # of ITEMS per gateway run (the quota-bound scenarios run at ~150/s)
+
+    @property
+    def throttles(self) -> bool:
+        return self.key != "fixed"
+
+    def items(self, contender: str) -> int:
+        if contender == "boto3 sequential":
+            return SEQUENTIAL
+        if contender.startswith("aioboto3") and self.throttles and contender != "aioboto3 + the cap":
+            return ITEMS // 4  # botocore's legacy retries make these ~50 items/s
+        return int(ITEMS * self.share)
+
+
+_BASE: dict[str, Any] = {
+    "jitter_ms": 0,
+    "max_concurrency": 0,
+    "overflow": "throttle",
+    "rpm": 0,
+    "burst": 0,
+    "faults": {"throttle": 0.0},
+    "seed": 1,
+}
+SCENARIOS = (
+    Scenario("fixed", "fixed 40 ms", {**_BASE, "latency_ms": 40}, None),
+    Scenario(
+        "cap",
+        "cap: 16 in flight x 100 ms",
+        {**_BASE, "latency_ms": 100, "max_concurrency": 16},
+        160.0,
+        cap=16,
+        share=0.75,
+    ),
+    Scenario(
+        "rpm",
+        "RPM quota: 9,000/min, 40 ms",
+        {**_BASE, "latency_ms": 40, "rpm": 9000, "burst": 20},
+        150.0,
+        share=0.75,
+    ),
+    Scenario(
+        "random",
+        "20% random throttles, 40 ms",
+        {**_BASE, "latency_ms": 40, "faults": {"throttle": 0.2}},
+        None,
+    ),
+)
+
+
+@dataclass
+class Run:
+    contender: str
+    items: int
+    seconds: float
+    ok: int
+    failed: int
+    latencies: list[float]
+    cpu_seconds: float
+    throttles: int = 0
+    calls: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    limits: list[tuple[float, int]] = field(default_factory=list)
+    extrapolated_from: int | None = None
+    client_cpu_seconds: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def cpu_per_item(self) -> float:
+        return self.cpu_seconds / max(self.items, 1)
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _AWS_VARIABLES}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "server"), str(ROOT / "client"), env.get("PYTHONPATH", "")]),
+    )
+    return env
+
+
+@contextlib.contextmanager
+def _aws_isolated() -> Iterator[None]:
+    """The bare clients in this process see only the dummy credentials, no machine AWS config."""
+    saved = {
+        k: os.environ.get(k) for k in (*_AWS_VARIABLES, "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+    }
+    for name in _AWS_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.asynccontextmanager
+async def _process(
+    args: list[str], ready: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, re.Match[str]]]:
+    """Run `python -m onespace.cli *args` until its output matches `ready`; stop it on exit."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "onespace.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=_env(),
+    )
+    assert proc.stdout is not None
+    tail: list[str] = []
+    match: re.Match[str] | None = None
+    try:
+        async with asyncio.timeout(60):
+            while match is None:
+                line = (await proc.stdout.readline()).decode(errors="replace")
+                if not line:
+                    raise RuntimeError(f"{args[0]} exited: {''.join(tail[-20:])}")
+                tail.append(line)
+                match = re.search(ready, line)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+
+    async def drain() -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            tail.append(line.decode(errors="replace"))
+            del tail[:-50]
+
+    drainer = asyncio.create_task(drain())
+    try:
+        yield proc, match
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        drainer.cancel()
+        await asyncio.gather(drainer, return_exceptions=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Emulator:
+    def __init__(self, url: str, http: aiohttp.ClientSession) -> None:
+        self.url, self.http = url, http
+
+    async def configure(self, scenario: Scenario) -> None:
+        async with self.http.post(f"{self.url}/_emulator/config", json=scenario.config) as r:
+            assert r.status == 200, await r.text()
+        await self.reset()
+
+    async def reset(self) -> None:
+        async with self.http.post(f"{self.url}/_emulator/reset") as r:
+            assert r.status == 200, await r.text()
+
+    async def calls(self) -> Counter[str]:
+        async with self.http.get(f"{self.url}/_emulator/stats") as r:
+            stats = await r.json()
+        return Counter(stats["calls"].get(MODEL, {}))
+
+
+@dataclass
+class Gateway:
+    pid: int
+    target: str
+    metrics_url: str
+
+
+@contextlib.asynccontextmanager
+async def gateway(emulator_url: str, data_dir: Path) -> AsyncIterator[Gateway]:
+    args = [
+        "serve",
+        "--provider",
+        "bedrock",
+        "--bedrock-endpoint-url",
+        emulator_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "WARNING",
+    ]
+    ready = r"serving gRPC on ([\d.]+:\d+) .*metrics on :(\d+)/metrics"
+    async with _process(args, ready) as (proc, match):
+        yield Gateway(proc.pid, match.group(1), f"http://127.0.0.1:{match.group(2)}/metrics")
+
+
+async def _limit(http: aiohttp.ClientSession, url: str) -> int | None:
+    async with http.get(url) as r:
+        text = await r.text()
+    found = re.search(r"^onespace_provider_concurrency_limit ([\d.e+]+)$", text, re.M)
+    return int(float(found.group(1))) if found else None
+
+
+@contextlib.asynccontextmanager
+async def _sampling(
+    http: aiohttp.ClientSession, gw: Gateway, on: bool
+) -> AsyncIterator[list[tuple[float, int]]]:
+    samples: list[tuple[float, int]] = []
+    start = time.perf_counter()
+
+    async def sample() -> None:
+        while True:
+            limit = await _limit(http, gw.metrics_url)
+            if limit is not None:
+                samples.append((time.perf_counter() - start, limit))
+            await asyncio.sleep(SAMPLE_EVERY)
+
+    task = asyncio.create_task(sample()) if on else None
+    try:
+        yield samples
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+# --- contenders ------------------------------------------------------------------------------------
+
+
+def _texts(tag: str, n: int) -> list[str]:
+    return [f"{tag} document number {i} about harbours, lighthouses and tides" for i in range(n)]
+
+
+def _nova_body(text: str) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": "nova-multimodal-embed-v1",
+            "taskType": "SINGLE_EMBEDDING",
+            "singleEmbeddingParams": {
+                "embeddingPurpose": "GENERIC_INDEX",
+                "embeddingDimension": DIMENSION,
+                "text": {"truncationMode": "END", "value": text},
+            },
+        }
+    ).encode()
+
+
+def _channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
+    )
+
+
+def _request(text: str) -> embed_pb2.EmbedRequest:
+    """One text, options as onespace_client builds them (vectors back as packed float32)."""
+    return embed_pb2.EmbedRequest(
+        items=[common_pb2.Content(text=text)], options=build.embed_options(dimension=DIMENSION)
+    )
+
+
+def _dimension(embedding: common_pb2.Embedding) -> int:
+    return len(embedding.values) or len(embedding.f32) // 4
+
+
+async def _warm_up(target: str) -> None:
+    """One call per gateway before timing: connections, the Bedrock route, code paths."""
+    channel = _channel(target)
+    try:
+        reply = await embed_pb2_grpc.EmbedServiceStub(channel).Embed(_request("warm up"), timeout=DEADLINE)
+        assert _dimension(reply.results[0].embeddings[0]) == DIMENSION
+    finally:
+        await channel.close()
+
+
+async def gateway_unary(target: str, texts: list[str]) -> tuple[int, int, list[float], Counter[str]]:
+    channel = _channel(target)
+    stub = embed_pb2_grpc.EmbedServiceStub(channel)
+    todo = iter(texts)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    ok = 0
+
+    async def client() -> None:
+        nonlocal ok
+        for text in todo:
+            start = time.perf_counter()
+            try:
+                reply = await stub.Embed(_request(text), timeout=DEADLINE)
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] += 1
+                continue
+            latencies.append(time.perf_counter() - start)
+            assert len(reply.results) == 1 and _dimension(reply.results[0].embeddings[0]) == DIMENSION
+            ok += 1
+
+    try:
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    finally:
+        await channel.close()
+    return ok, sum(errors.values()), latencies, errors
+
+
+async def gateway_stream(target: str, texts: list[str]) -> tuple[int, int, list[float], Counter[str]]:
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    ok = 0
+
+    def requests() -> Iterator[embed_pb2.EmbedStreamRequest]:
+        for i, text in enumerate(texts):
+            sent[str(i)] = time.perf_counter()  # taken by the writer when the window has room
+            yield embed_pb2.EmbedStreamRequest(request_id=str(i), content=common_pb2.Content(text=text))
+
+    async with AsyncClient(target, stream_timeout=None) as client:
+        async for response in client.embed_stream(
+            requests(), dimension=DIMENSION, max_in_flight=STREAM_WINDOW
+        ):
+            if response.HasField("result"):
+                latencies.append(time.perf_counter() - sent[response.request_id])
+                assert _dimension(response.result.embeddings[0]) == DIMENSION
+                ok += 1
+            else:
+                errors[str(response.error.code)] += 1
+    return ok, sum(errors.values()), latencies, errors
+
+
+async def aioboto3_gather(
+    url: str, texts: list[str], semaphore: int | None, warmed: Callable[[], Awaitable[None]]
+) -> tuple[int, int, list[float], Counter[str], float]:
+    import aioboto3
+    from aiobotocore.config import AioConfig
+
+    latencies: list[float] = []
+    session = aioboto3.Session(**CREDENTIALS)
+    config = AioConfig(max_pool_connections=POOL)
+    async with session.client("bedrock-runtime", endpoint_url=url, config=config) as client:
+        gate = asyncio.Semaphore(semaphore) if semaphore else contextlib.nullcontext()
+
+        async def one(text: str) -> list[float]:
+            async with gate:
+                start = time.perf_counter()
+                response = await client.invoke_model(
+                    modelId=MODEL,
+                    body=_nova_body(text),
+                    contentType="application/json",
+                    accept="application/json",
+                )
+                async with response["body"] as stream:
+                    raw = await stream.read()
+                latencies.append(time.perf_counter() - start)
+            embedding: list[float] = json.loads(raw)["embeddings"][0]["embedding"]
+            return embedding
+
+        await one("warm up")
+        await warmed()
+        latencies.clear()
+        begun = time.process_time()
+        outcomes = await asyncio.gather(*(one(t) for t in texts), return_exceptions=True)
+        cpu = time.process_time() - begun
+    errors = Counter(type(o).__name__ for o in outcomes if isinstance(o, BaseException))
+    ok = sum(1 for o in outcomes if isinstance(o, list) and len(o) == DIMENSION)
+    return ok, sum(errors.values()), latencies, errors, cpu
+
+
+def _boto3_client(url: str) -> Any:
+    import boto3
+
+    return boto3.client("bedrock-runtime", endpoint_url=url, **CREDENTIALS)
+
+
+def _invoke(client: Any, text: str) -> list[float]:
+    response = client.invoke_model(
+        modelId=MODEL, body=_nova_body(text), contentType="application/json", accept="application/json"
+    )
+    embedding: list[float] = json.loads(response["body"].read())["embeddings"][0]["embedding"]
+    return embedding
+
+
+def boto3_sequential(client: Any, texts: list[str]) -> tuple[int, int, list[float], Counter[str], float]:
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    ok = 0
+    begun = time.thread_time()
+    for text in texts:
+        start = time.perf_counter()
+        try:
+            embedding = _invoke(client, text)
+        except Exception as exc:
+            errors[type(exc).__name__] += 1
+            continue
+        latencies.append(time.perf_counter() - start)
+        ok += len(embedding) == DIMENSION
+    return ok, sum(errors.values()), latencies, errors, time.thread_time() - begun
+
+
+# --- measuring -------------------------------------------------------------------------------------
+
+ONCE = {"aioboto3 no semaphore", "boto3 sequential"}  # slow and only for reference: one run each
+CONTENDERS = (
+    ("gateway unary", f"onespace unary `Embed`, {CLIENTS} concurrent clients"),
+    ("gateway stream", f"onespace `EmbedStream`, {STREAM_WINDOW} in flight"),
+    ("aioboto3 + semaphore", f"aioboto3 `gather` + Semaphore({CLIENTS})"),
+    ("aioboto3 no semaphore", f"aioboto3 `gather`, no semaphore (pool {POOL})"),
+    ("boto3 sequential", f"boto3 sequential loop ({SEQUENTIAL} items, extrapolated)"),
+    ("aioboto3 + the cap", "aioboto3 `gather` + Semaphore(the cap): a client told the cap"),
+)
+
+
+def _contenders(scenario: Scenario) -> list[tuple[str, str]]:
+    """Every contender; the one told the cap only where there is a cap."""
+    return [(n, label) for n, label in CONTENDERS if n != "aioboto3 + the cap" or scenario.cap]
+
+
+async def measure(
+    contender: str, scenario: Scenario, emulator: Emulator, http: aiohttp.ClientSession, tmp: Path, tag: str
+) -> Run:
+    texts = _texts(tag, scenario.items(contender))
+    await emulator.configure(scenario)
+    if contender.startswith("gateway"):
+        call: Callable[[str, list[str]], Awaitable[tuple[int, int, list[float], Counter[str]]]]
+        call = gateway_unary if contender == "gateway unary" else gateway_stream
+        async with gateway(emulator.url, tmp / tag) as gw:
+            await _warm_up(gw.target)
+            await emulator.reset()
+            sample = contender == "gateway unary" and scenario.key != "fixed"
+            async with _sampling(http, gw, sample) as limits:
+                cpu0, client0, start = _cpu_seconds(gw.pid), time.process_time(), time.perf_counter()
+                ok, failed, latencies, errors = await call(gw.target, texts)
+                seconds = time.perf_counter() - start
+                cpu, client_cpu = _cpu_seconds(gw.pid) - cpu0, time.process_time() - client0
+            final = await _limit(http, gw.metrics_url)
+            if not limits and final is not None:
+                limits.append((seconds, final))
+        calls = await emulator.calls()
+        return Run(
+            contender,
+            len(texts),
+            seconds,
+            ok,
+            failed,
+            latencies,
+            cpu,
+            calls["ThrottlingException"],
+            sum(calls.values()),
+            errors,
+            list(limits),
+            client_cpu_seconds=client_cpu,
+        )
+    with _aws_isolated():
+        if contender == "boto3 sequential":
+            client = await asyncio.to_thread(_boto3_client, emulator.url)
+            await asyncio.to_thread(_invoke, client, "warm up")
+            await emulator.reset()
+            start = time.perf_counter()
+            ok, failed, latencies, errors, cpu = await asyncio.to_thread(boto3_sequential, client, texts)
+            seconds = time.perf_counter() - start
+            client.close()
+        else:
+            semaphore = {"aioboto3 + semaphore": CLIENTS, "aioboto3 + the cap": scenario.cap}.get(contender)
+            timer = _Timer(emulator)
+            ok, failed, latencies, errors, cpu = await aioboto3_gather(
+                emulator.url, texts, semaphore, timer.start
+            )
+            seconds = time.perf_counter() - timer.started
+    calls = await emulator.calls()
+    result = Run(
+        contender,
+        len(texts),
+        seconds,
+        ok,
+        failed,
+        latencies,
+        cpu,
+        calls["ThrottlingException"],
+        sum(calls.values()),
+        errors,
+    )
+    if contender == "boto3 sequential":  # a rate for all items, from the subsample
+        full = scenario.items("gateway unary")
+        result.extrapolated_from = len(texts)
+        result.seconds = seconds * full / len(texts)
+        result.cpu_seconds = cpu * full / len(texts)
+        result.items = full
+    return result
+
+
+class _Timer:
+    """Started by a bare contender once it has warmed up (and the emulator was reset)."""
+
+    def __init__(self, emulator: Emulator | None = None) -> None:
+        self.emulator = emulator
+        self.started = time.perf_counter()
+
+    async def start(self) -> None:
+        if self.emulator is not None:
+            await self.emulator.reset()
+        self.started = time.perf_counter()
+
+
+def _failures(runs: list[Run]) -> str:
+    """The median failures, and every run's when they differ."""
+    median = f"{_median(runs, lambda r: r.failed):,.0f}"
+    if len({r.failed for r in runs}) == 1:
+        return median
+    return f"{median} ({'/'.join(str(r.failed) for r in runs)})"
+
+
+def _median(runs: list[Run], key: Callable[[Run], float]) -> float:
+    return statistics.median(key(r) for r in runs)
+
+
+def _ms(x: float) -> str:
+    return "n/a" if x != x else f"{x * 1e3:,.0f}"
+
+
+async def run(tmp: Path) -> dict[str, Any]:
+    started = dt.datetime.now().astimezone()
+    load_before = load_average()
+    results: dict[str, dict[str, list[Run]]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        _, match = await stack.enter_async_context(
+            _process(
+                ["emulate-bedrock", "--host", "127.0.0.1", "--port", "0", "--seed", "1"], r"(http://[\d.:]+)"
+            )
+        )
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        emulator = Emulator(match.group(1), http)
+        for scenario in SCENARIOS:
+            runs = results.setdefault(scenario.key, {name: [] for name, _ in _contenders(scenario)})
+            for repeat in range(REPEATS):
+                for name, _ in _contenders(scenario):
+                    if repeat and name in ONCE:
+                        continue
+                    tag = f"{scenario.key}-{name.replace(' ', '-').replace('+', '')}-{repeat}"
+                    result = await measure(name, scenario, emulator, http, tmp, tag)
+                    runs[name].append(result)
+                    assert result.ok + result.failed == result.items or result.extrapolated_from
+                    print(
+                        f"[{time.strftime('%H:%M:%S')}] {scenario.key} #{repeat + 1} {name}: "
+                        f"{result.rate:,.0f} items/s, {result.failed} failed, {result.throttles} throttled, "
+                        f"p99 {_ms(result.percentile(0.99))} ms, "
+                        f"{result.cpu_per_item * 1e3:.2f} ms CPU/item, "
+                        f"load {load_average()}",
+                        flush=True,
+                    )
+    return report(results, started, load_before)
+
+
+def report(
+    results: dict[str, dict[str, list[Run]]], started: dt.datetime, load_before: str
+) -> dict[str, Any]:
+    header = [
+        "scenario",
+        "contender",
+        "items x runs",
+        "items/s",
+        "x unthrottled",
+        "of ceiling",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        "throttled calls",
+        "throttled share",
+        "CPU ms/item",
+        "x bare CPU",
+    ]
+    rows: list[list[object]] = []
+    fixed_rates = {name: _median(runs, lambda r: r.rate) for name, runs in results.get("fixed", {}).items()}
+    for scenario in SCENARIOS:
+        runs_by = results[scenario.key]
+        bare_cpu = _median(runs_by["aioboto3 + semaphore"], lambda r: r.cpu_per_item)
+        for name, label in _contenders(scenario):
+            runs = runs_by[name]
+            rate = _median(runs, lambda r: r.rate)
+            cpu = _median(runs, lambda r: r.cpu_per_item)
+            throttles = _median(runs, lambda r: r.throttles)
+            share = _median(runs, lambda r: r.throttles / max(r.calls, 1))
+            rows.append(
+                [
+                    scenario.label,
+                    label,
+                    f"{runs[0].extrapolated_from or runs[0].items:,} x {len(runs)}",
+                    rate,
+                    f"{rate / fixed_rates[name]:.2f}" if scenario.key == "random" else "",
+                    f"{rate / scenario.ceiling:.1%}" if scenario.ceiling else "",
+                    _ms(_median(runs, lambda r: r.percentile(0.5))),
+                    _ms(_median(runs, lambda r: r.percentile(0.99))),
+                    _failures(runs),
+                    f"{throttles:,.0f}",
+                    f"{share:.1%}",
+                    f"{cpu * 1e3:.2f}",
+                    f"{cpu / bare_cpu:.2f}",
+                ]
+            )
+    title = (
+        f"Bedrock fan-out, Nova text {DIMENSION}-d, medians of the runs; x unthrottled = items/s / the "
+        "same contender's fixed-latency items/s; x bare CPU = CPU per item / the aioboto3 + "
+        f"Semaphore({CLIENTS}) loop's in the same scenario"
+    )
+    print_table(title, header, rows)
+    target_header = ["target", "contender", "figure", "met"]
+    target_rows = _targets(results)
+    print_table("targets", target_header, target_rows)
+    limits = _limit_figures(results)
+    limit_rows = [[s, *v] for s, v in limits.items()]
+    limit_header = ["scenario", "limit min", "limit median", "limit max", "final limit"]
+    print_table(
+        "gateway concurrency limit during the unary runs (samples every 100 ms, all repeats)",
+        limit_header,
+        limit_rows,
+    )
+    plot = _plot(results)
+    print(plot)
+    body = "\n\n".join(
+        [
+            "Everything on 127.0.0.1 and the same 2 cores: the emulator in its own process, a fresh gateway "
+            "per run in its own process (default settings: adaptive limit from 16, within [1, 64]), all "
+            f"clients in the benchmark's process. Nova text at {DIMENSION}-d, a distinct text per item; "
+            f"{ITEMS:,} items per gateway run ({int(ITEMS * 0.75):,} in the quota-bound scenarios), "
+            f"{ITEMS // 4:,} per bare-loop run under throttling (botocore's retries make them slow), "
+            f"contenders interleaved, medians of {REPEATS} runs (the no-semaphore and sequential loops: "
+            "one run). Scenarios: "
+            "fixed 40 ms per call; a concurrency cap of 16 calls x 100 ms, beyond it ThrottlingException "
+            "(ceiling 160 items/s); an RPM quota of 9,000/min (token bucket of 20) at 40 ms (ceiling "
+            "150 items/s); 20% of calls throttled at random at 40 ms. Bare loops: `asyncio.gather` over "
+            f"aioboto3 `invoke_model` + `json.loads` with Semaphore({CLIENTS}) or none (pool of {POOL} "
+            "connections, botocore's default legacy retries: 5 attempts); a sequential boto3 loop over "
+            f"{SEQUENTIAL} items, extrapolated; in the cap scenario also aioboto3 with Semaphore(16), a "
+            "client told the cap, i.e. what the turnaround between calls leaves of the ceiling. Latency: "
+            "from the request leaving the client (RPC start, stream write, the call after the semaphore). "
+            "Throttled calls: the emulator's counters; share = of all calls made. CPU: the gateway "
+            "process (/proc) for the gateway rows, the benchmark process around the loop for the bare "
+            "rows (the gateway rows' gRPC client is not counted).",
+            markdown_table(header, rows),
+            "The issue's targets, computed from the table above:",
+            markdown_table(target_header, target_rows),
+            "Gateway concurrency limit (unary runs, sampled from /metrics every 100 ms, all repeats; the "
+            "sampling costs the gateway a little CPU in these scenarios):",
+            markdown_table(limit_header, limit_rows),
+            plot,
+        ]
+    )
+    raw = {
+        "items": ITEMS,
+        "repeats": REPEATS,
+        "scenarios": {s.key: {"label": s.label, "config": s.config, "ceiling": s.ceiling} for s in SCENARIOS},
+        "runs": {
+            key: {
+                name: [
+                    {
+                        "items": r.items,
+                        "seconds": r.seconds,
+                        "rate": r.rate,
+                        "ok": r.ok,
+                        "failed": r.failed,
+                        "errors": dict(r.errors),
+                        "p50": r.percentile(0.5),
+                        "p99": r.percentile(0.99),
+                        "throttles": r.throttles,
+                        "calls": r.calls,
+                        "cpu_seconds": r.cpu_seconds,
+                        "client_cpu_seconds": r.client_cpu_seconds,
+                        "extrapolated_from": r.extrapolated_from,
+                        "limits": r.limits,
+                    }
+                    for r in runs
+                ]
+                for name, runs in by.items()
+            }
+            for key, by in results.items()
+        },
+    }
+    write_section(
+        "bedrock-fanout" if DEFAULT else f"bedrock-fanout-{ITEMS}x{REPEATS}",
+        "Bedrock fan-out through the gateway (`test_bedrock_fanout.py`)",
+        body,
+        started=started,
+        load_before=load_before,
+        raw=raw,
+        document=DEFAULT,
+    )
+    return {"results": results, "rows": rows}
+
+
+def _targets(results: dict[str, dict[str, list[Run]]]) -> list[list[object]]:
+    """The issue's targets, each with the figure it is judged by."""
+    rows: list[list[object]] = []
+
+    def rate(key: str, name: str) -> float:
+        return _median(results[key][name], lambda r: r.rate)
+
+    for name in ("gateway unary", "gateway stream"):
+        for scenario in SCENARIOS:
+            if scenario.ceiling:
+                runs = results[scenario.key][name]
+                of = rate(scenario.key, name) / scenario.ceiling
+                share = _median(runs, lambda r: r.throttles / max(r.calls, 1))
+                rows.append(
+                    [
+                        f"{scenario.label}: >= 95% of the ceiling, <= 5% throttled",
+                        name,
+                        f"{of:.1%} of {scenario.ceiling:.0f}/s, {share:.1%} throttled",
+                        "yes" if of >= 0.95 and share <= 0.05 else "no",
+                    ]
+                )
+        ratio = rate("random", name) / rate("fixed", name)
+        failed = max(r.failed for r in results["random"][name])
+        rows.append(
+            [
+                "20% random throttles: >= 70% of unthrottled items/s, 0 failed",
+                name,
+                f"x{ratio:.2f}, {failed} failed (worst run)",
+                "yes" if ratio >= 0.7 and failed == 0 else "no",
+            ]
+        )
+        cpu = _median(results["fixed"][name], lambda r: r.cpu_per_item)
+        bare = _median(results["fixed"]["aioboto3 + semaphore"], lambda r: r.cpu_per_item)
+        rows.append(
+            [
+                "CPU per item <= 1.2x a bare aioboto3 loop (fixed 40 ms)",
+                name,
+                f"{cpu * 1e3:.2f} vs {bare * 1e3:.2f} ms: x{cpu / bare:.2f}",
+                "yes" if cpu / bare <= 1.2 else "no",
+            ]
+        )
+    return rows
+
+
+def _limit_figures(results: dict[str, dict[str, list[Run]]]) -> dict[str, list[object]]:
+    out: dict[str, list[object]] = {}
+    for scenario in SCENARIOS:
+        runs = results[scenario.key]["gateway unary"]
+        values = [v for r in runs for _, v in r.limits]
+        finals = [r.limits[-1][1] for r in runs if r.limits]
+        if values:
+            out[scenario.label] = [
+                min(values),
+                statistics.median(values),
+                max(values),
+                "/".join(map(str, finals)),
+            ]
+    return out
+
+
+def _plot(results: dict[str, dict[str, list[Run]]]) -> str:
+    """The limit over time in the throttled scenarios, into docs/benchmarks/limiter.png."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        message = "matplotlib is missing (`pip install -e .[bench]`): no plot of the limit"
+        print(message)
+        return message
+    throttled = [s for s in SCENARIOS if s.key != "fixed"]
+    fig, axes = plt.subplots(1, len(throttled), figsize=(4.2 * len(throttled), 3.2), sharey=True)
+    for ax, scenario in zip(axes, throttled, strict=True):
+        for i, r in enumerate(results[scenario.key]["gateway unary"]):
+            if r.limits:
+                t, v = zip(*r.limits, strict=True)
+                ax.step(t, v, where="post", lw=1.2, alpha=0.8, label=f"run {i + 1}")
+        if scenario.cap:
+            ax.axhline(scenario.cap, color="grey", ls="--", lw=1, label="the cap")
+        ax.set_title(scenario.label, fontsize=9)
+        ax.set_xlabel("seconds")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("concurrency limit")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        f"gateway concurrency limit, unary Embed from {CLIENTS} clients ({ITEMS:,} items per run)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    RAW.mkdir(parents=True, exist_ok=True)
+    path = RAW / ("limiter.png" if DEFAULT else f"limiter-{ITEMS}x{REPEATS}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"![gateway concurrency limit over time]({path.relative_to(ROOT / 'docs')})"
+
+
+@pytest.mark.timeout(3600)
+async def test_bedrock_fanout(tmp_path: Path) -> None:
+    figures = await run(tmp_path)
+    for by in figures["results"].values():
+        for runs in by.values():
+            for r in runs:
+                assert r.ok + r.failed == r.items or r.extrapolated_from is not None
+                assert r.ok == len(r.latencies)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run(Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()
