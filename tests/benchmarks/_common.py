@@ -6,14 +6,16 @@ assert on wall time (shared 2-core machines are noisy, about ±30% run to run).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Stopwatch", "clustered", "print_table", "stopwatch"]
+__all__ = ["Stopwatch", "closed_loop", "clustered", "print_table", "stopwatch"]
 
 Matrix = npt.NDArray[np.float32]
 
@@ -86,3 +88,26 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+async def closed_loop(
+    call: Callable[[int], Awaitable[Any]], calls: int, callers: int
+) -> tuple[float, list[float], list[Any]]:
+    """`callers` concurrent loops making `calls` calls in all, call `i` given its index:
+    (seconds, sorted latencies, results by index)."""
+    latencies: list[float] = []
+    results: list[Any] = [None] * calls
+    next_call = 0
+
+    async def caller() -> None:
+        nonlocal next_call
+        while next_call < calls:
+            i = next_call
+            next_call += 1
+            started = time.perf_counter()
+            results[i] = await call(i)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return time.perf_counter() - started, sorted(latencies), results

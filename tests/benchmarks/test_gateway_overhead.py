@@ -34,7 +34,7 @@ import grpc
 import pytest
 
 from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc, info_pb2, info_pb2_grpc
-from tests.benchmarks._common import print_table
+from tests.benchmarks._common import closed_loop, print_table
 from tests.benchmarks._report import load_average, markdown_table, write_section
 from tests.reliability.serve import Server
 
@@ -73,24 +73,9 @@ def _embed_request(text: str, dimension: int = DIMENSION) -> embed_pb2.EmbedRequ
     return embed_pb2.EmbedRequest(items=[common_pb2.Content(text=text)], options=options)
 
 
-async def _closed_loop(
-    call: Callable[[int], Awaitable[Any]], calls: int, callers: int
-) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    next_call = 0
-
-    async def caller() -> None:
-        nonlocal next_call
-        while next_call < calls:
-            i = next_call
-            next_call += 1
-            started = time.perf_counter()
-            await call(i)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
-    return calls / (time.perf_counter() - started), sorted(latencies)
+async def _rate(call: Callable[[int], Awaitable[Any]], calls: int, callers: int) -> tuple[float, list[float]]:
+    seconds, latencies, _ = await closed_loop(call, calls, callers)
+    return calls / seconds, latencies
 
 
 def _p(latencies: list[float], q: float) -> float:
@@ -130,12 +115,12 @@ async def overhead(target: str) -> dict[str, list[float]]:
             return got / (time.perf_counter() - started)
 
         for _ in range(REPEATS):
-            rate, _ = await _closed_loop(lambda i: info.Info(info_request), CALLS, CALLERS)
+            rate, _ = await _rate(lambda i: info.Info(info_request), CALLS, CALLERS)
             runs.setdefault("info", []).append(rate)
-            rate, lat = await _closed_loop(lambda i: embed.Embed(requests[i % len(requests)]), CALLS, CALLERS)
+            rate, lat = await _rate(lambda i: embed.Embed(requests[i % len(requests)]), CALLS, CALLERS)
             runs.setdefault("embed_cached", []).append(rate)
             runs.setdefault("embed_cached_p50_ms", []).append(_p(lat, 0.5))
-            rate, lat = await _closed_loop(lambda i: embed.Embed(requests[i % len(requests)]), SEQUENTIAL, 1)
+            rate, lat = await _rate(lambda i: embed.Embed(requests[i % len(requests)]), SEQUENTIAL, 1)
             runs.setdefault("embed_sequential", []).append(rate)
             runs.setdefault("embed_sequential_p50_ms", []).append(_p(lat, 0.5))
             runs.setdefault("stream_1", []).append(await stream_rate(1))
@@ -165,7 +150,7 @@ async def overload(target: str) -> dict[str, float]:
 
     async with grpc.aio.insecure_channel(target) as channel:
         embed = embed_pb2_grpc.EmbedServiceStub(channel)
-        capacity, loaded = await _closed_loop(lambda i: embed.Embed(fresh()), 600, CALLERS)
+        capacity, loaded = await _rate(lambda i: embed.Embed(fresh()), 600, CALLERS)
         rate = 5 * capacity
         admitted: list[float] = []
         refused: list[float] = []

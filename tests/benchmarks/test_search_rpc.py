@@ -26,9 +26,7 @@ import datetime as dt
 import os
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
@@ -40,7 +38,7 @@ from onespace.index import CollectionConfig, CollectionStore, IndexDtype, Metric
 from onespace.index.matryoshka import prefix
 from onespace.models import LOCAL_MODEL
 from onespace_client.v1 import common_pb2, info_pb2, info_pb2_grpc, search_pb2, search_pb2_grpc
-from tests.benchmarks._common import Matrix, clustered, print_table
+from tests.benchmarks._common import Matrix, closed_loop, clustered, print_table
 from tests.benchmarks._report import load_average, markdown_table, write_section
 from tests.reliability.serve import Server
 
@@ -95,28 +93,6 @@ def build(data_dir: Path, vectors: Matrix) -> dict[str, CollectionConfig]:
     return configs
 
 
-async def _closed_loop(
-    call: Callable[[int], Awaitable[Any]], calls: int, callers: int
-) -> tuple[float, list[float], list[Any]]:
-    """`callers` concurrent loops making `calls` calls in all: (seconds, latencies, results)."""
-    latencies: list[float] = []
-    results: list[Any] = [None] * calls
-    next_call = 0
-
-    async def caller() -> None:
-        nonlocal next_call
-        while next_call < calls:
-            i = next_call
-            next_call += 1
-            started = time.perf_counter()
-            results[i] = await call(i)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
-    return time.perf_counter() - started, latencies, results
-
-
 def _search_request(collection: str, query: npt.NDArray[np.float32]) -> search_pb2.SearchRequest:
     return search_pb2.SearchRequest(
         collection=collection,
@@ -160,11 +136,11 @@ async def over_grpc(
             runs.setdefault(key, []).append(figures)
 
         for _ in range(REPEATS):
-            seconds, latencies, _ = await _closed_loop(lambda i: info.Info(info_request), RPCS, CALLERS)
+            seconds, latencies, _ = await closed_loop(lambda i: info.Info(info_request), RPCS, CALLERS)
             record("info", seconds, latencies, RPCS, None)
             for name in COLLECTIONS:
                 requests = singles[name]
-                seconds, latencies, responses = await _closed_loop(
+                seconds, latencies, responses = await closed_loop(
                     lambda i, r=requests: search.Search(r[i % len(r)]),
                     RPCS,
                     CALLERS,  # type: ignore[misc]
@@ -173,7 +149,7 @@ async def over_grpc(
                 record(f"search:{name}", seconds, latencies, RPCS, _recall(found, truth))
                 rounds = 3
                 calls = rounds * len(batches[name])
-                seconds, latencies, answers = await _closed_loop(
+                seconds, latencies, answers = await closed_loop(
                     lambda i, b=batches[name]: search.SearchBatch(b[i % len(b)]),  # type: ignore[misc]
                     calls,
                     BATCH_CALLERS,
