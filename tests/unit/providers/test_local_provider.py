@@ -4,9 +4,11 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,9 @@ from onespace.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavail
 from onespace.models import LOCAL_MODEL
 from onespace.providers.base import EmbedInput
 from onespace.providers.local import LocalProvider, embed_content
+from onespace.providers.local import provider as local_provider
 from onespace.providers.local.decoding import short_reason
+from onespace.providers.local.embed import Job
 from tests import media
 
 from .helpers import audio, image, text, video
@@ -149,3 +153,138 @@ def test_short_reason_drops_object_addresses_and_errno() -> None:
     )
     assert short_reason(ValueError("x" * 500)).endswith("...")
     assert len(short_reason(ValueError("x" * 500))) == 160
+
+
+# --- coalescing: calls that arrive while a batch runs go together in the next batch ----------
+
+
+class _Gate:
+    """Replaces the provider's batch function: records each batch's call sizes, and holds the
+    first batch on a worker thread until released (so later calls are seen waiting)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        run = local_provider._run
+
+        def gated(calls: list[list[Job]]) -> list[Any]:
+            self.batches.append([len(jobs) for jobs in calls])
+            if len(self.batches) == 1:
+                self.entered.set()
+                assert self.release.wait(10)
+            return run(calls)
+
+        monkeypatch.setattr(local_provider, "_run", gated)
+
+    async def first_batch_running(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, 10)
+
+
+def _texts(*values: str, dimension: int = 256) -> list[EmbedInput]:
+    return [EmbedInput(text(v), LOCAL_MODEL.id, dimension, Purpose.GENERIC_INDEX) for v in values]
+
+
+async def _waiting(p: LocalProvider, calls: int) -> None:
+    for _ in range(200):
+        if len(p._waiting) >= calls:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{calls} calls never queued")
+
+
+async def test_calls_arriving_during_a_batch_share_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = _Gate(monkeypatch)
+    p = LocalProvider(workers=1)
+    try:
+        first = asyncio.ensure_future(p.embed(_texts("first")))
+        await gate.first_batch_running()
+        later = [asyncio.ensure_future(p.embed(_texts(f"later {i}", f"and {i}"))) for i in range(3)]
+        await _waiting(p, 3)
+        gate.release.set()
+        results = await asyncio.gather(first, *later)
+        assert gate.batches == [[1], [2, 2, 2]]
+        sent = [_texts("first")] + [_texts(f"later {i}", f"and {i}") for i in range(3)]
+        for inputs, result in zip(sent, results, strict=True):
+            assert [r.embeddings[0].vector.tobytes() for r in result] == [
+                embed_content(i.content, 256).embeddings[0].vector.tobytes() for i in inputs
+            ]
+    finally:
+        gate.release.set()
+        await p.close()
+
+
+async def test_a_failing_input_fails_only_its_own_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = _Gate(monkeypatch)
+    p = LocalProvider(workers=1)
+    broken = EmbedInput(image(b"\x89PNG\r\n\x1a\n broken"), LOCAL_MODEL.id, 256, Purpose.GENERIC_INDEX)
+    try:
+        first = asyncio.ensure_future(p.embed(_texts("first")))
+        await gate.first_batch_running()
+        bad = asyncio.ensure_future(p.embed([*_texts("fine"), broken]))
+        good = asyncio.ensure_future(p.embed(_texts("also fine")))
+        await _waiting(p, 2)
+        gate.release.set()
+        await first
+        with pytest.raises(InvalidArgument) as info:
+            await bad
+        assert info.value.field == "content.image"
+        assert len(await good) == 1
+        assert gate.batches == [[1], [2, 1]]
+    finally:
+        gate.release.set()
+        await p.close()
+
+
+async def test_calls_not_started_at_close_are_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = _Gate(monkeypatch)
+    p = LocalProvider(workers=1)
+    first = asyncio.ensure_future(p.embed(_texts("first")))
+    await gate.first_batch_running()
+    queued = asyncio.ensure_future(p.embed(_texts("queued")))
+    await _waiting(p, 1)
+    closing = asyncio.ensure_future(p.close())
+    with pytest.raises(Unavailable):
+        await queued
+    gate.release.set()
+    await closing
+    assert len(await first) == 1  # work once started runs to the end
+    assert gate.batches == [[1]]
+
+
+async def test_deadline_passed_while_queued_and_cancelled_calls_are_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = _Gate(monkeypatch)
+    p = LocalProvider(workers=1)
+    try:
+        first = asyncio.ensure_future(p.embed(_texts("first")))
+        await gate.first_batch_running()
+        deadline = time.monotonic() + 0.3
+        late = asyncio.ensure_future(p.embed(_texts("late"), deadline=deadline))
+        gone = asyncio.ensure_future(p.embed(_texts("gone")))
+        kept = asyncio.ensure_future(p.embed(_texts("kept")))
+        await _waiting(p, 3)
+        gone.cancel()
+        await asyncio.sleep(deadline + 0.05 - time.monotonic())
+        gate.release.set()
+        await first
+        with pytest.raises(DeadlineExceeded):
+            await late
+        assert len(await kept) == 1
+        assert gate.batches == [[1], [1]]
+    finally:
+        gate.release.set()
+        await p.close()
+
+
+async def test_a_large_call_is_one_batch() -> None:
+    p = LocalProvider(workers=2)
+    try:
+        inputs = _texts(*(f"text number {i}" for i in range(600)), dimension=1024)
+        results = await p.embed(inputs)
+        assert [r.embeddings[0].vector.tobytes() for r in results[::97]] == [
+            embed_content(i.content, 1024).embeddings[0].vector.tobytes() for i in inputs[::97]
+        ]
+    finally:
+        await p.close()

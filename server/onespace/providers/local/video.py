@@ -7,6 +7,8 @@
 - AUDIO_VIDEO_COMBINED: 0.8 x the frames' direction + 0.6 x the audio's direction (each unit
   length before projecting, so one linear projection of the joined features); visual only when
   there is no audio track.
+
+`video_terms` returns features, not vectors: the caller projects them with the rest of its batch.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from onespace.models import ModelSpec
 from onespace.providers.local.audio import audio_features, silence_features
 from onespace.providers.local.avmedia import read_media
 from onespace.providers.local.image import image_features
-from onespace.providers.local.projection import Features, project
+from onespace.providers.local.projection import Features, Term
 
-__all__ = ["SAMPLED_FRAMES", "embed_video"]
+__all__ = ["SAMPLED_FRAMES", "video_terms"]
 
 SAMPLED_FRAMES = 4
 _VISUAL_WEIGHT = 0.8
@@ -31,19 +33,22 @@ def _norm(x: Features) -> float:
     return float(np.sqrt(np.sum(x * x)))
 
 
-def embed_video(
+def video_terms(
     data: bytes, fmt: str, mode: VideoMode, spec: ModelSpec, field: str = "content.video"
-) -> list[tuple[EmbeddingType, Features]]:
-    """The full-dimension vectors `mode` asks for: (VIDEO, AUDIO) or (AUDIO_VIDEO_COMBINED,)."""
+) -> list[tuple[EmbeddingType, list[Term]]]:
+    """What `mode` asks for, (VIDEO, AUDIO) or (AUDIO_VIDEO_COMBINED,), each as the projected
+    features to add up: a vector is sum(project(features) * scale) over its terms."""
     media = read_media(data, fmt, spec, field, video=True, frames=SAMPLED_FRAMES)
     frames = np.mean([image_features(f) for f in media.frames], axis=0)
-    visual = project(frames, "image")
     sound = audio_features(*media.audio) if media.audio is not None else None
     if mode is VideoMode.AUDIO_VIDEO_SEPARATE:
-        audio = project(sound if sound is not None else silence_features(), "audio")
-        return [(EmbeddingType.VIDEO, visual), (EmbeddingType.AUDIO, audio)]
+        audio = sound if sound is not None else silence_features()
+        return [
+            (EmbeddingType.VIDEO, [("image", frames, None)]),
+            (EmbeddingType.AUDIO, [("audio", audio, None)]),
+        ]
     # The projection is linear: scaling projected vectors = projecting unit-length features.
-    combined = visual * (_VISUAL_WEIGHT / _norm(frames))
+    combined: list[Term] = [("image", frames, _VISUAL_WEIGHT / _norm(frames))]
     if sound is not None:
-        combined = combined + project(sound, "audio") * (_AUDIO_WEIGHT / _norm(sound))
+        combined.append(("audio", sound, _AUDIO_WEIGHT / _norm(sound)))
     return [(EmbeddingType.AUDIO_VIDEO_COMBINED, combined)]
