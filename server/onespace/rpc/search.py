@@ -25,9 +25,11 @@ __all__ = ["SearchServicer"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-def _search_in(request: pb.SearchRequest) -> SearchIn:
+def _search_in(request: pb.SearchRequest) -> tuple[SearchIn, bool]:
+    """The query, and whether its hits carry packed vectors (`vector_format`, checked here once)."""
+    f32 = convert.vector_format(request.vector_format, "vector_format")
     kind = request.WhichOneof("query")
-    return SearchIn(
+    query = SearchIn(
         collection=request.collection,
         content=convert.content_from_proto(request.content, "content") if kind == "content" else None,
         vector=convert.vector_from_proto(request.vector, "vector") if kind == "vector" else None,
@@ -38,12 +40,12 @@ def _search_in(request: pb.SearchRequest) -> SearchIn:
         purpose=convert.purpose_from_proto(request.purpose, "purpose"),
         include_vectors=request.include_vectors,
     )
+    return query, f32
 
 
 def _response(
-    request: pb.SearchRequest, hits: list[Hit], collection: CollectionHandle, dimension: int, timings: Timings
+    f32: bool, hits: list[Hit], collection: CollectionHandle, dimension: int, timings: Timings
 ) -> pb.SearchResponse:
-    f32 = convert.vector_format(request.vector_format, "vector_format")
     return pb.SearchResponse(
         hits=[convert.hit_to_proto(h, f32) for h in hits],
         model=collection.config.model,
@@ -55,23 +57,22 @@ def _response(
 class SearchServicer(ServicerBase, search_pb2_grpc.SearchServiceServicer):
     @unary_method("Search")
     async def Search(self, request: pb.SearchRequest, context: Ctx) -> pb.SearchResponse:
-        convert.vector_format(request.vector_format, "vector_format")
+        query, f32 = _search_in(request)
         hits, collection, dimension, timings = await self.gateway.search(
-            _search_in(request), deadline=self.deadline(context)
+            query, deadline=self.deadline(context)
         )
-        return _response(request, hits, collection, dimension, timings)
+        return _response(f32, hits, collection, dimension, timings)
 
     @unary_method("SearchBatch")
     async def SearchBatch(self, request: pb.SearchBatchRequest, context: Ctx) -> pb.SearchBatchResponse:
         self.check_count(len(request.queries), "queries")
-        queries = []
+        parsed = []
         for i, query in enumerate(request.queries):
             try:
-                convert.vector_format(query.vector_format, "vector_format")
-                queries.append(_search_in(query))
+                parsed.append(_search_in(query))
             except InvalidArgument as exc:
                 raise exc.at(f"queries[{i}]") from None
-        results = await self.gateway.search_batch(queries, deadline=self.deadline(context))
+        results = await self.gateway.search_batch([q for q, _ in parsed], deadline=self.deadline(context))
         return pb.SearchBatchResponse(
-            results=[_response(q, *result) for q, result in zip(request.queries, results, strict=True)]
+            results=[_response(f32, *result) for (_, f32), result in zip(parsed, results, strict=True)]
         )
