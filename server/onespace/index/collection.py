@@ -295,7 +295,7 @@ class Collection:
     def unindexed_rows(self) -> int:
         """Committed rows (live or not) the HNSW index has not taken yet."""
         view = self._view
-        return view.count - int(np.searchsorted(view.keys[: view.count], np.uint64(self.indexed_below)))
+        return view.count - view.first_row_from(self.indexed_below)
 
     def index_pending(self) -> bool:
         """Add (up to `INDEX_STEP` rows of) the tail to the HNSW index and apply queued removals;
@@ -308,8 +308,7 @@ class Collection:
         if self.closed:
             return False
         view = self._view
-        keys = view.keys[: view.count]
-        start = int(np.searchsorted(keys, np.uint64(self.indexed_below)))
+        start = view.first_row_from(self.indexed_below)
         end = view.count if max_rows is None else min(view.count, start + max_rows)
         did = start < end
         if did:
@@ -318,7 +317,7 @@ class Collection:
             for first in range(0, len(rows), ADD_CHUNK):
                 chunk = rows[first : first + ADD_CHUNK]
                 self.index.add_stored(view.keys[chunk], view.vectors[chunk])
-            self.indexed_below = int(keys[end - 1]) + 1
+            self.indexed_below = int(view.keys[end - 1]) + 1
         if holding_write_lock:
             removals, self.pending_removals = self.pending_removals, []
         else:
@@ -398,8 +397,7 @@ class Collection:
 
 def _tail_rows(view: SlotView, below: int) -> Rows:
     """Live slots whose keys are at or above `below`: committed, not yet in the index."""
-    start = int(np.searchsorted(view.keys[: view.count], np.uint64(below)))
-    rows = np.arange(start, view.count, dtype=np.int64)
+    rows = np.arange(view.first_row_from(below), view.count, dtype=np.int64)
     return rows[view.live[rows]]
 
 

@@ -47,6 +47,10 @@ class SlotView:
         found[inside] = (used[pos[inside]] == keys[inside]) & self.live[pos[inside]]
         return np.where(found, pos, -1)
 
+    def first_row_from(self, key: int) -> int:
+        """The first slot whose key is `key` or larger (`count` when there is none)."""
+        return int(np.searchsorted(self.keys[: self.count], np.uint64(key)))
+
     def live_rows(self) -> Rows:
         return np.flatnonzero(self.live[: self.count]).astype(np.int64)
 
