@@ -72,6 +72,7 @@ import pytest
 from onespace.models import NOVA_MODEL
 from onespace_client import AsyncClient, build
 from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
+from tests.aws import AWS_VARIABLES, dummy_aws_environment
 from tests.benchmarks._common import print_table
 from tests.benchmarks._report import RAW, ROOT, load_average, markdown_table, write_section
 
@@ -89,20 +90,6 @@ SEQUENTIAL = 30  # items of the sequential boto3 loop (extrapolated)
 DEADLINE = 60.0
 SAMPLE_EVERY = 0.1  # seconds between samples of the gateway's concurrency limit
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
-_AWS_VARIABLES = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_RETRY_MODE",
-    "AWS_MAX_ATTEMPTS",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
-)
 
 
 @dataclass(frozen=True)
@@ -196,14 +183,10 @@ class Run:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _AWS_VARIABLES}
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        PYTHONPATH=os.pathsep.join([str(ROOT / "server"), str(ROOT / "client"), env.get("PYTHONPATH", "")]),
+    env = {k: v for k, v in os.environ.items() if k not in AWS_VARIABLES}
+    env.update(dummy_aws_environment(os.devnull, os.devnull))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "server"), str(ROOT / "client"), env.get("PYTHONPATH", "")]
     )
     return env
 
@@ -211,13 +194,11 @@ def _env() -> dict[str, str]:
 @contextlib.contextmanager
 def _aws_isolated() -> Iterator[None]:
     """The bare clients in this process see only the dummy credentials, no machine AWS config."""
-    saved = {
-        k: os.environ.get(k) for k in (*_AWS_VARIABLES, "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
-    }
-    for name in _AWS_VARIABLES:
+    dummy = dummy_aws_environment(os.devnull, os.devnull)
+    saved = {k: os.environ.get(k) for k in (*AWS_VARIABLES, *dummy)}
+    for name in AWS_VARIABLES:
         os.environ.pop(name, None)
-    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ.update(dummy)
     try:
         yield
     finally:

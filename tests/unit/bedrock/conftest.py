@@ -11,33 +11,18 @@ from onespace.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from onespace.models import Modality
 from onespace.providers.base import EmbedInput
 from onespace.providers.bedrock import BedrockProvider, RetryPolicy
-
-_AWS_VARIABLES = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_RETRY_MODE",
-    "AWS_MAX_ATTEMPTS",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
-)
+from tests.aws import AWS_VARIABLES, dummy_aws_environment
 
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Dummy credentials for the emulator; nothing from the machine's own AWS setup leaks in."""
-    for name in _AWS_VARIABLES:
+    for name in AWS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name, value in dummy_aws_environment(
+        str(tmp_path / "aws-config"), str(tmp_path / "aws-credentials")
+    ).items():
+        monkeypatch.setenv(name, value)
 
 
 class RecordingEvents:
