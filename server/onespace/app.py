@@ -69,7 +69,7 @@ class App:
     async def start(self) -> None:
         if self.settings.metrics_port >= 0:
             self.metrics_server, self.metrics_thread = start_http_server(
-                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+                self.settings.metrics_port, addr=self.settings.metrics_host, registry=self.metrics.registry
             )
         await self.rpc.start()
 

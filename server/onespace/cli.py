@@ -1,4 +1,4 @@
-"""The `onespace` command: `serve`, `check` and `emulate-bedrock` here, client commands from
+"""The `onespace` command: `serve`, `check`, `token` and `emulate-bedrock` here, client commands from
 onespace_client."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,10 +20,37 @@ def _serve(args: argparse.Namespace) -> int:
     from onespace.app import serve
 
     settings = settings_from_args(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    from onespace.auth.tokens import TokenFileError
+    from onespace.logs import configure_logging
+    from onespace.rpc.exposure import ExposureError
+
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except (ExposureError, TokenFileError) as exc:
+        print(f"onespace serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from onespace.auth.tenancy import check_tenant_id
+    from onespace.auth.tokens import hash_token, new_token
+
+    try:
+        tenant = check_tenant_id(args.tenant)
+    except ValueError as exc:
+        print(f"onespace token: {exc}", file=sys.stderr)
+        return 2
+    token = new_token()
+    name = args.name or f"{tenant}-{args.role}"
+    print(token)
+    print(
+        f"# add to the token file (it keeps only the hash; the line above is shown once):\n"
+        f'[[tokens]]\nname = "{name}"\nsha256 = "{hash_token(token)}"\ntenant = "{tenant}"\n'
+        f'role = "{args.role}"',
+        file=sys.stderr,
     )
-    asyncio.run(serve(settings))
     return 0
 
 
@@ -70,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="SQLite quick_check instead of the slower integrity_check"
     )
     check.set_defaults(func=_check)
+    token = commands.add_parser(
+        "token",
+        help="make a bearer token and its token-file entry",
+        description=(
+            "Print a new random bearer token on stdout and, on stderr, the [[tokens]] entry to "
+            "append to the server's --auth-tokens file (it holds only the token's SHA-256)."
+        ),
+    )
+    token.add_argument("--tenant", required=True, help="tenant id: [a-z0-9][a-z0-9_-]{0,31}")
+    token.add_argument("--role", required=True, choices=("reader", "writer", "admin"))
+    token.add_argument("--name", default="", help="a label for the entry (default: tenant-role)")
+    token.set_defaults(func=_token)
     try:
         from onespace.emulator.cli import add_cli as add_emulator
     except ImportError:  # pragma: no cover - the emulator ships with the server package

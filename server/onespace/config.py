@@ -25,7 +25,10 @@ def _opt(default: Any, help: str, *, flag: str | None = None, choices: Sequence[
 @dataclass(frozen=True, slots=True)
 class Settings:
     # --- serving ---
-    host: str = _opt("127.0.0.1", "address to listen on (0.0.0.0 for all interfaces)")
+    host: str = _opt(
+        "127.0.0.1",
+        "address to listen on; a non-loopback address needs TLS and --auth-tokens, or --insecure",
+    )
     port: int = _opt(50051, "gRPC port; 0 picks a free one")
     metrics_port: int = _opt(9464, "Prometheus /metrics port; 0 picks a free one, -1 disables")
     data_dir: Path = _opt(Path("./data"), "where collections are stored")
@@ -37,6 +40,36 @@ class Settings:
     max_items_per_request: int = _opt(256, "items in one Embed/Upsert request")
     max_request_bytes: int = _opt(64 * 1024 * 1024, "largest gRPC message accepted, in bytes")
     max_k: int = _opt(1000, "largest k a search may ask for")
+    max_deadline_seconds: float = _opt(
+        0.0,
+        "largest deadline honoured; a longer one is cut to it and the error says so. 0: honour every "
+        "client deadline as sent (default_deadline_seconds applies only to RPCs sent without one)",
+    )
+    # --- security: authentication, tenants, exposure (docs/security.md) ---
+    auth_tokens: str = _opt(
+        "",
+        "token file (TOML, SHA-256 hashes -> tenant and role; `onespace token` makes entries); every "
+        "RPC but health checks then needs `authorization: Bearer <token>`. Empty: no authentication, "
+        "allowed only on a loopback host unless --insecure",
+    )
+    insecure: bool = _opt(
+        False,
+        "allow a non-loopback --host without TLS and authentication (anyone who reaches the port "
+        "can read, write and delete every collection)",
+    )
+    reflection: bool = _opt(True, "serve gRPC reflection (with auth on, it needs a valid token)")
+    metrics_host: str = _opt(
+        "127.0.0.1", "address of the Prometheus /metrics endpoint, independent of --host"
+    )
+    tenant_rate: float = _opt(
+        0.0, "requests per second per tenant (token file entries may override); 0: unlimited"
+    )
+    tenant_burst: float = _opt(
+        0.0, "requests a tenant may send at once above its rate; 0: one second's worth"
+    )
+    tenant_max_in_flight: int = _opt(
+        0, "RPCs one tenant may have in flight (token file entries may override); 0: unlimited"
+    )
     # --- engine: admission and backpressure ---
     queue_capacity: int = _opt(
         4096, "items waiting for the provider; unary requests beyond it get RESOURCE_EXHAUSTED"

@@ -5,7 +5,8 @@
     ├── NotFound                                              unknown collection / id / model
     ├── AlreadyExists                                         creating a collection twice
     ├── FailedPrecondition                                    a state that forbids the call
-    ├── PermissionDenied                                      upstream refused our credentials
+    ├── Unauthenticated                                       no valid bearer token
+    ├── PermissionDenied                                      role too low; upstream refused our credentials
     ├── ResourceExhausted              retry_after_seconds    queue full, upstream throttling or quota
     ├── DeadlineExceeded                                      the caller's deadline passed first
     ├── Cancelled                                             the caller went away
@@ -29,6 +30,7 @@ __all__ = [
     "OnespaceError",
     "PermissionDenied",
     "ResourceExhausted",
+    "Unauthenticated",
     "Unavailable",
 ]
 
@@ -74,6 +76,10 @@ class FailedPrecondition(OnespaceError):
 
 
 class PermissionDenied(OnespaceError):
+    pass
+
+
+class Unauthenticated(OnespaceError):
     pass
 
 

@@ -17,12 +17,13 @@ from typing import TypeVar
 import numpy as np
 
 from onespace import content as contents
+from onespace.auth import tenancy
 from onespace.config import Settings
 from onespace.content import Content, Purpose
 from onespace.engine import Admission, EmbedScheduler, SearchBatcher, WriteBatcher
 from onespace.engine.maintenance import Maintainer
 from onespace.engine.scheduler import EmbedOutcome
-from onespace.errors import InvalidArgument, NotFound, Unavailable
+from onespace.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from onespace.index import (
     CollectionConfig,
     CollectionStats,
@@ -143,21 +144,27 @@ class Gateway:
         await self.provider.close()
 
     # --- operations -------------------------------------------------------------------------------
-    def collection(self, name: str) -> CollectionHandle:
-        return self.store.get(name)
+    def collection(self, name: str, field: str = "name") -> CollectionHandle:
+        """The calling tenant's collection `name` (another tenant's is NOT_FOUND, as is none)."""
+        try:
+            return self.store.get(tenancy.qualify(name, field))
+        except NotFound:
+            raise NotFound(f"collection {name!r} not found") from None
 
     def collections(self) -> Sequence[CollectionHandle]:
-        return self.store.list()
+        """The calling tenant's collections."""
+        tenant = tenancy.current_tenant()
+        return [c for c in self.store.list() if tenancy.owned_by(c.name, tenant)]
 
     async def checkpoint(self, name: str) -> tuple[CollectionHandle, CollectionStats]:
-        collection = self.store.get(name)
+        collection = self.collection(name)
         await asyncio.to_thread(self.maintainer.checkpoint, collection)
         return collection, await self._observed(collection)
 
     async def compact(self, name: str) -> tuple[CollectionHandle, CollectionStats]:
-        collection = self.store.get(name)
+        collection = self.collection(name)
         if await asyncio.to_thread(self.store.compact, collection, force=True):
-            self.metrics.compactions.labels(name).inc()
+            self.metrics.compactions.labels(collection.name).inc()
             await asyncio.to_thread(self.maintainer.checkpoint, collection)
         return collection, await self._observed(collection)
 
@@ -223,13 +230,22 @@ class Gateway:
             raise InvalidArgument(
                 "config.dimension", f"{dimension} is not offered by model {spec.id} (offers {offered})"
             )
-        config = replace(config, model=spec.id, dimension=dimension).validated()
-        collection = await asyncio.to_thread(self.store.create, config)
-        self.metrics.index_items.labels(config.name).set(0)
+        name = config.name
+        stored = tenancy.qualify(name, "config.name")
+        config = replace(config, name=stored, model=spec.id, dimension=dimension).validated()
+        try:
+            collection = await asyncio.to_thread(self.store.create, config)
+        except AlreadyExists:
+            raise AlreadyExists(f"collection {name!r} already exists") from None
+        self.metrics.index_items.labels(stored).set(0)
         return collection
 
     async def delete_collection(self, name: str) -> None:
-        await asyncio.to_thread(self.store.delete, name)
+        name = self.collection(name).name
+        try:
+            await asyncio.to_thread(self.store.delete, name)
+        except NotFound:  # deleted meanwhile
+            raise NotFound(f"collection {tenancy.local_name(name)!r} not found") from None
         for gauge in (self.metrics.index_items, self.metrics.checkpoint_timestamp):
             with contextlib.suppress(KeyError):
                 gauge.remove(name)
@@ -248,7 +264,7 @@ class Gateway:
         field: str = "items",
     ) -> Timings:
         started = time.monotonic()
-        collection = self.store.get(name)
+        collection = self.collection(name, "collection")
         config = collection.config
         spec = self.model(config.model)
         prepared: list[EmbedInput | None] = []
@@ -278,7 +294,7 @@ class Gateway:
         index_start = time.monotonic()
         await self.writes.write(collection, op, deadline=deadline)
         timings.index = time.monotonic() - index_start
-        self.metrics.index_items.labels(name).set(len(collection))
+        self.metrics.index_items.labels(collection.name).set(len(collection))
         timings.total = time.monotonic() - started
         return timings
 
@@ -292,13 +308,13 @@ class Gateway:
         return embedded.result.embeddings[0].vector, outcome
 
     async def get(self, name: str, ids: Sequence[str], include_vectors: bool) -> list[StoredItem | None]:
-        collection = self.store.get(name)
+        collection = self.collection(name, "collection")
         return await asyncio.to_thread(collection.get, ids, include_vectors)
 
     async def delete(self, name: str, ids: Sequence[str], *, deadline: float) -> int:
-        collection = self.store.get(name)
+        collection = self.collection(name, "collection")
         deleted = await self.writes.write(collection, DeleteOp(tuple(ids)), deadline=deadline)
-        self.metrics.index_items.labels(name).set(len(collection))
+        self.metrics.index_items.labels(collection.name).set(len(collection))
         return deleted
 
     # --- search --------------------------------------------------------------------------------
@@ -348,7 +364,7 @@ class Gateway:
             raise (NotFound(f"{where}: {exc.message}") if where else exc) from None
 
     async def _resolve(self, request: SearchIn, deadline: float) -> _Resolved:
-        collection = self.store.get(request.collection)
+        collection = self.collection(request.collection, "collection")
         config = collection.config
         if not 1 <= request.k <= self.settings.max_k:
             raise InvalidArgument("k", f"{request.k} is outside 1..{self.settings.max_k}")

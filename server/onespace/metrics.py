@@ -1,7 +1,7 @@
 """Prometheus metrics: every stage timed, queue and limiter state, cache and batch behaviour.
 
 Naming follows prometheus practice: `onespace_` prefix, base units, `_total` counters, and only
-bounded labels (method, code, model, modality, collection, outcome, reason) — never ids or text.
+bounded labels (method, code, model, modality, collection, outcome, reason, tenant) — never ids or text.
 Each `Metrics` owns its registry, so several servers can live in one process (tests do this);
 the registry is the one piece of mutable state shared across the gateway.
 """
@@ -152,6 +152,23 @@ class Metrics:
             ["collection"],
             buckets=POWERS_OF_TWO,
             registry=r,
+        )
+        self.auth_failures = Counter(
+            "onespace_auth_failures_total",
+            "RPCs refused by authentication or authorization, by reason "
+            "(missing_token, invalid_token, permission_denied)",
+            ["reason"],
+            registry=r,
+        )
+        self.tenant_requests = Counter(
+            "onespace_tenant_requests_total",
+            "Authenticated RPCs per tenant (ids from the token file) by outcome "
+            "(admitted, limited, permission_denied)",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.tenant_in_flight = Gauge(
+            "onespace_tenant_in_flight", "RPCs being served per tenant", ["tenant"], registry=r
         )
         self.index_items = Gauge("onespace_index_items", "Items stored", ["collection"], registry=r)
         self.commit_duration = Histogram(

@@ -15,12 +15,14 @@ from onespace.errors import InvalidArgument
 
 __all__ = [
     "MAX_DIMENSION",
+    "TENANT_PATTERN",
     "CollectionConfig",
     "HnswParams",
     "IndexDtype",
     "Metric",
     "StoredDtype",
     "check_collection_name",
+    "check_stored_name",
     "config_from_json",
     "config_to_json",
 ]
@@ -30,6 +32,7 @@ MAX_CONNECTIVITY = 256
 MAX_EXPANSION = 4096
 MAX_RERANK_FACTOR = 100
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # tenant ids (onespace.auth.tenancy)
 
 
 class Metric(enum.Enum):
@@ -96,7 +99,7 @@ class CollectionConfig:
 
         Raises InvalidArgument("config.<field>", reason) for the first bad field.
         """
-        check_collection_name(self.name, field_name="config.name")
+        check_stored_name(self.name, field_name="config.name")
         if not isinstance(self.model, str):
             raise InvalidArgument("config.model", "must be a string")
         _check_int("config.dimension", self.dimension, 1, MAX_DIMENSION)
@@ -128,6 +131,18 @@ def check_collection_name(name: object, *, field_name: str = "name") -> str:
         raise InvalidArgument(field_name, f"{name!r} must match [A-Za-z0-9_.-]{{1,64}}")
     if name in {".", ".."}:
         raise InvalidArgument(field_name, f"{name!r} is reserved")
+    return name
+
+
+def check_stored_name(name: object, *, field_name: str = "name") -> str:
+    """A name as stored: a collection name, optionally behind its tenant's `<tenant>~` prefix
+    (see `onespace.auth.tenancy`; callers' names go through `check_collection_name`)."""
+    if not isinstance(name, str):
+        raise InvalidArgument(field_name, f"{name!r} is not a string")
+    tenant, sep, local = name.rpartition("~")
+    if sep and not TENANT_PATTERN.fullmatch(tenant):
+        raise InvalidArgument(field_name, f"{name!r} has a malformed tenant prefix")
+    check_collection_name(local, field_name=field_name)
     return name
 
 

@@ -23,7 +23,7 @@ from onespace.errors import AlreadyExists, Internal, NotFound
 from onespace.index import maintenance, migrate
 from onespace.index.backend import CollectionHandle
 from onespace.index.collection import Collection, CollectionStats
-from onespace.index.config import CollectionConfig, check_collection_name
+from onespace.index.config import CollectionConfig, check_stored_name
 from onespace.index.persistence import CONFIG_FILE, fsync_dir
 
 __all__ = ["CollectionStore"]
@@ -127,7 +127,7 @@ class CollectionStore:
             collection = self._collections.get(name)
             if collection is None:
                 raise NotFound(f"collection {name!r} not found")
-            check_collection_name(name)
+            check_stored_name(name)
             del self._collections[name]
         collection.closed = True  # a background checkpoint that ends now is dropped
         maintenance.stop_checkpointer(collection)

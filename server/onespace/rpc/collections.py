@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 
+from onespace.auth import tenancy
 from onespace.index import CollectionStats
 from onespace.index.backend import CollectionHandle
 from onespace.rpc import convert
@@ -25,9 +26,7 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
         self, request: pb.CreateCollectionRequest, context: Ctx
     ) -> pb.CreateCollectionResponse:
         collection = await self.gateway.create_collection(convert.config_from_proto(request.config))
-        return pb.CreateCollectionResponse(
-            collection=convert.collection_to_proto(collection.config, len(collection))
-        )
+        return pb.CreateCollectionResponse(collection=_summary(collection))
 
     @unary_method("GetCollection")
     async def GetCollection(self, request: pb.GetCollectionRequest, context: Ctx) -> pb.GetCollectionResponse:
@@ -54,7 +53,7 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
         self, request: pb.ListCollectionsRequest, context: Ctx
     ) -> pb.ListCollectionsResponse:
         return pb.ListCollectionsResponse(
-            collections=[convert.collection_to_proto(c.config, len(c)) for c in self.gateway.collections()]
+            collections=[_summary(c) for c in self.gateway.collections()]
         )
 
     @unary_method("DeleteCollection")
@@ -65,5 +64,15 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
         return pb.DeleteCollectionResponse()
 
 
+def _summary(collection: CollectionHandle) -> pb.Collection:
+    return _as_known(convert.collection_to_proto(collection.config, len(collection)))
+
+
 def _described(collection: CollectionHandle, stats: CollectionStats) -> pb.Collection:
-    return convert.collection_to_proto(collection.config, stats.items, stats)
+    return _as_known(convert.collection_to_proto(collection.config, stats.items, stats))
+
+
+def _as_known(message: pb.Collection) -> pb.Collection:
+    """The collection under the name its tenant knows it by (stored names carry the tenant)."""
+    message.config.name = tenancy.local_name(message.config.name)
+    return message

@@ -29,7 +29,7 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
         timings = await self.gateway.upsert(
             request.collection, items, deadline=self.deadline(context), admission=Admission.FAIL_FAST
         )
-        config = self.gateway.collection(request.collection).config
+        config = self.gateway.collection(request.collection, "collection").config
         return pb.UpsertResponse(
             upserted=len(items),
             model=config.model,

@@ -10,12 +10,15 @@ on disk before this starts.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from onespace.gateway import Gateway
+from onespace.rpc import exposure
+from onespace.rpc.auth import AuthInterceptor
 from onespace.rpc.collections import CollectionServicer
 from onespace.rpc.data import DataServicer
 from onespace.rpc.embed import EmbedServicer
@@ -56,7 +59,21 @@ class RpcServer:
         self.gateway = gateway
         settings = gateway.settings
         size = settings.max_request_bytes
+        exposure.check(settings)
+        self.auth = (
+            AuthInterceptor(
+                Path(settings.auth_tokens),
+                gateway.metrics,
+                tenant_rate=settings.tenant_rate,
+                tenant_burst=settings.tenant_burst,
+                tenant_max_in_flight=settings.tenant_max_in_flight,
+                pushback_seconds=settings.retry_pushback_ms / 1000,
+            )
+            if settings.auth_tokens
+            else None
+        )
         self._server = grpc.aio.server(
+            interceptors=[self.auth] if self.auth is not None else [],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
@@ -81,9 +98,10 @@ class RpcServer:
         info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway, admission), self._server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
-        )
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+            )
         self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.host}:{settings.port}")
