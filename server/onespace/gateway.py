@@ -323,7 +323,7 @@ class Gateway:
     ) -> tuple[list[Hit], CollectionHandle, int, Timings]:
         started = time.monotonic()
         resolved = await self._resolve_query(request, deadline)
-        hits, index_seconds = await self.searches.search(resolved.collection, resolved.query)
+        hits, index_seconds = await self.searches.search(resolved.collection, resolved.query, deadline)
         resolved.timings.index = index_seconds
         resolved.timings.total = time.monotonic() - started
         return hits, resolved.collection, resolved.dimension, resolved.timings
@@ -344,7 +344,7 @@ class Gateway:
             resolved = [
                 await self._resolve_query(r, deadline, where=f"queries[{i}]") for i, r in enumerate(requests)
             ]
-        futures = [self.searches.submit(r.collection, r.query) for r in resolved]
+        futures = [self.searches.submit(r.collection, r.query, deadline) for r in resolved]
         results = await asyncio.gather(*futures)
         total = time.monotonic() - started
         out = []

@@ -133,6 +133,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.expired = Counter(
+            "onespace_expired_total",
+            "Work dropped undone because its caller's deadline passed while it waited, by stage "
+            "(search, write; embeddings: onespace_items_dropped_total{reason=\"deadline\"})",
+            ["stage"],
+            registry=r,
+        )
         self.rejected = Counter(
             "onespace_rejected_total",
             "Requests refused at admission",

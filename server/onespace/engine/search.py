@@ -9,10 +9,12 @@ next batch, which is cut when it is full or when its first search has waited `ma
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import TYPE_CHECKING
 
 from onespace.engine.lanes import Lane, Lanes
+from onespace.errors import DeadlineExceeded
 from onespace.metrics import Metrics
 
 if TYPE_CHECKING:  # the engine does not need the index at import time
@@ -23,7 +25,7 @@ if TYPE_CHECKING:  # the engine does not need the index at import time
 __all__ = ["SearchBatcher"]
 
 
-_Waiter = tuple["CheckedQuery", "asyncio.Future[tuple[list[Hit], float]]"]
+_Waiter = tuple["CheckedQuery", "asyncio.Future[tuple[list[Hit], float]]", float]  # query, future, deadline
 
 
 class SearchBatcher:
@@ -35,15 +37,20 @@ class SearchBatcher:
         self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self.index_calls = 0
 
-    async def search(self, collection: Collection, query: CheckedQuery) -> tuple[list[Hit], float]:
+    async def search(
+        self, collection: Collection, query: CheckedQuery, deadline: float = math.inf
+    ) -> tuple[list[Hit], float]:
         """Hits for `query`, and the seconds its batch spent inside the index."""
-        return await self.submit(collection, query)
+        return await self.submit(collection, query, deadline)
 
-    def submit(self, collection: Collection, query: CheckedQuery) -> asyncio.Future[tuple[list[Hit], float]]:
+    def submit(
+        self, collection: Collection, query: CheckedQuery, deadline: float = math.inf
+    ) -> asyncio.Future[tuple[list[Hit], float]]:
         """Queue `query` for the collection's next batch; the future resolves like `search`.
-        Many queries submitted in one event-loop tick share a batch, with no task per query."""
+        Many queries submitted in one event-loop tick share a batch, with no task per query. A
+        query whose deadline (monotonic) has passed when its batch is cut is dropped unsearched."""
         future: asyncio.Future[tuple[list[Hit], float]] = asyncio.get_running_loop().create_future()
-        self._lanes.submit(collection, (query, future))
+        self._lanes.submit(collection, (query, future, deadline))
         return future
 
     async def _serve_round(self, collection: Collection, lane: Lane[_Waiter]) -> None:
@@ -53,7 +60,17 @@ class SearchBatcher:
         )
         batch = lane.waiting[: self._max_batch]
         del lane.waiting[: self._max_batch]
-        live = [(q, f) for q, f in batch if not f.done()]
+        now = time.monotonic()
+        live = []
+        for waiter in batch:
+            future = waiter[1]
+            if future.done():
+                continue  # the caller left
+            if waiter[2] <= now:
+                self._metrics.expired.labels("search").inc()
+                future.set_exception(DeadlineExceeded("the deadline passed before the index search"))
+                continue
+            live.append(waiter)
         if live:
             await self._run(collection, live)
 
@@ -62,9 +79,9 @@ class SearchBatcher:
         start = time.monotonic()
         self.index_calls += 1
         try:
-            results = await asyncio.to_thread(collection.search_many, [q for q, _ in batch], self._threads)
+            results = await asyncio.to_thread(collection.search_many, [w[0] for w in batch], self._threads)
         except BaseException as exc:
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):
@@ -73,6 +90,6 @@ class SearchBatcher:
         elapsed = time.monotonic() - start
         self._metrics.index_search.labels(name).observe(elapsed)
         self._metrics.search_batch_size.labels(name).observe(len(batch))
-        for (_, future), hits in zip(batch, results, strict=True):
+        for (_, future, _), hits in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result((hits, elapsed))

@@ -85,6 +85,7 @@ class WriteBatcher:
             if waiter.future.done():
                 continue  # the caller left: nothing of it is written
             if waiter.deadline <= now:
+                self._metrics.expired.labels("write").inc()
                 waiter.future.set_exception(
                     DeadlineExceeded("the deadline passed before the write was committed")
                 )

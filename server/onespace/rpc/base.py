@@ -27,9 +27,10 @@ class ServicerBase:
         self.admission = admission
         self.metrics = gateway.metrics
         self.default_deadline = gateway.settings.default_deadline_seconds
+        self.max_deadline = gateway.settings.max_deadline_seconds
 
     def deadline(self, context: Ctx) -> float:
-        return deadline_of(context, self.default_deadline)
+        return deadline_of(context, self.default_deadline, self.max_deadline)
 
     def check_count(self, count: int, field: str = "items") -> None:
         limit = self.gateway.settings.max_items_per_request

@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from onespace.errors import OnespaceError, ResourceExhausted
+from onespace.errors import DeadlineExceeded, OnespaceError, ResourceExhausted
 from onespace.metrics import Metrics
 from onespace.rpc.status import metadata_for, status_for
 
@@ -48,15 +48,19 @@ class RpcAdmission:
 class HasMetrics(Protocol):
     metrics: Metrics
     default_deadline: float
+    max_deadline: float
     admission: RpcAdmission
 
 
-def deadline_of(context: Ctx, default_seconds: float) -> float:
-    """The caller's deadline as a monotonic instant (the server default when it set none)."""
+def deadline_of(context: Ctx, default_seconds: float, max_seconds: float = 0.0) -> float:
+    """The caller's deadline as a monotonic instant: as sent, the server default when it sent
+    none, and no later than `max_seconds` from now when that is set (> 0)."""
     remaining = context.time_remaining()
     if remaining is None:
         remaining = default_seconds
-    return time.monotonic() + min(remaining, default_seconds)
+    if max_seconds > 0:
+        remaining = min(remaining, max_seconds)
+    return time.monotonic() + remaining
 
 
 class _Outcome:
@@ -67,10 +71,15 @@ class _Outcome:
         self.started = time.monotonic()
         metrics.rpc_in_flight.labels(method).inc()
 
-    async def fail(self, context: Ctx, exc: BaseException) -> None:
+    async def fail(self, context: Ctx, exc: BaseException, max_deadline: float = 0.0) -> None:
         if isinstance(exc, OnespaceError):
             self.code = status_for(exc)
-            await context.abort(self.code, str(exc), trailing_metadata=metadata_for(exc))
+            message = str(exc)
+            if isinstance(exc, DeadlineExceeded) and max_deadline > 0:
+                left = context.time_remaining()
+                if left is not None and left > 0:  # the caller still had time: the cap ended it
+                    message += f" (max_deadline_seconds, {max_deadline:g} s, cut the deadline sent)"
+            await context.abort(self.code, message, trailing_metadata=metadata_for(exc))
         if isinstance(exc, asyncio.CancelledError):
             self.code = grpc.StatusCode.CANCELLED
             raise exc
@@ -100,7 +109,7 @@ def unary_method(
                     raise admission.refusal()
                 return await fn(self, request, context)
             except BaseException as exc:
-                await outcome.fail(context, exc)
+                await outcome.fail(context, exc, self.max_deadline)
                 raise
             finally:
                 admission.active -= 1
@@ -129,7 +138,7 @@ def stream_method(
                 if isinstance(exc, GeneratorExit):
                     outcome.code = grpc.StatusCode.CANCELLED
                     raise
-                await outcome.fail(context, exc)
+                await outcome.fail(context, exc, self.max_deadline)
                 raise
             finally:
                 outcome.close()
