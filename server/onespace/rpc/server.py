@@ -1,6 +1,7 @@
 """The grpc.aio server: every servicer, health checking, reflection, and a graceful stop.
 
-Stop order (grpc's graceful-shutdown example): health goes NOT_SERVING so balancers stop sending,
+Stop order (grpc's graceful-shutdown example): health goes NOT_SERVING so balancers stop sending
+(and Health.Watch streams end, so they do not hold the stop for the grace period),
 streams stop reading new items (their in-flight items are answered, then UNAVAILABLE), the server
 stops accepting RPCs and lets those in flight finish within the grace period, then the gateway
 drains the engine, checkpoints the indexes and closes the provider. Every acked write is already
@@ -23,6 +24,7 @@ from onespace.rpc.collections import CollectionServicer
 from onespace.rpc.data import DataServicer
 from onespace.rpc.embed import EmbedServicer
 from onespace.rpc.guard import RpcAdmission
+from onespace.rpc.health import ClosingHealthServicer
 from onespace.rpc.info import InfoServicer
 from onespace.rpc.search import SearchServicer
 from onespace_client.v1 import (
@@ -96,7 +98,7 @@ class RpcServer:
         data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(gateway, admission), self._server)
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(gateway, admission), self._server)
         info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway, admission), self._server)
-        self.health = health.aio.HealthServicer()
+        self.health = ClosingHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         if settings.reflection:
             reflection.enable_server_reflection(
@@ -118,7 +120,7 @@ class RpcServer:
         log.info("serving on %s:%d", self.gateway.settings.host, self.port)
 
     async def stop(self) -> None:
-        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.close()  # NOT_SERVING everywhere, Watch streams ended
         self.gateway.draining.set()  # streams stop reading at once and end with UNAVAILABLE
         await self._server.stop(self.gateway.settings.grace_seconds)
         await self.gateway.stop()
