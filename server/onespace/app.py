@@ -73,6 +73,12 @@ class App:
             )
         await self.rpc.start()
 
+    def reload(self) -> None:
+        """SIGHUP: re-read the token file (a broken one keeps the previous table)."""
+        log.info("SIGHUP: reloading credentials")
+        if self.rpc.auth is not None:
+            self.rpc.auth.reload()
+
     async def stop(self) -> None:
         try:
             await self.rpc.stop()
@@ -97,11 +103,12 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload)
     try:
         await stop.wait()
         log.info("signal received: draining")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await app.stop()
