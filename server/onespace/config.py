@@ -35,6 +35,9 @@ class Settings:
     provider: str = _opt("local", "embedding provider", choices=("local", "bedrock"))
     model: str = _opt("", "default model id; empty: the provider's first model")
     grace_seconds: float = _opt(10.0, "on SIGTERM/SIGINT, how long in-flight RPCs may take to drain")
+    health_interval_seconds: float = _opt(
+        5.0, "how often the provider (credentials, refusals) and the data directory are checked for health"
+    )
     log_level: str = _opt("INFO", "logging level")
     # --- request limits (refused with INVALID_ARGUMENT when exceeded) ---
     max_items_per_request: int = _opt(256, "items in one Embed/Upsert request")

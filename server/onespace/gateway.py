@@ -40,7 +40,7 @@ from onespace.metrics import Metrics
 from onespace.models import ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult, Vector
 
-__all__ = ["EmbedOptions", "Embedded", "Gateway", "ItemIn", "SearchIn", "Timings", "gather_all"]
+__all__ = ["EmbedOptions", "Embedded", "Gateway", "Health", "ItemIn", "SearchIn", "Timings", "gather_all"]
 
 T = TypeVar("T")
 
@@ -129,6 +129,10 @@ class Gateway:
             self.maintainer.observe(collection)
         await self.scheduler.start()
         self.maintainer.start()
+
+    async def health(self) -> Health:
+        """What stops each part from serving now (None: nothing)."""
+        return Health(await self.provider.check(), await asyncio.to_thread(self.store.check))
 
     def refuse_if_draining(self) -> None:
         if self.draining.is_set():
@@ -395,6 +399,12 @@ class Gateway:
         query = Query(vector, request.k, dimension, request.filter, request.include_vectors)
         checked = collection.check_query(query)  # a bad query must not fail the others batched with it
         return _Resolved(collection, dimension, checked, timings)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    provider: str | None
+    store: str | None
 
 
 @dataclass(slots=True)

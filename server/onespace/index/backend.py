@@ -83,6 +83,10 @@ class Backend(Protocol):
 
     def stats(self, collection: CollectionHandle) -> CollectionStats: ...
 
+    def check(self) -> str | None:
+        """Why writes could not be stored now (None: they can); for health checking."""
+        ...
+
     def close(self) -> None:
         """Checkpoint and release everything (shutdown)."""
         ...

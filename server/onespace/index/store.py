@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 import shutil
 import threading
 import uuid
@@ -151,6 +152,19 @@ class CollectionStore:
 
     def stats(self, collection: CollectionHandle) -> CollectionStats:
         return maintenance.stats(_embedded(collection))
+
+    def check(self) -> str | None:
+        """The data directory must exist and take a small durable write."""
+        probe = self._data_dir / ".health-probe"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"ok")
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+        except OSError as exc:
+            return f"the data directory {self._data_dir} cannot be written: {exc.strerror or exc}"
+        return None
 
     def checkpoint_all(self) -> int:
         """Checkpoint every collection whose index changed since its last checkpoint; returns how many."""

@@ -82,6 +82,11 @@ class Provider(abc.ABC):
             f"options.model: unknown model {model_id!r} for provider {self.name} (offers {offered})"
         )
 
+    async def check(self) -> str | None:
+        """Why this provider cannot serve now (None: it can). Cheap: called every few seconds
+        for health checking, so it must not make billable calls."""
+        return None
+
     @property
     def default_model(self) -> ModelSpec:
         return self.models()[0]

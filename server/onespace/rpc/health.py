@@ -1,4 +1,11 @@
-"""gRPC health checking whose Watch streams end at shutdown.
+"""gRPC health checking that tells the truth, and whose Watch streams end at shutdown.
+
+`HealthMonitor` checks the provider (credentials resolve; the last call was not refused for
+them) and the data directory (a small durable write) every `health_interval_seconds`, and sets
+each service from what it needs: EmbedService the provider; Search, Data and Collection
+services the store; Info nothing. The overall status ("") needs both, so a gateway whose every
+Embed would fail is NOT_SERVING even though vector searches still work; a line at WARNING says
+why whenever a status changes.
 
 grpc's asyncio HealthServicer keeps every Watch open until the server cancels it, so one open
 Watch (a load balancer, a sidecar) makes a graceful stop wait for the whole grace period. Here
@@ -13,11 +20,28 @@ event before it reads the status, so no change is missed and no lock is held whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
-__all__ = ["ClosingHealthServicer"]
+from onespace.gateway import Health
+
+__all__ = ["DEPENDS_ON", "ClosingHealthServicer", "HealthMonitor"]
+
+log = logging.getLogger(__name__)
+
+# What each service needs in order to serve (fields of `gateway.Health`).
+DEPENDS_ON: dict[str, tuple[str, ...]] = {
+    "": ("provider", "store"),
+    "onespace.v1.EmbedService": ("provider",),
+    "onespace.v1.SearchService": ("store",),
+    "onespace.v1.DataService": ("store",),
+    "onespace.v1.CollectionService": ("store",),
+    "onespace.v1.InfoService": (),
+}
 
 _Status = health_pb2.HealthCheckResponse
 
@@ -51,3 +75,47 @@ class ClosingHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]  #
         await self.enter_graceful_shutdown()
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()  # wake watchers whose status did not change (already NOT_SERVING)
+
+
+class HealthMonitor:
+    def __init__(
+        self, servicer: ClosingHealthServicer, probe: Callable[[], Awaitable[Health]], interval: float
+    ) -> None:
+        self._servicer = servicer
+        self._probe = probe
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._reasons: dict[str, str | None] = {}
+
+    async def refresh(self) -> None:
+        """Check now and publish every service's status."""
+        found = await self._probe()
+        for service, needs in DEPENDS_ON.items():
+            problems = [f"{part}: {why}" for part in needs if (why := getattr(found, part)) is not None]
+            reason = "; ".join(problems) or None
+            if service not in self._reasons or self._reasons[service] != reason:
+                if reason is not None:
+                    log.warning("health: %s NOT_SERVING (%s)", service or "server", reason)
+                elif service in self._reasons:
+                    log.warning("health: %s SERVING again", service or "server")
+            self._reasons[service] = reason
+            status = _Status.NOT_SERVING if reason is not None else _Status.SERVING
+            await self._servicer.set(service, status)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="health-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except Exception:  # a failing probe must not end health checking
+                log.exception("health check failed")

@@ -24,7 +24,7 @@ from onespace.rpc.collections import CollectionServicer
 from onespace.rpc.data import DataServicer
 from onespace.rpc.embed import EmbedServicer
 from onespace.rpc.guard import RpcAdmission
-from onespace.rpc.health import ClosingHealthServicer
+from onespace.rpc.health import ClosingHealthServicer, HealthMonitor
 from onespace.rpc.info import InfoServicer
 from onespace.rpc.search import SearchServicer
 from onespace_client.v1 import (
@@ -99,6 +99,7 @@ class RpcServer:
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(gateway, admission), self._server)
         info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway, admission), self._server)
         self.health = ClosingHealthServicer()
+        self.health_monitor = HealthMonitor(self.health, gateway.health, settings.health_interval_seconds)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         if settings.reflection:
             reflection.enable_server_reflection(
@@ -116,10 +117,12 @@ class RpcServer:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()
         await self.gateway.start()
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        await self.health_monitor.refresh()
+        self.health_monitor.start()
         log.info("serving on %s:%d", self.gateway.settings.host, self.port)
 
     async def stop(self) -> None:
+        await self.health_monitor.stop()
         await self.health.close()  # NOT_SERVING everywhere, Watch streams ended
         self.gateway.draining.set()  # streams stop reading at once and end with UNAVAILABLE
         await self._server.stop(self.gateway.settings.grace_seconds)

@@ -148,6 +148,7 @@ class BedrockClient:
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._credentials: Any = None
+        self._session: Any = None
         self._http: Any = None
         self._routes: dict[str, Route] = {}
         self.fast_calls = 0  # calls sent through a learned route (for tests and the benchmark)
@@ -164,6 +165,7 @@ class BedrockClient:
         try:
             with map_bedrock_errors(None):
                 session = aioboto3.Session(profile_name=s.bedrock_profile or None)
+                self._session = session
                 self._client = await stack.enter_async_context(
                     session.client(
                         "bedrock-runtime",
@@ -188,6 +190,19 @@ class BedrockClient:
         self._http = self._credentials = None
         if stack is not None:
             await stack.aclose()
+
+    async def credentials_problem(self) -> str | None:
+        """Why no request could be signed now (None: credentials resolve). No network call
+        beyond what the credential chain itself makes (and caches)."""
+        if self._session is None:
+            return "the Bedrock client is not started"
+        try:
+            credentials = await self._session.get_credentials()
+        except Exception as exc:  # a broken profile, an unreachable credential endpoint
+            return f"AWS credentials cannot be resolved: {type(exc).__name__}"
+        if credentials is None:
+            return "no AWS credentials found (environment, shared files, profile or instance role)"
+        return None
 
     def _learn(self, request: Any, **_: Any) -> None:
         model_id = _learning.get()

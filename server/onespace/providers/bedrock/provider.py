@@ -20,7 +20,7 @@ import orjson
 
 from onespace.config import Settings
 from onespace.content import check
-from onespace.errors import Internal, InvalidArgument
+from onespace.errors import Internal, InvalidArgument, PermissionDenied
 from onespace.models import ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderEvents, ProviderResult
 from onespace.providers.bedrock.client import BedrockClient
@@ -66,6 +66,7 @@ class BedrockProvider(Provider):
         self._client = BedrockClient(settings)
         self._families = {spec.id: fam for fam in _FAMILIES for spec in fam.specs}
         self._specs = tuple(spec for fam in _FAMILIES for spec in fam.specs)
+        self._refused: str | None = None  # the last credential refusal, until a call succeeds
 
     def models(self) -> Sequence[ModelSpec]:
         return self._specs
@@ -75,6 +76,10 @@ class BedrockProvider(Provider):
 
     async def close(self) -> None:
         await self._client.close()
+
+    async def check(self) -> str | None:
+        """Credentials must resolve, and the last call must not have been refused for them."""
+        return await self._client.credentials_problem() or self._refused
 
     async def embed(
         self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
@@ -125,14 +130,19 @@ class BedrockProvider(Provider):
             self.counters.calls += 1
             return await self._client.invoke(spec.id, body)
 
-        raw, request_id = await call_with_retries(
-            attempt,
-            policy=self.retry,
-            rng=self._rng,
-            deadline=deadline,
-            what=f"Bedrock call to {spec.id}",
-            on_transient=lambda failure, will_retry: self._transient(spec.id, failure, will_retry),
-        )
+        try:
+            raw, request_id = await call_with_retries(
+                attempt,
+                policy=self.retry,
+                rng=self._rng,
+                deadline=deadline,
+                what=f"Bedrock call to {spec.id}",
+                on_transient=lambda failure, will_retry: self._transient(spec.id, failure, will_retry),
+            )
+        except PermissionDenied as exc:
+            self._refused = f"Bedrock refused the credentials: {exc.message}"
+            raise
+        self._refused = None
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
