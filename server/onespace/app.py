@@ -17,7 +17,7 @@ from onespace.gateway import Gateway
 from onespace.index import CollectionStore
 from onespace.metrics import Metrics
 from onespace.providers.base import Provider
-from onespace.rpc.server import RpcServer
+from onespace.rpc.server import RpcServer, rpc_methods
 
 __all__ = ["App", "build_provider", "serve"]
 
@@ -50,13 +50,13 @@ class App:
     @classmethod
     def build(cls, settings: Settings, provider: Provider | None = None) -> App:
         metrics = Metrics()
+        provider = provider or build_provider(settings)
         gateway = Gateway(
-            settings,
-            provider or build_provider(settings),
-            CollectionStore(settings.data_dir, durable=settings.fsync != "off"),
-            metrics,
+            settings, provider, CollectionStore(settings.data_dir, durable=settings.fsync != "off"), metrics
         )
-        return cls(settings, metrics, gateway, RpcServer(gateway))
+        rpc = RpcServer(gateway)
+        metrics.prime(methods=rpc_methods(), models=[spec.id for spec in provider.models()])
+        return cls(settings, metrics, gateway, rpc)
 
     @property
     def port(self) -> int:

@@ -8,9 +8,32 @@ the registry is the one piece of mutable state shared across the gateway.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+from collections.abc import Iterable
+from importlib import metadata
 
-__all__ = ["Metrics"]
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+__all__ = ["KNOWN_LABELS", "Metrics"]
+
+# Reasons and outcomes the code can emit, created at 0 on start so that a rate or `absent()`
+# needs no `or vector(0)`. A new `.labels("x")` call site adds its value here.
+KNOWN_LABELS: dict[str, tuple[str, ...]] = {
+    "rejected": ("queue_full", "deadline", "rpcs_in_flight", "tenant_limit", "undecodable"),
+    "items_dropped": ("deadline", "cancelled", "shutdown"),
+    "expired": ("search", "write"),
+    "cache_requests": ("hit", "miss"),
+    "auth_failures": ("missing_token", "invalid_token", "permission_denied"),
+}
 
 # ~1 ms to 30 s, for provider calls and whole RPCs.
 LATENCY_BUCKETS = (
@@ -51,8 +74,21 @@ POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # one `_created` series per counter and histogram is only noise
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total, ...
+        PlatformCollector(registry=r)  # python_info
+        GCCollector(registry=r)  # python_gc_*
+        self.build_info = Gauge(
+            "onespace_build_info",
+            "Always 1; the labels say what is running",
+            ["version", "python", "grpc", "usearch"],
+            registry=r,
+        )
+        self.build_info.labels(
+            _version("onespace"), platform.python_version(), _version("grpcio"), _version("usearch")
+        ).set(1)
         self.rpc_duration = Histogram(
             "onespace_rpc_duration_seconds",
             "RPC latency by method and final status code",
@@ -217,3 +253,21 @@ class Metrics:
             ["collection", "kind"],
             registry=r,
         )
+
+    def prime(self, *, methods: Iterable[str], models: Iterable[str]) -> None:
+        """Create every series whose labels are known at start, at 0 (see KNOWN_LABELS)."""
+        for name, values in KNOWN_LABELS.items():
+            counter = getattr(self, name)
+            for value in values:
+                counter.labels(value)
+        for method in methods:
+            self.rpc_in_flight.labels(method)
+        for model in models:
+            self.provider_throttles.labels(model)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -40,7 +40,7 @@ from onespace_client.v1 import (
     search_pb2_grpc,
 )
 
-__all__ = ["SERVICE_NAMES", "RpcServer"]
+__all__ = ["SERVICE_NAMES", "RpcServer", "rpc_methods"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ SERVICE_NAMES = tuple(
         (info_pb2, "InfoService"),
     )
 )
+
+
+def rpc_methods() -> list[str]:
+    """Every onespace RPC's method name (the `method` label of the RPC metrics)."""
+    pool = embed_pb2.DESCRIPTOR.pool
+    return [m.name for service in SERVICE_NAMES for m in pool.FindServiceByName(service).methods]
 
 
 class RpcServer:
