@@ -8,7 +8,6 @@ scheduler; searches go through the batcher.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -113,6 +112,7 @@ class Gateway:
             max_wait_seconds=settings.commit_max_wait_ms / 1000,
             max_items=settings.commit_max_items,
         )
+        metrics.watch_cache(self.scheduler.cache)
         self.maintainer = Maintainer(
             store,
             metrics,
@@ -250,12 +250,7 @@ class Gateway:
             await asyncio.to_thread(self.store.delete, name)
         except NotFound:  # deleted meanwhile
             raise NotFound(f"collection {tenancy.local_name(name)!r} not found") from None
-        for gauge in (self.metrics.index_items, self.metrics.checkpoint_timestamp):
-            with contextlib.suppress(KeyError):
-                gauge.remove(name)
-        for kind in ("disk", "index", "vectors"):
-            with contextlib.suppress(KeyError):
-                self.metrics.collection_bytes.remove(name, kind)
+        self.metrics.forget_collection(name)
 
     # --- data ----------------------------------------------------------------------------------
     async def upsert(

@@ -9,8 +9,9 @@ the registry is the one piece of mutable state shared across the gateway.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib import metadata
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +23,8 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 __all__ = ["KNOWN_LABELS", "Metrics"]
 
@@ -254,6 +257,21 @@ class Metrics:
             registry=r,
         )
 
+    def watch_cache(self, cache: CacheCounts) -> None:
+        """Publish the embedding cache's own counts (read at scrape time, nothing on the hot path)."""
+        self.registry.register(_CacheCollector(cache))
+
+    def forget_collection(self, name: str) -> None:
+        """Remove every series of a deleted collection (a dashboard must not show it forever)."""
+        for metric in self._by_collection:
+            index = metric._labelnames.index("collection")
+            for values in [v for v in list(metric._metrics) if v[index] == name]:
+                metric.remove(*values)
+
+    @property
+    def _by_collection(self) -> list[Any]:
+        return [m for m in vars(self).values() if "collection" in getattr(m, "_labelnames", ())]
+
     def prime(self, *, methods: Iterable[str], models: Iterable[str]) -> None:
         """Create every series whose labels are known at start, at 0 (see KNOWN_LABELS)."""
         for name, values in KNOWN_LABELS.items():
@@ -264,6 +282,24 @@ class Metrics:
             self.rpc_in_flight.labels(method)
         for model in models:
             self.provider_throttles.labels(model)
+
+
+class CacheCounts(Protocol):
+    evictions: int
+    nbytes: int
+
+    def __len__(self) -> int: ...
+
+
+class _CacheCollector(Collector):
+    def __init__(self, cache: CacheCounts) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "onespace_cache_evictions", "Embedding cache entries evicted to make room", self._cache.evictions
+        )
+        yield GaugeMetricFamily("onespace_cache_entries", "Embeddings held by the cache", len(self._cache))
 
 
 def _version(distribution: str) -> str:

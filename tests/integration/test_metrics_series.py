@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from onespace_client import AsyncClient, content, item
 from tests.harness import running_gateway
 
 
@@ -55,3 +56,34 @@ async def test_a_fresh_server_exports_every_known_series(tmp_path: Path) -> None
     assert promtool is not None, "promtool comes from .ci/setup (Debian's prometheus package)"
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_a_deleted_collection_leaves_no_series(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as g, AsyncClient(g.target) as client:
+        await client.create_collection("gone", dimension=256)
+        await client.upsert("gone", [item(f"i{n}", [float(n + 1)] * 256) for n in range(4)])
+        await client.search("gone", vector=[1.0] * 256, k=2)
+        await client.checkpoint_collection("gone")
+        await client.compact_collection("gone")
+
+        def series() -> set[str]:
+            return {
+                s.name
+                for family in g.app.metrics.registry.collect()
+                for s in family.samples
+                if s.labels.get("collection") == "gone"
+            }
+
+        assert {"onespace_index_items", "onespace_commit_duration_seconds_count"} <= series()
+        await client.delete_collection("gone")
+        assert series() == set()
+
+
+async def test_cache_evictions_are_counted(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, cache_bytes=30_000) as g, AsyncClient(g.target) as client:
+        for n in range(6):  # a 3072-d float32 embedding (the default) is over 12 KiB: at most two fit
+            await client.embed([content.text(f"text {n}")])
+        value = g.app.metrics.registry.get_sample_value
+        entries = value("onespace_cache_entries")
+        assert entries is not None and 1 <= entries <= 2
+        assert value("onespace_cache_evictions_total") == 6 - entries

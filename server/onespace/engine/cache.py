@@ -25,6 +25,7 @@ class EmbeddingCache:
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
+        self.evictions = 0  # entries pushed out to make room (published as a counter)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -50,6 +51,7 @@ class EmbeddingCache:
         while self.nbytes > self.capacity_bytes:
             _, (_, evicted) = self._entries.popitem(last=False)
             self.nbytes -= evicted
+            self.evictions += 1
 
     def clear(self) -> None:
         self._entries.clear()
