@@ -24,7 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
     from onespace.logs import configure_logging
     from onespace.rpc.exposure import ExposureError
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except (ExposureError, TokenFileError) as exc:

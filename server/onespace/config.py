@@ -39,6 +39,14 @@ class Settings:
         5.0, "how often the provider (credentials, refusals) and the data directory are checked for health"
     )
     log_level: str = _opt("INFO", "logging level")
+    log_format: str = _opt(
+        "text", "text: one readable line per record; json: one JSON object per line", choices=("text", "json")
+    )
+    access_log_sample: float = _opt(
+        0.0,
+        "fraction of RPCs logged at INFO (method, status, duration, tenant, request id); 1: every RPC. "
+        "At --log-level DEBUG every RPC is logged",
+    )
     # --- request limits (refused with INVALID_ARGUMENT when exceeded) ---
     max_items_per_request: int = _opt(256, "items in one Embed/Upsert request")
     max_request_bytes: int = _opt(64 * 1024 * 1024, "largest gRPC message accepted, in bytes")

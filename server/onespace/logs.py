@@ -8,14 +8,30 @@ Two layers, because one is not enough:
 - A filter on the handler rewrites anything that looks like a credential in what remains:
   bearer tokens, `Authorization`/`X-Amz-Security-Token` values, AWS access key ids, SigV4
   signatures, `aws_secret_access_key = ...`.
+
+`--log-format json` writes one JSON object per line (time, level, logger, message, request_id,
+exception); the request id is the RPC's (`onespace.rpc.access`), empty outside RPCs.
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import re
+import time
 
-__all__ = ["QUIET_LOGGERS", "RedactingFilter", "configure_logging", "redact"]
+__all__ = [
+    "QUIET_LOGGERS",
+    "JsonFormatter",
+    "RedactingFilter",
+    "RequestIdFilter",
+    "configure_logging",
+    "redact",
+    "request_id",
+]
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("onespace_request_id", default="")
 
 QUIET_LOGGERS = ("botocore", "aiobotocore", "boto3", "aioboto3", "s3transfer", "urllib3", "aiohttp")
 
@@ -50,11 +66,43 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the request id of the RPC that made it (at emit time, inside the
+    RPC's context; a formatter may run later)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, for log pipelines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", ""),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+        for kind in (RedactingFilter, RequestIdFilter):
+            if not any(isinstance(f, kind) for f in handler.filters):
+                handler.addFilter(kind())
+        if fmt == "json":
+            handler.setFormatter(JsonFormatter())
     for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))

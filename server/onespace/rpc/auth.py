@@ -13,7 +13,7 @@ The token file is re-read when it changes (checked at most once a second) or on 
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -27,6 +27,8 @@ from onespace.auth.tenancy import tenant_scope
 from onespace.auth.tokens import Principal, Role, TokenFileError, TokenTable
 from onespace.errors import OnespaceError, PermissionDenied, ResourceExhausted, Unauthenticated
 from onespace.metrics import Metrics
+from onespace.rpc.access import current_call
+from onespace.rpc.intercept import around
 from onespace.rpc.status import metadata_for, status_for
 
 __all__ = ["OPEN_SERVICES", "REQUIRED_ROLE", "AuthInterceptor"]
@@ -160,9 +162,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
         if handler is None or method.lstrip("/").partition("/")[0] in OPEN_SERVICES:
             return handler
-        guarded: grpc.RpcMethodHandler[Any, Any]
-        guarded = _guarded(handler, self, method, details.invocation_metadata)
-        return guarded
+        return _guarded(handler, self, method, details.invocation_metadata)
 
 
 def _bearer(metadata: Any) -> str | None:
@@ -176,49 +176,28 @@ async def _refuse(context: Ctx, exc: OnespaceError) -> None:
     await context.abort(status_for(exc), str(exc), trailing_metadata=metadata_for(exc))
 
 
-def _guarded(handler: Any, auth: AuthInterceptor, method: str, metadata: Any) -> Any:
+def _guarded(
+    handler: Any, auth: AuthInterceptor, method: str, metadata: Any
+) -> grpc.RpcMethodHandler[Any, Any]:
     """`handler` with its behaviour run only for an admitted caller, inside its tenant's scope."""
 
-    async def enter(context: Ctx) -> Principal:
+    @contextlib.asynccontextmanager
+    async def admitted(context: Ctx) -> AsyncIterator[None]:
+        call = current_call.get()
         try:
+            if call is not None:
+                call.tenant = "-"  # not known unless the token is
             principal = auth.authenticate(method, metadata)
+            if call is not None:
+                call.tenant = principal.tenant
             auth.admit(principal)
         except OnespaceError as exc:
             await _refuse(context, exc)
             raise
-        return principal
+        try:
+            with tenant_scope(principal.tenant):
+                yield
+        finally:
+            auth.release(principal)
 
-    def unary_response(inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def behaviour(request: Any, context: Ctx) -> Any:
-            principal = await enter(context)
-            try:
-                with tenant_scope(principal.tenant):
-                    return await inner(request, context)
-            finally:
-                auth.release(principal)
-
-        return behaviour
-
-    def stream_response(inner: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
-        async def behaviour(request: Any, context: Ctx) -> AsyncIterator[Any]:
-            principal = await enter(context)
-            try:
-                with tenant_scope(principal.tenant):
-                    result = inner(request, context)
-                    if inspect.isasyncgen(result):
-                        async for response in result:
-                            yield response
-                    else:  # a handler that writes through context.write
-                        await result
-            finally:
-                auth.release(principal)
-
-        return behaviour
-
-    if handler.unary_unary is not None:
-        return handler._replace(unary_unary=unary_response(handler.unary_unary))
-    if handler.stream_unary is not None:
-        return handler._replace(stream_unary=unary_response(handler.stream_unary))
-    if handler.unary_stream is not None:
-        return handler._replace(unary_stream=stream_response(handler.unary_stream))
-    return handler._replace(stream_stream=stream_response(handler.stream_stream))
+    return around(handler, admitted)

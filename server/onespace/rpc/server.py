@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from onespace.gateway import Gateway
-from onespace.rpc import exposure
+from onespace.rpc import access, exposure
 from onespace.rpc.auth import AuthInterceptor
 from onespace.rpc.collections import CollectionServicer
 from onespace.rpc.data import DataServicer
@@ -80,8 +80,14 @@ class RpcServer:
             if settings.auth_tokens
             else None
         )
+        # the access log outermost: it sees refusals by auth, and its request id is on their logs
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if access.wanted(settings.access_log_sample):
+            interceptors.append(access.AccessLogInterceptor(settings.access_log_sample))
+        if self.auth is not None:
+            interceptors.append(self.auth)
         self._server = grpc.aio.server(
-            interceptors=[self.auth] if self.auth is not None else [],
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),

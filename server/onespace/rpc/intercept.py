@@ -1,0 +1,53 @@
+"""Run a server interceptor's own code around a handler's behaviour, whatever its kind.
+
+grpc.aio interceptors see only the method name and metadata; to know the caller's context, set
+a context variable for the call, or see how it ended, they must replace the handler's behaviour.
+`around(handler, scope)` does that once for the four handler kinds: `scope(context)` is an async
+context manager entered before the behaviour runs and left after its last response (or error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+__all__ = ["Scope", "around"]
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Scope = Callable[[Ctx], contextlib.AbstractAsyncContextManager[None]]
+
+
+def around(handler: Any, scope: Scope) -> grpc.RpcMethodHandler[Any, Any]:
+    def unary_response(inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def behaviour(request: Any, context: Ctx) -> Any:
+            async with scope(context):
+                return await inner(request, context)
+
+        return behaviour
+
+    def stream_response(inner: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+        async def behaviour(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            async with scope(context):
+                result = inner(request, context)
+                if inspect.isasyncgen(result):
+                    async for response in result:
+                        yield response
+                else:  # a handler that writes through context.write
+                    await result
+
+        return behaviour
+
+    wrapped: grpc.RpcMethodHandler[Any, Any]
+    if handler.unary_unary is not None:
+        wrapped = handler._replace(unary_unary=unary_response(handler.unary_unary))
+    elif handler.stream_unary is not None:
+        wrapped = handler._replace(stream_unary=unary_response(handler.stream_unary))
+    elif handler.unary_stream is not None:
+        wrapped = handler._replace(unary_stream=stream_response(handler.unary_stream))
+    else:
+        wrapped = handler._replace(stream_stream=stream_response(handler.stream_stream))
+    return wrapped
