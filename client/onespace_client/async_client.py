@@ -5,11 +5,18 @@ Methods return the generated response messages; a response that only wraps one f
 Failures raise `OnespaceClientError` (status code, details, retry pushback) chained from the
 `grpc.aio.AioRpcError`. Unary calls get the client's `timeout` unless given one; streams get
 `stream_timeout` (none by default: a bulk ingest may rightly take hours).
+
+The channel is plaintext to a loopback target (127.0.0.1, ::1, localhost, unix sockets) and TLS
+to any other unless `tls=False`; `tls_ca`/`tls_cert`/`tls_key` (PEM bytes or file paths) or a
+ready `credentials` choose the roots and the client certificate of mutual TLS.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -47,6 +54,9 @@ __all__ = [
     "AsyncClient",
     "EmbedStreamInput",
     "IngestInput",
+    "PemSource",
+    "channel_credentials",
+    "is_local_target",
 ]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -55,6 +65,71 @@ DEFAULT_MAX_IN_FLIGHT = 64
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
+
+PemSource = bytes | str | os.PathLike[str]
+"""PEM contents as bytes, or the path of a PEM file as str or Path."""
+
+
+def _pem(source: PemSource | None) -> bytes | None:
+    if source is None or isinstance(source, bytes):
+        return source
+    return Path(source).read_bytes()
+
+
+def channel_credentials(
+    ca: PemSource | None = None, cert: PemSource | None = None, key: PemSource | None = None
+) -> grpc.ChannelCredentials:
+    """TLS credentials: `ca` the roots to trust (None: grpc's bundled public roots), `cert` and
+    `key` the client certificate for mutual TLS. Files are read now, so a missing one fails here."""
+    if (cert is None) != (key is None):
+        raise ValueError("tls_cert and tls_key go together: a client certificate needs its private key")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(ca), private_key=_pem(key), certificate_chain=_pem(cert)
+    )
+
+
+def is_local_target(target: str) -> bool:
+    """True for targets only this machine can answer (loopback, unix sockets): no TLS by default."""
+    if target.startswith(("unix:", "unix-abstract:")):
+        return True
+    address = target.split(":///", 1)[-1] if ":///" in target else target.removeprefix("dns:")
+    address = address.split(",", 1)[0].removeprefix("ipv4:").removeprefix("ipv6:")
+    if address.startswith("["):
+        host = address[1:].partition("]")[0]
+    elif address.count(":") == 1:
+        host = address.partition(":")[0]
+    else:
+        host = address  # a bare host, or a bare IPv6 address
+    if host.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _credentials_for(
+    target: str,
+    tls: bool | None,
+    credentials: grpc.ChannelCredentials | None,
+    ca: PemSource | None,
+    cert: PemSource | None,
+    key: PemSource | None,
+) -> grpc.ChannelCredentials | None:
+    """The channel's credentials, None for plaintext; contradictory options are an error."""
+    files = ca is not None or cert is not None or key is not None
+    if credentials is not None and files:
+        raise ValueError("pass either credentials or tls_ca/tls_cert/tls_key, not both")
+    if tls is False:
+        if credentials is not None or files:
+            raise ValueError("tls=False (plaintext) contradicts the TLS credentials given")
+        return None
+    if credentials is not None:
+        return credentials
+    if files or tls or not is_local_target(target):
+        return channel_credentials(ca, cert, key)
+    return None
 
 
 class AsyncClient:
@@ -69,7 +144,15 @@ class AsyncClient:
         options: Sequence[tuple[str, Any]] = (),
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        tls: bool | None = None,
+        tls_ca: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        token: str | None = None,
     ) -> None:
+        """`tls`: None = TLS unless the target is local, True/False = always/never. `token`: a
+        bearer token sent with every call (`authorization: Bearer <token>`)."""
+        credentials = _credentials_for(target, tls, credentials, tls_ca, tls_cert, tls_key)
         channel_options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -82,7 +165,7 @@ class AsyncClient:
         self.target = target
         self._timeout = timeout
         self._stream_timeout = stream_timeout
-        self._metadata = tuple(metadata)
+        self._metadata = tuple(metadata) + ((("authorization", f"Bearer {token}"),) if token else ())
         self._embed = embed_pb2_grpc.EmbedServiceStub(self._channel)
         self._collections = collections_pb2_grpc.CollectionServiceStub(self._channel)
         self._data = data_pb2_grpc.DataServiceStub(self._channel)

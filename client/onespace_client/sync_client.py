@@ -18,7 +18,13 @@ import grpc
 
 from onespace_client import enums
 from onespace_client._streams import EmbedStreamInput, IngestInput
-from onespace_client.async_client import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TARGET, AsyncClient
+from onespace_client.async_client import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TARGET,
+    AsyncClient,
+    PemSource,
+    _credentials_for,
+)
 from onespace_client.content import ContentLike
 from onespace_client.v1 import collections_pb2, data_pb2, embed_pb2, info_pb2, search_pb2
 
@@ -62,7 +68,16 @@ class Client:
         options: Sequence[tuple[str, Any]] = (),
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        tls: bool | None = None,
+        tls_ca: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        token: str | None = None,
     ) -> None:
+        """`tls`: None = TLS unless the target is local, True/False = always/never; `token`: a
+        bearer token sent with every call (`AsyncClient`)."""
+        # Resolved (and files read) before the loop thread starts, so a bad option leaves nothing running.
+        credentials = _credentials_for(target, tls, credentials, tls_ca, tls_cert, tls_key)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="onespace-client", daemon=True)
         self._thread.start()
@@ -75,6 +90,8 @@ class Client:
                 options=options,
                 credentials=credentials,
                 metadata=metadata,
+                tls=credentials is not None,
+                token=token,
             )
 
         self._aio = self._run(connect())

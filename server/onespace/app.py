@@ -74,10 +74,12 @@ class App:
         await self.rpc.start()
 
     def reload(self) -> None:
-        """SIGHUP: re-read the token file (a broken one keeps the previous table)."""
+        """SIGHUP: re-read the token file and the TLS files (a broken one keeps the previous)."""
         log.info("SIGHUP: reloading credentials")
         if self.rpc.auth is not None:
             self.rpc.auth.reload()
+        if self.rpc.certificates is not None:
+            self.rpc.certificates.request_reload()
 
     async def stop(self) -> None:
         try:

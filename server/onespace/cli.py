@@ -23,11 +23,12 @@ def _serve(args: argparse.Namespace) -> int:
     from onespace.auth.tokens import TokenFileError
     from onespace.logs import configure_logging
     from onespace.rpc.exposure import ExposureError
+    from onespace.rpc.tls import TlsConfigError
 
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
-    except (ExposureError, TokenFileError) as exc:
+    except (ExposureError, TokenFileError, TlsConfigError) as exc:
         print(f"onespace serve: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -47,6 +47,14 @@ class Settings:
         "fraction of RPCs logged at INFO (method, status, duration, tenant, request id); 1: every RPC. "
         "At --log-level DEBUG every RPC is logged",
     )
+    # --- TLS (docs/security.md): new connections get changed files; SIGHUP re-reads them ---
+    tls_cert: str = _opt(
+        "", "PEM certificate chain of the gRPC port; with --tls-key it turns TLS on. Empty: plaintext"
+    )
+    tls_key: str = _opt("", "PEM private key (unencrypted) of --tls-cert")
+    tls_client_ca: str = _opt(
+        "", "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)"
+    )
     # --- request limits (refused with INVALID_ARGUMENT when exceeded) ---
     max_items_per_request: int = _opt(256, "items in one Embed/Upsert request")
     max_request_bytes: int = _opt(64 * 1024 * 1024, "largest gRPC message accepted, in bytes")

@@ -3,6 +3,7 @@ tenant can see. Every cross-tenant attempt must look exactly like a missing coll
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -425,3 +426,35 @@ def test_token_command_prints_a_token_and_its_entry(
 
     entry = TokenTable.load(path).find(token)
     assert entry is not None and (entry.principal.tenant, entry.principal.role.name) == ("acme", "WRITER")
+
+
+async def test_the_client_and_the_cli_send_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from onespace_client import AsyncClient, OnespaceClientError
+    from onespace_client.cli import main as client_cli
+
+    async with secured(tmp_path) as g:
+        async with AsyncClient(g.target, token="a-admin") as client:
+            await client.create_collection("docs", dimension=DIM)
+        async with AsyncClient(g.target) as client:
+            with pytest.raises(OnespaceClientError, match="UNAUTHENTICATED"):
+                await client.list_collections()
+        monkeypatch.setenv("ONESPACE_TOKEN", "a-reader")
+        code = await asyncio.to_thread(client_cli, ["collections", "list", "--target", g.target, "--json"])
+        assert code == 0 and '"docs"' in capsys.readouterr().out
+
+
+async def test_a_non_loopback_bind_with_tls_and_tokens_needs_no_insecure(tmp_path: Path) -> None:
+    from tests.integration.test_tls import Ca  # a throwaway CA
+
+    cert, key = Ca.new("test CA").issue("onespace", server=True)
+    (tmp_path / "server.pem").write_bytes(cert)
+    (tmp_path / "server.key").write_bytes(key)
+    tokens = token_file(tmp_path / "tokens.toml", TOKENS)
+    tls = {"tls_cert": str(tmp_path / "server.pem"), "tls_key": str(tmp_path / "server.key")}
+    with pytest.raises(ExposureError, match="without --auth-tokens"):  # TLS alone is not enough
+        async with running_gateway(tmp_path / "x", host="0.0.0.0", **tls):
+            pass
+    async with running_gateway(tmp_path / "data", host="0.0.0.0", auth_tokens=str(tokens), **tls) as g:
+        assert g.app.rpc.certificates is not None

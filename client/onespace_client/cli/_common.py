@@ -48,13 +48,39 @@ def status_name(code: int) -> str:
     return _STATUS_NAMES.get(code, str(code))
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def connection_parent(*, timeout: float | None = 30.0) -> argparse.ArgumentParser:
-    """--target and --timeout, shared by every command through `parents=`."""
+    """--target, TLS and --timeout, shared by every command through `parents=`."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--target",
         default=os.environ.get("ONESPACE_TARGET", DEFAULT_TARGET),
-        help="gateway address host:port (env ONESPACE_TARGET, default %(default)s)",
+        help="gateway address host:port (env ONESPACE_TARGET, default %(default)s); plaintext to a "
+        "loopback address, TLS to any other",
+    )
+    parent.add_argument(
+        "--token",
+        default=os.environ.get("ONESPACE_TOKEN") or None,
+        help="bearer token for a gateway run with --auth-tokens (env ONESPACE_TOKEN; prefer the env: "
+        "a flag shows in the process list)",
+    )
+    tls = parent.add_argument_group("TLS (default: plaintext to a loopback --target, TLS to any other)")
+    for flag, env, what in (
+        ("--tls-ca", "ONESPACE_TLS_CA", "PEM CA certificates to trust (default: grpc's public roots)"),
+        ("--tls-cert", "ONESPACE_CLIENT_TLS_CERT", "PEM client certificate (mutual TLS)"),
+        ("--tls-key", "ONESPACE_CLIENT_TLS_KEY", "PEM private key of --tls-cert"),
+    ):
+        tls.add_argument(
+            flag, default=os.environ.get(env) or None, metavar="FILE", help=f"{what} (env {env})"
+        )
+    tls.add_argument(
+        "--plaintext",
+        action="store_true",
+        default=_env_flag("ONESPACE_PLAINTEXT"),
+        help="no TLS even to a non-loopback target: a server run with --insecure (env ONESPACE_PLAINTEXT=1)",
     )
     what = f"default {timeout:g}" if timeout is not None else "default: none"
     parent.add_argument(
@@ -68,9 +94,30 @@ def connection_parent(*, timeout: float | None = 30.0) -> argparse.ArgumentParse
 
 
 def client_for(args: argparse.Namespace) -> AsyncClient:
-    """An AsyncClient for --target whose deadline (unary and streams) is --timeout."""
+    """An AsyncClient for --target (TLS per the connection flags) whose deadline is --timeout."""
     timeout: float | None = args.timeout or None
-    return AsyncClient(args.target, timeout=timeout, stream_timeout=timeout)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CliError(
+            "--tls-cert and --tls-key go together (env ONESPACE_CLIENT_TLS_CERT, ONESPACE_CLIENT_TLS_KEY)"
+        )
+    if args.plaintext and (args.tls_ca or args.tls_cert):
+        raise CliError(
+            "--plaintext contradicts --tls-ca/--tls-cert/--tls-key (or their ONESPACE_TLS_CA / "
+            "ONESPACE_CLIENT_TLS_* env)"
+        )
+    try:
+        return AsyncClient(
+            args.target,
+            timeout=timeout,
+            stream_timeout=timeout,
+            tls=False if args.plaintext else None,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            token=args.token,
+        )
+    except OSError as exc:
+        raise CliError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from exc
 
 
 def key_value(text: str) -> tuple[str, str]:

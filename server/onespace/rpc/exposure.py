@@ -33,7 +33,7 @@ def is_loopback(host: str) -> bool:
 
 def check(settings: Settings) -> None:
     """Refuse a non-loopback bind without TLS and tokens (unless `insecure`); log what is off."""
-    tls = bool(getattr(settings, "tls_cert", ""))
+    tls = bool(settings.tls_cert)
     auth = bool(settings.auth_tokens)
     if is_loopback(settings.host):
         if not auth:

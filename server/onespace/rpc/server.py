@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from onespace.gateway import Gateway
-from onespace.rpc import access, exposure
+from onespace.rpc import access, exposure, tls
 from onespace.rpc.auth import AuthInterceptor
 from onespace.rpc.collections import CollectionServicer
 from onespace.rpc.data import DataServicer
@@ -117,9 +117,7 @@ class RpcServer:
             reflection.enable_server_reflection(
                 (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
             )
-        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
-        if self.port == 0:
-            raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+        self.port, self.certificates = tls.add_port(self._server, settings)  # certificates: None = plaintext
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
