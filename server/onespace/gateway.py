@@ -113,6 +113,7 @@ class Gateway:
             max_items=settings.commit_max_items,
         )
         metrics.watch_cache(self.scheduler.cache)
+        metrics.queue_capacity.set(settings.queue_capacity)
         self.maintainer = Maintainer(
             store,
             metrics,

@@ -136,6 +136,17 @@ class Metrics:
             buckets=POWERS_OF_TWO,
             registry=r,
         )
+        self.queue_capacity = Gauge(
+            "onespace_queue_capacity",
+            "Items the embedding queue admits before unary requests are refused (--queue-capacity)",
+            registry=r,
+        )
+        self.health_status = Gauge(
+            "onespace_health_status",
+            "1 when the gRPC health service (\"\" = overall) is SERVING, else 0",
+            ["service"],
+            registry=r,
+        )
         self.provider_in_flight = Gauge("onespace_provider_in_flight", "Provider calls under way", registry=r)
         self.concurrency_limit = Gauge(
             "onespace_provider_concurrency_limit",

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from grpc_health.v1 import health, health_pb2
+from prometheus_client import Gauge
 
 from onespace.gateway import Health
 
@@ -79,9 +80,14 @@ class ClosingHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]  #
 
 class HealthMonitor:
     def __init__(
-        self, servicer: ClosingHealthServicer, probe: Callable[[], Awaitable[Health]], interval: float
+        self,
+        servicer: ClosingHealthServicer,
+        probe: Callable[[], Awaitable[Health]],
+        interval: float,
+        published: Gauge | None = None,
     ) -> None:
         self._servicer = servicer
+        self._published = published  # onespace_health_status{service}
         self._probe = probe
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -101,6 +107,8 @@ class HealthMonitor:
             self._reasons[service] = reason
             status = _Status.NOT_SERVING if reason is not None else _Status.SERVING
             await self._servicer.set(service, status)
+            if self._published is not None:
+                self._published.labels(service).set(1 if reason is None else 0)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="health-monitor")

@@ -111,7 +111,9 @@ class RpcServer:
         search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(gateway, admission), self._server)
         info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway, admission), self._server)
         self.health = ClosingHealthServicer()
-        self.health_monitor = HealthMonitor(self.health, gateway.health, settings.health_interval_seconds)
+        self.health_monitor = HealthMonitor(
+            self.health, gateway.health, settings.health_interval_seconds, gateway.metrics.health_status
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         if settings.reflection:
             reflection.enable_server_reflection(
