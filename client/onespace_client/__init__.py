@@ -10,6 +10,10 @@
         hits = await client.search("photos", text="a cat", conditions=recent)
         vec = vector((await client.embed(["a cat"])).results[0].embeddings[0])  # a numpy array
 
+Idempotent calls are retried by gRPC on UNAVAILABLE and RESOURCE_EXHAUSTED, at the pace the
+server's pushback asks (`retries=False` or a `RetryPolicy` to change that); `wait_for_ready=True`
+makes calls wait for an unreachable server within their deadline.
+
 Vectors travel as packed float32 bytes; `vector(message)` reads any Embedding, SearchHit or
 StoredItem back as an array (numpy when installed).
 
@@ -18,11 +22,12 @@ The client depends only on grpc, protobuf and the stdlib (tqdm for the CLI's pro
 
 from __future__ import annotations
 
-from onespace_client import content, enums, filters, vectors
+from onespace_client import content, enums, filters, retry, vectors
 from onespace_client.async_client import DEFAULT_TARGET, MAX_MESSAGE_BYTES, AsyncClient
 from onespace_client.build import collection_config, embed_options, item
 from onespace_client.errors import OnespaceClientError
 from onespace_client.filters import where
+from onespace_client.retry import RetryPolicy
 from onespace_client.sync_client import Client
 from onespace_client.vectors import vector
 
@@ -32,12 +37,14 @@ __all__ = [
     "AsyncClient",
     "Client",
     "OnespaceClientError",
+    "RetryPolicy",
     "collection_config",
     "content",
     "embed_options",
     "enums",
     "filters",
     "item",
+    "retry",
     "vector",
     "vectors",
     "where",

@@ -9,6 +9,11 @@ Failures raise `OnespaceClientError` (status code, details, retry pushback) chai
 The channel is plaintext to a loopback target (127.0.0.1, ::1, localhost, unix sockets) and TLS
 to any other unless `tls=False`; `tls_ca`/`tls_cert`/`tls_key` (PEM bytes or file paths) or a
 ready `credentials` choose the roots and the client certificate of mutual TLS.
+
+gRPC retries the idempotent calls by itself on UNAVAILABLE and RESOURCE_EXHAUSTED, waiting as
+long as the server's `grpc-retry-pushback-ms` asks (`retries=`: see `onespace_client.retry`).
+`wait_for_ready=True` makes calls wait, within their deadline, for an unreachable server instead
+of failing at once with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from onespace_client._streams import (
 )
 from onespace_client.content import ContentLike, to_content
 from onespace_client.errors import OnespaceClientError
+from onespace_client.retry import RetryPolicy, channel_options
 from onespace_client.v1 import (
     collections_pb2,
     collections_pb2_grpc,
@@ -149,22 +155,30 @@ class AsyncClient:
         tls_cert: PemSource | None = None,
         tls_key: PemSource | None = None,
         token: str | None = None,
+        retries: bool | RetryPolicy = True,
+        wait_for_ready: bool = False,
     ) -> None:
         """`tls`: None = TLS unless the target is local, True/False = always/never. `token`: a
-        bearer token sent with every call (`authorization: Bearer <token>`)."""
+        bearer token sent with every call (`authorization: Bearer <token>`). `retries`: True =
+        `retry.DEFAULT_RETRY`, False = none, or a `RetryPolicy`; a `grpc.service_config` in
+        `options` replaces it. `wait_for_ready`: calls wait for the server to be reachable."""
         credentials = _credentials_for(target, tls, credentials, tls_ca, tls_cert, tls_key)
-        channel_options = [
+        given = {name for name, _ in options}
+        retry_options = [] if "grpc.service_config" in given else channel_options(retries, MAX_MESSAGE_BYTES)
+        all_options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            *(option for option in retry_options if option[0] not in given),
             *options,
         ]
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(target, options=channel_options)
+            self._channel = grpc.aio.insecure_channel(target, options=all_options)
         else:
-            self._channel = grpc.aio.secure_channel(target, credentials, options=channel_options)
+            self._channel = grpc.aio.secure_channel(target, credentials, options=all_options)
         self.target = target
         self._timeout = timeout
         self._stream_timeout = stream_timeout
+        self._wait_for_ready = wait_for_ready
         self._metadata = tuple(metadata) + ((("authorization", f"Bearer {token}"),) if token else ())
         self._embed = embed_pb2_grpc.EmbedServiceStub(self._channel)
         self._collections = collections_pb2_grpc.CollectionServiceStub(self._channel)
@@ -189,7 +203,10 @@ class AsyncClient:
     ) -> _Resp:
         try:
             return await method(
-                request, timeout=self._timeout if timeout is None else timeout, metadata=self._metadata
+                request,
+                timeout=self._timeout if timeout is None else timeout,
+                metadata=self._metadata,
+                wait_for_ready=self._wait_for_ready,
             )
         except grpc.aio.AioRpcError as exc:
             raise OnespaceClientError.from_rpc_error(exc) from exc
@@ -236,7 +253,9 @@ class AsyncClient:
         options = build.embed_options(model=model, dimension=dimension, purpose=purpose, normalize=normalize)
 
         call = self._embed.EmbedStream(
-            timeout=self._stream_timeout if timeout is None else timeout, metadata=self._metadata
+            timeout=self._stream_timeout if timeout is None else timeout,
+            metadata=self._metadata,
+            wait_for_ready=self._wait_for_ready,
         )
         async for response in bounded_bidi(call, embed_requests(requests, options), max_in_flight):
             yield response
@@ -335,7 +354,9 @@ class AsyncClient:
         """
 
         call = self._data.Ingest(
-            timeout=self._stream_timeout if timeout is None else timeout, metadata=self._metadata
+            timeout=self._stream_timeout if timeout is None else timeout,
+            metadata=self._metadata,
+            wait_for_ready=self._wait_for_ready,
         )
         async for response in bounded_bidi(call, ingest_requests(collection, items), max_in_flight):
             yield response

@@ -26,6 +26,7 @@ from onespace_client.async_client import (
     _credentials_for,
 )
 from onespace_client.content import ContentLike
+from onespace_client.retry import RetryPolicy
 from onespace_client.v1 import collections_pb2, data_pb2, embed_pb2, info_pb2, search_pb2
 
 __all__ = ["Client"]
@@ -73,9 +74,11 @@ class Client:
         tls_cert: PemSource | None = None,
         tls_key: PemSource | None = None,
         token: str | None = None,
+        retries: bool | RetryPolicy = True,
+        wait_for_ready: bool = False,
     ) -> None:
         """`tls`: None = TLS unless the target is local, True/False = always/never; `token`: a
-        bearer token sent with every call (`AsyncClient`)."""
+        bearer token sent with every call; `retries` and `wait_for_ready`: see `AsyncClient`."""
         # Resolved (and files read) before the loop thread starts, so a bad option leaves nothing running.
         credentials = _credentials_for(target, tls, credentials, tls_ca, tls_cert, tls_key)
         self._loop = asyncio.new_event_loop()
@@ -92,6 +95,8 @@ class Client:
                 metadata=metadata,
                 tls=credentials is not None,
                 token=token,
+                retries=retries,
+                wait_for_ready=wait_for_ready,
             )
 
         self._aio = self._run(connect())

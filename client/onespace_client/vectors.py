@@ -43,15 +43,19 @@ def pack(values: Sequence[float] | Any) -> bytes:
     return packed.tobytes()
 
 
+def _unpack_array(data: bytes) -> array[float]:
+    out = array("f")
+    out.frombytes(data)
+    if _BIG_ENDIAN:
+        out.byteswap()
+    return out
+
+
 def _unpack(data: bytes) -> FloatArray:
     try:
         import numpy as np
     except ImportError:
-        out = array("f")
-        out.frombytes(data)
-        if _BIG_ENDIAN:
-            out.byteswap()
-        return out
+        return _unpack_array(data)
     return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
 
@@ -71,11 +75,14 @@ def vector(message: VectorMessage) -> FloatArray:
 
 
 def expand(message: VectorMessage) -> None:
-    """Move a packed vector into the readable float field, in place (for printing and JSON)."""
+    """Move a packed vector into the readable float field, in place (for printing and JSON).
+
+    Without numpy, whether or not it is installed: the CLI calls this and must not pay its import.
+    """
     if isinstance(message, (common_pb2.Embedding, common_pb2.Vector)):
         if message.f32:
-            message.values.extend(float(v) for v in vector(message))
+            message.values.extend(_unpack_array(message.f32))
             message.f32 = b""
     elif message.vector_f32:
-        message.vector.extend(float(v) for v in vector(message))
+        message.vector.extend(_unpack_array(message.vector_f32))
         message.vector_f32 = b""

@@ -1,25 +1,128 @@
 """The `onespace` command: `serve`, `check`, `token` and `emulate-bedrock` here, client commands from
-onespace_client."""
+onespace_client.
+
+Scripts run one client command per process, so start time counts: `serve` and `emulate-bedrock`
+get their arguments only when they are the command parsed or their help is shown (`_Parser.defer`),
+and `onespace info` imports neither the server's modules nor numpy, aiohttp or the media libraries.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import logging
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from onespace import __version__
-from onespace.config import add_arguments, settings_from_args
+from onespace_client.cli import CONNECTION_HELP, register, run
+from onespace_client.cli._common import EXIT_CODES, add_connection_options
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("onespace.cli")
+
+SERVE_EXIT_CODES = (
+    "Every option also reads ONESPACE_<NAME> (e.g. ONESPACE_PORT); a flag wins over the environment. "
+    "exit codes: 0 stopped by SIGTERM/SIGINT after draining; 1 failed at run time (a port in use, an "
+    "unusable data directory; --log-level DEBUG logs the traceback); 2 bad settings (a flag or "
+    "ONESPACE_* value, the token file, the TLS files, an exposed --host)"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that can add its arguments when first used rather than when built."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Call `add_arguments(self)` just before this parser parses or formats its help."""
+        self._deferred.append(add_arguments)
+
+    def _complete(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._complete()
+        return super().format_usage()
+
+
+def _bad_settings(args: argparse.Namespace) -> list[str]:
+    """`config.add_arguments` turns a bad ONESPACE_* value into an ArgumentTypeError default, so
+    it stops only the command that uses the settings, and only when no flag replaced it."""
+    return [str(value) for value in vars(args).values() if isinstance(value, argparse.ArgumentTypeError)]
+
+
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why `host:port` cannot be bound, found before the server loads its collections; None when
+    it can (or when the host does not resolve: the server reports that itself)."""
+    if port <= 0:
+        return None
+    try:
+        addresses = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return None
+    error: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own bind
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                error = exc
+                continue
+        return None  # one address is enough, as for the server
+    return error
+
+
+def _grpc_bind_failure(exc: RuntimeError) -> bool:
+    # grpc.aio raises a bare RuntimeError("Failed to bind to address ...") for a port it cannot bind.
+    return str(exc).startswith("Failed to bind to address")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from onespace.app import serve
+    bad = _bad_settings(args)
+    if bad:
+        for message in bad:
+            print(f"onespace serve: {message}", file=sys.stderr)
+        return 2
+    from onespace.config import settings_from_args
 
     settings = settings_from_args(args)
+    for host, port, flag in (
+        (settings.host, settings.port, "port"),
+        (settings.metrics_host, settings.metrics_port, "metrics-port"),
+    ):
+        error = _bind_error(host, port)
+        if error is not None:
+            variable = "ONESPACE_" + flag.replace("-", "_").upper()
+            print(
+                f"onespace serve: cannot listen on {host}:{port} (--{flag}, env {variable}): "
+                f"{error.strerror or error}",
+                file=sys.stderr,
+            )
+            return 1
+
+    from onespace.app import serve
     from onespace.auth.tokens import TokenFileError
     from onespace.logs import configure_logging
     from onespace.rpc.exposure import ExposureError
@@ -31,7 +134,33 @@ def _serve(args: argparse.Namespace) -> int:
     except (ExposureError, TokenFileError, TlsConfigError) as exc:
         print(f"onespace serve: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a port taken since the check, a data directory it cannot use
+        log.debug("onespace serve failed", exc_info=True)
+        print(f"onespace serve: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        if not _grpc_bind_failure(exc):
+            raise
+        print(
+            f"onespace serve: cannot listen on {settings.host}:{settings.port} (--port, env "
+            "ONESPACE_PORT): the address is in use or not available",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from onespace.config import add_arguments
+
+    add_arguments(parser)
+
+
+def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    from onespace.emulator.cli import DESCRIPTION, add_arguments
+
+    parser.description = DESCRIPTION
+    add_arguments(parser)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -72,13 +201,23 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="onespace", description="One gRPC endpoint, one index, four modalities."
+    parser = _Parser(
+        prog="onespace",
+        description="One gRPC endpoint, one index, four modalities.",
+        epilog=f"Client commands: {EXIT_CODES}. serve: see `onespace serve --help`.",
+        allow_abbrev=False,  # an abbreviation meant for the command must not match an option here
     )
     parser.add_argument("--version", action="version", version=f"onespace {__version__}")
+    add_connection_options(parser, timeout_help="default: the command's, 30 for most", title=CONNECTION_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the gateway", description="Run the onespace gRPC gateway.")
-    add_arguments(serve)
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the onespace gRPC gateway.",
+        usage="%(prog)s [OPTIONS]  (see --help)",
+        epilog=SERVE_EXIT_CODES,
+    )
+    serve.defer(_serve_arguments)
     serve.set_defaults(func=_serve)
     check = commands.add_parser(
         "check",
@@ -109,22 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=("reader", "writer", "admin"))
     token.add_argument("--name", default="", help="a label for the entry (default: tenant-role)")
     token.set_defaults(func=_token)
-    try:
-        from onespace.emulator.cli import add_cli as add_emulator
-    except ImportError:  # pragma: no cover - the emulator ships with the server package
-        pass
-    else:
-        add_emulator(commands)
-    from onespace_client.cli import register
-
+    emulator = commands.add_parser(
+        "emulate-bedrock",
+        help="run a local Bedrock Runtime InvokeModel emulator (Nova, Titan, Cohere embeddings)",
+    )
+    emulator.defer(_emulator_arguments)
     register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

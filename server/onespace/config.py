@@ -163,22 +163,43 @@ def _env_name(name: str) -> str:
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    """A flag's or variable's text as the setting's type; ArgumentTypeError says why it is not."""
     default: Any = f.default
     if isinstance(default, bool):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        word = raw.strip().lower()
+        if word not in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+        return word in {"1", "true", "yes", "on"}
     if isinstance(default, Path):
         return Path(raw)
-    return type(default)(raw)
+    try:
+        value = type(default)(raw)
+    except ValueError:
+        kind = {int: "an integer", float: "a number"}.get(type(default), "valid")
+        raise argparse.ArgumentTypeError(f"{raw!r} is not {kind}") from None
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:  # argparse checks flags, not values from the environment
+        raise argparse.ArgumentTypeError(f"{raw!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
-    """Add one `--flag` per setting; defaults come from `ONESPACE_*` variables when set."""
+    """Add one `--flag` per setting; defaults come from `ONESPACE_*` variables when set.
+
+    A variable that does not parse becomes the default as an `argparse.ArgumentTypeError` naming
+    it (`ONESPACE_PORT: 'x' is not an integer`), not an exception here: building the parser must
+    not fail for the commands that do not use the settings; the one that does reports it
+    (`onespace serve` exits 2) unless a flag replaced it.
+    """
     env = os.environ if env is None else env
     for f in dataclasses.fields(Settings):
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         default = f.default
         if _env_name(f.name) in env:
-            default = _parse(f, env[_env_name(f.name)])
+            try:
+                default = _parse(f, env[_env_name(f.name)])
+            except argparse.ArgumentTypeError as exc:
+                default = argparse.ArgumentTypeError(f"{_env_name(f.name)}: {exc}")
         parser.add_argument(
             flag,
             dest=f.name,

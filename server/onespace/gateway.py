@@ -433,9 +433,7 @@ async def gather_all(aws: Sequence[Awaitable[T]]) -> list[T]:
             t.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-    for t in tasks:
-        if not t.cancelled() and t.exception() is not None:
-            exc = t.exception()
-            assert exc is not None
-            raise exc
+    failures = [e for t in tasks if not t.cancelled() and (e := t.exception()) is not None]
+    if failures:  # every failure retrieved, so none is logged as "never retrieved"
+        raise failures[0]
     return [t.result() for t in tasks]

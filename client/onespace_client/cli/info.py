@@ -69,9 +69,18 @@ def render(response: info_pb2.InfoResponse) -> str:
         f"{limits.max_items_per_request} items/request, {_bytes(limits.max_request_bytes)}/request, "
         f"queue {limits.queue_capacity}, stream window {limits.stream_window}, max k {limits.max_k}"
     )
-    if response.notice:
-        parts.append(f"notice: {response.notice}")
+    notice = _unsaid(response.notice, [f"{m.id}: {m.description}" for m in response.models if m.description])
+    if notice:
+        parts.append(f"notice: {notice}")
     return "\n\n".join(parts)
+
+
+def _unsaid(notice: str, said: list[str]) -> str:
+    """The notice without the model descriptions printed above it (the server builds its notice
+    from them: the non-semantic models' `id: description`), so nothing is printed twice."""
+    for line in said:
+        notice = notice.replace(line, "")
+    return notice.strip()
 
 
 @runner

@@ -1,9 +1,10 @@
 """`onespace ingest`: files, folders and JSONL manifests into a collection over the Ingest stream.
 
-Sources are walked and read lazily in a worker thread, one item at a time, and the client keeps
-at most `--max-in-flight` items between reading and the server's ack, so a folder of any size
-streams in bounded memory. Per-item failures (local or from the server) do not stop the run;
-they are listed after the summary and make the exit code 1.
+The collection is looked up first, so a wrong name stops the run with one line before any file
+is read. Sources are walked and read lazily in a worker thread, one item at a time, and the
+client keeps at most `--max-in-flight` items between reading and the server's ack, so a folder
+of any size streams in bounded memory. Per-item failures (local or from the server) do not stop
+the run; they are listed after the summary (`--json`: grouped by reason) and make the exit code 1.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-
-from tqdm import tqdm
+from typing import Any, Protocol
 
 from onespace_client.cli._common import (
     EXIT_FAILURES,
@@ -24,6 +24,7 @@ from onespace_client.cli._common import (
     connection_parent,
     key_value,
     positive,
+    print_json,
     runner,
     status_name,
 )
@@ -38,15 +39,42 @@ __all__ = ["IngestReport", "add_parser"]
 class IngestReport:
     """Counts and failures of one run; `summary()` is the line the command ends with."""
 
+    collection: str = ""
+    sent: int = 0
     stored: int = 0
+    skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
+    def elapsed(self) -> float:
+        return max(time.perf_counter() - self.started, 1e-9)
+
     def summary(self) -> str:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        elapsed = self.elapsed()
         rate = self.stored / elapsed
         failed = len(self.failures)
         return f"ingested {self.stored} items ({failed} failed) in {elapsed:.2f}s ({rate:.1f} items/s)"
+
+    def to_json(self, error: str | None = None) -> dict[str, Any]:
+        """The run for machines: counts, failures grouped by reason (most frequent first), rate."""
+        by_reason: dict[str, list[str]] = {}
+        for item_id, reason in self.failures:
+            by_reason.setdefault(reason, []).append(item_id)
+        groups = sorted(by_reason.items(), key=lambda group: (-len(group[1]), group[0]))
+        elapsed = self.elapsed()
+        report: dict[str, Any] = {
+            "collection": self.collection,
+            "sent": self.sent,
+            "stored": self.stored,
+            "failed": len(self.failures),
+            "skipped": self.skipped,
+            "failures": [{"reason": reason, "count": len(ids), "ids": ids} for reason, ids in groups],
+            "elapsed_seconds": round(elapsed, 3),
+            "items_per_second": round(self.stored / elapsed, 1),
+        }
+        if error is not None:
+            report["error"] = error
+        return report
 
 
 def _next_loaded(sources: Iterator[Source]) -> tuple[Source, data_pb2.Item | str] | None:
@@ -60,6 +88,21 @@ def _next_loaded(sources: Iterator[Source]) -> tuple[Source, data_pb2.Item | str
         return source, str(exc)
 
 
+def _finish(args: argparse.Namespace, report: IngestReport, reader: SourceReader, error: str | None) -> None:
+    """The summary on stdout (JSON with --json); skipped files and failures on stderr otherwise."""
+    report.skipped = reader.skipped
+    if args.json:
+        print_json(report.to_json(error))
+        return
+    print(report.summary())
+    if error is not None:
+        return  # what got in before the stream failed; the error line follows
+    if reader.skipped:
+        print(f"skipped {reader.skipped} files with unsupported extensions", file=sys.stderr)
+    for item_id, reason in report.failures:
+        print(f"failed: {item_id}: {reason}", file=sys.stderr)
+
+
 @runner
 async def _ingest(args: argparse.Namespace) -> int:
     """Ingest files, folders and manifests."""
@@ -68,23 +111,25 @@ async def _ingest(args: argparse.Namespace) -> int:
         reader.check()
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
-    show = not args.quiet and sys.stderr.isatty()
-    total = await asyncio.to_thread(reader.count) if show else None
-    report = IngestReport()
-    bar = tqdm(total=total, unit="item", file=sys.stderr, disable=not show, dynamic_ncols=True)
+    async with client_for(args) as client:
+        await client.get_collection(args.collection)  # NOT_FOUND here: nothing read, nothing sent
+        show = not args.quiet and not args.json and sys.stderr.isatty()
+        total = await asyncio.to_thread(reader.count) if show else None
+        report = IngestReport(collection=args.collection)
+        bar = _progress(total, show)
 
-    async def items() -> AsyncIterator[data_pb2.Item]:
-        sources = iter(reader)
-        while (loaded := await asyncio.to_thread(_next_loaded, sources)) is not None:
-            source, item = loaded
-            if isinstance(item, str):
-                report.failures.append((source.id, item))
-                bar.update()
-            else:
-                yield item
+        async def items() -> AsyncIterator[data_pb2.Item]:
+            sources = iter(reader)
+            while (loaded := await asyncio.to_thread(_next_loaded, sources)) is not None:
+                source, item = loaded
+                if isinstance(item, str):
+                    report.failures.append((source.id, item))
+                    bar.update()
+                else:
+                    report.sent += 1
+                    yield item
 
-    try:
-        async with client_for(args) as client:
+        try:
             acks = client.ingest(args.collection, items(), max_in_flight=args.max_in_flight)
             async for ack in acks:
                 if ack.HasField("error"):
@@ -93,17 +138,36 @@ async def _ingest(args: argparse.Namespace) -> int:
                 else:
                     report.stored += 1
                 bar.update()
-    except OnespaceClientError:
+        except OnespaceClientError as exc:
+            bar.close()
+            _finish(args, report, reader, str(exc))
+            raise
         bar.close()
-        print(report.summary())  # what got in before the stream failed, then the error itself
-        raise
-    bar.close()
-    print(report.summary())
-    if reader.skipped:
-        print(f"skipped {reader.skipped} files with unsupported extensions", file=sys.stderr)
-    for item_id, reason in report.failures:
-        print(f"failed: {item_id}: {reason}", file=sys.stderr)
+    _finish(args, report, reader, None)
     return EXIT_FAILURES if report.failures else 0
+
+
+class _Bar(Protocol):
+    def update(self, n: int = 1) -> object: ...
+
+    def close(self) -> None: ...
+
+
+def _progress(total: int | None, show: bool) -> _Bar:
+    """A tqdm bar on stderr when shown; imported only then (it costs a noticeable start time)."""
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="item", file=sys.stderr, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -127,4 +191,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-in-flight", type=positive, default=32, help="items sent but not yet acked (default 32)"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as JSON (sent, stored, failed, failures grouped by reason, elapsed, "
+        "items/s) instead of text; no progress bar",
+    )
     parser.set_defaults(func=_ingest)

@@ -1,6 +1,8 @@
 """`onespace emulate-bedrock`: run the emulator from the command line.
 
-The main CLI calls `add_cli(subparsers)`; the sub-command stores its runner in `args.func`
+`add_cli(subparsers)` registers the sub-command; the main CLI makes the parser itself and calls
+`add_arguments(parser)` only when the command is used (importing this package starts the
+emulator's server modules). The sub-command stores its runner in `args.func`
 (`func(args) -> int`): `run_from_args`, which serves until SIGINT or SIGTERM.
 """
 
@@ -17,7 +19,10 @@ from onespace.emulator.app import running_emulator
 from onespace.emulator.config import OVERFLOW_POLICIES, EmulatorConfig, FaultRates, Latency
 from onespace.models import Modality
 
-__all__ = ["add_cli", "config_from_args", "run_from_args"]
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "add_cli", "config_from_args", "run_from_args"]
+
+HELP = "run a local Bedrock Runtime InvokeModel emulator (Nova, Titan, Cohere embeddings)"
+DESCRIPTION = "Bedrock Runtime emulator. Point the gateway at it with --bedrock-endpoint-url."
 
 _FAULT_FLAGS = {
     "throttle": "--throttle-rate",
@@ -30,11 +35,11 @@ _FAULT_FLAGS = {
 
 def add_cli(subparsers: Any) -> None:
     """Register `emulate-bedrock` on an argparse sub-parsers object."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "emulate-bedrock",
-        help="run a local Bedrock Runtime InvokeModel emulator (Nova, Titan, Cohere embeddings)",
-        description="Bedrock Runtime emulator. Point the gateway at it with --bedrock-endpoint-url.",
-    )
+    add_arguments(subparsers.add_parser("emulate-bedrock", help=HELP, description=DESCRIPTION))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `emulate-bedrock` and its `func`, on a parser made by the caller."""
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8787, help="port; 0 picks a free one (default: %(default)s)")
     p.add_argument("--latency-ms", type=float, default=0.0, help="fixed latency of every call, ms")

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 
+from onespace.errors import NotFound
 from onespace.index.backend import Backend, CollectionHandle
 from onespace.index.collection import CollectionStats
 from onespace.metrics import Metrics
@@ -54,7 +55,10 @@ class Maintainer:
     def run_once(self, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
         for collection in self._store.list():
-            stats = self._store.stats(collection)
+            try:
+                stats = self._store.stats(collection)
+            except NotFound:  # deleted since list(): nothing left to maintain
+                continue
             pending = stats.changes_since_checkpoint
             age = now - stats.checkpoint_time
             if pending >= self._changes or (pending and age >= self._max_age):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from onespace.errors import Internal
+from onespace.errors import Internal, NotFound
 from onespace.index.checkpoint import (
     Checkpoint,
     commit_checkpoint,
@@ -312,17 +312,23 @@ def close(collection: Collection) -> None:
 
 
 def stats(collection: Collection) -> CollectionStats:
+    """NotFound once the collection is deleted (a request or the maintainer may hold its handle)."""
+    with collection.index_lock:  # usearch's memory_usage segfaults while an add runs (2.26)
+        collection._check_open()  # close() takes this lock: the index stays open until we leave
+        slots, index, index_bytes = collection.slots, collection.index, collection.index.memory_usage
     directory = collection.directory
     disk = 0
-    for path in directory.iterdir():
+    try:
+        paths = list(directory.iterdir())
+    except FileNotFoundError:
+        raise NotFound(f"collection {collection.name!r} not found (it was deleted)") from None
+    for path in paths:
         try:
             disk += os.stat(path).st_blocks * 512
         except OSError:
             continue
     wal = directory / (collection.sql.path.name + "-wal")
     last = collection.checkpoint
-    with collection.index_lock:  # usearch's memory_usage segfaults while an add runs (2.26)
-        slots, index, index_bytes = collection.slots, collection.index, collection.index.memory_usage
     return CollectionStats(
         items=slots.live_count,
         dead_slots=slots.dead_count,

@@ -3,6 +3,15 @@
 Every refusal is InvalidArgument naming the field (`id`, `vector`, `metadata`, `k`, `dimension`,
 `filter.*`) and the reason. usearch accepts NaN and all-zero vectors silently, so this is the only
 line of defence against them.
+
+Vector magnitudes are checked once here, for stored and query vectors alike, in float64 (so the
+check itself cannot overflow or warn). Every score is float32, so a vector's norm is at most
+`MAX_NORM` (sqrt(float32 max) / 2, ~9.2e18): then |q.v| <= |q||v| and |q - v|^2 <= (|q| + |v|)^2
+both fit float32 for any two accepted vectors, and a cosine norm never overflows. Without it,
+finite values such as 1e38 scored 0.0 (cosine) or +-inf (inner product, L2) against everything.
+A vector that gets normalised (cosine, shorter prefixes, an i8 index) needs a squared norm float32
+can represent (>= its smallest normal), else it normalises to zeros and has no direction; and
+where vectors are scored or indexed unnormalised as f16, each value must fit f16 (+-65504).
 """
 
 from __future__ import annotations
@@ -81,16 +90,78 @@ def check_metadata(metadata: object, field_name: str = "metadata") -> dict[str, 
     return out
 
 
+_F16_MAX = float(np.finfo(np.float16).max)
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
+MAX_SQUARED_NORM = _F32_MAX / 4
+MAX_NORM = math.sqrt(MAX_SQUARED_NORM)
+
+
+def _squared_norm(vector: npt.NDArray[np.float32]) -> float:
+    """|v|^2 in float64: exact enough, and no float32 value can overflow it."""
+    wide = vector.astype(np.float64)
+    return float(np.dot(wide, wide))
+
+
 def _as_vector(raw: object, field_name: str) -> npt.NDArray[np.float32]:
+    """`raw` as a 1-D float32 array of finite values whose norm keeps every score finite."""
     try:
-        vector = np.asarray(raw, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 -> inf, refused below
+            vector = np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(field_name, f"is not an array of numbers: {exc}") from exc
     if vector.ndim != 1:
         raise InvalidArgument(field_name, f"must be one-dimensional, got shape {vector.shape}")
-    if not np.isfinite(vector).all():
-        raise InvalidArgument(field_name, "contains NaN or infinity")
+    finite = np.isfinite(vector)
+    if not finite.all():
+        at = int(np.argmin(finite))
+        raise InvalidArgument(
+            field_name, f"contains NaN or infinity (or a value beyond float32): [{at}] is {vector[at]}"
+        )
+    squared = _squared_norm(vector)
+    if squared > MAX_SQUARED_NORM:
+        raise InvalidArgument(
+            field_name,
+            f"values too large: squared norm {squared:.3g} overflows float32 scores "
+            f"(the norm must be at most {MAX_NORM:.2g}); scale the vector down",
+        )
     return vector
+
+
+def _check_direction(vector: npt.NDArray[np.float32], d: int, note: str = "") -> None:
+    """Refuse a `d`-prefix that is to be normalised but has no direction in float32."""
+    whole = d == len(vector)
+    squared = _squared_norm(vector[:d])
+    if squared == 0.0:
+        what = "is" if whole else f"its first {d} components{note} are"
+        raise InvalidArgument("vector", f"{what} all zeros, which has no direction")
+    if squared < _F32_TINY:
+        whose = "the vector" if whole else f"its first {d} components{note}"
+        raise InvalidArgument(
+            "vector",
+            f"values too small: the squared norm of {whose} is {squared:.3g}, below float32's smallest "
+            f"normal ({_F32_TINY:.3g}), so it cannot be normalised; scale the vector up",
+        )
+
+
+def _check_f16(vector: npt.NDArray[np.float32], config: CollectionConfig, raw_in_index: bool) -> None:
+    """Values beyond ±65504 become infinity where they are held as f16: the stored vectors
+    (stored dtype f16) and an f16 index that holds them unnormalised (`raw_in_index`)."""
+    places = []
+    if config.stored_dtype is StoredDtype.F16:
+        places.append(("stored vectors", "stored dtype f32"))
+    if raw_in_index and config.dtype is IndexDtype.F16:
+        places.append((f"index (dtype f16, unnormalised for {config.metric.name})", "dtype f32 or bf16"))
+    if not places or not len(vector):
+        return
+    largest = float(np.abs(vector).max())
+    if largest > _F16_MAX:
+        raise InvalidArgument(
+            "vector",
+            f"a value of magnitude {largest:.3g} exceeds the f16 range (±65504) of this collection's "
+            f"{' and '.join(p for p, _ in places)}; create the collection with "
+            f"{' and '.join(f for _, f in places)} to use it",
+        )
 
 
 def index_normalises(config: CollectionConfig) -> bool:
@@ -107,33 +178,11 @@ def check_vector(raw: object, config: CollectionConfig) -> npt.NDArray[np.float3
         raise InvalidArgument(
             "vector", f"length {len(vector)} does not match the collection's dimension {config.dimension}"
         )
-    if index_normalises(config) and not vector[: config.index_dimension].any():
-        if config.index_dimension == config.dimension:
-            raise InvalidArgument("vector", f"is all zeros, which has no direction for {config.metric.name}")
-        raise InvalidArgument(
-            "vector",
-            f"its first {config.index_dimension} components (the indexed prefix) are all zeros",
-        )
-    _check_range(vector, config)
+    normalised = index_normalises(config)
+    if normalised:
+        _check_direction(vector, config.index_dimension, " (the indexed prefix)")
+    _check_f16(vector, config, raw_in_index=not normalised)
     return np.array(vector, dtype=np.float32, copy=True)
-
-
-_F16_MAX = float(np.finfo(np.float16).max)
-_F32_MAX = float(np.finfo(np.float32).max)
-
-
-def _check_range(vector: npt.NDArray[np.float32], config: CollectionConfig) -> None:
-    """Values the stored dtype cannot hold, or whose squared norm overflows float32, are refused:
-    they would be stored as infinity or score as 0/inf for every query."""
-    largest = float(np.abs(vector).max()) if len(vector) else 0.0
-    if config.stored_dtype is StoredDtype.F16 and largest > _F16_MAX:
-        raise InvalidArgument(
-            "vector",
-            f"a value of magnitude {largest:.3g} exceeds the f16 range (±65504) of this collection's "
-            "stored vectors; create the collection with stored dtype f32 to store it",
-        )
-    if float(np.dot(vector.astype(np.float64), vector.astype(np.float64))) > _F32_MAX:
-        raise InvalidArgument("vector", "its squared norm overflows float32; scale the vector down")
 
 
 def check_record(record: Record, config: CollectionConfig) -> tuple[npt.NDArray[np.float32], dict[str, str]]:
@@ -219,8 +268,10 @@ def check_query(query: Query, config: CollectionConfig) -> CheckedQuery:
         raise InvalidArgument(
             "vector", f"length {len(vector)} does not match the collection's dimension {expected}"
         )
-    if renormalises(d, config.dimension, config.metric) and not vector[:d].any():
-        raise InvalidArgument("vector", f"its first {d} components are all zeros, which has no direction")
+    if renormalises(d, config.dimension, config.metric):
+        _check_direction(vector, d)
+    else:  # scored (and searched in the index) as it is, cast to the collection's dtypes
+        _check_f16(vector, config, raw_in_index=not index_normalises(config))
     flt = check_filter(query.filter)
     return CheckedQuery(
         vector=vector, dimension=d, k=k, filter=flt, include_vectors=bool(query.include_vectors)

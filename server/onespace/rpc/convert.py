@@ -241,7 +241,10 @@ def timings_to_proto(t: Timings) -> common_pb2.Timings:
 
 
 def vector_from_proto(pb: common_pb2.Vector, field: str) -> Vector:
-    """The vector in `values` or `f32` (exactly one); `field` names the Vector, e.g. `vector`."""
+    """The vector in `values` or `f32` (exactly one); `field` names the Vector, e.g. `vector`.
+
+    Only the shape is checked here: the values (finite, a norm that keeps every score finite, f16
+    range where it applies) are checked once, for every caller, by `index.validate`."""
     if pb.f32:
         if pb.values:
             raise InvalidArgument(field, "set either values or f32, not both")

@@ -1,6 +1,11 @@
-"""Wrappers every servicer method goes through: admit the RPC, time and count it, translate
-OnespaceError to its status (via the one table in `status`), and turn anything unexpected into
-INTERNAL."""
+"""Wrappers every servicer method goes through: refuse an undecodable request, admit the RPC,
+time and count it, translate OnespaceError to its status (via the one table in `status`), and turn
+anything unexpected into INTERNAL.
+
+A request whose bytes did not parse arrives as a `handlers.Undecodable` (the deserializers never
+raise, see `handlers`) and is answered INVALID_ARGUMENT `request: cannot decode <type>: <reason>`
+before admission: it is the caller's mistake, and "busy, retry" would only bring it back.
+Streams decide per frame, in `streaming.bounded_stream`."""
 
 from __future__ import annotations
 
@@ -9,15 +14,28 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
-from onespace.errors import DeadlineExceeded, OnespaceError, ResourceExhausted
+from onespace.errors import DeadlineExceeded, InvalidArgument, OnespaceError, ResourceExhausted
 from onespace.metrics import Metrics
+from onespace.rpc.handlers import Undecodable
 from onespace.rpc.status import metadata_for, status_for
 
-__all__ = ["HasMetrics", "RpcAdmission", "deadline_of", "stream_method", "unary_method"]
+if TYPE_CHECKING:
+    from onespace.gateway import Gateway
+
+__all__ = [
+    "HasMetrics",
+    "RpcAdmission",
+    "bounded_details",
+    "check_fits",
+    "deadline_of",
+    "stream_method",
+    "unary_method",
+]
 
 log = logging.getLogger(__name__)
 Req = TypeVar("Req")
@@ -46,6 +64,7 @@ class RpcAdmission:
 
 
 class HasMetrics(Protocol):
+    gateway: Gateway
     metrics: Metrics
     default_deadline: float
     max_deadline: float
@@ -63,6 +82,31 @@ def deadline_of(context: Ctx, default_seconds: float, max_seconds: float = 0.0) 
     return time.monotonic() + remaining
 
 
+MAX_DETAILS_BYTES = 1024
+
+
+def bounded_details(message: str) -> str:
+    """`message` cut to MAX_DETAILS_BYTES of UTF-8. Messages quote what the caller sent (a 1 MB id
+    or collection name), and the status message travels as a header: past the client's metadata
+    limit (8-16 KB by default) the caller got RESOURCE_EXHAUSTED "Stream removed" instead."""
+    raw = message.encode("utf-8", "replace")
+    if len(raw) <= MAX_DETAILS_BYTES:
+        return message
+    return raw[:MAX_DETAILS_BYTES].decode("utf-8", "ignore") + f"... (cut; {len(raw)} bytes in all)"
+
+
+def check_fits(response: object, limit: int) -> None:
+    """Refuse a unary response larger than the server may send. grpc would refuse it too, but
+    with an ERROR traceback in the log for every such call (a Get of 100k ids with vectors)."""
+    size = response.ByteSize() if isinstance(response, Message) else 0
+    if size > limit:
+        raise InvalidArgument(
+            "request",
+            f"its response would be {size} bytes, over the server's message limit of {limit} bytes "
+            "(max_request_bytes); ask for less: fewer ids or queries, a smaller k, or no vectors",
+        )
+
+
 class _Outcome:
     def __init__(self, metrics: Metrics, method: str) -> None:
         self.metrics = metrics
@@ -74,7 +118,7 @@ class _Outcome:
     async def fail(self, context: Ctx, exc: BaseException, max_deadline: float = 0.0) -> None:
         if isinstance(exc, OnespaceError):
             self.code = status_for(exc)
-            message = str(exc)
+            message = bounded_details(str(exc))
             if isinstance(exc, DeadlineExceeded) and max_deadline > 0:
                 left = context.time_remaining()
                 if left is not None and left > 0:  # the caller still had time: the cap ended it
@@ -104,10 +148,14 @@ def unary_method(
             admission = self.admission
             admission.active += 1
             try:
+                if isinstance(request, Undecodable):
+                    raise request.error()
                 if admission.active > admission.limit:
                     self.metrics.rejected.labels("rpcs_in_flight").inc()
                     raise admission.refusal()
-                return await fn(self, request, context)
+                response = await fn(self, request, context)
+                check_fits(response, self.gateway.settings.max_request_bytes)
+                return response
             except BaseException as exc:
                 await outcome.fail(context, exc, self.max_deadline)
                 raise

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from onespace.gateway import Gateway
@@ -24,21 +24,11 @@ from onespace.rpc.collections import CollectionServicer
 from onespace.rpc.data import DataServicer
 from onespace.rpc.embed import EmbedServicer
 from onespace.rpc.guard import RpcAdmission
+from onespace.rpc.handlers import add_servicers
 from onespace.rpc.health import ClosingHealthServicer, HealthMonitor
 from onespace.rpc.info import InfoServicer
 from onespace.rpc.search import SearchServicer
-from onespace_client.v1 import (
-    collections_pb2,
-    collections_pb2_grpc,
-    data_pb2,
-    data_pb2_grpc,
-    embed_pb2,
-    embed_pb2_grpc,
-    info_pb2,
-    info_pb2_grpc,
-    search_pb2,
-    search_pb2_grpc,
-)
+from onespace_client.v1 import collections_pb2, data_pb2, embed_pb2, info_pb2, search_pb2
 
 __all__ = ["SERVICE_NAMES", "RpcServer", "rpc_methods"]
 
@@ -103,18 +93,16 @@ class RpcServer:
         self.admission = admission = RpcAdmission(
             settings.max_in_flight_rpcs, settings.retry_pushback_ms / 1000
         )
-        embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(gateway, admission), self._server)
-        collections_pb2_grpc.add_CollectionServiceServicer_to_server(
-            CollectionServicer(gateway, admission), self._server
-        )
-        data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(gateway, admission), self._server)
-        search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(gateway, admission), self._server)
-        info_pb2_grpc.add_InfoServiceServicer_to_server(InfoServicer(gateway, admission), self._server)
         self.health = ClosingHealthServicer()
         self.health_monitor = HealthMonitor(
             self.health, gateway.health, settings.health_interval_seconds, gateway.metrics.health_status
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        servicers = [
+            cls(gateway, admission)
+            for cls in (EmbedServicer, CollectionServicer, DataServicer, SearchServicer, InfoServicer)
+        ]
+        # health too: it needs no token, so garbage sent to it must not become a logged traceback
+        add_servicers(self._server, [*servicers, self.health], gateway.metrics)
         if settings.reflection:
             reflection.enable_server_reflection(
                 (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server

@@ -7,6 +7,11 @@ finish (they carry the client's request id). When the caller goes away, the item
 window are cancelled, which drops them from the embed queue unsent. When `stop` is set (the
 server is shutting down) the stream is not read any further: the items already in the window are
 answered, then the stream ends with UNAVAILABLE and a retry hint.
+
+A frame that did not parse (`handlers.Undecodable`) ends the stream the same way: nothing after
+it is read, every request read before it is answered, then INVALID_ARGUMENT names it
+(`requests[3]: cannot decode onespace.v1.IngestRequest: ...`, counted from 0). It cannot be
+answered on its own: responses name the request they answer by the `request_id` inside it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from onespace.errors import Unavailable
+from onespace.errors import InvalidArgument, Unavailable
+from onespace.rpc.handlers import Undecodable
 
 __all__ = ["Tracker", "bounded_stream"]
 
@@ -50,9 +56,16 @@ async def bounded_stream(
     room = asyncio.Semaphore(window)
     working: set[asyncio.Future[Resp]] = set()
     stopped = False
+    bad_frame: list[InvalidArgument] = []
 
     async def read() -> None:
+        frame = 0
         async for request in _slots(requests, room):
+            if isinstance(request, Undecodable):  # stop reading; answer what was read, then fail
+                after = "; the stream stops here, every request before it was answered"
+                bad_frame.append(request.error(f"requests[{frame}]", after))
+                return
+            frame += 1
             task = asyncio.ensure_future(handle(request))
             working.add(task)
             if in_window is not None:
@@ -81,6 +94,8 @@ async def bounded_stream(
             if in_window is not None:
                 in_window.dec()
             yield done.result()
+        if bad_frame:
+            raise bad_frame[0]
         if stopped:
             raise Unavailable(
                 "the server is shutting down; resend the unanswered items elsewhere",

@@ -34,6 +34,7 @@ from onespace_client.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
+from onespace_client.vectors import vector as vector_of
 
 DEFAULT_DIM = 8
 CHECKPOINT_TIME = 1_700_000_000.5  # 2023-11-14 22:13:20 UTC
@@ -219,7 +220,8 @@ def _commit(state: FakeState, name: str, replaced: int) -> None:
 
 def _stored(item: data_pb2.Item) -> data_pb2.StoredItem:
     if item.HasField("vector"):
-        return data_pb2.StoredItem(id=item.id, metadata=item.metadata, vector=item.vector.values)
+        values = [float(v) for v in vector_of(item.vector)]  # packed f32 or repeated floats
+        return data_pb2.StoredItem(id=item.id, metadata=item.metadata, vector=values)
     kind = item.content.WhichOneof("kind") or "text"
     vector = fake_vector(item.content, DEFAULT_DIM)
     return data_pb2.StoredItem(

@@ -114,24 +114,26 @@ def test_checkpoint_and_compact(gateway: FakeGateway, capsys: Capture) -> None:
     assert run(gateway, "collections", "compact", "c", "--json") == 0
     assert json.loads(capsys.readouterr().out)["stats"]["dead_rows"] == "0"
 
-    assert run(gateway, "collections", "compact", "nope") == 2
+    assert run(gateway, "collections", "compact", "nope") == 1
     assert capsys.readouterr().err == "error: NOT_FOUND: collection 'nope' not found\n"
-    assert run(gateway, "collections", "checkpoint", "nope") == 2
+    assert run(gateway, "collections", "checkpoint", "nope") == 1
     assert capsys.readouterr().err == "error: NOT_FOUND: collection 'nope' not found\n"
 
 
-def test_grpc_errors_print_one_line_and_exit_2(gateway: FakeGateway, capsys: Capture) -> None:
-    assert run(gateway, "collections", "get", "nope") == 2
+def test_grpc_errors_print_one_line_and_exit_1(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "collections", "get", "nope") == 1
     captured = capsys.readouterr()
     assert captured.err == "error: NOT_FOUND: collection 'nope' not found\n"
     assert captured.out == ""
-    assert run(gateway, "embed", "--text", "throttle") == 2
+    assert run(gateway, "embed", "--text", "throttle") == 1  # after the client's retries
     assert capsys.readouterr().err == "error: RESOURCE_EXHAUSTED: queue full, retry later\n"
 
 
 def test_unreachable_target(capsys: Capture) -> None:
-    assert main(["info", "--target", "127.0.0.1:1", "--timeout", "5"]) == 2
-    assert capsys.readouterr().err.startswith("error: UNAVAILABLE: ")
+    assert main(["info", "--target", "127.0.0.1:1", "--timeout", "5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: UNAVAILABLE: ") and err.count("\n") == 1
+    assert "the gateway at 127.0.0.1:1 is unavailable" in err and "--target or ONESPACE_TARGET" in err
 
 
 def test_embed_text_and_file(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
@@ -289,12 +291,16 @@ def test_ingest_progress_bar_on_a_tty(
     assert "5/5" not in capsys.readouterr().err
 
 
-def test_ingest_into_a_missing_collection(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
-    (tmp_path / "a.txt").write_text("a", encoding="utf-8")
-    assert run(gateway, "ingest", "-c", "nope", str(tmp_path)) == 2
+def test_ingest_into_a_missing_collection_stops_before_sending(
+    gateway: FakeGateway, tmp_path: Path, capsys: Capture
+) -> None:
+    for n in range(3):
+        (tmp_path / f"{n}.txt").write_text("a", encoding="utf-8")
+    assert run(gateway, "ingest", "-c", "nope", str(tmp_path)) == 1
     captured = capsys.readouterr()
-    assert captured.out.startswith("ingested 0 items (0 failed)")
+    assert captured.out == ""
     assert captured.err == "error: NOT_FOUND: collection 'nope' not found\n"
+    assert not [r for r in gateway.state.requests if isinstance(r, data_pb2.IngestRequest)]
 
 
 def test_ingest_missing_path(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
@@ -310,3 +316,58 @@ def test_info(gateway: FakeGateway, capsys: Capture) -> None:
     assert "notice: answers are computed, not embedded" in out
     assert run(gateway, "info", "--json") == 0
     assert json.loads(capsys.readouterr().out)["models"][0]["dimensions"] == [8, 16]
+
+
+def test_ingest_json_summary_groups_failures(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text(
+        '{"id": "ok1", "text": "one"}\n'
+        '{"id": "bad1", "text": "two"}\n'  # the fake fails ids starting with "bad"
+        '{"id": "bad2", "text": "three"}\n'
+        '{"id": "ok2", "text": "four"}\n'
+        "{oops\n",
+        encoding="utf-8",
+    )
+    assert run(gateway, "collections", "create", "c") == 0
+    capsys.readouterr()
+    assert run(gateway, "ingest", "-c", "c", str(manifest), "--json") == 1
+    captured = capsys.readouterr()
+    assert captured.err == ""  # everything is in the JSON
+    report = json.loads(captured.out)
+    assert (report["collection"], report["sent"], report["stored"], report["failed"]) == ("c", 4, 2, 3)
+    assert report["skipped"] == 0
+    first, second = report["failures"]
+    reason = "INVALID_ARGUMENT: item.content: undecodable"
+    assert first == {"reason": reason, "count": 2, "ids": ["bad1", "bad2"]}
+    assert second["count"] == 1 and second["ids"] == ["list.jsonl:5"]
+    assert second["reason"].startswith("invalid JSON")
+    assert report["elapsed_seconds"] >= 0 and report["items_per_second"] >= 0
+
+
+def test_ingest_json_into_a_missing_collection(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
+    (tmp_path / "a.txt").write_text("a", encoding="utf-8")
+    assert run(gateway, "ingest", "-c", "nope", str(tmp_path), "--json") == 1
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "error: NOT_FOUND: collection 'nope' not found\n")
+
+
+def test_info_prints_a_model_description_once(capsys: Capture) -> None:
+    from onespace_client.cli.info import render
+    from onespace_client.v1 import info_pb2
+
+    described = info_pb2.ModelInfo(id="m", description="Offline featurizer. NOT semantic.")
+    response = info_pb2.InfoResponse(
+        provider="local", models=[described], notice="m: Offline featurizer. NOT semantic."
+    )
+    assert render(response).count("Offline featurizer") == 1
+    assert "notice:" not in render(response)
+    response.notice = "m: Offline featurizer. NOT semantic. Also: something else"
+    assert render(response).endswith("notice: Also: something else")
+
+
+def test_connection_options_before_the_command(gateway: FakeGateway, capsys: Capture) -> None:
+    from onespace.cli import main as onespace_main
+
+    for entry in (main, onespace_main):
+        assert entry(["--target", gateway.target, "--timeout", "10", "info", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["provider"] == "fake"

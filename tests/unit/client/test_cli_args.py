@@ -6,21 +6,54 @@ import argparse
 
 import pytest
 
+from onespace.cli import build_parser as onespace_parser
 from onespace_client.cli import build_parser, register
+from onespace_client.cli._common import Connection, connection
 
 
 def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(list(argv))
 
 
+def conn(*argv: str) -> Connection:
+    return connection(parse(*argv))
+
+
 def test_connection_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ONESPACE_TARGET", raising=False)
-    args = parse("info")
-    assert args.target == "127.0.0.1:50051" and args.timeout == 30.0 and not args.json
+    assert conn("info") == Connection(target="127.0.0.1:50051", timeout=30.0)
+    assert not parse("info").json
     monkeypatch.setenv("ONESPACE_TARGET", "gw:9000")
-    assert parse("collections", "list").target == "gw:9000"
-    assert parse("info", "--target", "x:1", "--timeout", "2.5").timeout == 2.5
-    assert parse("ingest", "-c", "c", "p").timeout is None  # streams: no deadline unless asked
+    assert conn("collections", "list").target == "gw:9000"
+    assert conn("info", "--target", "x:1", "--timeout", "2.5") == Connection(target="x:1", timeout=2.5)
+    assert conn("ingest", "-c", "c", "p").timeout is None  # streams: no deadline unless asked
+    assert conn("info", "--timeout", "0").timeout is None  # 0: none
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--target", "x:1", "--token", "t", "--timeout", "2", "info"],
+        ["info", "--target", "x:1", "--token", "t", "--timeout", "2"],
+        ["--target", "x:1", "info", "--token", "t", "--timeout", "2"],
+        ["--timeout", "2", "--target", "x:1", "collections", "get", "c", "--token", "t"],
+        ["--target", "x:1", "--timeout", "2", "--token", "t", "ingest", "-c", "c", "p"],
+    ],
+)
+def test_connection_options_go_before_or_after_the_command(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ONESPACE_TARGET", "env:1")
+    for parser in (build_parser(), onespace_parser()):
+        resolved = connection(parser.parse_args(argv))
+        assert (resolved.target, resolved.token, resolved.timeout) == ("x:1", "t", 2.0)
+
+
+def test_an_option_after_the_command_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ONESPACE_TARGET", raising=False)
+    assert conn("--target", "a:1", "info", "--target", "b:2").target == "b:2"
+    assert conn("--timeout", "5", "ingest", "-c", "c", "p").timeout == 5.0  # not the command's none
+    assert conn("--plaintext", "info").plaintext
 
 
 def test_collections_create() -> None:
@@ -45,8 +78,8 @@ def test_collections_checkpoint_and_compact(monkeypatch: pytest.MonkeyPatch) -> 
     for action in ("checkpoint", "compact"):
         args = parse("collections", action, "photos", "--json")
         assert (args.name, args.json, callable(args.func)) == ("photos", True, True)
-        assert args.timeout is None  # long work on a big collection: no deadline unless asked
-        assert parse("collections", action, "c", "--timeout", "60").timeout == 60.0
+        assert connection(args).timeout is None  # long work on a big collection: no deadline unless asked
+        assert conn("collections", action, "c", "--timeout", "60").timeout == 60.0
 
 
 @pytest.mark.parametrize(
@@ -122,3 +155,24 @@ def test_register_into_a_foreign_parser() -> None:
     args = parser.parse_args(["search", "-c", "c", "--text", "q"])
     assert callable(args.func)
     assert parser.parse_args(["serve"]).command == "serve"
+
+
+def test_a_flag_replaces_a_bad_environment_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from onespace.cli import _bad_settings
+
+    monkeypatch.setenv("ONESPACE_PORT", "notanumber")
+    args = onespace_parser().parse_args(["serve", "--port", "5"])
+    assert args.port == 5 and _bad_settings(args) == []
+    args = onespace_parser().parse_args(["serve"])
+    assert _bad_settings(args) == ["ONESPACE_PORT: 'notanumber' is not an integer"]
+    assert onespace_parser().parse_args(["info"]).command == "info"  # the server's settings unread
+
+
+def test_serve_flags_say_what_is_wrong(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        onespace_parser().parse_args(["serve", "--port", "x"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "usage: onespace serve [OPTIONS]  (see --help)",
+        "onespace serve: error: argument --port: 'x' is not an integer",
+    ]

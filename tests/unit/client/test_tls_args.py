@@ -11,7 +11,7 @@ import pytest
 from onespace_client import AsyncClient, Client
 from onespace_client.async_client import _credentials_for, is_local_target
 from onespace_client.cli import build_parser
-from onespace_client.cli._common import CliError, client_for
+from onespace_client.cli._common import CliError, Connection, client_for, connection
 
 _TLS_ENV = ("ONESPACE_TLS_CA", "ONESPACE_CLIENT_TLS_CERT", "ONESPACE_CLIENT_TLS_KEY", "ONESPACE_PLAINTEXT")
 
@@ -26,8 +26,12 @@ def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(list(argv))
 
 
+def conn(*argv: str) -> Connection:
+    return connection(parse(*argv))
+
+
 def test_tls_flags_default_to_off() -> None:
-    args = parse("info")
+    args = conn("info")
     assert (args.tls_ca, args.tls_cert, args.tls_key, args.plaintext) == (None, None, None, False)
 
 
@@ -43,7 +47,7 @@ def test_tls_flags_default_to_off() -> None:
     ],
 )
 def test_every_command_takes_the_tls_flags(argv: list[str]) -> None:
-    args = parse(*argv, "--tls-ca", "ca.pem", "--tls-cert", "me.pem", "--tls-key", "me.key", "--plaintext")
+    args = conn(*argv, "--tls-ca", "ca.pem", "--tls-cert", "me.pem", "--tls-key", "me.key", "--plaintext")
     assert (args.tls_ca, args.tls_cert, args.tls_key, args.plaintext) == ("ca.pem", "me.pem", "me.key", True)
 
 
@@ -52,13 +56,14 @@ def test_tls_flags_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ONESPACE_CLIENT_TLS_CERT", "env.pem")
     monkeypatch.setenv("ONESPACE_CLIENT_TLS_KEY", "env.key")
     monkeypatch.setenv("ONESPACE_PLAINTEXT", "yes")
-    args = parse("info")
+    args = conn("info")
     assert (args.tls_ca, args.tls_cert, args.tls_key) == ("env-ca.pem", "env.pem", "env.key")
     assert args.plaintext
-    assert parse("info", "--tls-ca", "flag.pem").tls_ca == "flag.pem"  # flag > environment
+    assert conn("info", "--tls-ca", "flag.pem").tls_ca == "flag.pem"  # flag > environment
+    assert conn("--tls-ca", "flag.pem", "info").tls_ca == "flag.pem"  # before the command too
     monkeypatch.setenv("ONESPACE_TLS_CA", "")  # empty: unset
     monkeypatch.setenv("ONESPACE_PLAINTEXT", "0")
-    args = parse("info")
+    args = conn("info")
     assert (args.tls_ca, args.plaintext) == (None, False)
 
 

@@ -264,3 +264,28 @@ def test_background_checkpoints_are_built_from_the_files_and_replayed_from(
     assert reopened.get(["i0", "i3"]) == [None, None]
     assert reopened.search(Query(more[5], k=1))[0].id == "i305"
     assert {h.id for h in reopened.search(Query(data[2], k=2))} == {"i1", "i2"}
+
+
+def test_a_handle_held_across_a_delete_gives_not_found_to_stats_and_maintenance(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from onespace.engine.maintenance import Maintainer
+    from onespace.metrics import Metrics
+
+    store = opened(tmp_path)
+    held = store.create(config())
+    fill(held, 10)
+
+    class Stale:  # a maintenance round that listed the collection just before the delete
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        def list(self) -> list[object]:
+            return [held]
+
+    store.delete("docs")
+    with pytest.raises(NotFound, match="'docs' not found"):
+        store.stats(held)
+    Maintainer(Stale(), Metrics(), interval=1, max_age=1, changes=1).run_once()  # type: ignore[arg-type]
+    assert "Traceback" not in caplog.text
+    store.close()
