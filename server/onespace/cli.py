@@ -94,11 +94,6 @@ def _bind_error(host: str, port: int) -> OSError | None:
     return error
 
 
-def _grpc_bind_failure(exc: RuntimeError) -> bool:
-    # grpc.aio raises a bare RuntimeError("Failed to bind to address ...") for a port it cannot bind.
-    return str(exc).startswith("Failed to bind to address")
-
-
 def _serve(args: argparse.Namespace) -> int:
     bad = _bad_settings(args)
     if bad:
@@ -137,15 +132,6 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:  # a port taken since the check, a data directory it cannot use
         log.debug("onespace serve failed", exc_info=True)
         print(f"onespace serve: {exc}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:
-        if not _grpc_bind_failure(exc):
-            raise
-        print(
-            f"onespace serve: cannot listen on {settings.host}:{settings.port} (--port, env "
-            "ONESPACE_PORT): the address is in use or not available",
-            file=sys.stderr,
-        )
         return 1
     return 0
 

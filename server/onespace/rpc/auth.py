@@ -29,7 +29,7 @@ from onespace.errors import OnespaceError, PermissionDenied, ResourceExhausted, 
 from onespace.metrics import Metrics
 from onespace.rpc.access import current_call
 from onespace.rpc.intercept import around
-from onespace.rpc.status import metadata_for, status_for
+from onespace.rpc.status import abort
 
 __all__ = ["OPEN_SERVICES", "REQUIRED_ROLE", "AuthInterceptor"]
 
@@ -172,10 +172,6 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
-async def _refuse(context: Ctx, exc: OnespaceError) -> None:
-    await context.abort(status_for(exc), str(exc), trailing_metadata=metadata_for(exc))
-
-
 def _guarded(
     handler: Any, auth: AuthInterceptor, method: str, metadata: Any
 ) -> grpc.RpcMethodHandler[Any, Any]:
@@ -192,8 +188,7 @@ def _guarded(
                 call.tenant = principal.tenant
             auth.admit(principal)
         except OnespaceError as exc:
-            await _refuse(context, exc)
-            raise
+            await abort(context, exc)
         try:
             with tenant_scope(principal.tenant):
                 yield

@@ -10,7 +10,7 @@ import grpc
 from onespace.errors import InvalidArgument, OnespaceError
 from onespace.gateway import Gateway
 from onespace.rpc.guard import RpcAdmission, deadline_of
-from onespace.rpc.status import status_for
+from onespace.rpc.status import bounded_details, status_for
 from onespace.rpc.streaming import bounded_stream
 from onespace_client.v1 import common_pb2
 
@@ -56,7 +56,8 @@ class ServicerBase:
             except OnespaceError as exc:
                 code = status_for(exc)
                 items.labels(method, code.name).inc()
-                return refuse(request, common_pb2.ItemError(code=code.value[0], message=str(exc)))
+                error = common_pb2.ItemError(code=code.value[0], message=bounded_details(str(exc)))
+                return refuse(request, error)
             items.labels(method, "OK").inc()
             return response
 

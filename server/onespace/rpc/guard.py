@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from onespace.errors import DeadlineExceeded, InvalidArgument, OnespaceError, ResourceExhausted
 from onespace.metrics import Metrics
 from onespace.rpc.handlers import Undecodable
-from onespace.rpc.status import metadata_for, status_for
+from onespace.rpc.status import bounded_details, metadata_for, status_for
 
 if TYPE_CHECKING:
     from onespace.gateway import Gateway
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = [
     "HasMetrics",
     "RpcAdmission",
-    "bounded_details",
     "check_fits",
     "deadline_of",
     "stream_method",
@@ -80,19 +79,6 @@ def deadline_of(context: Ctx, default_seconds: float, max_seconds: float = 0.0) 
     if max_seconds > 0:
         remaining = min(remaining, max_seconds)
     return time.monotonic() + remaining
-
-
-MAX_DETAILS_BYTES = 1024
-
-
-def bounded_details(message: str) -> str:
-    """`message` cut to MAX_DETAILS_BYTES of UTF-8. Messages quote what the caller sent (a 1 MB id
-    or collection name), and the status message travels as a header: past the client's metadata
-    limit (8-16 KB by default) the caller got RESOURCE_EXHAUSTED "Stream removed" instead."""
-    raw = message.encode("utf-8", "replace")
-    if len(raw) <= MAX_DETAILS_BYTES:
-        return message
-    return raw[:MAX_DETAILS_BYTES].decode("utf-8", "ignore") + f"... (cut; {len(raw)} bytes in all)"
 
 
 def check_fits(response: object, limit: int) -> None:

@@ -14,7 +14,7 @@ import grpc
 
 from onespace import errors
 
-__all__ = ["STATUS", "abort", "metadata_for", "status_for"]
+__all__ = ["MAX_DETAILS_BYTES", "STATUS", "abort", "bounded_details", "metadata_for", "status_for"]
 
 STATUS: dict[type[errors.OnespaceError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -48,6 +48,19 @@ def metadata_for(exc: errors.OnespaceError) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+MAX_DETAILS_BYTES = 1024
+
+
+def bounded_details(message: str) -> str:
+    """`message` cut to MAX_DETAILS_BYTES of UTF-8. Messages quote what the caller sent (a 1 MB id
+    or collection name), and the status message travels as a header: past the client's metadata
+    limit (8-16 KB by default) the caller got RESOURCE_EXHAUSTED "Stream removed" instead."""
+    raw = message.encode("utf-8", "replace")
+    if len(raw) <= MAX_DETAILS_BYTES:
+        return message
+    return raw[:MAX_DETAILS_BYTES].decode("utf-8", "ignore") + f"... (cut; {len(raw)} bytes in all)"
+
+
 async def abort(context: grpc.aio.ServicerContext[object, object], exc: errors.OnespaceError) -> NoReturn:
-    await context.abort(status_for(exc), str(exc), trailing_metadata=metadata_for(exc))
+    await context.abort(status_for(exc), bounded_details(str(exc)), trailing_metadata=metadata_for(exc))
     raise AssertionError("unreachable: context.abort raises")

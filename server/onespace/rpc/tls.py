@@ -185,10 +185,13 @@ def add_port(server: grpc.aio.Server, settings: Settings) -> tuple[int, Certific
     """Bind `host:port`, TLS when configured; returns the bound port and the reloader (None: plaintext)."""
     address = f"{settings.host}:{settings.port}"
     reloader = reloader_for(settings)
-    if reloader is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, reloader.credentials())
+    try:
+        if reloader is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, reloader.credentials())
+    except RuntimeError as exc:  # grpc.aio: a bare RuntimeError("Failed to bind to address ...")
+        raise OSError(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return port, reloader
