@@ -13,6 +13,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import start_http_server
 
 from onespace.config import Settings
+from onespace.content import MediaLimits, configure_media
 from onespace.gateway import Gateway
 from onespace.index import CollectionStore
 from onespace.metrics import Metrics
@@ -49,6 +50,7 @@ class App:
 
     @classmethod
     def build(cls, settings: Settings, provider: Provider | None = None) -> App:
+        configure_media(MediaLimits.of(settings))
         metrics = Metrics()
         provider = provider or build_provider(settings)
         gateway = Gateway(

@@ -136,6 +136,28 @@ class Settings:
     )
     # --- local provider ---
     local_workers: int = _opt(0, "threads decoding and featurising for the local provider; 0: cores")
+    # --- media decoding ---
+    decode_budget_bytes: int = _opt(
+        256 * 1024 * 1024,
+        "memory all concurrent media decodes may hold (local provider): each reserves its estimated "
+        "decoded size first and, when the rest is in use, waits its turn (a decode larger than the "
+        "whole budget waits to run alone)",
+    )
+    max_image_pixels: int = _opt(
+        40_000_000,
+        "pixels an image may declare (width x height in its header; also each video frame); more is "
+        "refused with INVALID_ARGUMENT before decoding or sending it to Bedrock",
+    )
+    max_audio_samples: int = _opt(
+        16 * 1024 * 1024,
+        "samples an audio track may decode to (seconds x sample rate x channels, from the header, "
+        "else counted while decoding); more is refused with INVALID_ARGUMENT",
+    )
+    max_video_frames: int = _opt(
+        4000,
+        "frames a video may decode to (its frame count, or duration x frame rate, else counted while "
+        "decoding); more is refused with INVALID_ARGUMENT",
+    )
     # --- bedrock provider ---
     bedrock_region: str = _opt("us-east-1", "AWS region of Bedrock Runtime")
     bedrock_endpoint_url: str = _opt("", "override the Bedrock Runtime endpoint (e.g. the emulator)")

@@ -1,7 +1,12 @@
 """One Content model for every input, format sniffing from magic bytes, and per-model checks.
 
 Pure functions, no I/O: everything here runs on the event loop in microseconds. Decoding (which
-can fail on bytes that merely look right) belongs to the providers and runs off the loop.
+can fail on bytes that merely look right) belongs to the providers and runs off the loop, but an
+image's size is read from its header here, for every provider: a decompression bomb (a small file
+declaring a huge picture) is refused before anything decodes it or sends it to Bedrock.
+
+`MediaLimits` are the server's settings on what media may cost once decoded; they are set once per
+process (`configure_media`) because the gateway, every provider and the decoders share them.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import enum
 import hashlib
 import math
 import re
-from dataclasses import dataclass, replace
+import struct
+from dataclasses import dataclass, fields, replace
 
 from onespace.errors import InvalidArgument
 from onespace.models import Modality, ModelSpec
@@ -19,13 +25,18 @@ __all__ = [
     "Content",
     "DetailLevel",
     "EmbeddingType",
+    "MediaLimits",
     "Modality",
     "Purpose",
     "TruncationMode",
     "VideoMode",
     "b64_size",
     "check",
+    "check_pixels",
+    "configure_media",
     "format_modality",
+    "image_size",
+    "media_limits",
     "normalize_format",
     "retrieval_purpose",
     "sniff_format",
@@ -116,6 +127,47 @@ class Content:
         return 0
 
 
+@dataclass(frozen=True, slots=True)
+class MediaLimits:
+    """What one item's media may cost once decoded, and the memory all decodes share (settings
+    `max_image_pixels`, `max_audio_samples`, `max_video_frames`, `decode_budget_bytes`).
+
+    Encoded size says little: a 120 KB PNG can declare 6000x6000 pixels. Each bound is read from the
+    header before decoding (and counted while decoding where a header does not say); over one, the
+    item is refused with InvalidArgument naming the setting.
+    """
+
+    max_image_pixels: int = 40_000_000  # 40 MP: every common camera photo; ~160 MB decoded (RGB)
+    max_audio_samples: int = 1 << 24  # seconds x rate x channels: 30 s of 8 channels at 64 kHz
+    max_video_frames: int = 4000  # 30 s at 120 fps, and some
+    decode_budget_bytes: int = 256 << 20
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ValueError(f"{f.name} must be positive, not {getattr(self, f.name)}")
+
+    @classmethod
+    def of(cls, settings: object) -> MediaLimits:
+        """The limits an object with attributes of these names sets (the server's `Settings`)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+
+_media_limits = MediaLimits()
+
+
+def media_limits() -> MediaLimits:
+    """The process's media limits (the defaults until `configure_media`)."""
+    return _media_limits
+
+
+def configure_media(limits: MediaLimits) -> None:
+    """Set the process's media limits (the app does, from its settings, before serving); decodes
+    started from now on share a new decode budget of `limits.decode_budget_bytes`."""
+    global _media_limits
+    _media_limits = limits
+
+
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x89PNG\r\n\x1a\n", "png"),
     (0, b"\xff\xd8\xff", "jpeg"),
@@ -165,6 +217,84 @@ def sniff_format(data: bytes) -> str | None:
     if data[:4] == b"\x1a\x45\xdf\xa3":
         return "webm" if b"webm" in data[:64] else "mkv"
     return None
+
+
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic...): they carry the size.
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+_JPEG_SEGMENTS = 4096  # real files have a few dozen before the frame header (EXIF, ICC, XMP, tables)
+
+
+def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) from an image's header, without decoding; None when the header is cut short
+    or not understood (the decoder then has the last word). GIF: the logical screen; WEBP: the
+    canvas; JPEG: the first start-of-frame segment."""
+    try:
+        if fmt == "png" and data[12:16] == b"IHDR":
+            width, height = struct.unpack_from(">II", data, 16)
+            return int(width), int(height)
+        if fmt == "gif":
+            width, height = struct.unpack_from("<HH", data, 6)
+            return int(width), int(height)
+        if fmt == "webp":
+            return _webp_size(data)
+        if fmt == "jpeg":
+            return _jpeg_size(data)
+    except struct.error:  # shorter than its header
+        return None
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack_from("<HH", data, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the marker segments up to the first start of frame (a handful, never the scan data; at
+    most _JPEG_SEGMENTS, so forged bytes cannot hold the event loop)."""
+    pos = 2
+    for _ in range(_JPEG_SEGMENTS):
+        if pos + 4 > len(data) or data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
+            pos += 2
+        elif marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            return None
+        elif marker in _JPEG_SOF:
+            height, width = struct.unpack_from(">HH", data, pos + 5)
+            return int(width), int(height)
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def check_pixels(field: str, width: int, height: int, spec: ModelSpec) -> None:
+    """Refuse an image over the model's pixel limit or the server's `max_image_pixels`."""
+    pixels = width * height
+    if spec.limits.max_image_pixels is not None and pixels > spec.limits.max_image_pixels:
+        raise InvalidArgument(
+            field,
+            f"{width}x{height} = {pixels} pixels exceeds the limit of {spec.limits.max_image_pixels} "
+            f"pixels for {spec.id}",
+        )
+    limit = _media_limits.max_image_pixels
+    if pixels > limit:
+        raise InvalidArgument(
+            field,
+            f"{width}x{height} = {pixels} pixels exceeds the limit of {limit} pixels (max_image_pixels, "
+            "a decompression bomb guard: refused before decoding)",
+        )
 
 
 def b64_size(n: int) -> int:
@@ -247,6 +377,8 @@ def _check_media(content: Content, spec: ModelSpec, field: str) -> Content:
             f"{fmt} is not a supported {content.modality.value} format for {spec.id} "
             f"(supported: {', '.join(allowed) or 'none'})",
         )
+    if content.modality is Modality.IMAGE and (size := image_size(data, fmt)) is not None:
+        check_pixels(field, *size, spec)
     return replace(content, format=fmt)
 
 

@@ -2,7 +2,15 @@
 
 Decoding: soundfile reads WAV, OGG (Vorbis/Opus) and MP3 and reports the length from the header,
 so over-long audio is refused before a sample is read; bytes it cannot open go to PyAV (FFmpeg).
-Channels are averaged to mono. Sample rates outside 1-384 kHz are refused.
+Channels are averaged to mono. Sample rates outside 1-384 kHz are refused, and so is audio of more
+than `max_audio_samples` samples (seconds x rate x channels, from the header). Blocks of at most
+1 MiB are read and down-mixed one at a time (whatever the channel count), under a reservation in the
+shared decode budget for the mono signal they make.
+
+Truncated audio is refused, never embedded as if it were the whole: a WAV whose data chunk declares
+more than the file holds, an Ogg stream ending inside a page, an MP3 shorter than its Xing/Info
+header's byte count. (An MP3 without that header declares no length: cut between frames it is a
+shorter valid stream, and FFmpeg and libsndfile drop a last partial frame.)
 
 Features are sample-rate agnostic: 25 ms Hann frames (at most 300, evenly spread, so 30 s cost
 the same as 3 s), power spectra pooled into 32 mel bands fixed in Hz (50 Hz to 8 kHz), logged with
@@ -30,10 +38,23 @@ import soundfile as sf
 from onespace.errors import InvalidArgument
 from onespace.models import ModelSpec
 from onespace.providers.local.avmedia import read_media
-from onespace.providers.local.decoding import check_duration, decode_errors
+from onespace.providers.local.decoding import (
+    Truncated,
+    check_duration,
+    check_samples,
+    decode_errors,
+    decode_memory,
+)
 from onespace.providers.local.projection import Features, unit
 
-__all__ = ["AUDIO_FEATURES", "Audio", "audio_features", "decode_audio", "silence_features"]
+__all__ = [
+    "AUDIO_FEATURES",
+    "Audio",
+    "audio_features",
+    "check_audio_complete",
+    "decode_audio",
+    "silence_features",
+]
 
 Audio = tuple[npt.NDArray[np.float32], int]  # mono samples in [-1, 1], sample rate
 
@@ -46,15 +67,21 @@ _FLOOR_RATIO = 1e-4  # 40 dB
 _SILENCE_RMS = 1e-5  # -100 dBFS
 # Sample rates outside this range are refused: a forged header could otherwise ask for huge frames.
 _MIN_RATE, _MAX_RATE = 1_000, 384_000
-_READ_BLOCK = 1 << 16
+_READ_BLOCK = 1 << 16  # frames a block, fewer when many channels would make it over _BLOCK_BYTES
+_BLOCK_BYTES = 1 << 20
+_OVERHEAD_BYTES = 1 << 20
+# WAVE format tags whose block align is one frame (PCM, float, A-law, mu-law, extensible).
+_FRAMED_WAVE_TAGS = frozenset((1, 3, 6, 7, 0xFFFE))
 _SIZES = (_BANDS, _BANDS, _SEGMENTS * _COARSE, 1, 1)
 AUDIO_FEATURES = sum(_SIZES)
 _WEIGHTS = (1.0, 0.5, 0.5, 0.2, 0.05)
 
 
 def decode_audio(data: bytes, fmt: str, spec: ModelSpec, field: str = "content.audio") -> Audio:
-    """Decode `data` to mono samples; InvalidArgument on bad bytes or audio over the length limit."""
+    """Decode `data` to mono samples; InvalidArgument on bad or cut-short bytes, or audio over the
+    length or sample limits. Waits for room in the decode budget before decoding."""
     with decode_errors(field, f"{fmt} audio"):
+        check_audio_complete(data, fmt)
         try:
             handle: sf.SoundFile | None = sf.SoundFile(io.BytesIO(data))
         except Exception:  # libsndfile refuses it: FFmpeg gets a try before we give up
@@ -65,16 +92,96 @@ def decode_audio(data: bytes, fmt: str, spec: ModelSpec, field: str = "content.a
                 raise InvalidArgument(field, f"the {fmt} data has no audio")
             return audio
         with handle:
-            rate = int(handle.samplerate)
+            rate, channels, frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
             if not _MIN_RATE <= rate <= _MAX_RATE:
                 raise InvalidArgument(field, f"sample rate {rate} Hz is outside {_MIN_RATE}-{_MAX_RATE} Hz")
-            check_duration(field, handle.frames / rate, spec)
-            # Down-mixed block by block: only the mono signal is ever held in full.
-            blocks = handle.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True)
-            mono = [block.mean(axis=1, dtype=np.float32) for block in blocks]
-            if not mono:
-                raise ValueError("no audio samples")
-            return np.concatenate(mono), rate
+            check_duration(field, frames / rate, spec)
+            how = f"{frames / rate:.1f} s x {rate} Hz x {channels} channels"
+            check_samples(field, frames * channels, how)
+            block = max(1, min(_READ_BLOCK, _BLOCK_BYTES // (4 * channels)))
+            with decode_memory() as memory:
+                # The mono blocks and their concatenation, one block of every channel, the decoder's own.
+                memory.take(frames * 8 + block * channels * 4 + _OVERHEAD_BYTES)
+                samples = _mono(handle, block)
+            return samples, rate
+
+
+def _mono(handle: sf.SoundFile, block: int) -> npt.NDArray[np.float32]:
+    """Every frame down-mixed, read block by block: only the mono signal is ever held in full."""
+    blocks = handle.blocks(blocksize=block, dtype="float32", always_2d=True)
+    mono = [b.mean(axis=1, dtype=np.float32) for b in blocks]
+    if not mono:
+        raise ValueError("no audio samples")
+    return np.concatenate(mono)
+
+
+def check_audio_complete(data: bytes, fmt: str) -> None:
+    """Raise Truncated when WAV, Ogg or MP3 bytes end before their headers say (see the module doc)."""
+    if fmt == "wav":
+        _check_wav(data)
+    elif fmt == "ogg":
+        _check_ogg(data)
+    elif fmt == "mp3":
+        _check_mp3(data)
+
+
+def _check_wav(data: bytes) -> None:
+    """The data chunk must hold what it declares (0 and 0xFFFFFFFF mean "unknown": streamed WAVs)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return
+    pos, tag, align = 12, 0, 0
+    while pos + 8 <= len(data):
+        kind, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if kind == b"fmt " and pos + 22 <= len(data):
+            tag = int.from_bytes(data[pos + 8 : pos + 10], "little")
+            align = int.from_bytes(data[pos + 20 : pos + 22], "little")
+        elif kind == b"data":
+            present = len(data) - pos - 8
+            if size in (0, 0xFFFFFFFF) or size <= present:
+                return
+            if align and tag in _FRAMED_WAVE_TAGS:
+                raise Truncated(
+                    f"header declares {size // align} frames, {len(data)} bytes hold {present // align}"
+                )
+            raise Truncated(f"header declares {size} bytes of audio data, {len(data)} bytes hold {present}")
+        pos += 8 + size + (size & 1)
+
+
+def _check_ogg(data: bytes) -> None:
+    """Walk the pages by their lengths: the last must end where the bytes do."""
+    pos = 0
+    while pos < len(data) and data[pos : pos + 4] == b"OggS":
+        header = pos + 27
+        if header > len(data) or header + data[pos + 26] > len(data):
+            raise Truncated(f"{len(data)} bytes end inside the header of the Ogg page at byte {pos}")
+        end = header + data[pos + 26] + sum(data[header : header + data[pos + 26]])
+        if end > len(data):
+            raise Truncated(
+                f"{len(data)} bytes end inside the Ogg page at byte {pos}, which declares {end - pos} bytes"
+            )
+        pos = end
+
+
+def _check_mp3(data: bytes) -> None:
+    """An MP3 with a Xing/Info header (LAME writes one) must be as long as its byte count."""
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:  # ID3v2 tag: a synchsafe size, and a footer if flagged
+        size = 0
+        for byte in data[6:10]:
+            size = size << 7 | (byte & 0x7F)
+        start = 10 + size + (10 if data[5] & 0x10 else 0)
+    for tag in (b"Xing", b"Info"):
+        at = data.find(tag, start + 4, start + 64)  # in the first frame, after its side information
+        if at < 0 or at + 16 > len(data):
+            continue
+        flags = int.from_bytes(data[at + 4 : at + 8], "big")
+        if flags & 2:  # the byte count is present (after the frame count when that is)
+            where = at + 8 + (4 if flags & 1 else 0)
+            declared = int.from_bytes(data[where : where + 4], "big")
+            if declared > len(data):
+                name = tag.decode()
+                raise Truncated(f"its {name} header declares {declared} bytes, {len(data)} are present")
+        return
 
 
 @functools.lru_cache(maxsize=16)
