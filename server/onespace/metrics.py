@@ -72,6 +72,8 @@ FAST_BUCKETS = (
     0.25,
     1.0,
 )
+# 100 ms to 6 h, for stream lifetimes.
+STREAM_BUCKETS = (0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0)
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -94,8 +96,22 @@ class Metrics:
         ).set(1)
         self.rpc_duration = Histogram(
             "onespace_rpc_duration_seconds",
-            "RPC latency by method and final status code",
+            "Unary RPC latency by method and final status code (streams: onespace_stream_*)",
             ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stream_duration = Histogram(
+            "onespace_stream_duration_seconds",
+            "Streaming RPC lifetime by method and final status code (as long as the caller keeps it open)",
+            ["method", "code"],
+            buckets=STREAM_BUCKETS,
+            registry=r,
+        )
+        self.stream_item_duration = Histogram(
+            "onespace_stream_item_duration_seconds",
+            "Time from reading one stream item to writing its answer",
+            ["method"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -113,6 +113,11 @@ async def _workload(client: AsyncClient, turn: int) -> int:
     await client.embed([f"turn {turn}: the same text"])  # a cache hit
     await client.get("docs", ["d1", "nope"])
     await client.checkpoint_collection("docs")
+    acks = [
+        a
+        async for a in client.ingest("docs", [item(f"s{n}", f"turn {turn}, streamed {n}") for n in range(4)])
+    ]
+    assert len(acks) == 4  # a stream: counted in onespace_stream_*, not in the unary RPC count
     with pytest.raises(OnespaceClientError):
         await client.search("missing", text="no such collection", k=1)  # NOT_FOUND
     return calls

@@ -87,3 +87,16 @@ async def test_cache_evictions_are_counted(tmp_path: Path) -> None:
         entries = value("onespace_cache_entries")
         assert entries is not None and 1 <= entries <= 2
         assert value("onespace_cache_evictions_total") == 6 - entries
+
+
+async def test_streams_have_their_own_histograms(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as g, AsyncClient(g.target) as client:
+        await client.create_collection("s", dimension=256)
+        acks = [a async for a in client.ingest("s", [item(f"i{n}", [float(n + 1)] * 256) for n in range(5)])]
+        assert len(acks) == 5
+        await client.info()
+        value = g.app.metrics.registry.get_sample_value
+        assert value("onespace_stream_duration_seconds_count", {"method": "Ingest", "code": "OK"}) == 1
+        assert value("onespace_stream_item_duration_seconds_count", {"method": "Ingest"}) == 5
+        assert value("onespace_rpc_duration_seconds_count", {"method": "Ingest", "code": "OK"}) is None
+        assert value("onespace_rpc_duration_seconds_count", {"method": "Info", "code": "OK"}) == 1

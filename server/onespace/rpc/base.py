@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -49,8 +50,10 @@ class ServicerBase:
         """Answer each request within the stream's window; a bad item gets `refuse(...)`, and the
         stream goes on. Per-item outcomes are counted by status code."""
         items = self.metrics.stream_items
+        latency = self.metrics.stream_item_duration.labels(method)
 
         async def one(request: Req) -> Resp:
+            started = time.monotonic()
             try:
                 response = await answer(request)
             except OnespaceError as exc:
@@ -58,6 +61,8 @@ class ServicerBase:
                 items.labels(method, code.name).inc()
                 error = common_pb2.ItemError(code=code.value[0], message=bounded_details(str(exc)))
                 return refuse(request, error)
+            finally:
+                latency.observe(time.monotonic() - started)
             items.labels(method, "OK").inc()
             return response
 

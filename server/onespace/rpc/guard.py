@@ -94,9 +94,10 @@ def check_fits(response: object, limit: int) -> None:
 
 
 class _Outcome:
-    def __init__(self, metrics: Metrics, method: str) -> None:
+    def __init__(self, metrics: Metrics, method: str, *, stream: bool = False) -> None:
         self.metrics = metrics
         self.method = method
+        self.duration = metrics.stream_duration if stream else metrics.rpc_duration
         self.code = grpc.StatusCode.OK
         self.started = time.monotonic()
         metrics.rpc_in_flight.labels(method).inc()
@@ -121,7 +122,7 @@ class _Outcome:
 
     def close(self) -> None:
         self.metrics.rpc_in_flight.labels(self.method).dec()
-        self.metrics.rpc_duration.labels(self.method, self.code.name).observe(time.monotonic() - self.started)
+        self.duration.labels(self.method, self.code.name).observe(time.monotonic() - self.started)
 
 
 def unary_method(
@@ -164,7 +165,7 @@ def stream_method(
     ) -> Callable[[Any, Req, Ctx], AsyncIterator[Resp]]:
         @functools.wraps(fn)
         async def handler(self: HasMetrics, requests: Req, context: Ctx) -> AsyncIterator[Resp]:
-            outcome = _Outcome(self.metrics, method)
+            outcome = _Outcome(self.metrics, method, stream=True)
             try:
                 async for response in fn(self, requests, context):
                     yield response
