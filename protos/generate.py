@@ -5,7 +5,11 @@ Generated code lives in one place, the client package, and the server imports it
 (`onespace.v1.common_pb2`), so the imports between generated modules are rewritten to the
 package they live in (`onespace_client.v1.common_pb2`), as temporalio's gen_protos.py does.
 
-Usage: python protos/generate.py [OUTPUT_DIR]   (default: client/onespace_client/v1)
+The .proto sources are copied too, into client/onespace_client/proto/onespace/v1, so the client
+distribution ships the contract (for other languages' code generators) beside the code.
+
+Usage: python protos/generate.py [OUTPUT_DIR [PROTO_DIR]]
+       (default: client/onespace_client/v1 and client/onespace_client/proto)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PROTO_DIR = PROTO_ROOT / "onespace" / "v1"
 DEFAULT_OUT = ROOT / "client" / "onespace_client" / "v1"
+DEFAULT_PROTO_OUT = ROOT / "client" / "onespace_client" / "proto"
 TARGET_PACKAGE = "onespace_client.v1"
 
 _IMPORT_REWRITES = (
@@ -43,6 +48,20 @@ def _plugin(name: str) -> str:
     if not found:
         raise RuntimeError(f"{name} not found: pip install mypy-protobuf")
     return found
+
+
+def copy_protos(proto_out: Path = DEFAULT_PROTO_OUT) -> list[Path]:
+    """The .proto sources, as they are, under proto_out/onespace/v1 (their import paths hold)."""
+    target = proto_out / "onespace" / "v1"
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("*.proto"):
+        stale.unlink()
+    written = []
+    for src in sorted(PROTO_DIR.glob("*.proto")):
+        dst = target / src.name
+        dst.write_bytes(src.read_bytes())
+        written.append(dst)
+    return written
 
 
 def generate(out_dir: Path = DEFAULT_OUT) -> list[Path]:
@@ -81,6 +100,7 @@ def generate(out_dir: Path = DEFAULT_OUT) -> list[Path]:
 
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT
-    for path in generate(target):
+    proto_target = Path(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_PROTO_OUT
+    for path in [*generate(target), *copy_protos(proto_target)]:
         print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     shutil.rmtree(target / "__pycache__", ignore_errors=True)

@@ -21,3 +21,11 @@ def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
     assert sorted(fresh) == sorted(current), "generated files added or removed: run python protos/generate.py"
     stale = [name for name in fresh if fresh[name] != current[name]]
     assert stale == [], f"stale generated code {stale}: run python protos/generate.py"
+
+
+def test_the_client_package_ships_the_current_protos(tmp_path: Path) -> None:
+    shipped = ROOT / "client" / "onespace_client" / "proto" / "onespace" / "v1"
+    sources = ROOT / "protos" / "onespace" / "v1"
+    copies = {p.name: p.read_bytes() for p in shipped.glob("*.proto")}
+    originals = {p.name: p.read_bytes() for p in sources.glob("*.proto")}
+    assert copies == originals, "client/onespace_client/proto is stale: run python protos/generate.py"

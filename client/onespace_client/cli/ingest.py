@@ -157,7 +157,10 @@ def _progress(total: int | None, show: bool) -> _Bar:
     """A tqdm bar on stderr when shown; imported only then (it costs a noticeable start time)."""
     if not show:
         return _NoBar()
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # onespace-client without the `progress` extra: no bar, same summary
+        return _NoBar()
 
     return tqdm(total=total, unit="item", file=sys.stderr, dynamic_ncols=True)
 
