@@ -16,11 +16,12 @@ from onespace.config import Settings
 from onespace.content import MediaLimits, configure_media
 from onespace.gateway import Gateway
 from onespace.index import CollectionStore
+from onespace.index.backend import Backend
 from onespace.metrics import Metrics
 from onespace.providers.base import Provider
 from onespace.rpc.server import RpcServer, rpc_methods
 
-__all__ = ["App", "build_provider", "serve"]
+__all__ = ["App", "build_provider", "build_store", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,20 @@ def build_provider(settings: Settings) -> Provider:
 
         return BedrockProvider(settings)
     raise ValueError(f"unknown provider {settings.provider!r} (choose local or bedrock)")
+
+
+def build_store(settings: Settings) -> Backend:
+    if settings.store == "milvus":
+        from onespace.milvus import MilvusBackend, read_token_file  # the optional `milvus` extra
+
+        return MilvusBackend(
+            settings.milvus_uri,
+            token=read_token_file(settings.milvus_token_file),
+            database=settings.milvus_database,
+            consistency=settings.milvus_consistency,
+            timeout=settings.milvus_timeout_seconds,
+        )
+    return CollectionStore(settings.data_dir, durable=settings.fsync != "off")
 
 
 @dataclass
@@ -53,9 +68,7 @@ class App:
         configure_media(MediaLimits.of(settings))
         metrics = Metrics()
         provider = provider or build_provider(settings)
-        gateway = Gateway(
-            settings, provider, CollectionStore(settings.data_dir, durable=settings.fsync != "off"), metrics
-        )
+        gateway = Gateway(settings, provider, build_store(settings), metrics)
         rpc = RpcServer(gateway)
         metrics.prime(methods=rpc_methods(), models=[spec.id for spec in provider.models()])
         return cls(settings, metrics, gateway, rpc)

@@ -134,6 +134,34 @@ class Settings:
     maintenance_interval_seconds: float = _opt(
         1.0, "how often the background task looks for checkpoints and compactions to run"
     )
+    # --- storage backend (docs/milvus.md) ---
+    store: str = _opt(
+        "embedded",
+        "where collections live: embedded = in --data-dir (one gateway per directory); milvus = in the "
+        "Milvus database at --milvus-uri (any number of gateway replicas; needs the `milvus` extra)",
+        choices=("embedded", "milvus"),
+    )
+    milvus_uri: str = _opt(
+        "",
+        "with --store milvus: a Milvus address (http://host:19530, https://...) or a local path ending in "
+        ".db, served inside this process by milvus-lite (development, tests)",
+    )
+    milvus_token_file: str = _opt(
+        "",
+        "file holding the Milvus token (user:password or an API key), read at start; a file so the token "
+        "never shows in ps or --help. Empty: no authentication",
+    )
+    milvus_database: str = _opt("", "Milvus database holding the collections; empty: Milvus's default")
+    milvus_consistency: str = _opt(
+        "Strong",
+        "consistency of every Milvus read: Strong = sees every write acknowledged before it, through any "
+        "replica; Session = only this gateway's own writes (one replica); Bounded = may miss the last "
+        "seconds of writes, lowest latency",
+        choices=("Strong", "Session", "Bounded"),
+    )
+    milvus_timeout_seconds: float = _opt(
+        30.0, "longest wait for one Milvus call; past it the request fails UNAVAILABLE (retryable)"
+    )
     # --- local provider ---
     local_workers: int = _opt(0, "threads decoding and featurising for the local provider; 0: cores")
     # --- media decoding ---
