@@ -8,8 +8,30 @@
 
 One task owns the queues (TEI's queue.rs); the buffers are bounded by `queue_capacity`; unary
 callers are refused at once when it is full, stream callers wait (and their stream stops being
-read, so HTTP/2 flow control pushes back on the client). A failed call fails every caller in it;
-no future is left pending, including at shutdown.
+read, so HTTP/2 flow control pushes back on the client).
+
+- **Queue depth.** An item counts in `queued` while its state is QUEUED and leaves the count
+  once, synchronously, when it moves on: cut into a batch (SENT), or dropped unsent (DROPPED:
+  its last caller left, its deadline passed, shutdown). One state field per item, so no order
+  of leave, cancel, deadline and completion can take it out twice.
+- **Which batch next.** A group (model, dimension, purpose, modality) is ready when it can fill
+  a call (`Provider.max_batch`, 1 for media), or when its oldest item has waited
+  `max_batch_wait_ms`; of the ready groups, the one whose oldest item waited longest goes
+  first. While no group is ready the dispatcher waits for the first to become so, woken by
+  every new item, so a text batch filling up never holds back an image queued beside it.
+- **Failures.** A failed call fails every caller in it (throttling included: the limiter
+  reacts, and the provider has already retried). Except: when a call carrying several inputs
+  fails with InvalidArgument (the provider refused an input), the batch is split in halves
+  and each half sent again, recursively, so only the callers of the refused input get the
+  error (only InvalidArgument: FailedPrecondition and the rest describe the provider, not an
+  input). The halves go one call at a time under the call's own permit (the limiter's count of
+  calls in flight stays true); items whose deadline passed fail with DEADLINE_EXCEEDED instead
+  of going again, and each extra call counts in `onespace_provider_retries_total{reason="split"}`
+  and `split_calls`.
+- No future is left pending, including at shutdown (calls still running after the grace period
+  are cancelled and their callers told UNAVAILABLE). Timed waits use `asyncio.timeout`, not
+  `asyncio.wait_for`: on Python 3.11 wait_for drops a cancellation that arrives in the loop turn
+  its awaitable completes, which once left `stop()` waiting forever on the dispatcher.
 """
 
 from __future__ import annotations
@@ -21,7 +43,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from prometheus_client import Histogram
@@ -29,8 +51,15 @@ from prometheus_client import Histogram
 from onespace.config import Settings
 from onespace.engine.cache import EmbeddingCache
 from onespace.engine.limiter import AdaptiveLimiter, Permit
-from onespace.engine.pending import GroupKey, Pending
-from onespace.errors import DeadlineExceeded, Internal, OnespaceError, ResourceExhausted, Unavailable
+from onespace.engine.pending import GroupKey, Pending, State
+from onespace.errors import (
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    OnespaceError,
+    ResourceExhausted,
+    Unavailable,
+)
 from onespace.metrics import Metrics
 from onespace.providers.base import EmbedInput, Provider, ProviderResult
 
@@ -53,10 +82,28 @@ class EmbedOutcome:
     provider_seconds: float
 
 
+@dataclass(slots=True)
+class _Tally:
+    """What the attempts of one call (its split halves included) said about the upstream's capacity."""
+
+    succeeded: bool = False
+    throttled: bool = False
+
+
 class EmbedScheduler:
-    def __init__(self, provider: Provider, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`clock` must be the clock of the callers' deadlines and of the running loop's timers
+        (`time.monotonic`); tests pass a virtual one."""
         self._provider = provider
         self._metrics = metrics
+        self._clock = clock
         self._capacity = settings.queue_capacity
         self._max_wait = settings.max_batch_wait_ms / 1000
         self._pushback = settings.retry_pushback_ms / 1000
@@ -67,22 +114,25 @@ class EmbedScheduler:
             settings.concurrency_max,
             on_change=metrics.concurrency_limit.set,
         )
+        # each group's items in arrival order; items that left (DROPPED) stay until they reach
+        # the head or are cut, and are skipped then
         self._groups: dict[GroupKey, deque[Pending]] = {}
         self._in_flight: dict[Hashable, Pending] = {}
-        self._queued = 0
+        self._queued = 0  # items in state QUEUED, exactly
         self._room = asyncio.Event()
         self._work = asyncio.Event()
         self._calls: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closed = False
         self._histograms: dict[tuple[int, tuple[str, ...]], Histogram] = {}  # labelled children
-        self.provider_calls = 0
+        self.provider_calls = 0  # every call made, split halves included
+        self.split_calls = 0  # of which: halves of a batch the provider refused as invalid
         provider.events = self
 
     # --- observability -------------------------------------------------------------------------
     @property
     def queued(self) -> int:
-        """Items admitted and waiting for a provider call."""
+        """Items admitted and waiting for a provider call (not yet cut into a batch, not dropped)."""
         return self._queued
 
     @property
@@ -114,6 +164,7 @@ class EmbedScheduler:
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Refuse new work, fail what is queued, let provider calls under way finish."""
         self._closed = True
+        self._room.set()  # callers waiting for room wake up and see the scheduler closed
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
@@ -121,6 +172,7 @@ class EmbedScheduler:
             while queue:
                 self._fail(queue.popleft(), Unavailable("the server is shutting down"), "shutdown")
         self._groups.clear()
+        self._publish()
         if self._calls:
             _, late = await asyncio.wait(self._calls, timeout=grace_seconds)
             for task in late:
@@ -133,7 +185,7 @@ class EmbedScheduler:
         if self._closed:
             raise Unavailable("the server is shutting down")
         key = (item.content.digest(), item.model, item.dimension, item.purpose.value)
-        start = time.monotonic()
+        start = self._clock()
         if self._cache.capacity_bytes > 0:
             hit = self._cache.get(key)
             self._metrics.cache_requests.labels("hit" if hit else "miss").inc()
@@ -165,22 +217,21 @@ class EmbedScheduler:
                     "retry later",
                     retry_after_seconds=self._pushback,
                 )
-            self._room.clear()
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 self._metrics.rejected.labels("deadline").inc()
                 raise DeadlineExceeded("deadline exceeded while waiting for room in the embedding queue")
-            try:
-                await asyncio.wait_for(self._room.wait(), remaining)
-            except TimeoutError:
-                continue
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._room.wait()
             if self._closed:
                 raise Unavailable("the server is shutting down")
 
     def _enqueue(self, key: Hashable, item: EmbedInput, deadline: float) -> Pending:
         future: asyncio.Future[ProviderResult] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume)
-        pending = Pending(key, item, future, deadline, time.monotonic())
+        pending = Pending(key, item, future, deadline, self._clock())
         self._in_flight[key] = pending
         self._groups.setdefault(pending.group, deque()).append(pending)
         self._queued += 1
@@ -190,27 +241,38 @@ class EmbedScheduler:
 
     async def _wait(self, pending: Pending, deadline: float, start: float) -> EmbedOutcome:
         try:
-            result = await asyncio.wait_for(asyncio.shield(pending.future), deadline - time.monotonic())
+            async with asyncio.timeout(deadline - self._clock()):
+                result = await asyncio.shield(pending.future)
         except TimeoutError:
             self._leave(pending, "deadline")
             raise DeadlineExceeded("deadline exceeded while waiting for the embedding provider") from None
         except asyncio.CancelledError:
             self._leave(pending, "cancelled")
             raise
-        sent = pending.sent_at if pending.sent_at is not None else start
-        return EmbedOutcome(result, False, max(0.0, sent - start), pending.provider_seconds)
+        return EmbedOutcome(result, False, max(0.0, pending.sent_at - start), pending.provider_seconds)
 
     def _leave(self, pending: Pending, reason: str) -> None:
-        """A caller stopped waiting; an item nobody waits for any more is dropped unsent."""
+        """A caller stopped waiting; a queued item nobody waits for any more is dropped unsent (an
+        item already sent runs on: its result still feeds the cache and later joiners)."""
         pending.waiters -= 1
-        if pending.waiters > 0 or pending.sent_at is not None or pending.abandoned:
+        if pending.waiters > 0 or not self._dequeue(pending, State.DROPPED):
             return
-        pending.abandoned = True
-        self._queued -= 1
-        self._metrics.queue_depth.set(self._queued)
         self._metrics.items_dropped.labels(reason).inc()
         self._forget(pending)
         pending.future.cancel()
+        self._publish()
+
+    def _dequeue(self, pending: Pending, state: State) -> bool:
+        """The one place an item leaves the queue depth: only from QUEUED, so only once."""
+        if pending.state is not State.QUEUED:
+            return False
+        pending.state = state
+        self._queued -= 1
+        return True
+
+    def _publish(self) -> None:
+        """The queue depth changed: show it, and wake callers waiting for room."""
+        self._metrics.queue_depth.set(self._queued)
         self._room.set()
 
     def _forget(self, pending: Pending) -> None:
@@ -218,97 +280,165 @@ class EmbedScheduler:
             del self._in_flight[pending.key]
 
     def _fail(self, pending: Pending, error: OnespaceError, reason: str) -> None:
-        if not pending.abandoned and pending.sent_at is None:
-            self._queued -= 1
-            self._metrics.queue_depth.set(self._queued)
+        """Drop an item unsent with `error` for its callers (the caller publishes the new depth)."""
+        if self._dequeue(pending, State.DROPPED):
             self._metrics.items_dropped.labels(reason).inc()
-        pending.abandoned = True
         self._forget(pending)
         if not pending.future.done():
             pending.future.set_exception(error)
-        self._room.set()
 
     # --- the dispatcher's side -----------------------------------------------------------------
     async def _dispatch(self) -> None:
         while True:
-            await self._work.wait()
+            if self._queued == 0:
+                self._work.clear()
+                await self._work.wait()
+                continue
             permit = await self.limiter.acquire()
             try:
-                batch = await self._cut_batch()
+                batch = await self._next_batch()
             except BaseException:
                 self.limiter.release(permit)
                 raise
-            if not batch:
+            if not batch:  # everything queued left while we waited
                 self.limiter.release(permit)
-                self._work.clear()
-                if any(self._groups.values()):
-                    self._work.set()
                 continue
             task = asyncio.create_task(self._call(batch, permit))
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
 
-    async def _cut_batch(self) -> list[Pending]:
-        """The next batch: the group whose head waited longest, packed up to the provider's limit."""
-        while True:
-            group = self._oldest_group()
-            if group is None:
-                return []
-            queue = self._groups[group]
-            head = queue[0]
-            limit = self._provider.max_batch(head.input.model, head.input.content.modality)
-            age = time.monotonic() - head.enqueued_at
-            if limit > 1 and len(queue) < limit and age < self._max_wait:
-                self._work.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._work.wait(), self._max_wait - age)
-                if len(queue) < limit and time.monotonic() - head.enqueued_at < self._max_wait:
-                    continue
-            batch: list[Pending] = []
-            now = time.monotonic()
-            while queue and len(batch) < limit:
-                pending = queue.popleft()
-                if pending.abandoned:
-                    continue
-                if pending.deadline <= now:
-                    self._fail(
-                        pending, DeadlineExceeded("deadline exceeded before the provider call"), "deadline"
-                    )
-                    continue
-                batch.append(pending)
-            if not queue:
-                del self._groups[group]
-            if batch:
-                return batch
+    async def _next_batch(self) -> list[Pending]:
+        """The next batch, cut from the ready group whose oldest item waited longest; while no
+        group is ready, wait for new items or for the first partial batch to have waited enough."""
+        while self._queued > 0:
+            self._work.clear()
+            group, ready_in = self._ready_group()
+            if group is not None:
+                batch = self._cut(group)
+                if batch:
+                    return batch
+                continue  # every item cut had expired
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ready_in):
+                    await self._work.wait()
+        return []
 
-    def _oldest_group(self) -> GroupKey | None:
+    def _limit(self, pending: Pending) -> int:
+        return max(1, self._provider.max_batch(pending.input.model, pending.input.content.modality))
+
+    def _ready_group(self) -> tuple[GroupKey | None, float | None]:
+        """The ready group whose head waited longest; if none is ready, how long until one is.
+
+        Ready: the group fills a call, or its head has waited `max_wait`. (A queue's length still
+        counts items that left and are not yet skipped, so a batch may be cut early, never late.)
+        """
+        now = self._clock()
         oldest: tuple[float, GroupKey] | None = None
+        soonest: float | None = None
         for group, queue in list(self._groups.items()):
-            while queue and queue[0].abandoned:
+            while queue and queue[0].state is not State.QUEUED:
                 queue.popleft()
             if not queue:
                 del self._groups[group]
                 continue
-            if oldest is None or queue[0].enqueued_at < oldest[0]:
-                oldest = (queue[0].enqueued_at, group)
-        return None if oldest is None else oldest[1]
+            head = queue[0]
+            age = now - head.enqueued_at
+            if len(queue) >= self._limit(head) or age >= self._max_wait:
+                if oldest is None or head.enqueued_at < oldest[0]:
+                    oldest = (head.enqueued_at, group)
+            elif soonest is None or self._max_wait - age < soonest:
+                soonest = self._max_wait - age
+        return (None, soonest) if oldest is None else (oldest[1], None)
 
-    async def _call(self, batch: list[Pending], permit: Permit) -> None:
-        now = time.monotonic()
-        model = batch[0].input.model
-        modality = batch[0].input.content.modality.value
-        queue_wait = self._histogram(self._metrics.queue_wait, model)
-        for pending in batch:
+    def _cut(self, group: GroupKey) -> list[Pending]:
+        """Take up to the provider's limit of items off `group`; they leave the queue depth now."""
+        queue = self._groups[group]
+        limit = self._limit(queue[0])
+        now = self._clock()
+        queue_wait = self._histogram(self._metrics.queue_wait, queue[0].input.model)
+        batch: list[Pending] = []
+        while queue and len(batch) < limit:
+            pending = queue.popleft()
+            if pending.state is not State.QUEUED:
+                continue
+            if pending.deadline <= now:
+                self._fail(
+                    pending, DeadlineExceeded("deadline exceeded before the provider call"), "deadline"
+                )
+                continue
+            self._dequeue(pending, State.SENT)
             pending.sent_at = now
             queue_wait.observe(now - pending.enqueued_at)
-        self._queued -= len(batch)
-        self._metrics.queue_depth.set(self._queued)
+            batch.append(pending)
+        if not queue:
+            del self._groups[group]
+        self._publish()
+        return batch
+
+    async def _call(self, batch: list[Pending], permit: Permit) -> None:
+        """One batch under one permit, split on refusal (see the module docstring); every caller
+        in it is answered, also when the call is cancelled at shutdown."""
+        started = self._clock()
+        tally = _Tally()
+        token = _current_permit.set(permit)
+        try:
+            await self._send(batch, tally, started, split=False)
+        except asyncio.CancelledError:
+            self._finish(batch, started, error=Unavailable("the server is shutting down"))
+            raise
+        finally:
+            _current_permit.reset(token)
+            self.limiter.release(permit, throttled=tally.throttled, succeeded=tally.succeeded)
+
+    async def _send(self, batch: list[Pending], tally: _Tally, started: float, *, split: bool) -> None:
+        if split:
+            batch = self._still_wanted(batch)
+            if not batch:
+                return
+        error = await self._attempt(batch, tally, started, split=split)
+        if error is None:
+            return
+        if isinstance(error, InvalidArgument) and len(batch) > 1:
+            half = len(batch) // 2
+            await self._send(batch[:half], tally, started, split=True)
+            await self._send(batch[half:], tally, started, split=True)
+            return
+        self._finish(batch, started, error=error)
+
+    def _still_wanted(self, batch: list[Pending]) -> list[Pending]:
+        """The items of a split half worth another call: answered ones are skipped, expired ones failed."""
+        now = self._clock()
+        wanted = []
+        for pending in batch:
+            if pending.future.done():
+                continue
+            if pending.deadline <= now:
+                self._finish(
+                    [pending],
+                    now,
+                    error=DeadlineExceeded(
+                        "deadline exceeded while its batch was split to find the input the provider refused"
+                    ),
+                )
+                continue
+            wanted.append(pending)
+        return wanted
+
+    async def _attempt(
+        self, batch: list[Pending], tally: _Tally, started: float, *, split: bool
+    ) -> OnespaceError | None:
+        """One provider call; answers the batch on success, returns the error otherwise."""
+        model = batch[0].input.model
+        modality = batch[0].input.content.modality.value
+        now = self._clock()
+        self.provider_calls += 1
+        if split:
+            self.split_calls += 1
+            self._metrics.provider_retries.labels(model, "split").inc()
         self._histogram(self._metrics.provider_batch_size, model).observe(len(batch))
         self._metrics.provider_in_flight.inc()
-        self._room.set()
-        self.provider_calls += 1
-        token = _current_permit.set(permit)
-        outcome = "ok"
+        error: OnespaceError | None = None
+        outcome = "cancelled"
         try:
             results = await self._provider.embed(
                 [p.input for p in batch], deadline=max(p.deadline for p in batch)
@@ -316,22 +446,20 @@ class EmbedScheduler:
             if len(results) != len(batch):
                 raise Internal(f"provider returned {len(results)} results for {len(batch)} inputs")
         except OnespaceError as exc:
-            outcome = type(exc).__name__
-            self.limiter.release(permit, throttled=isinstance(exc, ResourceExhausted))
-            self._finish(batch, now, error=exc)
+            error, outcome = exc, type(exc).__name__
+            tally.throttled = tally.throttled or isinstance(exc, ResourceExhausted)
         except Exception as exc:
-            outcome = "Internal"
             log.exception("provider %s failed", self._provider.name)
-            self.limiter.release(permit)
-            self._finish(batch, now, error=Internal(f"provider failure: {type(exc).__name__}: {exc}"))
+            error, outcome = Internal(f"provider failure: {type(exc).__name__}: {exc}"), "Internal"
         else:
-            self.limiter.release(permit, succeeded=True)
-            self._finish(batch, now, results=results)
+            outcome = "ok"
+            tally.succeeded = True
+            self._finish(batch, started, results=results)
         finally:
-            _current_permit.reset(token)
             self._metrics.provider_in_flight.dec()
             duration = self._histogram(self._metrics.provider_duration, model, modality, outcome)
-            duration.observe(time.monotonic() - now)
+            duration.observe(self._clock() - now)
+        return error
 
     def _finish(
         self,
@@ -340,12 +468,12 @@ class EmbedScheduler:
         results: list[ProviderResult] | None = None,
         error: OnespaceError | None = None,
     ) -> None:
-        elapsed = time.monotonic() - started
+        elapsed = self._clock() - started
         for i, pending in enumerate(batch):
-            pending.provider_seconds = elapsed
             self._forget(pending)
             if pending.future.done():
                 continue
+            pending.provider_seconds = elapsed
             if results is not None:
                 pending.future.set_result(results[i])
                 if self._cache.capacity_bytes > 0:

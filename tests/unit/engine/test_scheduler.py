@@ -1,22 +1,29 @@
 """The embed scheduler against a scripted provider: dedup, cache, packing, concurrency, throttling,
-admission, deadlines and cancellation. Assertions are on call counts and overlap, never wall time."""
+admission, deadlines, cancellation, groups served side by side, and a batch split to isolate the
+input a provider refused. Assertions are on call counts and overlap, never wall time."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from onespace.config import Settings
 from onespace.content import Content, Purpose
 from onespace.engine import Admission, EmbedScheduler
-from onespace.errors import DeadlineExceeded, Internal, ResourceExhausted, Unavailable
+from onespace.engine.scheduler import EmbedOutcome
+from onespace.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, Unavailable
 from onespace.metrics import Metrics
 from onespace.models import Modality
-from onespace.providers.base import EmbedInput
+from onespace.providers.base import EmbedInput, ProviderResult
+from onespace_client.v1 import common_pb2, embed_pb2
+from tests.harness import running_gateway
 from tests.scripted import ScriptedProvider
 
 
@@ -247,3 +254,177 @@ async def test_stop_fails_queued_items_and_refuses_new_ones() -> None:
     assert all(isinstance(r, Unavailable) for r in results[1:])
     with pytest.raises(Unavailable):
         await scheduler.embed(text("late"), deadline=later(), admission=Admission.FAIL_FAST)
+
+
+def image(seed: int) -> EmbedInput:
+    return EmbedInput(
+        Content(Modality.IMAGE, data=bytes([seed]) * 8, format="png"),
+        "onespace.local-multimodal-v1",
+        256,
+        Purpose.GENERIC_INDEX,
+    )
+
+
+async def test_a_partial_batch_filling_up_does_not_hold_back_another_group(scheduler_for: Any) -> None:
+    provider = ScriptedProvider(max_batch_size=96)  # texts pack 96 a call, images go one by one
+    scheduler = await scheduler_for(provider, max_batch_wait_ms=600_000)  # texts wait to fill
+    first = asyncio.create_task(scheduler.embed(text("t0"), deadline=later(), admission=Admission.FAIL_FAST))
+    while scheduler.queued < 1:
+        await asyncio.sleep(0)
+    # the text batch is waiting to fill; the image is ready at once and must not wait behind it
+    outcome = await scheduler.embed(image(1), deadline=later(5), admission=Admission.FAIL_FAST)
+    assert outcome.result.embeddings
+    assert not first.done()
+    await asyncio.gather(
+        first,
+        *(
+            scheduler.embed(text(f"t{i}"), deadline=later(), admission=Admission.FAIL_FAST)
+            for i in range(1, 96)
+        ),
+    )
+    assert provider.calls == [1, 96]
+
+
+async def test_a_group_queued_while_another_waited_to_fill_is_served_after_it(scheduler_for: Any) -> None:
+    # Cohere's max_batch 96: a [text, image] request's image once waited until its deadline
+    provider = ScriptedProvider(max_batch_size=96)
+    scheduler = await scheduler_for(provider, max_batch_wait_ms=20)
+    results = await asyncio.gather(
+        scheduler.embed(text("caption"), deadline=later(5), admission=Admission.FAIL_FAST),
+        scheduler.embed(image(2), deadline=later(5), admission=Admission.FAIL_FAST),
+        return_exceptions=True,
+    )
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert sorted(provider.calls) == [1, 1]
+    assert scheduler.queued == 0
+
+
+@dataclass
+class RefusingProvider(ScriptedProvider):
+    """Refuses (InvalidArgument) any call carrying a text with "bad" in it, as Bedrock refuses a
+    whole batch for one input; `on_refusal` runs at each refusal."""
+
+    refused: list[int] = field(default_factory=list)  # size of each refused call
+    on_refusal: Callable[[], None] = lambda: None
+
+    async def embed(
+        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+    ) -> list[ProviderResult]:
+        bad = [i.content.text for i in inputs if "bad" in (i.content.text or "")]
+        if bad:
+            self.refused.append(len(inputs))
+            self.seen.extend(inputs)
+            self.on_refusal()
+            raise InvalidArgument("content.text", f"{bad[0]!r} is refused by the provider")
+        return await super().embed(inputs, deadline=deadline)
+
+
+async def test_one_refused_input_fails_only_its_caller(scheduler_for: Any) -> None:
+    provider = RefusingProvider(max_batch_size=8)
+    metrics = Metrics()
+    scheduler = EmbedScheduler(provider, Settings().replace(max_batch_wait_ms=600_000), metrics)
+    await scheduler.start()
+    try:
+        items = [text("bad input" if i == 5 else f"good {i}") for i in range(8)]
+        results = await asyncio.gather(
+            *(scheduler.embed(i, deadline=later(), admission=Admission.FAIL_FAST) for i in items),
+            return_exceptions=True,
+        )
+    finally:
+        await scheduler.stop(1.0)
+    refused = results[5]
+    assert isinstance(refused, InvalidArgument) and "'bad input'" in refused.message
+    for item, result in zip(items, results, strict=True):
+        if item is items[5]:
+            continue
+        assert isinstance(result, EmbedOutcome)
+        assert (
+            result.result.embeddings[0].vector == ScriptedProvider._vector(item).embeddings[0].vector
+        ).all()
+    # 8 refused, then halves: 4 ok + 4 refused, 2 ok + 2 refused, 1 ok + 1 refused
+    assert provider.refused == [8, 4, 2, 1]
+    assert sorted(provider.calls) == [1, 2, 4]
+    assert scheduler.provider_calls == 7 and scheduler.split_calls == 6
+    split = metrics.registry.get_sample_value(
+        "onespace_provider_retries_total", {"model": items[0].model, "reason": "split"}
+    )
+    assert split == 6
+    assert scheduler.limiter.in_flight == 0 and scheduler.queued == 0
+
+
+async def test_a_split_half_drops_callers_whose_deadline_passed() -> None:
+    now = [1000.0]
+    provider = RefusingProvider(max_batch_size=4)
+    provider.on_refusal = lambda: now.__setitem__(0, now[0] + 10)  # each refusal takes 10 s
+    scheduler = EmbedScheduler(
+        provider, Settings().replace(max_batch_wait_ms=600_000), Metrics(), clock=lambda: now[0]
+    )
+    await scheduler.start()
+    try:
+        # the real loop's timers see 30 s deadlines; the scheduler's clock sees 5 s for "short"
+        deadlines = [now[0] + 30, now[0] + 5, now[0] + 30, now[0] + 30]
+        items = [text("bad one"), text("short"), text("fine 1"), text("fine 2")]
+        results = await asyncio.gather(
+            *(
+                scheduler.embed(item, deadline=d, admission=Admission.FAIL_FAST)
+                for item, d in zip(items, deadlines, strict=True)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await scheduler.stop(1.0)
+    assert isinstance(results[0], InvalidArgument)
+    assert isinstance(results[1], DeadlineExceeded)
+    assert all(isinstance(r, EmbedOutcome) for r in results[2:])
+    assert [i.content.text for i in provider.seen].count("short") == 1  # never sent again
+    assert scheduler.limiter.in_flight == 0
+
+
+@pytest.mark.parametrize(
+    "error", [ResourceExhausted("throttled", retry_after_seconds=0.01), Internal("model error")]
+)
+async def test_throttled_or_failed_batches_are_not_split(scheduler_for: Any, error: Exception) -> None:
+    provider = ScriptedProvider(max_batch_size=8, fail_with=error)  # type: ignore[arg-type]
+    scheduler = await scheduler_for(provider, max_batch_wait_ms=600_000)
+    results = await asyncio.gather(
+        *(scheduler.embed(text(f"t{i}"), deadline=later(), admission=Admission.FAIL_FAST) for i in range(8)),
+        return_exceptions=True,
+    )
+    assert provider.calls == [8]
+    assert all(r is error for r in results)
+    assert scheduler.split_calls == 0
+    assert scheduler.limiter.in_flight == 0
+
+
+async def test_stop_answers_the_callers_of_a_call_cut_off_after_the_grace_period() -> None:
+    provider = ScriptedProvider(gate=asyncio.Event())  # never opened: the call outlives the grace
+    scheduler = EmbedScheduler(provider, Settings(), Metrics())
+    await scheduler.start()
+    caller = asyncio.create_task(
+        scheduler.embed(text("slow"), deadline=later(5), admission=Admission.FAIL_FAST)
+    )
+    await provider.started.wait()
+    await scheduler.stop(0.0)
+    with pytest.raises(Unavailable):
+        await caller
+    assert scheduler.limiter.in_flight == 0
+
+
+async def test_a_refused_input_through_grpc_fails_only_its_own_rpc(tmp_path: Path) -> None:
+    provider = RefusingProvider(max_batch_size=8)
+    async with running_gateway(tmp_path, provider, max_batch_wait_ms=600_000) as gw:
+        calls: list[Any] = [
+            gw.embed.Embed(
+                embed_pb2.EmbedRequest(items=[common_pb2.Content(text="bad input" if i == 3 else f"ok {i}")])
+            )
+            for i in range(8)
+        ]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert provider.refused[0] == 8  # they went as one call
+    for i, outcome in enumerate(outcomes):
+        if i == 3:
+            assert isinstance(outcome, grpc.aio.AioRpcError)
+            assert outcome.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "'bad input'" in (outcome.details() or "")
+        else:
+            assert isinstance(outcome, embed_pb2.EmbedResponse) and len(outcome.results) == 1
