@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import start_http_server
 
 from onespace.config import Settings
-from onespace.content import MediaLimits, configure_media
+from onespace.content import MediaLimits
 from onespace.gateway import Gateway
 from onespace.index import CollectionStore
 from onespace.index.backend import Backend
@@ -30,7 +30,7 @@ def build_provider(settings: Settings) -> Provider:
     if settings.provider == "local":
         from onespace.providers.local import LocalProvider
 
-        return LocalProvider(workers=settings.local_workers)
+        return LocalProvider(workers=settings.local_workers, limits=MediaLimits.of(settings))
     if settings.provider == "bedrock":
         from onespace.providers.bedrock import BedrockProvider
 
@@ -65,7 +65,6 @@ class App:
 
     @classmethod
     def build(cls, settings: Settings, provider: Provider | None = None) -> App:
-        configure_media(MediaLimits.of(settings))
         metrics = Metrics()
         provider = provider or build_provider(settings)
         gateway = Gateway(settings, provider, build_store(settings), metrics)

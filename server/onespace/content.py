@@ -5,8 +5,9 @@ can fail on bytes that merely look right) belongs to the providers and runs off 
 image's size is read from its header here, for every provider: a decompression bomb (a small file
 declaring a huge picture) is refused before anything decodes it or sends it to Bedrock.
 
-`MediaLimits` are the server's settings on what media may cost once decoded; they are set once per
-process (`configure_media`) because the gateway, every provider and the decoders share them.
+`MediaLimits` are the server's settings on what media may cost once decoded. They are a value, passed
+to what needs them (`check` here; the local provider hands them to its decoders), never process
+state: two gateways in one process may hold different limits.
 """
 
 from __future__ import annotations
@@ -33,10 +34,8 @@ __all__ = [
     "b64_size",
     "check",
     "check_pixels",
-    "configure_media",
     "format_modality",
     "image_size",
-    "media_limits",
     "normalize_format",
     "retrieval_purpose",
     "sniff_format",
@@ -153,19 +152,8 @@ class MediaLimits:
         return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
-_media_limits = MediaLimits()
-
-
-def media_limits() -> MediaLimits:
-    """The process's media limits (the defaults until `configure_media`)."""
-    return _media_limits
-
-
-def configure_media(limits: MediaLimits) -> None:
-    """Set the process's media limits (the app does, from its settings, before serving); decodes
-    started from now on share a new decode budget of `limits.decode_budget_bytes`."""
-    global _media_limits
-    _media_limits = limits
+# The defaults, for callers that set none (libraries, tests): frozen, so sharing it shares no state.
+_DEFAULT_LIMITS = MediaLimits()
 
 
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -279,7 +267,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def check_pixels(field: str, width: int, height: int, spec: ModelSpec) -> None:
+def check_pixels(
+    field: str, width: int, height: int, spec: ModelSpec, limits: MediaLimits = _DEFAULT_LIMITS
+) -> None:
     """Refuse an image over the model's pixel limit or the server's `max_image_pixels`."""
     pixels = width * height
     if spec.limits.max_image_pixels is not None and pixels > spec.limits.max_image_pixels:
@@ -288,7 +278,7 @@ def check_pixels(field: str, width: int, height: int, spec: ModelSpec) -> None:
             f"{width}x{height} = {pixels} pixels exceeds the limit of {spec.limits.max_image_pixels} "
             f"pixels for {spec.id}",
         )
-    limit = _media_limits.max_image_pixels
+    limit = limits.max_image_pixels
     if pixels > limit:
         raise InvalidArgument(
             field,
@@ -305,8 +295,11 @@ def b64_size(n: int) -> int:
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
 
 
-def check(content: Content, spec: ModelSpec, field: str = "content") -> Content:
-    """Validate `content` against what `spec` accepts; return it with its format filled in.
+def check(
+    content: Content, spec: ModelSpec, field: str = "content", limits: MediaLimits = _DEFAULT_LIMITS
+) -> Content:
+    """Validate `content` against what `spec` and the server's `limits` accept; return it with its
+    format filled in.
 
     Raises InvalidArgument naming `field` and the reason. Text over the model's length limit
     passes when a truncation mode allows it (the provider truncates), and fails with NONE.
@@ -321,7 +314,7 @@ def check(content: Content, spec: ModelSpec, field: str = "content") -> Content:
     if content.modality is Modality.TEXT:
         _check_text(content, spec, f"{field}.text")
         return content
-    return _check_media(content, spec, f"{field}.{content.modality.value}")
+    return _check_media(content, spec, f"{field}.{content.modality.value}", limits)
 
 
 def _check_text(content: Content, spec: ModelSpec, field: str) -> None:
@@ -343,21 +336,20 @@ def _check_text(content: Content, spec: ModelSpec, field: str) -> None:
         )
 
 
-def _check_media(content: Content, spec: ModelSpec, field: str) -> Content:
+def _check_media(content: Content, spec: ModelSpec, field: str, limits: MediaLimits) -> Content:
     data = content.data or b""
     if not data:
         raise InvalidArgument(field, "must not be empty")
-    limits = spec.limits
     encoded = b64_size(len(data))
-    if encoded > limits.max_inline_bytes:
+    if encoded > spec.limits.max_inline_bytes:
         raise InvalidArgument(
             field,
             f"{len(data)} bytes ({encoded} after base64) exceeds the inline limit of "
-            f"{limits.max_inline_bytes} bytes for {spec.id}",
+            f"{spec.limits.max_inline_bytes} bytes for {spec.id}",
         )
     sniffed = sniff_format(data)
     declared = normalize_format(content.format) if content.format else None
-    allowed = limits.formats(content.modality)
+    allowed = spec.limits.formats(content.modality)
     if declared is not None and declared not in allowed:
         raise InvalidArgument(
             f"{field.rsplit('.', 1)[0]}.format",
@@ -378,7 +370,7 @@ def _check_media(content: Content, spec: ModelSpec, field: str) -> Content:
             f"(supported: {', '.join(allowed) or 'none'})",
         )
     if content.modality is Modality.IMAGE and (size := image_size(data, fmt)) is not None:
-        check_pixels(field, *size, spec)
+        check_pixels(field, *size, spec, limits)
     return replace(content, format=fmt)
 
 

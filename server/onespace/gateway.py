@@ -18,7 +18,7 @@ import numpy as np
 from onespace import content as contents
 from onespace.auth import tenancy
 from onespace.config import Settings
-from onespace.content import Content, Purpose
+from onespace.content import Content, MediaLimits, Purpose
 from onespace.engine import Admission, EmbedScheduler, SearchBatcher, WriteBatcher
 from onespace.engine.maintenance import Maintainer
 from onespace.engine.scheduler import EmbedOutcome
@@ -96,6 +96,7 @@ class SearchIn:
 class Gateway:
     def __init__(self, settings: Settings, provider: Provider, store: Backend, metrics: Metrics) -> None:
         self.settings = settings
+        self.media_limits = MediaLimits.of(settings)
         self.provider = provider
         self.store = store
         self.metrics = metrics
@@ -196,8 +197,10 @@ class Gateway:
     def prepare(
         self, content: Content, spec: ModelSpec, dimension: int, purpose: Purpose, field: str
     ) -> EmbedInput:
-        """Check content against the model (pure, fast) and build the provider input."""
-        return EmbedInput(contents.check(content, spec, field), spec.id, dimension, purpose)
+        """Check content against the model and the media limits (pure, fast) and build the provider
+        input."""
+        checked = contents.check(content, spec, field, self.media_limits)
+        return EmbedInput(checked, spec.id, dimension, purpose)
 
     async def embed_input(
         self, item: EmbedInput, *, deadline: float, admission: Admission, normalize: bool = True
@@ -216,8 +219,11 @@ class Gateway:
         inputs = [self.prepare(c, spec, dimension, purpose, f"items[{i}]") for i, c in enumerate(items)]
         done = await gather_all(
             [
-                self.embed_input(x, deadline=deadline, admission=admission, normalize=options.normalize)
-                for x in inputs
+                _named(
+                    self.embed_input(x, deadline=deadline, admission=admission, normalize=options.normalize),
+                    f"items[{i}]",
+                )
+                for i, x in enumerate(inputs)
             ]
         )
         timings = Timings()
@@ -268,8 +274,10 @@ class Gateway:
         config = collection.config
         spec = self.model(config.model)
         prepared: list[EmbedInput | None] = []
+        named: list[str] = []  # each item's content field, for errors found while embedding it
         for i, item in enumerate(items):
             where = f"{field}[{i}]" if len(items) > 1 or field == "items" else field
+            named.append(f"{where}.content")
             if item.content is not None:
                 prepared.append(
                     self.prepare(
@@ -281,7 +289,10 @@ class Gateway:
             else:
                 raise InvalidArgument(f"{where}.source", "set either content or vector")
         embedded = await gather_all(
-            [self._vector_for(p, item, deadline, admission) for p, item in zip(prepared, items, strict=True)]
+            [
+                _named(self._vector_for(p, item, deadline, admission), content_field)
+                for p, item, content_field in zip(prepared, items, named, strict=True)
+            ]
         )
         timings = Timings()
         records = []
@@ -380,7 +391,9 @@ class Gateway:
             held = request.filter.modalities or collection.modalities()
             purpose = request.purpose or contents.retrieval_purpose(held)
             item = self.prepare(request.content, spec, config.dimension, purpose, "content")
-            embedded, outcome = await self.embed_input(item, deadline=deadline, admission=Admission.FAIL_FAST)
+            embedded, outcome = await _named(
+                self.embed_input(item, deadline=deadline, admission=Admission.FAIL_FAST), "content"
+            )
             timings.add(outcome)
             vector = embedded.result.embeddings[0].vector
         elif request.vector is not None:
@@ -409,6 +422,22 @@ class _Resolved:
     dimension: int
     query: CheckedQuery
     timings: Timings
+
+
+async def _named(aw: Awaitable[T], field: str) -> T:
+    """`aw`'s result; an InvalidArgument it raises about `content` (or `content.<x>`) is raised
+    naming `field` (or `field.<x>`) instead.
+
+    A provider knows nothing of the request: errors found while decoding (truncation, sample and
+    frame limits) name the generic `content`; only here is it known which item that was.
+    """
+    try:
+        return await aw
+    except InvalidArgument as exc:
+        if exc.field != "content" and not exc.field.startswith("content."):
+            raise
+        named = InvalidArgument(field + exc.field[len("content") :], exc.reason, request_id=exc.request_id)
+        raise named from exc
 
 
 def _normalized(result: ProviderResult) -> ProviderResult:

@@ -59,6 +59,7 @@ from onespace.models import LOCAL_MODEL, ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult
 from onespace.providers.local import embed_content, embed_many
 from onespace.providers.local import provider as local_provider
+from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.embed import Job, warm_up
 from onespace.providers.local.provider import MAX_BATCH
 from onespace_client import AsyncClient
@@ -205,9 +206,9 @@ class _BatchCounter:
     def installed(self) -> Iterator[None]:
         run = local_provider._run
 
-        def counted(calls: list[list[Job]]) -> list[Any]:
+        def counted(calls: list[list[Job]], decoding: Decoding) -> list[Any]:
             self.batches += 1
-            return run(calls)
+            return run(calls, decoding)
 
         local_provider._run = counted
         try:

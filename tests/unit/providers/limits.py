@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
 import io
 import struct
 import zlib
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,20 +14,15 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from onespace.content import configure_media, media_limits
-from onespace.providers.local.decoding import ByteBudget, decode_budget
+from onespace.content import MediaLimits
+from onespace.providers.local.decoding import Decoding
 from tests import media
 
 
-@contextlib.contextmanager
-def configured(**changes: Any) -> Iterator[ByteBudget]:
-    """The process's media limits with `changes` for the block (a fresh decode budget, yielded)."""
-    before = media_limits()
-    configure_media(dataclasses.replace(before, **changes))
-    try:
-        yield decode_budget()
-    finally:
-        configure_media(before)
+def limited(**changes: Any) -> Decoding:
+    """The default media limits with `changes`, and a decode budget of their own (pass it to the
+    decoders, or `embed_content`, as the local provider passes its own)."""
+    return Decoding.of(MediaLimits(**changes))
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from onespace.content import Purpose
+from onespace.content import MediaLimits, Purpose
 from onespace.models import LOCAL_MODEL
 from onespace.providers.base import EmbedInput
 from onespace.providers.local import LocalProvider, embed_content
@@ -16,7 +16,7 @@ from onespace.providers.local.decoding import ByteBudget
 from onespace.providers.local.image import decoded_bytes
 
 from .helpers import image
-from .limits import big_png, configured
+from .limits import big_png
 
 
 async def test_waiters_are_served_in_arrival_order_even_when_a_later_one_would_fit() -> None:
@@ -115,22 +115,22 @@ async def test_eight_concurrent_6000x6000_pngs_never_reserve_more_than_the_budge
     need = decoded_bytes((6000, 6000), "RGB", "png")
     expected = embed_content(image(data), 256).embeddings[0].vector
     all_waiting = threading.Event()
-    with configured(decode_budget_bytes=256 << 20) as budget:
-        assert 2 * need > budget.capacity >= need  # two at once would not fit
-        budget.on_change = lambda used, waiting: all_waiting.set() if waiting == 8 else None
-        held = budget.acquire(budget.capacity)
-        provider = LocalProvider(workers=8)
-        await provider.start()
-        try:
-            item = EmbedInput(image(data), LOCAL_MODEL.id, 256, Purpose.GENERIC_INDEX)
-            calls = asyncio.gather(*(provider.embed([item]) for _ in range(8)))
-            await asyncio.to_thread(all_waiting.wait)
-            budget.peak = 0  # from here on: the decodes' own high-water mark
-            budget.release(held)
-            results = await calls
-        finally:
-            await provider.close()
-        assert budget.peak == need  # one decode at a time, reserved in full before decoding
-        assert budget.waits == 8 and budget.used == 0
+    provider = LocalProvider(workers=8, limits=MediaLimits(decode_budget_bytes=256 << 20))
+    budget = provider.decoding.budget
+    assert 2 * need > budget.capacity >= need  # two at once would not fit
+    budget.on_change = lambda used, waiting: all_waiting.set() if waiting == 8 else None
+    held = budget.acquire(budget.capacity)
+    await provider.start()
+    try:
+        item = EmbedInput(image(data), LOCAL_MODEL.id, 256, Purpose.GENERIC_INDEX)
+        calls = asyncio.gather(*(provider.embed([item]) for _ in range(8)))
+        await asyncio.to_thread(all_waiting.wait)
+        budget.peak = 0  # from here on: the decodes' own high-water mark
+        budget.release(held)
+        results = await calls
+    finally:
+        await provider.close()
+    assert budget.peak == need  # one decode at a time, reserved in full before decoding
+    assert budget.waits == 8 and budget.used == 0
     for (result,) in results:
         assert result.embeddings[0].vector.tobytes() == expected.tobytes()

@@ -11,6 +11,7 @@ from onespace.models import LOCAL_MODEL
 from onespace.providers.local import embed_content
 from onespace.providers.local.audio import audio_features, decode_audio, silence_features
 from onespace.providers.local.avmedia import read_media
+from onespace.providers.local.decoding import Decoding
 from tests import media
 
 from .helpers import assert_unit, audio, cos, vector
@@ -29,15 +30,16 @@ def test_each_audio_format_decodes_and_embeds(fmt: str, data: bytes) -> None:
 
 
 def test_libsndfile_refusals_fall_back_to_ffmpeg() -> None:
-    samples, rate = decode_audio(media.wav_ac3(440, seconds=0.5), "wav", LOCAL_MODEL)
+    samples, rate = decode_audio(media.wav_ac3(440, seconds=0.5), "wav", LOCAL_MODEL, decoding=Decoding.of())
     assert rate == 16_000  # FFmpeg's path resamples to 16 kHz
     assert abs(samples.size - 8000) < 1024  # AC-3 pads to whole frames
 
 
 def test_soundfile_and_ffmpeg_decoding_agree() -> None:
     data = media.wav(660, seconds=0.5)
-    sf_samples, sf_rate = decode_audio(data, "wav", LOCAL_MODEL)
-    av_audio = read_media(data, "wav", LOCAL_MODEL, "content.audio", video=False).audio
+    sf_samples, sf_rate = decode_audio(data, "wav", LOCAL_MODEL, decoding=Decoding.of())
+    av = read_media(data, "wav", LOCAL_MODEL, "content.audio", video=False, decoding=Decoding.of())
+    av_audio = av.audio
     assert av_audio is not None
     a, b = audio_features(sf_samples, sf_rate), audio_features(*av_audio)
     assert float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b)) > 0.99
@@ -109,5 +111,6 @@ def test_forged_sample_rate_is_refused() -> None:
 
 
 def test_stereo_is_mixed_to_mono() -> None:
-    samples, rate = decode_audio(media.ogg(440), "ogg", LOCAL_MODEL)  # media.ogg is stereo
+    stereo = media.ogg(440)
+    samples, rate = decode_audio(stereo, "ogg", LOCAL_MODEL, decoding=Decoding.of())
     assert samples.ndim == 1 and rate == 16_000

@@ -28,6 +28,7 @@ from onespace.models import LOCAL_MODEL
 from onespace.providers.local import FULL_DIMENSION, embed_content, embed_many, projection
 from onespace.providers.local.audio import audio_features, silence_features
 from onespace.providers.local.avmedia import read_media
+from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.hashing import signed_bucket
 from onespace.providers.local.image import image_features
 from onespace.providers.local.projection import matrix, project_many, unit
@@ -234,7 +235,7 @@ def test_project_many_equals_the_one_at_a_time_projection(counts: list[int], dim
 @pytest.mark.parametrize("with_audio", [True, False])
 def test_video_vectors_equal_the_reference(mode: VideoMode, with_audio: bool) -> None:
     data = media.mp4(3, with_audio=with_audio)
-    clip = read_media(data, "mp4", LOCAL_MODEL, "content.video", video=True, frames=4)
+    clip = read_media(data, "mp4", LOCAL_MODEL, "content.video", video=True, decoding=Decoding.of(), frames=4)
     frames = np.mean([image_features(f) for f in clip.frames], axis=0)
     sound = audio_features(*clip.audio) if clip.audio is not None else None
     visual = _reference_project(frames, "image")

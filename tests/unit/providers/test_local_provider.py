@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from onespace.content import EmbeddingType, Purpose, VideoMode
+from onespace.content import EmbeddingType, MediaLimits, Purpose, VideoMode
 from onespace.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from onespace.models import LOCAL_MODEL
 from onespace.providers.base import EmbedInput
 from onespace.providers.local import LocalProvider, embed_content
 from onespace.providers.local import provider as local_provider
-from onespace.providers.local.decoding import short_reason
+from onespace.providers.local.decoding import Decoding, short_reason
 from onespace.providers.local.embed import Job
 from tests import media
 
@@ -168,12 +168,12 @@ class _Gate:
         self.release = threading.Event()
         run = local_provider._run
 
-        def gated(calls: list[list[Job]]) -> list[Any]:
+        def gated(calls: list[list[Job]], decoding: Decoding) -> list[Any]:
             self.batches.append([len(jobs) for jobs in calls])
             if len(self.batches) == 1:
                 self.entered.set()
                 assert self.release.wait(10)
-            return run(calls)
+            return run(calls, decoding)
 
         monkeypatch.setattr(local_provider, "_run", gated)
 
@@ -288,3 +288,26 @@ async def test_a_large_call_is_one_batch() -> None:
         ]
     finally:
         await p.close()
+
+
+async def test_each_provider_decodes_under_its_own_limits_and_budget() -> None:
+    """The limits a provider is given reach its decoders; a second provider in the same process
+    keeps its own limits and its own decode budget."""
+    limits = MediaLimits(max_audio_samples=20_000, decode_budget_bytes=64 << 20)
+    strict = LocalProvider(workers=1, limits=limits)
+    loose = LocalProvider(workers=1)
+    item = EmbedInput(audio(media.ogg(440)), LOCAL_MODEL.id, 256, Purpose.GENERIC_INDEX)  # 32000 samples
+    try:
+        with pytest.raises(InvalidArgument) as info:
+            await strict.embed([item])
+        assert info.value.field == "content.audio"
+        assert info.value.reason.endswith("exceeds the limit of 20000 (max_audio_samples)")
+        (result,) = await loose.embed([item])
+        expected = embed_content(item.content, 256).embeddings[0].vector
+        assert result.embeddings[0].vector.tobytes() == expected.tobytes()
+    finally:
+        await strict.close()
+        await loose.close()
+    assert strict.decoding.limits == limits and loose.decoding.limits == MediaLimits()
+    assert strict.decoding.budget.capacity == 64 << 20 and loose.decoding.budget.capacity == 256 << 20
+    assert loose.decoding.budget.peak > 0 and loose.decoding.budget.used == 0  # its decode reserved there

@@ -17,16 +17,17 @@ from onespace.models import LOCAL_MODEL, NOVA_MODEL, TITAN_MULTIMODAL_G1, ModelS
 from onespace.providers.local import embed_content
 from onespace.providers.local import image as local_image
 from onespace.providers.local.avmedia import read_media
+from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.image import GRID, decode_image, decoded_bytes
 from tests import media
 
 from .helpers import audio, image, video
-from .limits import configured, encoded, picture, png_claiming, raw_h264
+from .limits import encoded, limited, picture, png_claiming, raw_h264
 
 
-def refusal(content: Content) -> InvalidArgument:
+def refusal(content: Content, decoding: Decoding | None = None) -> InvalidArgument:
     with pytest.raises(InvalidArgument) as info:
-        embed_content(content, 256)
+        embed_content(content, 256, decoding=decoding)
     return info.value
 
 
@@ -44,13 +45,26 @@ def test_the_settings_defaults_are_the_media_limits_defaults() -> None:
 
 def test_pixels_are_read_from_the_header_and_refused_naming_the_item_and_the_setting() -> None:
     """A 70-byte PNG declaring 6000x6000 is refused by the gateway's check, before any decoder."""
-    data = png_claiming(6000, 6000)
-    with configured(max_image_pixels=16_777_216), pytest.raises(InvalidArgument) as info:
-        check(Content(Modality.IMAGE, data=data), LOCAL_MODEL, "items[3]")
+    bomb = Content(Modality.IMAGE, data=png_claiming(6000, 6000))
+    with pytest.raises(InvalidArgument) as info:
+        check(bomb, LOCAL_MODEL, "items[3]", MediaLimits(max_image_pixels=16_777_216))
     assert info.value.field == "items[3].image"
     assert "6000x6000 = 36000000 pixels exceeds the limit of 16777216 pixels (max_image_pixels" in str(
         info.value
     )
+    check(bomb, LOCAL_MODEL, "items[3]", MediaLimits(max_image_pixels=36_000_000))
+
+
+def test_two_sets_of_limits_hold_side_by_side() -> None:
+    """Limits are values passed to each check and decode, not process state: one caller's stricter
+    limits change nothing for another's, before, during or after."""
+    data = media.ogg(440)  # 32000 samples
+    strict, loose = limited(max_audio_samples=20_000), limited(max_audio_samples=32_000)
+    assert "max_audio_samples" in refusal(audio(data), strict).reason
+    embed_content(audio(data), 256, decoding=loose)
+    embed_content(audio(data), 256)  # the defaults
+    assert "max_audio_samples" in refusal(audio(data), strict).reason
+    assert strict.budget is not loose.budget
 
 
 @pytest.mark.parametrize("spec", [NOVA_MODEL, TITAN_MULTIMODAL_G1], ids=lambda s: s.id)
@@ -100,17 +114,18 @@ def test_a_very_narrow_image_counts_its_stretch_to_the_grid() -> None:
 
 def test_jpeg_reserves_only_what_it_decodes_at_reduced_scale() -> None:
     data = encoded(picture(4000, 3000).convert("RGB"), "JPEG", quality=80)
-    with configured(decode_budget_bytes=1 << 30) as budget:
-        decode_image(data, "jpeg", LOCAL_MODEL)
+    decoding = limited(decode_budget_bytes=1 << 30)
+    decode_image(data, "jpeg", LOCAL_MODEL, decoding=decoding)
+    budget = decoding.budget
     assert budget.peak == decoded_bytes((500, 375), "RGB", "jpeg")  # decoded at 1/8 scale
     assert budget.peak < 4000 * 3000
 
 
 def test_png_reserves_its_decoded_size_before_decoding() -> None:
     data = encoded(picture(3000, 1500, alpha=True), "PNG", compress_level=1)
-    with configured(decode_budget_bytes=1 << 30) as budget:
-        decode_image(data, "png", LOCAL_MODEL)
-    assert budget.peak == decoded_bytes((3000, 1500), "RGBA", "png") > 3000 * 1500 * 4
+    decoding = limited(decode_budget_bytes=1 << 30)
+    decode_image(data, "png", LOCAL_MODEL, decoding=decoding)
+    assert decoding.budget.peak == decoded_bytes((3000, 1500), "RGBA", "png") > 3000 * 1500 * 4
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -122,7 +137,7 @@ def test_large_images_are_banded_to_the_same_grid_as_one_whole_resize(orientatio
     data = encoded(img, "PNG", exif=exif, compress_level=1)
     transposed = img.transpose(local_image._ORIENTATION[orientation]) if orientation > 1 else img
     whole = local_image._flatten(transposed).resize((GRID, GRID), Image.Resampling.BOX)
-    got = decode_image(data, "png", LOCAL_MODEL)
+    got = decode_image(data, "png", LOCAL_MODEL, decoding=Decoding.of())
     if orientation >= 5:  # a transposed image is tall: Pillow may filter its columns first
         assert np.abs(got.astype(int) - np.asarray(whole, dtype=int)).max() <= 1
     else:
@@ -135,19 +150,17 @@ def test_large_images_are_banded_to_the_same_grid_as_one_whole_resize(orientatio
 def test_audio_samples_are_read_from_the_header() -> None:
     """1 s of stereo at 16 kHz decodes to 32000 samples."""
     data = media.ogg(440)
-    with configured(max_audio_samples=20_000):
-        info = refusal(audio(data))
+    info = refusal(audio(data), limited(max_audio_samples=20_000))
     assert info.field == "content.audio"
     assert info.reason == (
         "32000 samples decoded (1.0 s x 16000 Hz x 2 channels) exceeds the limit of 20000 (max_audio_samples)"
     )
-    with configured(max_audio_samples=32_000):
-        embed_content(audio(data), 256)
+    embed_content(audio(data), 256, decoding=limited(max_audio_samples=32_000))
 
 
 def test_audio_samples_are_bounded_on_the_ffmpeg_path_too() -> None:
-    with configured(max_audio_samples=10_000):
-        info = refusal(audio(media.wav_ac3(440, seconds=1.0)))  # 48 kHz AC-3: libsndfile refuses it
+    ac3 = media.wav_ac3(440, seconds=1.0)  # 48 kHz AC-3: libsndfile refuses it
+    info = refusal(audio(ac3), limited(max_audio_samples=10_000))
     assert info.field == "content.audio" and "max_audio_samples" in info.reason
 
 
@@ -158,21 +171,19 @@ def test_audio_samples_are_bounded_on_the_ffmpeg_path_too() -> None:
 def test_video_frames_are_read_from_the_header(fmt: str) -> None:
     """MP4 declares its frame count; Matroska only a duration (x the frame rate)."""
     data = media.video(fmt, 1, seconds=2.0, fps=8)
-    with configured(max_video_frames=10):
-        info = refusal(video(data))
+    info = refusal(video(data), limited(max_video_frames=10))
     assert info.field == "content.video"
     assert "16 frames decoded (" in info.reason
     assert "exceeds the limit of 10 (max_video_frames)" in info.reason
-    with configured(max_video_frames=17):
-        embed_content(video(data), 256)
+    embed_content(video(data), 256, decoding=limited(max_video_frames=17))
 
 
 def test_video_frames_are_counted_when_nothing_declares_them() -> None:
     data = raw_h264(frames=12)  # an elementary stream: no container, no duration, no count
-    with configured(max_video_frames=12):
-        assert len(read_media(data, "flv", LOCAL_MODEL, "f", video=True).frames) == 4
-    with configured(max_video_frames=11), pytest.raises(InvalidArgument) as info:
-        read_media(data, "flv", LOCAL_MODEL, "items[2].video", video=True)
+    twelve, eleven = limited(max_video_frames=12), limited(max_video_frames=11)
+    assert len(read_media(data, "flv", LOCAL_MODEL, "f", video=True, decoding=twelve).frames) == 4
+    with pytest.raises(InvalidArgument) as info:
+        read_media(data, "flv", LOCAL_MODEL, "items[2].video", video=True, decoding=eleven)
     assert info.value.field == "items[2].video"
     assert info.value.reason == (
         "12 frames decoded (counted while decoding) exceeds the limit of 11 (max_video_frames)"
@@ -180,6 +191,5 @@ def test_video_frames_are_counted_when_nothing_declares_them() -> None:
 
 
 def test_video_frame_size_counts_against_max_image_pixels() -> None:
-    with configured(max_image_pixels=64 * 63):
-        info = refusal(video(media.mp4(1)))
+    info = refusal(video(media.mp4(1)), limited(max_image_pixels=64 * 63))
     assert info.reason == ("frames of 64x64 = 4096 pixels exceed the limit of 4032 pixels (max_image_pixels)")

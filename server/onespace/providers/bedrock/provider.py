@@ -19,7 +19,7 @@ from typing import TypeVar
 import orjson
 
 from onespace.config import Settings
-from onespace.content import check
+from onespace.content import MediaLimits, check
 from onespace.errors import Internal, InvalidArgument, PermissionDenied
 from onespace.models import ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderEvents, ProviderResult
@@ -116,7 +116,7 @@ class BedrockProvider(Provider):
                 f"inputs[{i}]", "all inputs of one call must share model, dimension and purpose"
             )
         spec.check_dimension(item.dimension)
-        content = check(item.content, spec)
+        content = check(item.content, spec, "content", MediaLimits.of(self.settings))
         checked = EmbedInput(content, item.model, item.dimension, item.purpose)
         family.check(checked, spec)
         return checked

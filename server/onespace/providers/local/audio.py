@@ -39,6 +39,7 @@ from onespace.errors import InvalidArgument
 from onespace.models import ModelSpec
 from onespace.providers.local.avmedia import read_media
 from onespace.providers.local.decoding import (
+    Decoding,
     Truncated,
     check_duration,
     check_samples,
@@ -77,7 +78,9 @@ AUDIO_FEATURES = sum(_SIZES)
 _WEIGHTS = (1.0, 0.5, 0.5, 0.2, 0.05)
 
 
-def decode_audio(data: bytes, fmt: str, spec: ModelSpec, field: str = "content.audio") -> Audio:
+def decode_audio(
+    data: bytes, fmt: str, spec: ModelSpec, field: str = "content.audio", *, decoding: Decoding
+) -> Audio:
     """Decode `data` to mono samples; InvalidArgument on bad or cut-short bytes, or audio over the
     length or sample limits. Waits for room in the decode budget before decoding."""
     with decode_errors(field, f"{fmt} audio"):
@@ -87,7 +90,7 @@ def decode_audio(data: bytes, fmt: str, spec: ModelSpec, field: str = "content.a
         except Exception:  # libsndfile refuses it: FFmpeg gets a try before we give up
             handle = None
         if handle is None:
-            audio = read_media(data, fmt, spec, field, video=False).audio
+            audio = read_media(data, fmt, spec, field, video=False, decoding=decoding).audio
             if audio is None:
                 raise InvalidArgument(field, f"the {fmt} data has no audio")
             return audio
@@ -97,9 +100,9 @@ def decode_audio(data: bytes, fmt: str, spec: ModelSpec, field: str = "content.a
                 raise InvalidArgument(field, f"sample rate {rate} Hz is outside {_MIN_RATE}-{_MAX_RATE} Hz")
             check_duration(field, frames / rate, spec)
             how = f"{frames / rate:.1f} s x {rate} Hz x {channels} channels"
-            check_samples(field, frames * channels, how)
+            check_samples(field, frames * channels, how, decoding.limits)
             block = max(1, min(_READ_BLOCK, _BLOCK_BYTES // (4 * channels)))
-            with decode_memory() as memory:
+            with decode_memory(decoding.budget) as memory:
                 # The mono blocks and their concatenation, one block of every channel, the decoder's own.
                 memory.take(frames * 8 + block * channels * 4 + _OVERHEAD_BYTES)
                 samples = _mono(handle, block)

@@ -32,11 +32,12 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from onespace.content import media_limits
+from onespace.content import MediaLimits
 from onespace.errors import InvalidArgument
 from onespace.models import ModelSpec
 from onespace.providers.local.decoding import (
     DURATION_TOLERANCE_SECONDS,
+    Decoding,
     Truncated,
     check_duration,
     check_frames,
@@ -85,13 +86,15 @@ class Media:
     audio: tuple[npt.NDArray[np.float32], int] | None
 
 
-def read_media(data: bytes, fmt: str, spec: ModelSpec, field: str, *, video: bool, frames: int = 4) -> Media:
+def read_media(
+    data: bytes, fmt: str, spec: ModelSpec, field: str, *, video: bool, decoding: Decoding, frames: int = 4
+) -> Media:
     """Decode a container: up to `frames` evenly spread frames when `video`, and its audio track.
 
     With `video`, a container without a video stream is refused; without, one without audio.
     """
     kind = "video" if video else "audio"
-    with decode_errors(field, f"{fmt} {kind}"), decode_memory() as memory:
+    with decode_errors(field, f"{fmt} {kind}"), decode_memory(decoding.budget) as memory:
         check_container_complete(data, fmt)
         with av.open(io.BytesIO(data), mode="r") as container:
             vstream = container.streams.video[0] if video and container.streams.video else None
@@ -102,22 +105,28 @@ def read_media(data: bytes, fmt: str, spec: ModelSpec, field: str, *, video: boo
             if container.duration is not None and container.duration > 0:
                 seconds = container.duration / av.time_base
                 check_duration(field, seconds, spec)
-            frame_pixels = _check_declared(field, vstream, astream, seconds)
+            frame_pixels = _check_declared(field, vstream, astream, seconds, decoding.limits)
             audio_bytes = math.ceil((spec.limits.max_media_seconds + 1) * AUDIO_RATE) * 4 * 2
             memory.take(frame_pixels * _FRAME_BYTES + audio_bytes + _OVERHEAD_BYTES)
-            media = _decode(container, vstream, astream, fmt, spec, field, video=video, frames=frames)
+            media = _decode(
+                container, vstream, astream, fmt, spec, field, decoding.limits, video=video, frames=frames
+            )
     return media
 
 
 def _check_declared(
-    field: str, vstream: av.VideoStream | None, astream: av.AudioStream | None, seconds: float | None
+    field: str,
+    vstream: av.VideoStream | None,
+    astream: av.AudioStream | None,
+    seconds: float | None,
+    limits: MediaLimits,
 ) -> int:
     """Refuse what the header says is too much to decode; return the declared frame size in pixels."""
     frame_pixels = 0
     if vstream is not None:
         width, height = vstream.codec_context.width, vstream.codec_context.height
         frame_pixels = width * height
-        _check_frame_size(field, width, height)
+        _check_frame_size(field, width, height, limits)
         declared = vstream.frames
         how = "declared by the container"
         rate = vstream.average_rate or vstream.guessed_rate
@@ -125,16 +134,16 @@ def _check_declared(
             declared = math.floor(seconds * float(rate))
             how = f"{seconds:.1f} s x {float(rate):g} fps"
         if declared:
-            check_frames(field, declared, how)
+            check_frames(field, declared, how, limits)
     if astream is not None and seconds is not None and astream.rate:
         channels = astream.layout.nb_channels
         samples = math.floor(seconds * astream.rate) * channels
-        check_samples(field, samples, f"{seconds:.1f} s x {astream.rate} Hz x {channels} channels")
+        check_samples(field, samples, f"{seconds:.1f} s x {astream.rate} Hz x {channels} channels", limits)
     return frame_pixels
 
 
-def _check_frame_size(field: str, width: int, height: int) -> None:
-    limit = media_limits().max_image_pixels
+def _check_frame_size(field: str, width: int, height: int, limits: MediaLimits) -> None:
+    limit = limits.max_image_pixels
     if width * height > limit:
         raise InvalidArgument(
             field,
@@ -150,12 +159,13 @@ def _decode(
     fmt: str,
     spec: ModelSpec,
     field: str,
+    limits: MediaLimits,
     *,
     video: bool,
     frames: int,
 ) -> Media:
     limit = spec.limits.max_media_seconds + DURATION_TOLERANCE_SECONDS
-    max_frames = media_limits().max_video_frames
+    max_frames = limits.max_video_frames
     reservoir = _Reservoir()
     resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
     chunks: list[npt.NDArray[np.float32]] = []
@@ -174,13 +184,13 @@ def _decode(
                         f"(still decoding at {end:.1f} s)",
                     )
             if isinstance(frame, av.VideoFrame):
-                _check_frame_size(field, frame.width, frame.height)
+                _check_frame_size(field, frame.width, frame.height, limits)
                 if reservoir.seen >= max_frames:
-                    check_frames(field, reservoir.seen + 1, "counted while decoding")
+                    check_frames(field, reservoir.seen + 1, "counted while decoding", limits)
                 reservoir.offer(frame)
             else:
                 samples += frame.samples * len(frame.layout.channels)
-                check_samples(field, samples, "counted while decoding")
+                check_samples(field, samples, "counted while decoding", limits)
                 chunks.extend(f.to_ndarray()[0] for f in resampler.resample(frame))
     if astream is not None:
         chunks.extend(f.to_ndarray()[0] for f in resampler.resample(None))

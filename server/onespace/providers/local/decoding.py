@@ -14,6 +14,9 @@ while the rest of the budget is in use. Decodes run on the local provider's work
 waiting blocks a worker, never the event loop. A large decode hands its freed memory back to the OS
 before its bytes return to the budget: glibc keeps what a thread frees in that thread's arena, so
 without it eight workers decoding one 144 MB image each, one after another, kept 1.1 GB resident.
+
+Limits and budget travel together as a `Decoding`, which the local provider makes once and passes
+to every decode it runs: nothing here is process-wide.
 """
 
 from __future__ import annotations
@@ -28,19 +31,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from onespace.content import MediaLimits, media_limits
+from onespace.content import MediaLimits
 from onespace.errors import InvalidArgument, OnespaceError
 from onespace.models import ModelSpec
 
 __all__ = [
     "DURATION_TOLERANCE_SECONDS",
     "ByteBudget",
+    "Decoding",
     "Reservation",
     "Truncated",
     "check_duration",
     "check_frames",
     "check_samples",
-    "decode_budget",
     "decode_errors",
     "decode_memory",
     "short_reason",
@@ -90,18 +93,18 @@ def check_duration(field: str, seconds: float, spec: ModelSpec) -> None:
         )
 
 
-def check_samples(field: str, samples: int, how: str) -> None:
+def check_samples(field: str, samples: int, how: str, limits: MediaLimits) -> None:
     """Refuse audio decoding to more than `max_audio_samples` (`how`: where the count comes from)."""
-    limit = media_limits().max_audio_samples
+    limit = limits.max_audio_samples
     if samples > limit:
         raise InvalidArgument(
             field, f"{samples} samples decoded ({how}) exceeds the limit of {limit} (max_audio_samples)"
         )
 
 
-def check_frames(field: str, frames: int, how: str) -> None:
+def check_frames(field: str, frames: int, how: str, limits: MediaLimits) -> None:
     """Refuse video decoding to more than `max_video_frames` frames (`how`: where the count comes from)."""
-    limit = media_limits().max_video_frames
+    limit = limits.max_video_frames
     if frames > limit:
         raise InvalidArgument(
             field, f"{frames} frames decoded ({how}) exceeds the limit of {limit} (max_video_frames)"
@@ -233,19 +236,23 @@ class ByteBudget:
                 self._used -= waiter.size
 
 
-_budget_lock = threading.Lock()
-_budget: tuple[MediaLimits, ByteBudget] | None = None
+@dataclass(frozen=True, slots=True)
+class Decoding:
+    """What decodes may cost: each item (`limits`), and all of them at once (`budget`).
 
+    Whoever runs decodes makes one and passes it to each (the local provider: one for its life), so
+    the decodes it runs share one budget, and two providers in one process do not share theirs.
+    """
 
-def decode_budget() -> ByteBudget:
-    """The decode budget of the process's media limits (`configure_media` makes a new one; decodes
-    holding the old one return their bytes to it)."""
-    global _budget
-    limits = media_limits()
-    with _budget_lock:
-        if _budget is None or _budget[0] is not limits:
-            _budget = (limits, ByteBudget(limits.decode_budget_bytes))
-        return _budget[1]
+    limits: MediaLimits
+    budget: ByteBudget
+
+    @classmethod
+    def of(cls, limits: MediaLimits | None = None) -> Decoding:
+        """`limits` (the defaults when None) with a new budget of their `decode_budget_bytes`."""
+        if limits is None:
+            limits = MediaLimits()
+        return cls(limits, ByteBudget(limits.decode_budget_bytes))
 
 
 # Reservations from this size up give their freed memory back to the OS when they end.
@@ -281,11 +288,11 @@ class Reservation:
 
 
 @contextmanager
-def decode_memory() -> Iterator[Reservation]:
-    """A reservation in the decode budget for the block. Free what the decode made inside the block
+def decode_memory(budget: ByteBudget) -> Iterator[Reservation]:
+    """A reservation in the decode `budget` for the block. Free what the decode made inside the block
     (close images and containers, keep only the small result): on exit, a large reservation first
     returns the freed memory to the OS, then its bytes to the budget."""
-    reservation = Reservation(decode_budget())
+    reservation = Reservation(budget)
     try:
         yield reservation
     finally:

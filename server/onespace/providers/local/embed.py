@@ -10,6 +10,10 @@ any batch, in any process.
 The embedding purpose does not change the local vector: a stored item searched by its own content
 scores ~1 whatever purposes were used to index and to query. The image detail level does not
 change it either.
+
+Decoding is bounded by a `Decoding` (media limits and a decode budget) that the caller passes: the
+local provider passes its own; a library caller that passes none gets the default limits with a
+budget of its own for the call.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from onespace.errors import InvalidArgument, OnespaceError
 from onespace.models import LOCAL_MODEL, Modality, ModelSpec
 from onespace.providers.base import ProviderEmbedding, ProviderResult
 from onespace.providers.local.audio import AUDIO_FEATURES, audio_features, decode_audio
+from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.image import IMAGE_FEATURES, decode_image, image_features
 from onespace.providers.local.projection import Features, finish_many, matrix, project_many
 from onespace.providers.local.text import TEXT_FEATURES, text_features_many, truncate
@@ -65,7 +70,9 @@ class _Plan:
     vectors: list[tuple[EmbeddingType, list[_Ref]]]
 
 
-def _plan(content: Content, dimension: int, spec: ModelSpec, groups: dict[_GroupKey, _Group]) -> _Plan:
+def _plan(
+    content: Content, dimension: int, spec: ModelSpec, groups: dict[_GroupKey, _Group], decoding: Decoding
+) -> _Plan:
     """Check, decode and featurise one input (raises InvalidArgument naming the field)."""
     spec.check_dimension(dimension)
     if content.s3_uri is not None:
@@ -73,7 +80,7 @@ def _plan(content: Content, dimension: int, spec: ModelSpec, groups: dict[_Group
             "content.s3_uri",
             "the local provider cannot read s3:// objects; use inline bytes or --provider bedrock",
         )
-    content = check(content, spec)
+    content = check(content, spec, "content", decoding.limits)
 
     def ref(space: str, item: str | Features, scale: float | None = None) -> _Ref:
         key = (space, dimension)
@@ -84,12 +91,12 @@ def _plan(content: Content, dimension: int, spec: ModelSpec, groups: dict[_Group
         return _Plan(dimension, truncated, [(EmbeddingType.TEXT, [ref("text", text)])])
     data, fmt = content.data or b"", content.format or "unknown"
     if content.modality is Modality.IMAGE:
-        rgb = decode_image(data, fmt, spec)
+        rgb = decode_image(data, fmt, spec, decoding=decoding)
         return _Plan(dimension, None, [(EmbeddingType.IMAGE, [ref("image", image_features(rgb))])])
     if content.modality is Modality.AUDIO:
-        samples, rate = decode_audio(data, fmt, spec)
+        samples, rate = decode_audio(data, fmt, spec, decoding=decoding)
         return _Plan(dimension, None, [(EmbeddingType.AUDIO, [ref("audio", audio_features(samples, rate))])])
-    vectors = video_terms(data, fmt, content.video_mode, spec)
+    vectors = video_terms(data, fmt, content.video_mode, spec, decoding=decoding)
     return _Plan(dimension, None, [(kind, [ref(*t) for t in terms]) for kind, terms in vectors])
 
 
@@ -105,14 +112,14 @@ def _combine(refs: list[_Ref], projected: dict[_GroupKey, Features]) -> Features
     return total
 
 
-def embed_outcomes(jobs: Sequence[Job]) -> list[ProviderResult | OnespaceError]:
+def embed_outcomes(jobs: Sequence[Job], decoding: Decoding) -> list[ProviderResult | OnespaceError]:
     """Every input's result, or the error that input alone raised (a refused or undecodable input
     does not stop the others: they are still featurised and projected in one batch)."""
     groups: dict[_GroupKey, _Group] = {}
     plans: list[_Plan | OnespaceError] = []
     for content, dimension, spec in jobs:
         try:
-            plans.append(_plan(content, dimension, spec, groups))
+            plans.append(_plan(content, dimension, spec, groups, decoding))
         except OnespaceError as exc:
             plans.append(exc)
     projected = {
@@ -151,7 +158,7 @@ def embed_outcomes(jobs: Sequence[Job]) -> list[ProviderResult | OnespaceError]:
     ]
 
 
-def embed_inputs(jobs: Sequence[Job]) -> list[ProviderResult]:
+def embed_inputs(jobs: Sequence[Job], decoding: Decoding | None = None) -> list[ProviderResult]:
     """Deterministic: featurise every input, project each feature space in one batch to only the
     dimension asked for, renormalise.
 
@@ -159,7 +166,7 @@ def embed_inputs(jobs: Sequence[Job]) -> list[ProviderResult]:
     refuses or bytes that do not decode.
     """
     results: list[ProviderResult] = []
-    for outcome in embed_outcomes(jobs):
+    for outcome in embed_outcomes(jobs, Decoding.of() if decoding is None else decoding):
         if isinstance(outcome, OnespaceError):
             raise outcome
         results.append(outcome)
@@ -167,18 +174,23 @@ def embed_inputs(jobs: Sequence[Job]) -> list[ProviderResult]:
 
 
 def embed_many(
-    contents: Sequence[Content], dimension: int, spec: ModelSpec = LOCAL_MODEL
+    contents: Sequence[Content],
+    dimension: int,
+    spec: ModelSpec = LOCAL_MODEL,
+    decoding: Decoding | None = None,
 ) -> list[ProviderResult]:
     """`embed_content` of every content, as one batch (one projection per feature space)."""
-    return embed_inputs([(content, dimension, spec) for content in contents])
+    return embed_inputs([(content, dimension, spec) for content in contents], decoding)
 
 
-def embed_content(content: Content, dimension: int, spec: ModelSpec = LOCAL_MODEL) -> ProviderResult:
+def embed_content(
+    content: Content, dimension: int, spec: ModelSpec = LOCAL_MODEL, decoding: Decoding | None = None
+) -> ProviderResult:
     """Deterministic: decode, featurise, project to `dimension`, renormalise (a batch of one).
 
     Raises InvalidArgument naming the field for input the model refuses or bytes that do not decode.
     """
-    return embed_inputs([(content, dimension, spec)])[0]
+    return embed_inputs([(content, dimension, spec)], decoding)[0]
 
 
 def warm_up() -> None:

@@ -40,10 +40,10 @@ import numpy as np
 import numpy.typing as npt
 from PIL import ExifTags, Image
 
-from onespace.content import check_pixels, media_limits
+from onespace.content import MediaLimits, check_pixels
 from onespace.errors import InvalidArgument
 from onespace.models import ModelSpec
-from onespace.providers.local.decoding import Truncated, decode_errors, decode_memory, short_reason
+from onespace.providers.local.decoding import Decoding, Truncated, decode_errors, decode_memory, short_reason
 from onespace.providers.local.projection import Features, unit
 
 __all__ = [
@@ -61,7 +61,7 @@ Rgb = npt.NDArray[np.uint8]
 GRID = 64
 # Pixel limit when the settings change none (`MediaLimits.max_image_pixels`): larger is refused
 # before decoding, a decompression bomb guard independent of Pillow's global MAX_IMAGE_PIXELS.
-DEFAULT_MAX_PIXELS = media_limits().max_image_pixels
+DEFAULT_MAX_PIXELS = MediaLimits().max_image_pixels
 
 # Images over _WHOLE pixels are oriented, flattened and box-filtered a band of _BAND pixels at a time.
 _WHOLE = 1 << 22
@@ -97,10 +97,12 @@ _RGB_TO_XYZ = (
 )
 
 
-def decode_image(data: bytes, fmt: str, spec: ModelSpec, field: str = "content.image") -> Rgb:
+def decode_image(
+    data: bytes, fmt: str, spec: ModelSpec, field: str = "content.image", *, decoding: Decoding
+) -> Rgb:
     """Decode `data` to a GRID x GRID RGB array; InvalidArgument on bad or cut-short bytes, or too
     many pixels. Waits for room in the decode budget before decoding."""
-    with decode_errors(field, f"{fmt} image"), decode_memory() as memory:
+    with decode_errors(field, f"{fmt} image"), decode_memory(decoding.budget) as memory:
         check_image_complete(data, fmt)
         try:
             img = Image.open(io.BytesIO(data))
@@ -108,8 +110,8 @@ def decode_image(data: bytes, fmt: str, spec: ModelSpec, field: str = "content.i
             reason = f"too many pixels to decode safely (decompression bomb guard): {short_reason(exc)}"
             raise InvalidArgument(field, reason) from exc
         try:
-            check_pixels(field, *img.size, spec)
-            _check_stretch(field, img.size)
+            check_pixels(field, *img.size, spec, decoding.limits)
+            _check_stretch(field, img.size, decoding.limits)
             img.draft("RGB", (GRID * 2, GRID * 2))  # JPEG: decode at a reduced scale, much faster
             memory.take(decoded_bytes(img.size, img.mode, fmt))
             img.load()
@@ -137,11 +139,11 @@ def decoded_bytes(size: tuple[int, int], mode: str, fmt: str) -> int:
     return pixels * per_pixel + copied * _COPY_BYTES + GRID * max(width, height) * 4 + _OVERHEAD_BYTES
 
 
-def _check_stretch(field: str, size: tuple[int, int]) -> None:
+def _check_stretch(field: str, size: tuple[int, int], limits: MediaLimits) -> None:
     """Refuse an image so narrow that stretching it to GRID columns goes over `max_image_pixels`."""
     width, height = size
     stretched = GRID * max(width, height)
-    limit = media_limits().max_image_pixels
+    limit = limits.max_image_pixels
     if min(width, height) < GRID and stretched > limit:
         raise InvalidArgument(
             field,

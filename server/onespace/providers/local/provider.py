@@ -14,6 +14,9 @@ alone: an input that fails fails only its own call. An idle provider starts a ca
 
 The provider declares the model's `max_batch` (one input per call) to the engine: coalescing
 gives it the batches, and a failed media input then fails no other caller.
+
+The provider owns its decoding bounds (`Decoding`): the media limits it is given, and one decode
+budget that every decode on its workers shares.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from onespace.content import MediaLimits
 from onespace.errors import DeadlineExceeded, Internal, OnespaceError, Unavailable
 from onespace.models import LOCAL_MODEL, ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderResult
+from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.embed import Job, embed_outcomes, warm_up
 
 __all__ = ["MAX_BATCH", "LocalProvider"]
@@ -49,9 +54,9 @@ class _Call:
     future: asyncio.Future[list[ProviderResult]]
 
 
-def _run(calls: list[list[Job]]) -> list[_Outcome]:
+def _run(calls: list[list[Job]], decoding: Decoding) -> list[_Outcome]:
     """One batch, on a worker thread: each call's results, or the first failure among its inputs."""
-    outcomes = embed_outcomes([job for jobs in calls for job in jobs])
+    outcomes = embed_outcomes([job for jobs in calls for job in jobs], decoding)
     out: list[_Outcome] = []
     start = 0
     for jobs in calls:
@@ -67,8 +72,11 @@ class LocalProvider(Provider):
 
     name = "local"
 
-    def __init__(self, workers: int = 0) -> None:
+    def __init__(self, workers: int = 0, *, limits: MediaLimits | None = None) -> None:
+        """`workers` threads (0: one a core); `limits` bound each decode (None: the defaults), and
+        `limits.decode_budget_bytes` all of this provider's decodes at once."""
         self._workers = workers or os.cpu_count() or 1
+        self._decoding = Decoding.of(limits)
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="onespace-local")
         self._waiting: deque[_Call] = deque()
         self._running = 0
@@ -77,6 +85,11 @@ class LocalProvider(Provider):
     @property
     def workers(self) -> int:
         return self._workers
+
+    @property
+    def decoding(self) -> Decoding:
+        """The media limits and the decode budget of every decode this provider runs."""
+        return self._decoding
 
     def models(self) -> Sequence[ModelSpec]:
         return (LOCAL_MODEL,)
@@ -121,7 +134,7 @@ class LocalProvider(Provider):
                 return
             try:
                 done = asyncio.get_running_loop().run_in_executor(
-                    self._executor, _run, [call.jobs for call in batch]
+                    self._executor, _run, [call.jobs for call in batch], self._decoding
                 )
             except RuntimeError:  # the executor was shut down by a concurrent close()
                 self._fail(batch, lambda: Unavailable("the local provider is closed"))

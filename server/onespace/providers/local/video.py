@@ -19,6 +19,7 @@ from onespace.content import EmbeddingType, VideoMode
 from onespace.models import ModelSpec
 from onespace.providers.local.audio import audio_features, silence_features
 from onespace.providers.local.avmedia import read_media
+from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.image import image_features
 from onespace.providers.local.projection import Features, Term
 
@@ -34,11 +35,17 @@ def _norm(x: Features) -> float:
 
 
 def video_terms(
-    data: bytes, fmt: str, mode: VideoMode, spec: ModelSpec, field: str = "content.video"
+    data: bytes,
+    fmt: str,
+    mode: VideoMode,
+    spec: ModelSpec,
+    field: str = "content.video",
+    *,
+    decoding: Decoding,
 ) -> list[tuple[EmbeddingType, list[Term]]]:
     """What `mode` asks for, (VIDEO, AUDIO) or (AUDIO_VIDEO_COMBINED,), each as the projected
     features to add up: a vector is sum(project(features) * scale) over its terms."""
-    media = read_media(data, fmt, spec, field, video=True, frames=SAMPLED_FRAMES)
+    media = read_media(data, fmt, spec, field, video=True, decoding=decoding, frames=SAMPLED_FRAMES)
     frames = np.mean([image_features(f) for f in media.frames], axis=0)
     sound = audio_features(*media.audio) if media.audio is not None else None
     if mode is VideoMode.AUDIO_VIDEO_SEPARATE:
