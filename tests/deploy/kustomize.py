@@ -1,9 +1,10 @@
 """A small Kustomize renderer for deploy/k8s, so its output can be validated without a cluster.
 
 It knows the features deploy/k8s uses and refuses any other: `resources` (files or directories),
-`components`, `patches` given as JSON 6902 operation lists with a target, and `images`. When
-`kubectl` is installed, tests/deploy/test_k8s.py also checks that `kubectl kustomize` renders the
-same objects.
+`components`, `patches` with a target given as JSON 6902 operation lists or as a strategic-merge
+`$patch: delete`, `replacements` (one source field copied to target fields), and `images`. A
+selector's missing group, version, kind or name matches any. When `kubectl` is installed,
+tests/deploy/test_k8s.py also checks that `kubectl kustomize` renders the same objects.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import yaml
 
 __all__ = ["load_documents", "render"]
 
-_KNOWN_KEYS = {"apiVersion", "kind", "resources", "components", "patches", "images"}
+_KNOWN_KEYS = {"apiVersion", "kind", "resources", "components", "patches", "replacements", "images"}
 Doc = dict[str, Any]
 
 
@@ -34,26 +35,42 @@ def _kustomization(directory: Path) -> Doc:
 
 
 def render(directory: Path, components: Sequence[Path] = ()) -> list[Doc]:
-    """The objects `kustomize build directory` gives, with `components` added as if listed."""
-    return _build(directory, [], extra_components=components)
+    """The objects `kustomize build directory` gives; with `components`, those of a kustomization
+    that lists `directory` as its resource and adds them (how a user adds a component to a
+    variant: after the variant's own patches)."""
+    docs = _build(directory, [])
+    for component in components:
+        docs = _component(component, docs)
+    return docs
 
 
-def _build(directory: Path, docs: list[Doc], *, extra_components: Sequence[Path] = ()) -> list[Doc]:
+def _component(directory: Path, docs: list[Doc]) -> list[Doc]:
+    assert _kustomization(directory)["kind"] == "Component", directory
+    return _build(directory, docs)
+
+
+def _build(directory: Path, docs: list[Doc]) -> list[Doc]:
     k = _kustomization(directory)
     docs = list(docs)
     for entry in k.get("resources", []):
         path = directory / entry
         docs += _build(path, []) if path.is_dir() else load_documents(path)
-    for component in [*(directory / c for c in k.get("components", [])), *extra_components]:
-        assert _kustomization(component)["kind"] == "Component", component
-        docs = _build(component, docs)
+    for component in k.get("components", []):
+        docs = _component(directory / component, docs)
     for patch in k.get("patches", []):
         operations = yaml.safe_load((directory / patch["path"]).read_text())
-        assert isinstance(operations, list), f"{patch['path']}: only JSON 6902 patches are supported"
         matched = [d for d in docs if _matches(d, patch["target"])]
         assert len(matched) == 1, f"{patch['path']}: target {patch['target']} matched {len(matched)} objects"
+        if isinstance(operations, dict):
+            assert operations.get("$patch") == "delete", f"{patch['path']}: only $patch: delete"
+            assert _matches(matched[0], _selector(operations)), f"{patch['path']} names another object"
+            docs = [d for d in docs if d is not matched[0]]
+            continue
+        assert isinstance(operations, list), f"{patch['path']}: a JSON 6902 operation list expected"
         for operation in operations:
             _apply(matched[0], operation)
+    for replacement in k.get("replacements", []):
+        _replace(docs, replacement)
     for image in k.get("images", []):
         for doc in docs:
             for container in _containers(doc):
@@ -64,12 +81,37 @@ def _build(directory: Path, docs: list[Doc], *, extra_components: Sequence[Path]
 
 def _matches(doc: Doc, target: Doc) -> bool:
     group, _, version = str(doc["apiVersion"]).rpartition("/")
-    return bool(
-        doc["kind"] == target["kind"]
-        and doc["metadata"]["name"] == target.get("name", doc["metadata"]["name"])
-        and group == target.get("group", "")
-        and version == target.get("version", version)
-    )
+    found = {"group": group, "version": version, "kind": doc["kind"], "name": doc["metadata"]["name"]}
+    return all(target.get(key, value) == value for key, value in found.items())
+
+
+def _selector(doc: Doc) -> Doc:
+    """The selector naming `doc` itself (a strategic-merge patch names its object)."""
+    group, _, version = str(doc["apiVersion"]).rpartition("/")
+    return {"group": group, "version": version, "kind": doc["kind"], "name": doc["metadata"]["name"]}
+
+
+def _replace(docs: list[Doc], replacement: Doc) -> None:
+    """A kustomize replacement: one field of the one source object copied into the targets' fields."""
+    source = replacement["source"]
+    assert set(source) <= {"group", "version", "kind", "name", "fieldPath"}, f"unsupported source {source}"
+    found = [d for d in docs if _matches(d, source)]
+    assert len(found) == 1, f"replacement source {source} matched {len(found)} objects"
+    value: Any = found[0]
+    for part in source.get("fieldPath", "metadata.name").split("."):
+        value = value[part]
+    for target in replacement["targets"]:
+        assert set(target) == {"select", "fieldPaths"}, f"unsupported replacement target {target}"
+        selected = [d for d in docs if _matches(d, target["select"])]
+        assert selected, f"replacement target {target['select']} matched nothing"
+        for doc in selected:
+            for path in target["fieldPaths"]:
+                *parents, last = path.split(".")
+                node = doc
+                for part in parents:
+                    node = node[part]
+                assert last in node, f"replacement of a missing {path}"
+                node[last] = copy.deepcopy(value)
 
 
 def _containers(doc: Doc) -> list[Doc]:

@@ -1,6 +1,7 @@
 """deploy/compose.yaml, checked without Docker: every file it mounts or builds from exists, the
 commands parse with the real `onespace` CLI, the settings are real settings, and the services
-reach each other on the ports they listen on."""
+reach each other on the ports they listen on (the `milvus` profile's gateway, Milvus, etcd and
+MinIO too)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tests.deploy.dockerfile import parse
 from tests.deploy.paths import DEPLOY, settings_from_env
 
 COMPOSE = DEPLOY / "compose.yaml"
+DEFAULT = {"gateway", "bedrock", "prometheus", "grafana"}
+MILVUS_PROFILE = {"gateway-milvus", "milvus", "etcd", "minio"}
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +44,27 @@ def _image_env(service: dict[str, Any]) -> dict[str, str]:
     return {**parse(dockerfile)[1][-1].env(), **{k: str(v) for k, v in service["environment"].items()}}
 
 
+def _profile(services: dict[str, Any], profile: str | None) -> set[str]:
+    """The services `docker compose --profile <profile> up` adds; None: those `up` always starts."""
+    return {name for name, s in services.items() if s.get("profiles", [None]) == [profile]}
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host, int(port)
+
+
 def test_the_stack_has_gateway_emulator_prometheus_grafana(services: dict[str, Any]) -> None:
-    assert set(services) == {"gateway", "bedrock", "prometheus", "grafana"}
+    assert _profile(services, None) == DEFAULT
+    assert _profile(services, "milvus") == MILVUS_PROFILE
+    assert set(services) == DEFAULT | MILVUS_PROFILE
+    # `up` without the profile must not need its services (compose refuses a dependency on one).
+    for name in DEFAULT:
+        assert not MILVUS_PROFILE & set(services[name].get("depends_on", [])), name
 
 
 def test_the_images_build_from_the_repository(services: dict[str, Any]) -> None:
-    for name in ("gateway", "bedrock"):
+    for name in ("gateway", "bedrock", "gateway-milvus"):
         build = services[name]["build"]
         context = (COMPOSE.parent / build["context"]).resolve()
         assert (context / "pyproject.toml").is_file(), f"{name}: the build context is not the repository root"
@@ -129,3 +147,42 @@ def test_grafana_provisions_the_datasource_and_the_dashboard(services: dict[str,
     assert (mounts[path] / "onespace.json").is_file()
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == f"{path}/onespace.json"
+
+
+def test_the_milvus_gateway_reaches_milvus(services: dict[str, Any]) -> None:
+    gateway = services["gateway-milvus"]
+    settings = settings_from_env(_image_env(gateway))
+    assert settings.store == "milvus" and settings.insecure and settings.provider == "bedrock"
+    url = urlsplit(settings.milvus_uri)
+    assert url.scheme == "http" and url.hostname == "milvus"
+    milvus_ports = {_address(p)[1] for p in services["milvus"]["ports"]}  # the container side
+    assert url.port in milvus_ports
+    assert gateway["depends_on"]["milvus"]["condition"] == "service_healthy"
+    assert services["milvus"]["healthcheck"]["test"][0] == "CMD"
+    assert urlsplit(settings.bedrock_endpoint_url).hostname == "bedrock"
+    published = {int(p.split(":")[-1]) for p in gateway["ports"]}
+    assert published == {settings.port, settings.metrics_port}
+    assert float(gateway["stop_grace_period"][:-1]) > settings.grace_seconds
+    assert not any(v.split(":")[1] == str(settings.data_dir) for v in gateway.get("volumes", []))
+
+
+def test_milvus_reaches_etcd_and_minio(services: dict[str, Any]) -> None:
+    """Milvus standalone needs etcd (metadata) and MinIO (segments, and the woodpecker log)."""
+    env = services["milvus"]["environment"]
+    etcd_host, etcd_port = _address(env["ETCD_ENDPOINTS"])
+    etcd = services[etcd_host]["command"]
+    listen = next(a.partition("=")[2] for a in etcd if a.startswith("--listen-client-urls="))
+    assert urlsplit(listen).port == etcd_port
+    advertised = next(a.partition("=")[2] for a in etcd if a.startswith("--advertise-client-urls="))
+    assert _address(urlsplit(advertised).netloc) == (etcd_host, etcd_port)
+    minio_host, minio_port = _address(env["MINIO_ADDRESS"])
+    minio = services[minio_host]["command"]
+    assert minio[:2] == ["minio", "server"]
+    assert _address(minio[minio.index("--address") + 1])[1] == minio_port
+    assert set(services["milvus"]["depends_on"]) == {etcd_host, minio_host}
+
+
+def test_milvus_is_the_version_the_helm_values_pin(services: dict[str, Any]) -> None:
+    values = yaml.safe_load((DEPLOY / "helm" / "milvus-values.yaml").read_text())
+    image, _, tag = services["milvus"]["image"].partition(":")
+    assert image == "milvusdb/milvus" and tag == values["image"]["all"]["tag"]
