@@ -11,9 +11,9 @@ from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 
-from tests.deploy.certs import Ca
 from tests.deploy.paths import DEPLOY
 from tests.harness import running_gateway
+from tests.pki import Ca
 
 PROBE = DEPLOY / "docker" / "healthcheck.py"
 # The health monitor re-checks every health_interval_seconds; a long one keeps a status the test set.
@@ -67,8 +67,8 @@ async def test_nothing_listening_fails() -> None:
 
 async def test_tls_probe_checks_the_certificate_for_the_service_name(tmp_path: Path) -> None:
     """As in deploy/k8s/overlays/secured: the certificate names `onespace`, the probe dials 127.0.0.1."""
-    ca = Ca.new()
-    cert, key = ca.issue("onespace", server=True)
+    ca = Ca.new("onespace test CA")
+    cert, key = ca.issue("onespace", server=True, dns_only=True)
     for name, data in (("tls.crt", cert), ("tls.key", key), ("ca.crt", ca.pem)):
         (tmp_path / name).write_bytes(data)
     async with running_gateway(
@@ -91,8 +91,8 @@ async def test_tls_probe_checks_the_certificate_for_the_service_name(tmp_path: P
 
 
 async def test_mutual_tls_probe_presents_a_client_certificate(tmp_path: Path) -> None:
-    ca = Ca.new()
-    cert, key = ca.issue("onespace", server=True)
+    ca = Ca.new("onespace test CA")
+    cert, key = ca.issue("onespace", server=True, dns_only=True)
     client_cert, client_key = ca.issue("probe", server=False)
     files = {
         "tls.crt": cert,

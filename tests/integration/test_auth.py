@@ -446,7 +446,7 @@ async def test_the_client_and_the_cli_send_the_token(
 
 
 async def test_a_non_loopback_bind_with_tls_and_tokens_needs_no_insecure(tmp_path: Path) -> None:
-    from tests.integration.test_tls import Ca  # a throwaway CA
+    from tests.pki import Ca  # a throwaway CA
 
     cert, key = Ca.new("test CA").issue("onespace", server=True)
     (tmp_path / "server.pem").write_bytes(cert)

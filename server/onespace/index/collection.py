@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from onespace.errors import Internal, InvalidArgument, NotFound
+from onespace.errors import Internal, NotFound
 from onespace.index.checkpoint import Checkpoint
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
@@ -50,13 +50,12 @@ from onespace.index.records import (
     Record,
     StoredItem,
     Test,
-    modality_code,
     modality_from_code,
 )
 from onespace.index.search import Candidates, Predicate, Rows, search_batch
 from onespace.index.slots import SlotTable, SlotView
 from onespace.index.sqlstore import ItemRow, SqlStore
-from onespace.index.validate import CheckedQuery, check_query, check_record
+from onespace.index.validate import CheckedQuery, check_query, prepare_upsert
 from onespace.index.vectorfile import VectorFile
 from onespace.index.writes import DeleteOp, PreparedRecord, UpsertOp, WriteOp, plan_writes
 from onespace.models import Modality
@@ -251,18 +250,8 @@ class Collection:
     # --- writing ---
 
     def prepare_upsert(self, records: Sequence[Record], *, field: str = "items") -> UpsertOp:
-        """Check every record (InvalidArgument under `field`, e.g. `items[3].vector`; a single
-        record under another field name is just `item.vector`); nothing is written."""
-        prepared: dict[str, PreparedRecord] = {}
-        for i, record in enumerate(records):
-            try:
-                vector, meta = check_record(record, self._config)
-            except InvalidArgument as exc:
-                where = f"{field}[{i}]" if len(records) > 1 or field == "items" else field
-                raise exc.at(where) from None
-            prepared.pop(record.id, None)  # a repeated id keeps its last record, in that position
-            prepared[record.id] = PreparedRecord(record.id, vector, modality_code(record.modality), meta)
-        return UpsertOp(tuple(prepared.values()), len(records))
+        """Check every record (`validate.prepare_upsert`); nothing is written."""
+        return prepare_upsert(records, self._config, field)
 
     def upsert(self, records: Sequence[Record], *, field: str = "items") -> int:
         """Store `records` durably, replacing items with the same id; returns how many were taken.

@@ -17,7 +17,7 @@ where vectors are scored or indexed unnormalised as f16, each value must fit f16
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,8 @@ import numpy.typing as npt
 from onespace.errors import InvalidArgument
 from onespace.index.config import CollectionConfig, IndexDtype, StoredDtype
 from onespace.index.matryoshka import renormalises
-from onespace.index.records import Condition, Filter, Query, Record, Test
+from onespace.index.records import Condition, Filter, Query, Record, Test, modality_code
+from onespace.index.writes import PreparedRecord, UpsertOp
 from onespace.models import Modality
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "check_record",
     "check_vector",
     "index_normalises",
+    "prepare_upsert",
 ]
 
 MAX_ID_BYTES = 256
@@ -183,6 +185,22 @@ def check_vector(raw: object, config: CollectionConfig) -> npt.NDArray[np.float3
         _check_direction(vector, config.index_dimension, " (the indexed prefix)")
     _check_f16(vector, config, raw_in_index=not normalised)
     return np.array(vector, dtype=np.float32, copy=True)
+
+
+def prepare_upsert(records: Sequence[Record], config: CollectionConfig, field: str = "items") -> UpsertOp:
+    """Check every record into an upsert operation (InvalidArgument under `field`, e.g.
+    `items[3].vector`; a single record under another field name is just `item.vector`); the same
+    for every backend, and nothing is written."""
+    prepared: dict[str, PreparedRecord] = {}
+    for i, record in enumerate(records):
+        try:
+            vector, meta = check_record(record, config)
+        except InvalidArgument as exc:
+            where = f"{field}[{i}]" if len(records) > 1 or field == "items" else field
+            raise exc.at(where) from None
+        prepared.pop(record.id, None)  # a repeated id keeps its last record, in that position
+        prepared[record.id] = PreparedRecord(record.id, vector, modality_code(record.modality), meta)
+    return UpsertOp(tuple(prepared.values()), len(records))
 
 
 def check_record(record: Record, config: CollectionConfig) -> tuple[npt.NDArray[np.float32], dict[str, str]]:

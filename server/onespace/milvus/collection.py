@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from onespace.errors import InvalidArgument, NotFound
+from onespace.errors import NotFound
 from onespace.index.config import CollectionConfig
-from onespace.index.records import MODALITY_CODES, Hit, Query, Record, StoredItem, modality_code
-from onespace.index.validate import CheckedQuery, check_query, check_record
-from onespace.index.writes import DeleteOp, PreparedRecord, UpsertOp, WriteOp, plan_writes
+from onespace.index.records import MODALITY_CODES, Hit, Query, Record, StoredItem
+from onespace.index.validate import CheckedQuery, check_query, prepare_upsert
+from onespace.index.writes import DeleteOp, UpsertOp, WriteOp, plan_writes
 from onespace.milvus import layout
 from onespace.milvus.errors import milvus_errors
 from onespace.milvus.expr import ids_after, ids_expr
@@ -194,18 +194,8 @@ class MilvusCollection:
     # --- writing ---
 
     def prepare_upsert(self, records: Sequence[Record], *, field: str = "items") -> UpsertOp:
-        """Check every record (InvalidArgument under `field`, e.g. `items[3].vector`), as the
-        embedded collection does; nothing is written."""
-        prepared: dict[str, PreparedRecord] = {}
-        for i, record in enumerate(records):
-            try:
-                vector, meta = check_record(record, self._config)
-            except InvalidArgument as exc:
-                where = f"{field}[{i}]" if len(records) > 1 or field == "items" else field
-                raise exc.at(where) from None
-            prepared.pop(record.id, None)  # a repeated id keeps its last record, in that position
-            prepared[record.id] = PreparedRecord(record.id, vector, modality_code(record.modality), meta)
-        return UpsertOp(tuple(prepared.values()), len(records))
+        """Check every record (`validate.prepare_upsert`); nothing is written."""
+        return prepare_upsert(records, self._config, field)
 
     def upsert(self, records: Sequence[Record], *, field: str = "items") -> int:
         op = self.prepare_upsert(records, field=field)
