@@ -9,6 +9,7 @@ the registry is the one piece of mutable state shared across the gateway.
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Iterable, Iterator
 from importlib import metadata
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["KNOWN_LABELS", "Metrics"]
+__all__ = ["KNOWN_LABELS", "Metrics", "code_label"]
 
 # Reasons and outcomes the code can emit, created at 0 on start so that a rate or `absent()`
 # needs no `or vector(0)`. A new `.labels("x")` call site adds its value here.
@@ -327,6 +328,12 @@ class _CacheCollector(Collector):
             "onespace_cache_evictions", "Embedding cache entries evicted to make room", self._cache.evictions
         )
         yield GaugeMetricFamily("onespace_cache_entries", "Embeddings held by the cache", len(self._cache))
+
+
+def code_label(error_class: str) -> str:
+    """An onespace error class as the gRPC status name every `code`/`outcome` label uses
+    (`ResourceExhausted` -> `RESOURCE_EXHAUSTED`), so one casing runs through all series."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", error_class).upper()
 
 
 def _version(distribution: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from onespace.metrics import code_label
 from onespace_client import AsyncClient, content, item
 from tests.harness import running_gateway
 
@@ -100,3 +101,20 @@ async def test_streams_have_their_own_histograms(tmp_path: Path) -> None:
         assert value("onespace_stream_item_duration_seconds_count", {"method": "Ingest"}) == 5
         assert value("onespace_rpc_duration_seconds_count", {"method": "Ingest", "code": "OK"}) is None
         assert value("onespace_rpc_duration_seconds_count", {"method": "Info", "code": "OK"}) == 1
+
+
+async def test_provider_outcomes_use_the_grpc_status_names(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path) as g, AsyncClient(g.target) as client:
+        await client.embed([content.text("one casing")])
+        outcomes = {
+            s.labels["outcome"]
+            for family in g.app.metrics.registry.collect()
+            for s in family.samples
+            if s.name == "onespace_provider_call_duration_seconds_count"
+        }
+        assert outcomes == {"OK"}
+    assert [code_label(c) for c in ("ResourceExhausted", "Internal", "PermissionDenied")] == [
+        "RESOURCE_EXHAUSTED",
+        "INTERNAL",
+        "PERMISSION_DENIED",
+    ]

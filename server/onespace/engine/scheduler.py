@@ -60,7 +60,7 @@ from onespace.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from onespace.metrics import Metrics
+from onespace.metrics import Metrics, code_label
 from onespace.providers.base import EmbedInput, Provider, ProviderResult
 
 __all__ = ["Admission", "EmbedOutcome", "EmbedScheduler"]
@@ -438,7 +438,7 @@ class EmbedScheduler:
         self._histogram(self._metrics.provider_batch_size, model).observe(len(batch))
         self._metrics.provider_in_flight.inc()
         error: OnespaceError | None = None
-        outcome = "cancelled"
+        outcome = "CANCELLED"
         try:
             results = await self._provider.embed(
                 [p.input for p in batch], deadline=max(p.deadline for p in batch)
@@ -446,13 +446,13 @@ class EmbedScheduler:
             if len(results) != len(batch):
                 raise Internal(f"provider returned {len(results)} results for {len(batch)} inputs")
         except OnespaceError as exc:
-            error, outcome = exc, type(exc).__name__
+            error, outcome = exc, code_label(type(exc).__name__)
             tally.throttled = tally.throttled or isinstance(exc, ResourceExhausted)
         except Exception as exc:
             log.exception("provider %s failed", self._provider.name)
-            error, outcome = Internal(f"provider failure: {type(exc).__name__}: {exc}"), "Internal"
+            error, outcome = Internal(f"provider failure: {type(exc).__name__}: {exc}"), "INTERNAL"
         else:
-            outcome = "ok"
+            outcome = "OK"
             tally.succeeded = True
             self._finish(batch, started, results=results)
         finally:
