@@ -9,10 +9,10 @@ is held only for usearch's save and a compaction's short catch-up, so searches a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+from onespace.engine.periodic import Periodic
 from onespace.errors import NotFound
 from onespace.index.backend import Backend, CollectionHandle
 from onespace.index.collection import CollectionStats
@@ -29,28 +29,15 @@ class Maintainer:
     ) -> None:
         self._store = store
         self._metrics = metrics
-        self._interval = interval
         self._max_age = max_age
         self._changes = changes
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("background maintenance", interval, lambda: asyncio.to_thread(self.run_once))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await asyncio.to_thread(self.run_once)
-            except Exception:  # logged, retried next round; never kills the task
-                log.exception("background maintenance failed")
+        await self._rounds.stop()
 
     def run_once(self, *, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -20,7 +20,6 @@ event before it reads the status, so no change is missed and no lock is held whi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from grpc_health.v1 import health, health_pb2
 from prometheus_client import Gauge
 
+from onespace.engine.periodic import Periodic
 from onespace.gateway import Health
 
 __all__ = ["DEPENDS_ON", "ClosingHealthServicer", "HealthMonitor"]
@@ -89,8 +89,7 @@ class HealthMonitor:
         self._servicer = servicer
         self._published = published  # onespace_health_status{service}
         self._probe = probe
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("health check", interval, self.refresh)
         self._reasons: dict[str, str | None] = {}
 
     async def refresh(self) -> None:
@@ -111,19 +110,7 @@ class HealthMonitor:
                 self._published.labels(service).set(1 if reason is None else 0)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="health-monitor")
+        self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except Exception:  # a failing probe must not end health checking
-                log.exception("health check failed")
+        await self._rounds.stop()
