@@ -13,6 +13,7 @@ import grpc
 from onespace.app import App
 from onespace.config import Settings
 from onespace.providers.base import Provider
+from onespace.tracing import Tracer
 from onespace_client.v1 import (
     collections_pb2_grpc,
     data_pb2_grpc,
@@ -45,10 +46,10 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    data_dir: Path, backend: Provider | None = None, **overrides: Any
+    data_dir: Path, backend: Provider | None = None, *, tracer: Tracer | None = None, **overrides: Any
 ) -> AsyncIterator[Running]:
     """`backend` is a Provider instance; `provider="bedrock"` (a setting) builds the real one."""
-    app = App.build(test_settings(data_dir, **overrides), backend)
+    app = App.build(test_settings(data_dir, **overrides), backend, tracer)
     await app.start()
     target = f"127.0.0.1:{app.port}"
     channel = grpc.aio.insecure_channel(

@@ -20,6 +20,7 @@ from onespace.index.backend import Backend
 from onespace.metrics import Metrics
 from onespace.providers.base import Provider
 from onespace.rpc.server import RpcServer, rpc_methods
+from onespace.tracing import Tracer, build_tracer
 
 __all__ = ["App", "build_provider", "build_store", "serve"]
 
@@ -64,10 +65,12 @@ class App:
     metrics_thread: Thread | None = None
 
     @classmethod
-    def build(cls, settings: Settings, provider: Provider | None = None) -> App:
+    def build(cls, settings: Settings, provider: Provider | None = None, tracer: Tracer | None = None) -> App:
+        """`tracer` replaces the one `settings.tracing` asks for (tests pass an in-memory one)."""
         metrics = Metrics()
+        tracer = tracer or build_tracer(settings)
         provider = provider or build_provider(settings)
-        gateway = Gateway(settings, provider, build_store(settings), metrics)
+        gateway = Gateway(settings, provider, build_store(settings), metrics, tracer)
         rpc = RpcServer(gateway)
         metrics.prime(methods=rpc_methods(), models=[spec.id for spec in provider.models()])
         return cls(settings, metrics, gateway, rpc)
@@ -99,6 +102,8 @@ class App:
         try:
             await self.rpc.stop()
         finally:
+            if self.gateway.tracer is not None:  # export the spans still buffered
+                await asyncio.to_thread(self.gateway.tracer.shutdown)
             if self.metrics_server is not None:
                 self.metrics_server.shutdown()
                 self.metrics_server.server_close()

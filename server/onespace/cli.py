@@ -122,11 +122,12 @@ def _serve(args: argparse.Namespace) -> int:
     from onespace.logs import configure_logging
     from onespace.rpc.exposure import ExposureError
     from onespace.rpc.tls import TlsConfigError
+    from onespace.tracing import TracingError
 
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
-    except (ExposureError, TokenFileError, TlsConfigError) as exc:
+    except (ExposureError, TokenFileError, TlsConfigError, TracingError) as exc:
         print(f"onespace serve: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a port taken since the check, a data directory it cannot use

@@ -47,6 +47,19 @@ class Settings:
         "fraction of RPCs logged at INFO (method, status, duration, tenant, request id); 1: every RPC. "
         "At --log-level DEBUG every RPC is logged",
     )
+    tracing: str = _opt(
+        "off",
+        "OpenTelemetry traces (needs the `otel` extra; docs/tracing.md): otlp = export over OTLP/gRPC "
+        "to OTEL_EXPORTER_OTLP_ENDPOINT (default localhost:4317); console = print them; off = no "
+        "tracing code runs",
+        choices=("off", "otlp", "console"),
+    )
+    trace_sample_ratio: float = _opt(
+        1.0, "fraction of new traces recorded; a caller's sampled traceparent is always followed"
+    )
+    trace_max_spans_per_rpc: int = _opt(
+        64, "stage spans recorded under one RPC (a long stream); the rest are counted, not recorded"
+    )
     # --- TLS (docs/security.md): new connections get changed files; SIGHUP re-reads them ---
     tls_cert: str = _opt(
         "", "PEM certificate chain of the gRPC port; with --tls-key it turns TLS on. Empty: plaintext"

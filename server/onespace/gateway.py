@@ -22,6 +22,7 @@ from onespace.content import Content, MediaLimits, Purpose
 from onespace.engine import Admission, EmbedScheduler, SearchBatcher, WriteBatcher
 from onespace.engine.maintenance import Maintainer
 from onespace.engine.scheduler import EmbedOutcome
+from onespace.engine.search import IndexCall
 from onespace.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from onespace.index import (
     CollectionConfig,
@@ -38,6 +39,7 @@ from onespace.index.writes import DeleteOp
 from onespace.metrics import Metrics
 from onespace.models import ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult, Vector
+from onespace.tracing import Tracer
 
 __all__ = ["EmbedOptions", "Embedded", "Gateway", "Health", "ItemIn", "SearchIn", "Timings", "gather_all"]
 
@@ -94,8 +96,16 @@ class SearchIn:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, provider: Provider, store: Backend, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        provider: Provider,
+        store: Backend,
+        metrics: Metrics,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.settings = settings
+        self.tracer = tracer  # None: tracing off, and the stages below record nothing
         self.media_limits = MediaLimits.of(settings)
         self.provider = provider
         self.store = store
@@ -205,7 +215,10 @@ class Gateway:
     async def embed_input(
         self, item: EmbedInput, *, deadline: float, admission: Admission, normalize: bool = True
     ) -> tuple[Embedded, EmbedOutcome]:
+        started = time.monotonic()
         outcome = await self.scheduler.embed(item, deadline=deadline, admission=admission)
+        if self.tracer is not None:
+            _trace_embed(self.tracer, self.provider.name, item, started, outcome)
         result = _normalized(outcome.result) if normalize else outcome.result
         return Embedded(result, outcome.cached), outcome
 
@@ -334,8 +347,11 @@ class Gateway:
     ) -> tuple[list[Hit], CollectionHandle, int, Timings]:
         started = time.monotonic()
         resolved = await self._resolve_query(request, deadline)
-        hits, index_seconds = await self.searches.search(resolved.collection, resolved.query, deadline)
-        resolved.timings.index = index_seconds
+        submitted = time.monotonic()
+        hits, call = await self.searches.search(resolved.collection, resolved.query, deadline)
+        if self.tracer is not None:
+            _trace_search(self.tracer, resolved, submitted, call)
+        resolved.timings.index = call.seconds
         resolved.timings.total = time.monotonic() - started
         return hits, resolved.collection, resolved.dimension, resolved.timings
 
@@ -355,12 +371,15 @@ class Gateway:
             resolved = [
                 await self._resolve_query(r, deadline, where=f"queries[{i}]") for i, r in enumerate(requests)
             ]
+        submitted = time.monotonic()
         futures = [self.searches.submit(r.collection, r.query, deadline) for r in resolved]
         results = await asyncio.gather(*futures)
         total = time.monotonic() - started
         out = []
-        for r, (hits, index_seconds) in zip(resolved, results, strict=True):
-            r.timings.index = index_seconds
+        for r, (hits, call) in zip(resolved, results, strict=True):
+            if self.tracer is not None:
+                _trace_search(self.tracer, r, submitted, call)
+            r.timings.index = call.seconds
             r.timings.total = total
             out.append((hits, r.collection, r.dimension, r.timings))
         return out
@@ -422,6 +441,46 @@ class _Resolved:
     dimension: int
     query: CheckedQuery
     timings: Timings
+
+
+def _trace_embed(
+    tracer: Tracer, provider: str, item: EmbedInput, started: float, outcome: EmbedOutcome
+) -> None:
+    attributes: dict[str, str | int | float | bool] = {
+        "onespace.model": item.model,
+        "onespace.modality": item.content.modality.value,
+        "onespace.dimension": item.dimension,
+    }
+    if outcome.cached:
+        tracer.event("onespace.cache_hit", attributes)
+        return
+    sent = max(started, outcome.sent_at)  # a joiner may arrive after its item was sent
+    tracer.stage("onespace.queue_wait", started, sent, attributes)
+    tracer.stage(
+        "onespace.provider_call",
+        outcome.sent_at,
+        outcome.sent_at + outcome.provider_seconds,
+        {
+            **attributes,
+            "onespace.provider": provider,
+            "onespace.batch_size": outcome.batch_size,
+            "onespace.joined": outcome.joined,
+        },
+    )
+
+
+def _trace_search(tracer: Tracer, resolved: _Resolved, submitted: float, call: IndexCall) -> None:
+    attributes: dict[str, str | int | float | bool] = {
+        "onespace.collection": resolved.collection.config.name,
+        "onespace.k": resolved.query.k,
+    }
+    tracer.stage("onespace.search_wait", submitted, call.started, attributes)
+    tracer.stage(
+        "onespace.index_search",
+        call.started,
+        call.started + call.seconds,
+        {**attributes, "onespace.dimension": resolved.dimension, "onespace.batch_size": call.size},
+    )
 
 
 async def _named(aw: Awaitable[T], field: str) -> T:

@@ -10,7 +10,8 @@ Two layers, because one is not enough:
   signatures, `aws_secret_access_key = ...`.
 
 `--log-format json` writes one JSON object per line (time, level, logger, message, request_id,
-exception); the request id is the RPC's (`onespace.rpc.access`), empty outside RPCs.
+exception, and trace_id inside a traced RPC); the request id is the RPC's (`onespace.rpc.access`),
+empty outside RPCs.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ __all__ = [
     "configure_logging",
     "redact",
     "request_id",
+    "trace_id",
 ]
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("onespace_request_id", default="")
+# the RPC's trace id (32 hex digits) while a traced RPC runs (docs/tracing.md), so a log line
+# leads to its trace
+trace_id: contextvars.ContextVar[str] = contextvars.ContextVar("onespace_trace_id", default="")
 
 QUIET_LOGGERS = ("botocore", "aiobotocore", "boto3", "aioboto3", "s3transfer", "urllib3", "aiohttp")
 
@@ -73,6 +78,8 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id.get()
+        if not hasattr(record, "trace_id"):
+            record.trace_id = trace_id.get()
         return True
 
 
@@ -88,6 +95,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", ""),
         }
+        traced = getattr(record, "trace_id", "")
+        if traced:
+            entry["trace_id"] = traced
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -35,6 +35,7 @@ class Pending:
     state: State = State.QUEUED
     sent_at: float = 0.0  # when it was cut into a batch (a timing, read once it was SENT)
     provider_seconds: float = 0.0
+    batch_size: int = 0  # inputs in the provider call that answered it
 
     @property
     def group(self) -> GroupKey:

@@ -76,10 +76,15 @@ class Admission(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class EmbedOutcome:
+    """A result and how it was made (timings on the scheduler's clock, for metrics and traces)."""
+
     result: ProviderResult
     cached: bool
     queue_seconds: float
     provider_seconds: float
+    sent_at: float = 0.0  # when its provider call started
+    batch_size: int = 0  # inputs in the provider call that answered it
+    joined: bool = False  # it joined an identical input already queued or in flight
 
 
 @dataclass(slots=True)
@@ -195,9 +200,10 @@ class EmbedScheduler:
         if pending is None:
             await self._admit(admission, deadline)
             pending = self._join(key, deadline)  # someone may have queued it while we waited
+        joined = pending is not None
         if pending is None:
             pending = self._enqueue(key, item, deadline)
-        return await self._wait(pending, deadline, start)
+        return await self._wait(pending, deadline, start, joined)
 
     def _join(self, key: Hashable, deadline: float) -> Pending | None:
         pending = self._in_flight.get(key)
@@ -239,7 +245,7 @@ class EmbedScheduler:
         self._work.set()
         return pending
 
-    async def _wait(self, pending: Pending, deadline: float, start: float) -> EmbedOutcome:
+    async def _wait(self, pending: Pending, deadline: float, start: float, joined: bool) -> EmbedOutcome:
         try:
             async with asyncio.timeout(deadline - self._clock()):
                 result = await asyncio.shield(pending.future)
@@ -249,7 +255,15 @@ class EmbedScheduler:
         except asyncio.CancelledError:
             self._leave(pending, "cancelled")
             raise
-        return EmbedOutcome(result, False, max(0.0, pending.sent_at - start), pending.provider_seconds)
+        return EmbedOutcome(
+            result,
+            False,
+            max(0.0, pending.sent_at - start),
+            pending.provider_seconds,
+            pending.sent_at,
+            pending.batch_size,
+            joined,
+        )
 
     def _leave(self, pending: Pending, reason: str) -> None:
         """A caller stopped waiting; a queued item nobody waits for any more is dropped unsent (an
@@ -474,6 +488,7 @@ class EmbedScheduler:
             if pending.future.done():
                 continue
             pending.provider_seconds = elapsed
+            pending.batch_size = len(batch)
             if results is not None:
                 pending.future.set_result(results[i])
                 if self._cache.capacity_bytes > 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from onespace.engine.lanes import Lane, Lanes
@@ -22,10 +23,20 @@ if TYPE_CHECKING:  # the engine does not need the index at import time
     from onespace.index.backend import CollectionHandle as Collection
     from onespace.index.validate import CheckedQuery
 
-__all__ = ["SearchBatcher"]
+__all__ = ["IndexCall", "SearchBatcher"]
 
 
-_Waiter = tuple["CheckedQuery", "asyncio.Future[tuple[list[Hit], float]]", float]  # query, future, deadline
+@dataclass(frozen=True, slots=True)
+class IndexCall:
+    """One batched index search, shared by every query in it (one object per batch)."""
+
+    started: float  # time.monotonic()
+    seconds: float
+    size: int  # queries in the batch
+
+
+_Result = tuple["list[Hit]", IndexCall]
+_Waiter = tuple["CheckedQuery", "asyncio.Future[_Result]", float]  # query, future, deadline
 
 
 class SearchBatcher:
@@ -39,17 +50,17 @@ class SearchBatcher:
 
     async def search(
         self, collection: Collection, query: CheckedQuery, deadline: float = math.inf
-    ) -> tuple[list[Hit], float]:
-        """Hits for `query`, and the seconds its batch spent inside the index."""
+    ) -> _Result:
+        """Hits for `query`, and the index call of its batch."""
         return await self.submit(collection, query, deadline)
 
     def submit(
         self, collection: Collection, query: CheckedQuery, deadline: float = math.inf
-    ) -> asyncio.Future[tuple[list[Hit], float]]:
+    ) -> asyncio.Future[_Result]:
         """Queue `query` for the collection's next batch; the future resolves like `search`.
         Many queries submitted in one event-loop tick share a batch, with no task per query. A
         query whose deadline (monotonic) has passed when its batch is cut is dropped unsearched."""
-        future: asyncio.Future[tuple[list[Hit], float]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
         self._lanes.submit(collection, (query, future, deadline))
         return future
 
@@ -87,9 +98,9 @@ class SearchBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        elapsed = time.monotonic() - start
-        self._metrics.index_search.labels(name).observe(elapsed)
+        call = IndexCall(start, time.monotonic() - start, len(batch))
+        self._metrics.index_search.labels(name).observe(call.seconds)
         self._metrics.search_batch_size.labels(name).observe(len(batch))
         for (_, future, _), hits in zip(batch, results, strict=True):
             if not future.done():
-                future.set_result((hits, elapsed))
+                future.set_result((hits, call))

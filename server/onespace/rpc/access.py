@@ -24,7 +24,7 @@ import grpc
 
 from onespace.auth.tenancy import DEFAULT_TENANT
 from onespace.logs import request_id
-from onespace.rpc.intercept import around
+from onespace.rpc.intercept import around, ended_with
 
 __all__ = ["AccessLogInterceptor", "CallRecord", "current_call", "wanted"]
 
@@ -87,11 +87,8 @@ def _logged(handler: Any, method: str, rid: str, level: int) -> grpc.RpcMethodHa
         try:
             await context.send_initial_metadata((("x-request-id", rid),))
             yield
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except BaseException:
-            code = grpc.StatusCode.CANCELLED  # the caller left (or the server is stopping)
+        except BaseException as exc:
+            code = ended_with(context, exc)
             raise
         finally:
             if log.isEnabledFor(level):

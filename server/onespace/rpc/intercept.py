@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["Scope", "around"]
+__all__ = ["Scope", "around", "ended_with"]
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 Scope = Callable[[Ctx], contextlib.AbstractAsyncContextManager[None]]
@@ -51,3 +51,13 @@ def around(handler: Any, scope: Scope) -> grpc.RpcMethodHandler[Any, Any]:
     else:
         wrapped = handler._replace(stream_stream=stream_response(handler.stream_stream))
     return wrapped
+
+
+def ended_with(context: Ctx, error: BaseException | None) -> grpc.StatusCode:
+    """The status a behaviour ended with, seen from a scope around it: OK, the code it aborted
+    with, or CANCELLED when anything else ended it (the caller left, the server is stopping)."""
+    if error is None:
+        return grpc.StatusCode.OK
+    if isinstance(error, grpc.aio.AbortError):
+        return context.code() or grpc.StatusCode.UNKNOWN
+    return grpc.StatusCode.CANCELLED

@@ -28,6 +28,7 @@ from onespace.rpc.handlers import add_servicers
 from onespace.rpc.health import ClosingHealthServicer, HealthMonitor
 from onespace.rpc.info import InfoServicer
 from onespace.rpc.search import SearchServicer
+from onespace.rpc.tracing import TracingInterceptor
 from onespace_client.v1 import collections_pb2, data_pb2, embed_pb2, info_pb2, search_pb2
 
 __all__ = ["SERVICE_NAMES", "RpcServer", "rpc_methods"]
@@ -70,8 +71,11 @@ class RpcServer:
             if settings.auth_tokens
             else None
         )
-        # the access log outermost: it sees refusals by auth, and its request id is on their logs
+        # tracing outermost, then the access log: both see refusals by auth, and the request id
+        # is on their logs
         interceptors: list[grpc.aio.ServerInterceptor] = []
+        if gateway.tracer is not None:
+            interceptors.append(TracingInterceptor(gateway.tracer))
         if access.wanted(settings.access_log_sample):
             interceptors.append(access.AccessLogInterceptor(settings.access_log_sample))
         if self.auth is not None:
