@@ -23,6 +23,7 @@ from onespace.engine import Admission, EmbedScheduler, SearchBatcher, WriteBatch
 from onespace.engine.maintenance import Maintainer
 from onespace.engine.scheduler import EmbedOutcome
 from onespace.engine.search import IndexCall
+from onespace.engine.writes import GroupCommit
 from onespace.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from onespace.index import (
     CollectionConfig,
@@ -316,7 +317,9 @@ class Gateway:
             records.append(Record(item.id, vector, modality, dict(item.metadata)))
         op = collection.prepare_upsert(records, field=field)
         index_start = time.monotonic()
-        await self.writes.write(collection, op, deadline=deadline)
+        _, commit = await self.writes.commit(collection, op, deadline=deadline)
+        if self.tracer is not None:
+            _trace_commit(self.tracer, collection, index_start, commit)
         timings.index = time.monotonic() - index_start
         self.metrics.index_items.labels(collection.name).set(len(collection))
         timings.total = time.monotonic() - started
@@ -337,7 +340,10 @@ class Gateway:
 
     async def delete(self, name: str, ids: Sequence[str], *, deadline: float) -> int:
         collection = self.collection(name, "collection")
-        deleted = await self.writes.write(collection, DeleteOp(tuple(ids)), deadline=deadline)
+        submitted = time.monotonic()
+        deleted, commit = await self.writes.commit(collection, DeleteOp(tuple(ids)), deadline=deadline)
+        if self.tracer is not None:
+            _trace_commit(self.tracer, collection, submitted, commit)
         self.metrics.index_items.labels(collection.name).set(len(collection))
         return deleted
 
@@ -480,6 +486,19 @@ def _trace_search(tracer: Tracer, resolved: _Resolved, submitted: float, call: I
         call.started,
         call.started + call.seconds,
         {**attributes, "onespace.dimension": resolved.dimension, "onespace.batch_size": call.size},
+    )
+
+
+def _trace_commit(
+    tracer: Tracer, collection: CollectionHandle, submitted: float, commit: GroupCommit
+) -> None:
+    attributes: dict[str, str | int | float | bool] = {"onespace.collection": collection.config.name}
+    tracer.stage("onespace.commit_wait", submitted, commit.started, attributes)
+    tracer.stage(
+        "onespace.commit",
+        commit.started,
+        commit.started + commit.seconds,
+        {**attributes, "onespace.group_items": commit.items},
     )
 
 

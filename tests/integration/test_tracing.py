@@ -182,7 +182,9 @@ async def test_a_cache_hit_is_an_event_not_a_provider_call(tmp_path: Path) -> No
     assert [e.name for e in second.events] == ["onespace.cache_hit"]
 
 
-async def test_searches_record_their_wait_and_the_shared_index_call(tmp_path: Path) -> None:
+async def test_writes_and_searches_record_their_waits_and_the_shared_commit_and_index_call(
+    tmp_path: Path,
+) -> None:
     async with traced_gateway(tmp_path) as (gw, recorder):
         await gw.collections.CreateCollection(
             collections_pb2.CreateCollectionRequest(config=collections_pb2.CollectionConfig(name="docs"))
@@ -210,8 +212,12 @@ async def test_searches_record_their_wait_and_the_shared_index_call(tmp_path: Pa
     }
     batched = recorder.children(batch, "onespace.index_search")
     assert len(batched) == 3 and {attrs(s)["onespace.batch_size"] for s in batched} == {3}
-    upsert = recorder.get_finished_spans()
-    assert any(s.name == "onespace.v1.DataService/Upsert" for s in upsert)
+    (upsert,) = [s for s in recorder.get_finished_spans() if s.name == "onespace.v1.DataService/Upsert"]
+    assert len(recorder.children(upsert, "onespace.provider_call")) == 5  # its five texts embedded
+    (wait,) = recorder.children(upsert, "onespace.commit_wait")
+    (commit,) = recorder.children(upsert, "onespace.commit")
+    assert within(wait, upsert) and within(commit, upsert)
+    assert attrs(commit) == {"onespace.collection": "docs", "onespace.group_items": 5}
 
 
 @pytest.mark.parametrize(

@@ -32,9 +32,18 @@ if TYPE_CHECKING:
     from onespace.index.backend import CollectionHandle as Collection
     from onespace.index.writes import WriteOp
 
-__all__ = ["WriteBatcher"]
+__all__ = ["GroupCommit", "WriteBatcher"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCommit:
+    """One durable commit, shared by every write in its group (one object per group)."""
+
+    started: float  # time.monotonic()
+    seconds: float
+    items: int  # items of every write in the group
 
 
 @dataclass(slots=True)
@@ -42,7 +51,7 @@ class _Waiter:
     op: WriteOp
     items: int
     deadline: float
-    future: asyncio.Future[int]
+    future: asyncio.Future[tuple[int, GroupCommit]]
 
 
 class WriteBatcher:
@@ -61,7 +70,13 @@ class WriteBatcher:
 
     async def write(self, collection: Collection, op: WriteOp, *, deadline: float) -> int:
         """Commit `op` durably (with whatever else is waiting); its result once on disk."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        return (await self.commit(collection, op, deadline=deadline))[0]
+
+    async def commit(
+        self, collection: Collection, op: WriteOp, *, deadline: float
+    ) -> tuple[int, GroupCommit]:
+        """`write`, and the group commit that made it durable."""
+        future: asyncio.Future[tuple[int, GroupCommit]] = asyncio.get_running_loop().create_future()
         self._lanes.submit(collection, _Waiter(op, op.items, deadline, future))
         return await future
 
@@ -107,11 +122,12 @@ class WriteBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        self._metrics.commit_duration.labels(name).observe(time.monotonic() - started)
-        self._metrics.commit_items.labels(name).observe(sum(w.items for w in group))
+        commit = GroupCommit(started, time.monotonic() - started, sum(w.items for w in group))
+        self._metrics.commit_duration.labels(name).observe(commit.seconds)
+        self._metrics.commit_items.labels(name).observe(commit.items)
         for waiter, result in zip(group, results, strict=True):
             if not waiter.future.done():
-                waiter.future.set_result(result)
+                waiter.future.set_result((result, commit))
         if id(collection) not in self._indexing:
             task = asyncio.create_task(self._index(collection))
             self._indexing[id(collection)] = task
