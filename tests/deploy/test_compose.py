@@ -17,7 +17,7 @@ from tests.deploy.dockerfile import parse
 from tests.deploy.paths import DEPLOY, settings_from_env
 
 COMPOSE = DEPLOY / "compose.yaml"
-DEFAULT = {"gateway", "bedrock", "prometheus", "grafana"}
+DEFAULT = {"gateway", "bedrock", "jaeger", "prometheus", "grafana"}
 MILVUS_PROFILE = {"gateway-milvus", "milvus", "etcd", "minio"}
 
 
@@ -54,7 +54,7 @@ def _address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def test_the_stack_has_gateway_emulator_prometheus_grafana(services: dict[str, Any]) -> None:
+def test_the_stack_has_gateway_emulator_jaeger_prometheus_grafana(services: dict[str, Any]) -> None:
     assert _profile(services, None) == DEFAULT
     assert _profile(services, "milvus") == MILVUS_PROFILE
     assert set(services) == DEFAULT | MILVUS_PROFILE
@@ -94,6 +94,21 @@ def test_the_gateway_reaches_the_emulator(services: dict[str, Any]) -> None:
     assert services["gateway"]["depends_on"]["bedrock"]["condition"] == "service_healthy"
     check = " ".join(services["bedrock"]["healthcheck"]["test"])
     assert f":{emulator.port}/" in check, "the emulator's healthcheck asks another port"
+
+
+def test_the_gateway_sends_its_traces_to_jaeger(services: dict[str, Any]) -> None:
+    env = _image_env(services["gateway"])
+    settings = settings_from_env(env)
+    assert settings.tracing == "otlp"
+    endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert (endpoint.hostname, endpoint.port) == ("jaeger", 4317)  # Jaeger's OTLP/gRPC receiver
+    assert env["OTEL_EXPORTER_OTLP_INSECURE"] == "true" and endpoint.scheme == "http"
+    assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert "jaeger" in services["gateway"]["depends_on"]
+    # the image has the extra that --tracing otlp needs (its default EXTRAS)
+    builder = parse((COMPOSE.parent / "docker" / "Dockerfile"))[1][0]
+    (extras,) = [i.args for i in builder.all("ARG")]
+    assert "otel" in extras.partition("=")[2].strip('"').split(",")
 
 
 def test_the_gateway_settings_are_real_and_its_stop_grace_covers_the_drain(services: dict[str, Any]) -> None:
