@@ -1,7 +1,9 @@
 """Bidi streams with a bounded number of requests in flight, and errors kept apart by origin.
 
-The caller's request source is pumped by a writer task that holds one window slot per request
-until its response arrives, so a folder of videos is read only a window ahead of the acks.
+The caller's request source is read by a task that holds one window slot per request until its
+response arrives, so a folder of videos is read only a window ahead of the acks; a writer task
+sends what it has read, one request per message or, on the packed methods, every request ready
+at that moment in one frame (gRPC's cost per message is most of a small item's cost).
 grpc.aio would swallow an exception raised by a request iterator (it just cancels the call); the
 writer records it instead and re-raises it to the reader, while gRPC failures become
 `OnespaceClientError` with the status code intact.
@@ -10,23 +12,44 @@ writer records it instead and re-raises it to the reader, while gRPC failures be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import TypeAlias, TypeVar
+import collections
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import grpc.aio
+from google.protobuf.message import Message
 
 from onespace_client.content import ContentLike, to_content
 from onespace_client.errors import OnespaceClientError
 from onespace_client.v1 import common_pb2, data_pb2, embed_pb2
 
-__all__ = ["EmbedStreamInput", "IngestInput", "aiter_of", "bounded_bidi", "embed_requests", "ingest_requests"]
+__all__ = [
+    "FRAME_BYTES",
+    "FRAME_ITEMS",
+    "EmbedStreamInput",
+    "IngestInput",
+    "aiter_of",
+    "bounded_bidi",
+    "bounded_packed",
+    "embed_requests",
+    "ingest_requests",
+]
+
+# What one frame of a packed stream carries at most: as many items as the server's default
+# window (the server also refuses frames over its max items per request, 256 by default), and
+# about 1 MiB, so a frame never nears a receive limit and a large item does not wait behind
+# many others.
+FRAME_ITEMS = 64
+FRAME_BYTES = 1 << 20
 
 EmbedStreamInput: TypeAlias = embed_pb2.EmbedStreamRequest | ContentLike
 IngestInput: TypeAlias = data_pb2.Item | data_pb2.IngestRequest
 
 _T = TypeVar("_T")
-_Req = TypeVar("_Req")
+_Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp")
+_Frame = TypeVar("_Frame")
+_Answers = TypeVar("_Answers")
 
 
 async def aiter_of(source: AsyncIterable[_T] | Iterable[_T]) -> AsyncIterator[_T]:
@@ -47,28 +70,90 @@ async def bounded_bidi(
     Assumes one response per request, as both streaming RPCs of the protocol promise. Leaving
     the iteration early cancels the call and the writer.
     """
+    response: _Resp
+    async for response in _bounded(call, requests, max_in_flight, None, None):
+        yield response
+
+
+async def bounded_packed(
+    call: grpc.aio.StreamStreamCall[_Frame, _Answers],
+    requests: AsyncIterable[_Req],
+    max_in_flight: int,
+    pack: Callable[[list[_Req]], _Frame],
+    unpack: Callable[[_Answers], Sequence[_Resp]],
+    *,
+    frame_items: int = FRAME_ITEMS,
+    frame_bytes: int = FRAME_BYTES,
+) -> AsyncIterator[_Resp]:
+    """`bounded_bidi` over a packed stream: the requests that are ready go out together, up to
+    `frame_items` and about `frame_bytes` per frame (a larger request goes alone), without
+    waiting for more (a slow source sends one-item frames); each answer frame is unpacked."""
+    response: _Resp
+    async for response in _bounded(call, requests, max_in_flight, (pack, frame_items, frame_bytes), unpack):
+        yield response
+
+
+async def _bounded(
+    call: grpc.aio.StreamStreamCall[Any, Any],
+    requests: AsyncIterable[_Req],
+    max_in_flight: int,
+    packing: tuple[Callable[[list[_Req]], Any], int, int] | None,
+    unpack: Callable[[Any], Sequence[Any]] | None,
+) -> AsyncIterator[Any]:
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
     window = asyncio.Semaphore(max_in_flight)
     failure: list[BaseException] = []
+    ready: collections.deque[_Req] = collections.deque()
+    more = asyncio.Event()
+    source_done = False
 
-    async def pump() -> None:
+    async def read() -> None:
+        """Takes a window slot per request, then hands the request to the writer."""
+        nonlocal source_done
         try:
             async for request in requests:
                 await window.acquire()
-                await call.write(request)
-            await call.done_writing()
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            return  # the call is over; the reader reports its status
+                ready.append(request)
+                more.set()
         except Exception as exc:  # the caller's source failed: stop the call, tell the reader
             failure.append(exc)
             call.cancel()
+        finally:
+            source_done = True
+            more.set()
 
-    writer = asyncio.create_task(pump())
+    async def write() -> None:
+        try:
+            while True:
+                while not ready and not source_done:
+                    more.clear()
+                    await more.wait()
+                if not ready:
+                    break
+                if packing is None:
+                    await call.write(ready.popleft())
+                    continue
+                pack, most, budget = packing
+                frame = [ready.popleft()]
+                size = frame[0].ByteSize()
+                while ready and len(frame) < most:
+                    size += ready[0].ByteSize()
+                    if size > budget:
+                        break
+                    frame.append(ready.popleft())
+                await call.write(pack(frame))
+            if not failure:
+                await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            return  # the call is over; the reader reports its status
+
+    tasks = [asyncio.create_task(read()), asyncio.create_task(write())]
     try:
-        async for response in call:
-            window.release()
-            yield response
+        async for answer in call:
+            for response in (answer,) if unpack is None else unpack(answer):
+                window.release()
+                yield response
     except grpc.aio.AioRpcError as exc:
         if failure:
             raise failure[0] from exc
@@ -78,7 +163,8 @@ async def bounded_bidi(
             raise failure[0] from None
         raise
     finally:
-        writer.cancel()
+        for task in tasks:
+            task.cancel()
         call.cancel()
     if failure:
         raise failure[0]

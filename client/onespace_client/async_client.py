@@ -33,6 +33,7 @@ from onespace_client._streams import (
     EmbedStreamInput,
     IngestInput,
     bounded_bidi,
+    bounded_packed,
     embed_requests,
     ingest_requests,
 )
@@ -244,20 +245,35 @@ class AsyncClient:
         normalize: bool | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         timeout: float | None = None,
+        packed: bool = True,
     ) -> AsyncIterator[embed_pb2.EmbedStreamResponse]:
         """Streams items (requests, Content, text or paths) and yields responses as they come.
 
         Request ids default to the item's position ("0", "1", ...); responses may be out of order.
-        The options apply to every item that does not carry its own.
+        The options apply to every item that does not carry its own. Items ready together travel
+        in one message (`EmbedStreamPacked`); `packed=False` sends one message per item
+        (`EmbedStream`), for a server older than that method.
         """
         options = build.embed_options(model=model, dimension=dimension, purpose=purpose, normalize=normalize)
-
+        source = embed_requests(requests, options)
+        timeout = self._stream_timeout if timeout is None else timeout
+        if packed:
+            frames = self._embed.EmbedStreamPacked(
+                timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+            )
+            async for response in bounded_packed(
+                frames,
+                source,
+                max_in_flight,
+                lambda batch: embed_pb2.EmbedStreamPackedRequest(requests=batch),
+                lambda answers: answers.responses,
+            ):
+                yield response
+            return
         call = self._embed.EmbedStream(
-            timeout=self._stream_timeout if timeout is None else timeout,
-            metadata=self._metadata,
-            wait_for_ready=self._wait_for_ready,
+            timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
         )
-        async for response in bounded_bidi(call, embed_requests(requests, options), max_in_flight):
+        async for response in bounded_bidi(call, source, max_in_flight):
             yield response
 
     # --- collections -----------------------------------------------------------------------
@@ -346,19 +362,34 @@ class AsyncClient:
         *,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         timeout: float | None = None,
+        packed: bool = True,
     ) -> AsyncIterator[data_pb2.IngestResponse]:
         """Streams items into `collection`, yielding one ack per item (stored or a per-item error).
 
         Items are read from `items` at most `max_in_flight` ahead of the acks. Request ids default
-        to the item's position ("0", "1", ...); acks may come out of order.
+        to the item's position ("0", "1", ...); acks may come out of order. Items ready together
+        travel in one message (`IngestPacked`); `packed=False` sends one message per item
+        (`Ingest`), for a server older than that method.
         """
-
+        source = ingest_requests(collection, items)
+        timeout = self._stream_timeout if timeout is None else timeout
+        if packed:
+            frames = self._data.IngestPacked(
+                timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+            )
+            async for response in bounded_packed(
+                frames,
+                source,
+                max_in_flight,
+                lambda batch: data_pb2.IngestPackedRequest(requests=batch),
+                lambda answers: answers.responses,
+            ):
+                yield response
+            return
         call = self._data.Ingest(
-            timeout=self._stream_timeout if timeout is None else timeout,
-            metadata=self._metadata,
-            wait_for_ready=self._wait_for_ready,
+            timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
         )
-        async for response in bounded_bidi(call, ingest_requests(collection, items), max_in_flight):
+        async for response in bounded_bidi(call, source, max_in_flight):
             yield response
 
     async def get(

@@ -165,6 +165,7 @@ class Client:
         normalize: bool | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         timeout: float | None = None,
+        packed: bool = True,
     ) -> Iterator[embed_pb2.EmbedStreamResponse]:
         """See `AsyncClient.embed_stream`."""
         stream = self._aio.embed_stream(
@@ -175,6 +176,7 @@ class Client:
             normalize=normalize,
             max_in_flight=max_in_flight,
             timeout=timeout,
+            packed=packed,
         )
         return self._iterate(stream)
 
@@ -241,9 +243,12 @@ class Client:
         *,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         timeout: float | None = None,
+        packed: bool = True,
     ) -> Iterator[data_pb2.IngestResponse]:
         """See `AsyncClient.ingest`."""
-        stream = self._aio.ingest(collection, _offloaded(items), max_in_flight=max_in_flight, timeout=timeout)
+        stream = self._aio.ingest(
+            collection, _offloaded(items), max_in_flight=max_in_flight, timeout=timeout, packed=packed
+        )
         return self._iterate(stream)
 
     def get(

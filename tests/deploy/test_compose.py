@@ -106,7 +106,7 @@ def test_the_gateway_sends_its_traces_to_jaeger(services: dict[str, Any]) -> Non
     assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
     assert "jaeger" in services["gateway"]["depends_on"]
     # the image has the extra that --tracing otlp needs (its default EXTRAS)
-    builder = parse((COMPOSE.parent / "docker" / "Dockerfile"))[1][0]
+    builder = parse(COMPOSE.parent / "docker" / "Dockerfile")[1][0]
     (extras,) = [i.args for i in builder.all("ARG")]
     assert "otel" in extras.partition("=")[2].strip('"').split(",")
 

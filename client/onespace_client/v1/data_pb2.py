@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from onespace_client.v1 import common_pb2 as onespace_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16onespace/v1/data.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"\xd0\x01\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x14.onespace.v1.ContentH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.onespace.v1.VectorH\x00\x12\x31\n\x08metadata\x18\x04 \x03(\x0b\x32\x1f.onespace.v1.Item.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06source\"\xcf\x01\n\nStoredItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x08modality\x18\x02 \x01(\x0e\x32\x15.onespace.v1.Modality\x12\x37\n\x08metadata\x18\x03 \x03(\x0b\x32%.onespace.v1.StoredItem.MetadataEntry\x12\x0e\n\x06vector\x18\x04 \x03(\x02\x12\x12\n\nvector_f32\x18\x05 \x01(\x0c\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x05items\x18\x02 \x03(\x0b\x32\x11.onespace.v1.Item\"k\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.onespace.v1.Timings\"X\n\rIngestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x1f\n\x04item\x18\x03 \x01(\x0b\x32\x11.onespace.v1.Item\"\x9d\x01\n\x0eIngestResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x06stored\x18\x03 \x01(\x08H\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.onespace.v1.ItemErrorH\x00\x12%\n\x07timings\x18\x05 \x01(\x0b\x32\x14.onespace.v1.TimingsB\t\n\x07outcome\"x\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x17\n\x0finclude_vectors\x18\x03 \x01(\x08\x12\x30\n\rvector_format\x18\x04 \x01(\x0e\x32\x19.onespace.v1.VectorFormat\"J\n\x0bGetResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.onespace.v1.StoredItem\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r2\x94\x02\n\x0b\x44\x61taService\x12\x41\n\x06Upsert\x12\x1a.onespace.v1.UpsertRequest\x1a\x1b.onespace.v1.UpsertResponse\x12\x45\n\x06Ingest\x12\x1a.onespace.v1.IngestRequest\x1a\x1b.onespace.v1.IngestResponse(\x01\x30\x01\x12\x38\n\x03Get\x12\x17.onespace.v1.GetRequest\x1a\x18.onespace.v1.GetResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.onespace.v1.DeleteRequest\x1a\x1b.onespace.v1.DeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16onespace/v1/data.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"\xd0\x01\n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x14.onespace.v1.ContentH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.onespace.v1.VectorH\x00\x12\x31\n\x08metadata\x18\x04 \x03(\x0b\x32\x1f.onespace.v1.Item.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06source\"\xcf\x01\n\nStoredItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x08modality\x18\x02 \x01(\x0e\x32\x15.onespace.v1.Modality\x12\x37\n\x08metadata\x18\x03 \x03(\x0b\x32%.onespace.v1.StoredItem.MetadataEntry\x12\x0e\n\x06vector\x18\x04 \x03(\x02\x12\x12\n\nvector_f32\x18\x05 \x01(\x0c\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x05items\x18\x02 \x03(\x0b\x32\x11.onespace.v1.Item\"k\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.onespace.v1.Timings\"X\n\rIngestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x1f\n\x04item\x18\x03 \x01(\x0b\x32\x11.onespace.v1.Item\"\x9d\x01\n\x0eIngestResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x06stored\x18\x03 \x01(\x08H\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.onespace.v1.ItemErrorH\x00\x12%\n\x07timings\x18\x05 \x01(\x0b\x32\x14.onespace.v1.TimingsB\t\n\x07outcome\"C\n\x13IngestPackedRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.onespace.v1.IngestRequest\"F\n\x14IngestPackedResponse\x12.\n\tresponses\x18\x01 \x03(\x0b\x32\x1b.onespace.v1.IngestResponse\"x\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x17\n\x0finclude_vectors\x18\x03 \x01(\x08\x12\x30\n\rvector_format\x18\x04 \x01(\x0e\x32\x19.onespace.v1.VectorFormat\"J\n\x0bGetResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.onespace.v1.StoredItem\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r2\xed\x02\n\x0b\x44\x61taService\x12\x41\n\x06Upsert\x12\x1a.onespace.v1.UpsertRequest\x1a\x1b.onespace.v1.UpsertResponse\x12\x45\n\x06Ingest\x12\x1a.onespace.v1.IngestRequest\x1a\x1b.onespace.v1.IngestResponse(\x01\x30\x01\x12W\n\x0cIngestPacked\x12 .onespace.v1.IngestPackedRequest\x1a!.onespace.v1.IngestPackedResponse(\x01\x30\x01\x12\x38\n\x03Get\x12\x17.onespace.v1.GetRequest\x1a\x18.onespace.v1.GetResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.onespace.v1.DeleteRequest\x1a\x1b.onespace.v1.DeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,14 +53,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTREQUEST']._serialized_end=754
   _globals['_INGESTRESPONSE']._serialized_start=757
   _globals['_INGESTRESPONSE']._serialized_end=914
-  _globals['_GETREQUEST']._serialized_start=916
-  _globals['_GETREQUEST']._serialized_end=1036
-  _globals['_GETRESPONSE']._serialized_start=1038
-  _globals['_GETRESPONSE']._serialized_end=1112
-  _globals['_DELETEREQUEST']._serialized_start=1114
-  _globals['_DELETEREQUEST']._serialized_end=1162
-  _globals['_DELETERESPONSE']._serialized_start=1164
-  _globals['_DELETERESPONSE']._serialized_end=1197
-  _globals['_DATASERVICE']._serialized_start=1200
-  _globals['_DATASERVICE']._serialized_end=1476
+  _globals['_INGESTPACKEDREQUEST']._serialized_start=916
+  _globals['_INGESTPACKEDREQUEST']._serialized_end=983
+  _globals['_INGESTPACKEDRESPONSE']._serialized_start=985
+  _globals['_INGESTPACKEDRESPONSE']._serialized_end=1055
+  _globals['_GETREQUEST']._serialized_start=1057
+  _globals['_GETREQUEST']._serialized_end=1177
+  _globals['_GETRESPONSE']._serialized_start=1179
+  _globals['_GETRESPONSE']._serialized_end=1253
+  _globals['_DELETEREQUEST']._serialized_start=1255
+  _globals['_DELETEREQUEST']._serialized_end=1303
+  _globals['_DELETERESPONSE']._serialized_start=1305
+  _globals['_DELETERESPONSE']._serialized_end=1338
+  _globals['_DATASERVICE']._serialized_start=1341
+  _globals['_DATASERVICE']._serialized_end=1706
 # @@protoc_insertion_point(module_scope)

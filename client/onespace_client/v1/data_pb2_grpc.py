@@ -45,6 +45,11 @@ class DataServiceStub:
                 request_serializer=onespace_dot_v1_dot_data__pb2.IngestRequest.SerializeToString,
                 response_deserializer=onespace_dot_v1_dot_data__pb2.IngestResponse.FromString,
                 _registered_method=True)
+        self.IngestPacked = channel.stream_stream(
+                '/onespace.v1.DataService/IngestPacked',
+                request_serializer=onespace_dot_v1_dot_data__pb2.IngestPackedRequest.SerializeToString,
+                response_deserializer=onespace_dot_v1_dot_data__pb2.IngestPackedResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/onespace.v1.DataService/Get',
                 request_serializer=onespace_dot_v1_dot_data__pb2.GetRequest.SerializeToString,
@@ -68,6 +73,15 @@ class DataServiceServicer:
 
     def Ingest(self, request_iterator, context):
         """The bulk path: one ack per item, carrying the request id; items may be acked out of order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestPacked(self, request_iterator, context):
+        """Ingest with items packed into frames (see EmbedService.EmbedStreamPacked): a request frame
+        carries up to the server's max items per request, an ack frame the acks ready when it is
+        sent (up to 64); each item is acked on its own. The Python client ingests through it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,6 +111,11 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.Ingest,
                     request_deserializer=onespace_dot_v1_dot_data__pb2.IngestRequest.FromString,
                     response_serializer=onespace_dot_v1_dot_data__pb2.IngestResponse.SerializeToString,
+            ),
+            'IngestPacked': grpc.stream_stream_rpc_method_handler(
+                    servicer.IngestPacked,
+                    request_deserializer=onespace_dot_v1_dot_data__pb2.IngestPackedRequest.FromString,
+                    response_serializer=onespace_dot_v1_dot_data__pb2.IngestPackedResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -163,6 +182,33 @@ class DataService:
             '/onespace.v1.DataService/Ingest',
             onespace_dot_v1_dot_data__pb2.IngestRequest.SerializeToString,
             onespace_dot_v1_dot_data__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestPacked(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/onespace.v1.DataService/IngestPacked',
+            onespace_dot_v1_dot_data__pb2.IngestPackedRequest.SerializeToString,
+            onespace_dot_v1_dot_data__pb2.IngestPackedResponse.FromString,
             options,
             channel_credentials,
             insecure,

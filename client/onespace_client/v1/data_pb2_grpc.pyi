@@ -35,6 +35,11 @@ class DataServiceStub:
     Upsert: _grpc.UnaryUnaryMultiCallable[_data_pb2.UpsertRequest, _data_pb2.UpsertResponse]
     Ingest: _grpc.StreamStreamMultiCallable[_data_pb2.IngestRequest, _data_pb2.IngestResponse]
     """The bulk path: one ack per item, carrying the request id; items may be acked out of order."""
+    IngestPacked: _grpc.StreamStreamMultiCallable[_data_pb2.IngestPackedRequest, _data_pb2.IngestPackedResponse]
+    """Ingest with items packed into frames (see EmbedService.EmbedStreamPacked): a request frame
+    carries up to the server's max items per request, an ack frame the acks ready when it is
+    sent (up to 64); each item is acked on its own. The Python client ingests through it.
+    """
     Get: _grpc.UnaryUnaryMultiCallable[_data_pb2.GetRequest, _data_pb2.GetResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_data_pb2.DeleteRequest, _data_pb2.DeleteResponse]
 
@@ -44,6 +49,11 @@ class DataServiceAsyncStub(DataServiceStub):
     Upsert: _aio.UnaryUnaryMultiCallable[_data_pb2.UpsertRequest, _data_pb2.UpsertResponse]  # type: ignore[assignment]
     Ingest: _aio.StreamStreamMultiCallable[_data_pb2.IngestRequest, _data_pb2.IngestResponse]  # type: ignore[assignment]
     """The bulk path: one ack per item, carrying the request id; items may be acked out of order."""
+    IngestPacked: _aio.StreamStreamMultiCallable[_data_pb2.IngestPackedRequest, _data_pb2.IngestPackedResponse]  # type: ignore[assignment]
+    """Ingest with items packed into frames (see EmbedService.EmbedStreamPacked): a request frame
+    carries up to the server's max items per request, an ack frame the acks ready when it is
+    sent (up to 64); each item is acked on its own. The Python client ingests through it.
+    """
     Get: _aio.UnaryUnaryMultiCallable[_data_pb2.GetRequest, _data_pb2.GetResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_data_pb2.DeleteRequest, _data_pb2.DeleteResponse]  # type: ignore[assignment]
 
@@ -62,6 +72,17 @@ class DataServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_data_pb2.IngestResponse], _abc.AsyncIterator[_data_pb2.IngestResponse]]:
         """The bulk path: one ack per item, carrying the request id; items may be acked out of order."""
+
+    @_abc_1.abstractmethod
+    def IngestPacked(
+        self,
+        request_iterator: _MaybeAsyncIterator[_data_pb2.IngestPackedRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_data_pb2.IngestPackedResponse], _abc.AsyncIterator[_data_pb2.IngestPackedResponse]]:
+        """Ingest with items packed into frames (see EmbedService.EmbedStreamPacked): a request frame
+        carries up to the server's max items per request, an ack frame the acks ready when it is
+        sent (up to 64); each item is acked on its own. The Python client ingests through it.
+        """
 
     @_abc_1.abstractmethod
     def Get(

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from onespace_client.v1 import common_pb2 as onespace_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17onespace/v1/embed.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"_\n\x0c\x45mbedRequest\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.onespace.v1.Content\x12*\n\x07options\x18\x02 \x01(\x0b\x32\x19.onespace.v1.EmbedOptions\"\x83\x01\n\rEmbedResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.onespace.v1.EmbedResult\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.onespace.v1.Timings\"{\n\x12\x45mbedStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x14.onespace.v1.Content\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.onespace.v1.EmbedOptions\"\xd2\x01\n\x13\x45mbedStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.onespace.v1.EmbedResultH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.onespace.v1.ItemErrorH\x00\x12\r\n\x05model\x18\x04 \x01(\t\x12\x11\n\tdimension\x18\x05 \x01(\r\x12%\n\x07timings\x18\x06 \x01(\x0b\x32\x14.onespace.v1.TimingsB\t\n\x07outcome2\xa4\x01\n\x0c\x45mbedService\x12>\n\x05\x45mbed\x12\x19.onespace.v1.EmbedRequest\x1a\x1a.onespace.v1.EmbedResponse\x12T\n\x0b\x45mbedStream\x12\x1f.onespace.v1.EmbedStreamRequest\x1a .onespace.v1.EmbedStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17onespace/v1/embed.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"_\n\x0c\x45mbedRequest\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.onespace.v1.Content\x12*\n\x07options\x18\x02 \x01(\x0b\x32\x19.onespace.v1.EmbedOptions\"\x83\x01\n\rEmbedResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.onespace.v1.EmbedResult\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.onespace.v1.Timings\"{\n\x12\x45mbedStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x14.onespace.v1.Content\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.onespace.v1.EmbedOptions\"\xd2\x01\n\x13\x45mbedStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.onespace.v1.EmbedResultH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.onespace.v1.ItemErrorH\x00\x12\r\n\x05model\x18\x04 \x01(\t\x12\x11\n\tdimension\x18\x05 \x01(\r\x12%\n\x07timings\x18\x06 \x01(\x0b\x32\x14.onespace.v1.TimingsB\t\n\x07outcome\"M\n\x18\x45mbedStreamPackedRequest\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.onespace.v1.EmbedStreamRequest\"P\n\x19\x45mbedStreamPackedResponse\x12\x33\n\tresponses\x18\x01 \x03(\x0b\x32 .onespace.v1.EmbedStreamResponse2\x8c\x02\n\x0c\x45mbedService\x12>\n\x05\x45mbed\x12\x19.onespace.v1.EmbedRequest\x1a\x1a.onespace.v1.EmbedResponse\x12T\n\x0b\x45mbedStream\x12\x1f.onespace.v1.EmbedStreamRequest\x1a .onespace.v1.EmbedStreamResponse(\x01\x30\x01\x12\x66\n\x11\x45mbedStreamPacked\x12%.onespace.v1.EmbedStreamPackedRequest\x1a&.onespace.v1.EmbedStreamPackedResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMBEDSTREAMREQUEST']._serialized_end=420
   _globals['_EMBEDSTREAMRESPONSE']._serialized_start=423
   _globals['_EMBEDSTREAMRESPONSE']._serialized_end=633
-  _globals['_EMBEDSERVICE']._serialized_start=636
-  _globals['_EMBEDSERVICE']._serialized_end=800
+  _globals['_EMBEDSTREAMPACKEDREQUEST']._serialized_start=635
+  _globals['_EMBEDSTREAMPACKEDREQUEST']._serialized_end=712
+  _globals['_EMBEDSTREAMPACKEDRESPONSE']._serialized_start=714
+  _globals['_EMBEDSTREAMPACKEDRESPONSE']._serialized_end=794
+  _globals['_EMBEDSERVICE']._serialized_start=797
+  _globals['_EMBEDSERVICE']._serialized_end=1065
 # @@protoc_insertion_point(module_scope)

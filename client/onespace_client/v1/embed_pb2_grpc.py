@@ -45,6 +45,11 @@ class EmbedServiceStub:
                 request_serializer=onespace_dot_v1_dot_embed__pb2.EmbedStreamRequest.SerializeToString,
                 response_deserializer=onespace_dot_v1_dot_embed__pb2.EmbedStreamResponse.FromString,
                 _registered_method=True)
+        self.EmbedStreamPacked = channel.stream_stream(
+                '/onespace.v1.EmbedService/EmbedStreamPacked',
+                request_serializer=onespace_dot_v1_dot_embed__pb2.EmbedStreamPackedRequest.SerializeToString,
+                response_deserializer=onespace_dot_v1_dot_embed__pb2.EmbedStreamPackedResponse.FromString,
+                _registered_method=True)
 
 
 class EmbedServiceServicer:
@@ -65,6 +70,17 @@ class EmbedServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EmbedStreamPacked(self, request_iterator, context):
+        """EmbedStream with items packed into frames, for throughput: a request frame carries up to
+        the server's max items per request, a response frame the answers finished by the time it
+        is sent (up to 64). Every item is answered on its own exactly as in EmbedStream (by
+        request_id, possibly out of order; a bad item gets an `error`). gRPC's cost per message
+        dominates one-item messages; the Python client streams through this method.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbedServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +93,11 @@ def add_EmbedServiceServicer_to_server(servicer, server):
                     servicer.EmbedStream,
                     request_deserializer=onespace_dot_v1_dot_embed__pb2.EmbedStreamRequest.FromString,
                     response_serializer=onespace_dot_v1_dot_embed__pb2.EmbedStreamResponse.SerializeToString,
+            ),
+            'EmbedStreamPacked': grpc.stream_stream_rpc_method_handler(
+                    servicer.EmbedStreamPacked,
+                    request_deserializer=onespace_dot_v1_dot_embed__pb2.EmbedStreamPackedRequest.FromString,
+                    response_serializer=onespace_dot_v1_dot_embed__pb2.EmbedStreamPackedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +154,33 @@ class EmbedService:
             '/onespace.v1.EmbedService/EmbedStream',
             onespace_dot_v1_dot_embed__pb2.EmbedStreamRequest.SerializeToString,
             onespace_dot_v1_dot_embed__pb2.EmbedStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedStreamPacked(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/onespace.v1.EmbedService/EmbedStreamPacked',
+            onespace_dot_v1_dot_embed__pb2.EmbedStreamPackedRequest.SerializeToString,
+            onespace_dot_v1_dot_embed__pb2.EmbedStreamPackedResponse.FromString,
             options,
             channel_credentials,
             insecure,

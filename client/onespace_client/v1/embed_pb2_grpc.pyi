@@ -38,6 +38,13 @@ class EmbedServiceStub:
     """The bulk path: each request carries a client id echoed by its response. Responses may
     come out of order; a bad item gets an `error`, the stream goes on.
     """
+    EmbedStreamPacked: _grpc.StreamStreamMultiCallable[_embed_pb2.EmbedStreamPackedRequest, _embed_pb2.EmbedStreamPackedResponse]
+    """EmbedStream with items packed into frames, for throughput: a request frame carries up to
+    the server's max items per request, a response frame the answers finished by the time it
+    is sent (up to 64). Every item is answered on its own exactly as in EmbedStream (by
+    request_id, possibly out of order; a bad item gets an `error`). gRPC's cost per message
+    dominates one-item messages; the Python client streams through this method.
+    """
 
 @_typing.type_check_only
 class EmbedServiceAsyncStub(EmbedServiceStub):
@@ -47,6 +54,13 @@ class EmbedServiceAsyncStub(EmbedServiceStub):
     EmbedStream: _aio.StreamStreamMultiCallable[_embed_pb2.EmbedStreamRequest, _embed_pb2.EmbedStreamResponse]  # type: ignore[assignment]
     """The bulk path: each request carries a client id echoed by its response. Responses may
     come out of order; a bad item gets an `error`, the stream goes on.
+    """
+    EmbedStreamPacked: _aio.StreamStreamMultiCallable[_embed_pb2.EmbedStreamPackedRequest, _embed_pb2.EmbedStreamPackedResponse]  # type: ignore[assignment]
+    """EmbedStream with items packed into frames, for throughput: a request frame carries up to
+    the server's max items per request, a response frame the answers finished by the time it
+    is sent (up to 64). Every item is answered on its own exactly as in EmbedStream (by
+    request_id, possibly out of order; a bad item gets an `error`). gRPC's cost per message
+    dominates one-item messages; the Python client streams through this method.
     """
 
 class EmbedServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -66,6 +80,19 @@ class EmbedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_embed_pb2.EmbedStreamResponse], _abc.AsyncIterator[_embed_pb2.EmbedStreamResponse]]:
         """The bulk path: each request carries a client id echoed by its response. Responses may
         come out of order; a bad item gets an `error`, the stream goes on.
+        """
+
+    @_abc_1.abstractmethod
+    def EmbedStreamPacked(
+        self,
+        request_iterator: _MaybeAsyncIterator[_embed_pb2.EmbedStreamPackedRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_embed_pb2.EmbedStreamPackedResponse], _abc.AsyncIterator[_embed_pb2.EmbedStreamPackedResponse]]:
+        """EmbedStream with items packed into frames, for throughput: a request frame carries up to
+        the server's max items per request, a response frame the answers finished by the time it
+        is sent (up to 64). Every item is answered on its own exactly as in EmbedStream (by
+        request_id, possibly out of order; a bad item gets an `error`). gRPC's cost per message
+        dominates one-item messages; the Python client streams through this method.
         """
 
 def add_EmbedServiceServicer_to_server(servicer: EmbedServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -40,6 +40,7 @@ OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})
 REQUIRED_ROLE: Mapping[str, Role] = {
     "onespace.v1.EmbedService/Embed": Role.READER,
     "onespace.v1.EmbedService/EmbedStream": Role.READER,
+    "onespace.v1.EmbedService/EmbedStreamPacked": Role.READER,
     "onespace.v1.SearchService/Search": Role.READER,
     "onespace.v1.SearchService/SearchBatch": Role.READER,
     "onespace.v1.DataService/Get": Role.READER,
@@ -50,6 +51,7 @@ REQUIRED_ROLE: Mapping[str, Role] = {
     "grpc.reflection.v1.ServerReflection/ServerReflectionInfo": Role.READER,
     "onespace.v1.DataService/Upsert": Role.WRITER,
     "onespace.v1.DataService/Ingest": Role.WRITER,
+    "onespace.v1.DataService/IngestPacked": Role.WRITER,
     "onespace.v1.DataService/Delete": Role.WRITER,
     "onespace.v1.CollectionService/CreateCollection": Role.ADMIN,
     "onespace.v1.CollectionService/DeleteCollection": Role.ADMIN,

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 
 from onespace.errors import InvalidArgument, OnespaceError
 from onespace.gateway import Gateway
 from onespace.rpc.guard import RpcAdmission, deadline_of
+from onespace.rpc.handlers import Undecodable
 from onespace.rpc.status import bounded_details, status_for
-from onespace.rpc.streaming import bounded_stream
+from onespace.rpc.streaming import STOPS_HERE, BadFrame, bounded_batches, bounded_stream
 from onespace_client.v1 import common_pb2
 
-__all__ = ["ServicerBase"]
+__all__ = ["MAX_ANSWERS_PER_FRAME", "Packed", "ServicerBase"]
+
+# Answers per response frame of a packed stream: 64 answers of the largest vectors (3072 floats)
+# stay near 1 MiB, well under any client's 4 MiB default receive limit.
+MAX_ANSWERS_PER_FRAME = 64
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Req_co = TypeVar("Req_co", covariant=True)
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -49,6 +55,43 @@ class ServicerBase:
     ) -> AsyncIterator[Resp]:
         """Answer each request within the stream's window; a bad item gets `refuse(...)`, and the
         stream goes on. Per-item outcomes are counted by status code."""
+        window = self.gateway.settings.stream_window
+        async for response in bounded_stream(
+            requests,
+            self._item_handler(method, answer, refuse),
+            window,
+            self.metrics.stream_window.labels(method),
+            self.gateway.draining,
+        ):
+            yield response
+
+    async def packed_stream(
+        self,
+        method: str,
+        frames: AsyncIterable[Packed[Req]],
+        answer: Callable[[Req], Awaitable[Resp]],
+        refuse: Callable[[Req, common_pb2.ItemError], Resp],
+    ) -> AsyncIterator[list[Resp]]:
+        """`stream` over frames of requests: the same window (counted in items), the same
+        per-item answers, sent back in lists of whatever has finished (one frame each)."""
+        window = self.gateway.settings.stream_window
+        async for batch in bounded_batches(
+            # a BadFrame among the requests ends the stream (bounded_batches knows it)
+            cast(AsyncIterable[Req], _unpacked(frames, self.gateway.settings.max_items_per_request)),
+            self._item_handler(method, answer, refuse),
+            window,
+            self.metrics.stream_window.labels(method),
+            self.gateway.draining,
+            max_batch=MAX_ANSWERS_PER_FRAME,
+        ):
+            yield batch
+
+    def _item_handler(
+        self,
+        method: str,
+        answer: Callable[[Req], Awaitable[Resp]],
+        refuse: Callable[[Req, common_pb2.ItemError], Resp],
+    ) -> Callable[[Req], Awaitable[Resp]]:
         items = self.metrics.stream_items
         latency = self.metrics.stream_item_duration.labels(method)
 
@@ -66,8 +109,32 @@ class ServicerBase:
             items.labels(method, "OK").inc()
             return response
 
-        window = self.gateway.settings.stream_window
-        async for response in bounded_stream(
-            requests, one, window, self.metrics.stream_window.labels(method), self.gateway.draining
-        ):
-            yield response
+        return one
+
+
+class Packed(Protocol[Req_co]):
+    """A frame of a packed stream (EmbedStreamPackedRequest, IngestPackedRequest)."""
+
+    @property
+    def requests(self) -> Sequence[Req_co]: ...
+
+
+async def _unpacked(frames: AsyncIterable[Packed[Req]], limit: int) -> AsyncIterator[Req | BadFrame]:
+    """The requests of each frame in turn; a frame that did not decode or carries more than
+    `limit` requests ends the stream there (`frames[N]`), after the requests before it."""
+    number = 0
+    async for frame in frames:
+        if isinstance(frame, Undecodable):
+            yield BadFrame(frame.error(f"frames[{number}]", STOPS_HERE))
+            return
+        if len(frame.requests) > limit:
+            yield BadFrame(
+                InvalidArgument(
+                    f"frames[{number}].requests",
+                    f"{len(frame.requests)} items exceeds the limit of {limit} per frame{STOPS_HERE}",
+                )
+            )
+            return
+        for request in frame.requests:
+            yield request
+        number += 1

@@ -1,9 +1,9 @@
-"""DataService: Upsert (unary) and Ingest (bidi, per-item acks) share `Gateway.upsert`."""
+"""DataService: Upsert (unary), Ingest and IngestPacked (bidi, per-item acks) share `Gateway.upsert`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -41,6 +41,26 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
     async def Ingest(
         self, requests: AsyncIterable[pb.IngestRequest], context: Ctx
     ) -> AsyncIterator[pb.IngestResponse]:
+        answer, refuse = self._ingest_item(context)
+        async for response in self.stream("Ingest", requests, answer, refuse):
+            yield response
+
+    @stream_method("IngestPacked")
+    async def IngestPacked(
+        self, frames: AsyncIterable[pb.IngestPackedRequest], context: Ctx
+    ) -> AsyncIterator[pb.IngestPackedResponse]:
+        answer, refuse = self._ingest_item(context)
+        async for batch in self.packed_stream("IngestPacked", frames, answer, refuse):
+            yield pb.IngestPackedResponse(responses=batch)
+
+    def _ingest_item(
+        self, context: Ctx
+    ) -> tuple[
+        Callable[[pb.IngestRequest], Awaitable[pb.IngestResponse]],
+        Callable[[pb.IngestRequest, common_pb2.ItemError], pb.IngestResponse],
+    ]:
+        """How one streamed item is stored and acked, and how it is refused (both stream forms)."""
+
         async def answer(request: pb.IngestRequest) -> pb.IngestResponse:
             started = time.monotonic()
             item = convert.item_from_proto(request.item, "item")
@@ -62,8 +82,7 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
         def refuse(request: pb.IngestRequest, error: common_pb2.ItemError) -> pb.IngestResponse:
             return pb.IngestResponse(request_id=request.request_id, id=request.item.id, error=error)
 
-        async for response in self.stream("Ingest", requests, answer, refuse):
-            yield response
+        return answer, refuse
 
     @unary_method("Get")
     async def Get(self, request: pb.GetRequest, context: Ctx) -> pb.GetResponse:

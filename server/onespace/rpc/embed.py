@@ -1,9 +1,9 @@
-"""EmbedService: Embed (unary) and EmbedStream (bidi) share `Gateway.embed_input`."""
+"""EmbedService: Embed (unary), EmbedStream and EmbedStreamPacked (bidi) share `Gateway.embed_input`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -42,6 +42,26 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
     async def EmbedStream(
         self, requests: AsyncIterable[embed_pb2.EmbedStreamRequest], context: Ctx
     ) -> AsyncIterator[embed_pb2.EmbedStreamResponse]:
+        answer, refuse = self._stream_item(context)
+        async for response in self.stream("EmbedStream", requests, answer, refuse):
+            yield response
+
+    @stream_method("EmbedStreamPacked")
+    async def EmbedStreamPacked(
+        self, frames: AsyncIterable[embed_pb2.EmbedStreamPackedRequest], context: Ctx
+    ) -> AsyncIterator[embed_pb2.EmbedStreamPackedResponse]:
+        answer, refuse = self._stream_item(context)
+        async for batch in self.packed_stream("EmbedStreamPacked", frames, answer, refuse):
+            yield embed_pb2.EmbedStreamPackedResponse(responses=batch)
+
+    def _stream_item(
+        self, context: Ctx
+    ) -> tuple[
+        Callable[[embed_pb2.EmbedStreamRequest], Awaitable[embed_pb2.EmbedStreamResponse]],
+        Callable[[embed_pb2.EmbedStreamRequest, common_pb2.ItemError], embed_pb2.EmbedStreamResponse],
+    ]:
+        """How one streamed item is answered, and how it is refused (both stream forms)."""
+
         async def answer(request: embed_pb2.EmbedStreamRequest) -> embed_pb2.EmbedStreamResponse:
             started = time.monotonic()
             options = convert.options_from_proto(request.options)
@@ -70,5 +90,4 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
         ) -> embed_pb2.EmbedStreamResponse:
             return embed_pb2.EmbedStreamResponse(request_id=request.request_id, error=error)
 
-        async for response in self.stream("EmbedStream", requests, answer, refuse):
-            yield response
+        return answer, refuse

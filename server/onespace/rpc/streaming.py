@@ -18,16 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from onespace.errors import InvalidArgument, Unavailable
 from onespace.rpc.handlers import Undecodable
 
-__all__ = ["Tracker", "bounded_stream"]
+__all__ = ["STOPS_HERE", "BadFrame", "Tracker", "bounded_batches", "bounded_stream"]
 
+STOPS_HERE = "; the stream stops here, every request before it was answered"
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """Put in the request stream where a frame cannot be taken (a packed frame over the item
+    limit): like an undecodable frame, nothing after it is read, the requests before it are
+    answered, then the stream fails with `error`."""
+
+    error: InvalidArgument
 
 
 class Tracker(Protocol):
@@ -45,7 +56,27 @@ async def bounded_stream(
     in_window: Tracker | None = None,
     stop: asyncio.Event | None = None,
 ) -> AsyncIterator[Resp]:
-    """Yield `handle(request)` for every request, at most `window` at once. `handle` must not raise
+    """Yield `handle(request)` for every request, at most `window` at once (see `bounded_batches`)."""
+    batches = bounded_batches(requests, handle, window, in_window, stop)
+    try:
+        async for batch in batches:
+            for response in batch:
+                yield response
+    finally:
+        await batches.aclose()  # at once, not when collected: its handlers are cancelled now
+
+
+async def bounded_batches(
+    requests: AsyncIterable[Req],
+    handle: Callable[[Req], Awaitable[Resp]],
+    window: int,
+    in_window: Tracker | None = None,
+    stop: asyncio.Event | None = None,
+    max_batch: int = 1,
+) -> AsyncGenerator[list[Resp], None]:
+    """Yield the responses `handle(request)` for every request, at most `window` at once, in lists
+    of up to `max_batch`: each list holds the responses already finished when it is cut, without
+    waiting for more (packed streams send one frame per list). `handle` must not raise
     for a bad item (it answers with an error response instead); if it does, the stream fails.
 
     A reader task takes a window slot, then reads a request and starts its handler; every task
@@ -62,8 +93,10 @@ async def bounded_stream(
         frame = 0
         async for request in _slots(requests, room):
             if isinstance(request, Undecodable):  # stop reading; answer what was read, then fail
-                after = "; the stream stops here, every request before it was answered"
-                bad_frame.append(request.error(f"requests[{frame}]", after))
+                bad_frame.append(request.error(f"requests[{frame}]", STOPS_HERE))
+                return
+            if isinstance(request, BadFrame):
+                bad_frame.append(request.error)
                 return
             frame += 1
             task = asyncio.ensure_future(handle(request))
@@ -81,19 +114,26 @@ async def bounded_stream(
     reading = True
     try:
         while reading or working:
+            batch: list[Resp] = []
             done = await finished.get()
-            if done is reader:
-                reading = False
-                if reader.cancelled():
-                    stopped = True
-                elif (error := reader.exception()) is not None:
-                    raise error
-                continue
-            working.discard(done)
-            room.release()
-            if in_window is not None:
-                in_window.dec()
-            yield done.result()
+            while True:
+                if done is reader:
+                    reading = False
+                    if reader.cancelled():
+                        stopped = True
+                    elif (error := reader.exception()) is not None:
+                        raise error
+                else:
+                    working.discard(done)
+                    room.release()
+                    if in_window is not None:
+                        in_window.dec()
+                    batch.append(done.result())
+                if len(batch) >= max_batch or finished.empty():
+                    break
+                done = finished.get_nowait()
+            if batch:
+                yield batch
         if bad_frame:
             raise bad_frame[0]
         if stopped:

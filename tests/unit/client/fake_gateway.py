@@ -74,6 +74,15 @@ class FakeState:
     requests: list[Any] = field(default_factory=list)
     ingest_max_outstanding: int = 0
     ack_delay: float = 0.0
+    frame_sizes: list[int] = field(default_factory=list)  # items per packed request frame
+
+
+async def _unpacked(frames: AsyncIterator[Any], state: FakeState) -> AsyncIterator[Any]:
+    """The requests of a packed stream's frames, as the one-item method sees them."""
+    async for frame in frames:
+        state.frame_sizes.append(len(frame.requests))
+        for request in frame.requests:
+            yield request
 
 
 async def _check_text(content: common_pb2.Content, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -124,6 +133,12 @@ class Embed(embed_pb2_grpc.EmbedServiceServicer):
             else:
                 response.result.embeddings.add(values=fake_vector(request.content, dim))
             yield response
+
+    async def EmbedStreamPacked(
+        self, request_iterator: AsyncIterator[embed_pb2.EmbedStreamPackedRequest], context: Any
+    ) -> AsyncIterator[embed_pb2.EmbedStreamPackedResponse]:
+        async for response in self.EmbedStream(_unpacked(request_iterator, self.state), context):
+            yield embed_pb2.EmbedStreamPackedResponse(responses=[response])
 
 
 class Collections(collections_pb2_grpc.CollectionServiceServicer):
@@ -283,6 +298,12 @@ class Data(data_pb2_grpc.DataServiceServicer):
                 yield ack
         finally:
             reader.cancel()
+
+    async def IngestPacked(
+        self, request_iterator: AsyncIterator[data_pb2.IngestPackedRequest], context: Any
+    ) -> AsyncIterator[data_pb2.IngestPackedResponse]:
+        async for ack in self.Ingest(_unpacked(request_iterator, self.state), context):
+            yield data_pb2.IngestPackedResponse(responses=[ack])
 
     async def Get(self, request: data_pb2.GetRequest, context: Any) -> data_pb2.GetResponse:
         items = await self._items(request.collection, context)

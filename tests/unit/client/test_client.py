@@ -96,6 +96,28 @@ async def test_embed_stream_assigns_ids_and_reports_item_errors(gateway: FakeGat
     assert own.request_id == "mine" and own.options.dimension == 3  # the caller's message is untouched
 
 
+async def test_streams_pack_the_items_that_are_ready_into_frames(gateway: FakeGateway) -> None:
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("docs")
+        acks = [
+            a
+            async for a in client.ingest(
+                "docs", [item(f"d{n}", f"t{n}") for n in range(150)], max_in_flight=200
+            )
+        ]
+        packed = list(gateway.state.frame_sizes)
+        gateway.state.frame_sizes.clear()
+        big = [common_pb2.Content(image=bytes(600_000)) for _ in range(3)]  # two do not fit in a 1 MiB frame
+        answers = [r async for r in client.embed_stream(big)]
+        large = list(gateway.state.frame_sizes)
+        gateway.state.frame_sizes.clear()
+        single = [r async for r in client.embed_stream(["a", "b"], packed=False)]
+    assert len(acks) == 150 and sum(packed) == 150
+    assert max(packed) == 64 and len(packed) < 150  # ready items share a frame, up to 64
+    assert large == [1, 1, 1] and len(answers) == 3
+    assert len(single) == 2 and gateway.state.frame_sizes == []  # one message per item: EmbedStream
+
+
 async def test_ingest_bounds_items_in_flight_and_acks_each(gateway: FakeGateway) -> None:
     gateway.state.ack_delay = 0.002
     produced: list[int] = []

@@ -1,0 +1,165 @@
+"""EmbedStreamPacked and IngestPacked against a real gateway: each item answered on its own as in
+the one-item streams, per-item errors, frames over the limit and undecodable frames, the window
+counted in items, and the Python client's packing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from onespace_client import AsyncClient, item
+from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2
+from tests.harness import Running, running_gateway
+from tests.scripted import ScriptedProvider
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def embed_frame(*texts: str, start: int = 0) -> embed_pb2.EmbedStreamPackedRequest:
+    return embed_pb2.EmbedStreamPackedRequest(
+        requests=[
+            embed_pb2.EmbedStreamRequest(request_id=str(start + n), content=common_pb2.Content(text=t))
+            for n, t in enumerate(texts)
+        ]
+    )
+
+
+async def frames_of(*frames: Any) -> AsyncIterator[Any]:
+    for frame in frames:
+        yield frame
+
+
+async def test_each_packed_item_is_answered_like_the_one_item_stream(gateway: Running) -> None:
+    texts = ["alpha", "", "gamma", "delta", "epsilon"]  # "" is a bad item: its own error
+    packed: dict[str, embed_pb2.EmbedStreamResponse] = {}
+    frames = 0
+    async for answer in gateway.embed.EmbedStreamPacked(
+        frames_of(embed_frame(*texts[:3]), embed_frame(*texts[3:], start=3))
+    ):
+        frames += 1
+        packed.update({r.request_id: r for r in answer.responses})
+    assert frames <= len(texts) and set(packed) == {str(n) for n in range(5)}
+
+    async def singles() -> AsyncIterator[embed_pb2.EmbedStreamRequest]:
+        for request in [*embed_frame(*texts).requests]:
+            yield request
+
+    alone = {r.request_id: r async for r in gateway.embed.EmbedStream(singles())}
+    assert packed["1"].error.code == INVALID.value[0] and "content" in packed["1"].error.message
+    for n in (0, 2, 3, 4):
+        key = str(n)
+        assert list(packed[key].result.embeddings[0].values) == list(alone[key].result.embeddings[0].values)
+    value = gateway.app.metrics.registry.get_sample_value
+    assert value("onespace_stream_items_total", {"method": "EmbedStreamPacked", "outcome": "OK"}) == 4
+    assert (
+        value("onespace_stream_items_total", {"method": "EmbedStreamPacked", "outcome": "INVALID_ARGUMENT"})
+        == 1
+    )
+
+
+async def test_a_frame_over_the_item_limit_ends_the_stream_after_the_frames_before_it(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", max_items_per_request=4) as gw:
+        got: list[embed_pb2.EmbedStreamResponse] = []
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            async for answer in gw.embed.EmbedStreamPacked(
+                frames_of(
+                    embed_frame("a", "b"), embed_frame("c", "d", "e", "f", "g", start=2), embed_frame("h")
+                )
+            ):
+                got.extend(answer.responses)
+    assert failed.value.code() is INVALID
+    assert (failed.value.details() or "").startswith(
+        "frames[1].requests: 5 items exceeds the limit of 4 per frame; the stream stops here"
+    )
+    assert sorted(r.request_id for r in got) == ["0", "1"] and all(r.HasField("result") for r in got)
+
+
+async def test_an_undecodable_frame_ends_the_stream_naming_the_frame(gateway: Running) -> None:
+    call = gateway.channel.stream_stream(
+        "/onespace.v1.EmbedService/EmbedStreamPacked",
+        request_serializer=lambda b: b,
+        response_deserializer=embed_pb2.EmbedStreamPackedResponse.FromString,
+    )
+    got: list[embed_pb2.EmbedStreamResponse] = []
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        async for answer in call(frames_of(embed_frame("a", "b").SerializeToString(), b"\xff\xff\xff")):
+            got.extend(answer.responses)
+    assert failed.value.code() is INVALID
+    assert (failed.value.details() or "").startswith(
+        "frames[1]: cannot decode onespace.v1.EmbedStreamPackedRequest: "
+    )
+    assert sorted(r.request_id for r in got) == ["0", "1"]
+
+
+async def test_packed_ingest_stores_every_item_and_acks_each(gateway: Running) -> None:
+    await gateway.collections.CreateCollection(
+        collections_pb2.CreateCollectionRequest(
+            config=collections_pb2.CollectionConfig(name="p", dimension=256)
+        )
+    )
+
+    def ingest(n: int) -> data_pb2.IngestRequest:
+        vector = common_pb2.Vector(values=[float(n + 1)] * 256)
+        item_id = f"bad/{'x' * 300}" if n == 3 else f"i{n}"  # an id over 256 bytes: that item's error
+        return data_pb2.IngestRequest(
+            request_id=str(n), collection="p", item=data_pb2.Item(id=item_id, vector=vector)
+        )
+
+    frames = [data_pb2.IngestPackedRequest(requests=[ingest(n) for n in range(s, s + 4)]) for s in (0, 4)]
+    acks = {
+        a.request_id: a
+        async for frame in gateway.data.IngestPacked(frames_of(*frames))
+        for a in frame.responses
+    }
+    assert set(acks) == {str(n) for n in range(8)}
+    assert acks["3"].error.code == INVALID.value[0]
+    assert all(acks[str(n)].stored for n in range(8) if n != 3)
+    stored = await gateway.data.Get(data_pb2.GetRequest(collection="p", ids=[f"i{n}" for n in range(8)]))
+    assert [i.id for i in stored.items] == [f"i{n}" for n in range(8) if n != 3]
+
+
+async def test_the_window_counts_items_not_frames(tmp_path: Path) -> None:
+    """A window of 4 with frames of 3: four items reach the provider, the fifth waits for room."""
+    provider = ScriptedProvider(gate=asyncio.Event())
+    async with running_gateway(tmp_path / "data", provider, stream_window=4, cache_bytes=0) as gw:
+        frames = [embed_frame(*(f"w{n}" for n in range(s, s + 3)), start=s) for s in range(0, 30, 3)]
+        answers: list[embed_pb2.EmbedStreamResponse] = []
+
+        async def consume() -> None:
+            async for answer in gw.embed.EmbedStreamPacked(frames_of(*frames)):
+                answers.extend(answer.responses)
+
+        task = asyncio.ensure_future(consume())
+        window = gw.app.metrics.stream_window.labels("EmbedStreamPacked")
+        async with asyncio.timeout(10):
+            while len(provider.calls) < 4:
+                await asyncio.sleep(0)
+        for _ in range(200):  # let everything that could run run: no fifth item is taken
+            await asyncio.sleep(0)
+        assert len(provider.calls) == 4 and window._value.get() == 4
+        provider.gate.set()  # type: ignore[union-attr]
+        await task
+    assert sorted(int(a.request_id) for a in answers) == list(range(30))
+
+
+async def test_the_client_packs_what_is_ready_and_answers_item_by_item(gateway: Running) -> None:
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("c", dimension=256)
+        items = [item(f"i{n}", [float(n + 1)] * 256) for n in range(300)]
+        acks = [a async for a in client.ingest("c", items, max_in_flight=128)]
+        assert sorted(int(a.request_id) for a in acks) == list(range(300)) and all(a.stored for a in acks)
+        texts = [f"text {n}" for n in range(100)]
+        answers = [r async for r in client.embed_stream(texts)]
+        one_by_one = [r async for r in client.embed_stream(texts, packed=False)]
+    assert sorted(int(r.request_id) for r in answers) == list(range(100))
+    by_id = {r.request_id: list(r.result.embeddings[0].values) for r in one_by_one}
+    assert all(list(r.result.embeddings[0].values) == by_id[r.request_id] for r in answers)
+    value = gateway.app.metrics.registry.get_sample_value
+    assert value("onespace_stream_items_total", {"method": "IngestPacked", "outcome": "OK"}) == 300
+    assert value("onespace_stream_items_total", {"method": "EmbedStreamPacked", "outcome": "OK"}) == 100
+    assert value("onespace_stream_items_total", {"method": "EmbedStream", "outcome": "OK"}) == 100
