@@ -4,8 +4,9 @@ A real gateway on 127.0.0.1:0 (client in the same process, so both share the 2 c
 collection of 1024-d raw vectors (stored f16) with a 256-d prefix HNSW index (f16, cosine), and
 `n` vectors from a front-loaded Gaussian mixture written by
 
-- **stream**: the bidi `Ingest` RPC, 4 concurrent streams through `AsyncClient.ingest` (64 items
-  in flight per stream, the server's default window), so up to 256 one-item writes wait at once;
+- **stream**: 4 concurrent streams through `AsyncClient.ingest` (the bidi `IngestPacked` RPC:
+  the items ready go out together; 64 items in flight per stream, the server's default window),
+  so up to 256 one-item writes wait at once;
 - **unary**: 64 concurrent tasks each calling `Upsert` with one item at a time.
 
 for each `--fsync` policy: `batch` (ack after the group commit's fsync, the default), `always`
@@ -214,7 +215,7 @@ async def measure(
 
 
 MODES = {
-    "stream": f"Ingest, {STREAMS} streams x {STREAM_IN_FLIGHT} in flight",
+    "stream": f"IngestPacked (AsyncClient.ingest), {STREAMS} streams x {STREAM_IN_FLIGHT} in flight",
     "unary": f"Upsert of 1 item, {UNARY_TASKS} concurrent tasks",
 }
 
@@ -320,7 +321,7 @@ async def run(tmp: Path) -> dict[str, Any]:
         [
             f"A real gateway on 127.0.0.1 (gRPC client in the same process; both share the cores), one "
             f"collection of {DIMENSION}-d raw vectors stored f16 with a {INDEX_DIMENSION}-d prefix HNSW "
-            "(f16, cosine), front-loaded Gaussian mixture. Writes: the bidi `Ingest` RPC over "
+            "(f16, cosine), front-loaded Gaussian mixture. Writes: `AsyncClient.ingest` (the bidi `IngestPacked` RPC) over "
             f"{STREAMS} concurrent streams ({STREAM_IN_FLIGHT} items in flight each, the server's default "
             f"window), or `Upsert` of one item from {UNARY_TASKS} concurrent tasks. Policies: `batch` "
             "(ack after the group commit's fsync; default), `always` (one commit and fsync per write), "

@@ -9,8 +9,8 @@ Side by side in one run, `N` distinct synthetic texts (8-40 words drawn from a Z
     provider puts in one batch);
 (c) unary `Embed` RPCs carrying 1 text each, from 64 concurrent callers, through a real gateway on
     127.0.0.1 with the local provider;
-(d) content items through one `Ingest` stream (64 in flight, the client's and server's default
-    window) into a 1024-d collection with default settings (1024-d f16 HNSW, f16 stored rows,
+(d) content items through one `AsyncClient.ingest` stream (`IngestPacked`; 64 in flight, the
+    client's and server's default window) into a 1024-d collection with default settings (1024-d f16 HNSW, f16 stored rows,
     fsync batch): embedding plus storage;
 (c0), (d0) the same loads through a gateway whose provider does no work (it returns one constant
     vector): the gateway's own ceiling on this machine, which bounds (c) and (d).
@@ -294,7 +294,7 @@ MODES = {
     "per-item": "(a) featurizer in process, one `embed_content` per text",
     "batched": f"(b) featurizer in process, `embed_many` of {MAX_BATCH} texts",
     "unary": f"(c) gateway, local provider: unary `Embed` of 1 text, {CALLERS} concurrent callers",
-    "ingest": f"(d) gateway, local provider: one `Ingest` stream of texts, {IN_FLIGHT} in flight",
+    "ingest": f"(d) gateway, local provider: one `IngestPacked` stream of texts, {IN_FLIGHT} in flight",
     "unary-ceiling": "(c0) as (c), provider doing no work (gateway ceiling)",
     "ingest-ceiling": "(d0) as (d), provider doing no work (gateway ceiling)",
 }
