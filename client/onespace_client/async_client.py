@@ -212,6 +212,32 @@ class AsyncClient:
         except grpc.aio.AioRpcError as exc:
             raise OnespaceClientError.from_rpc_error(exc) from exc
 
+    def _bidi(
+        self,
+        methods: tuple[Any, Any, Any],
+        requests: AsyncIterable[Any],
+        max_in_flight: int,
+        timeout: float | None,
+        packed: bool,
+    ) -> AsyncIterator[Any]:
+        """A bidi stream's responses: `methods` are the one-item method, its packed twin and the
+        packed request type; the packed one unless `packed` is false."""
+        one, packed_method, frame = methods
+        options = {
+            "timeout": self._stream_timeout if timeout is None else timeout,
+            "metadata": self._metadata,
+            "wait_for_ready": self._wait_for_ready,
+        }
+        if not packed:
+            return bounded_bidi(one(**options), requests, max_in_flight)
+        return bounded_packed(
+            packed_method(**options),
+            requests,
+            max_in_flight,
+            lambda batch: frame(requests=batch),
+            lambda answers: answers.responses,
+        )
+
     # --- embedding -------------------------------------------------------------------------
 
     async def embed(
@@ -255,25 +281,14 @@ class AsyncClient:
         (`EmbedStream`), for a server older than that method.
         """
         options = build.embed_options(model=model, dimension=dimension, purpose=purpose, normalize=normalize)
-        source = embed_requests(requests, options)
-        timeout = self._stream_timeout if timeout is None else timeout
-        if packed:
-            frames = self._embed.EmbedStreamPacked(
-                timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
-            )
-            async for response in bounded_packed(
-                frames,
-                source,
-                max_in_flight,
-                lambda batch: embed_pb2.EmbedStreamPackedRequest(requests=batch),
-                lambda answers: answers.responses,
-            ):
-                yield response
-            return
-        call = self._embed.EmbedStream(
-            timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+        responses: AsyncIterator[embed_pb2.EmbedStreamResponse] = self._bidi(
+            (self._embed.EmbedStream, self._embed.EmbedStreamPacked, embed_pb2.EmbedStreamPackedRequest),
+            embed_requests(requests, options),
+            max_in_flight,
+            timeout,
+            packed,
         )
-        async for response in bounded_bidi(call, source, max_in_flight):
+        async for response in responses:
             yield response
 
     # --- collections -----------------------------------------------------------------------
@@ -371,26 +386,15 @@ class AsyncClient:
         travel in one message (`IngestPacked`); `packed=False` sends one message per item
         (`Ingest`), for a server older than that method.
         """
-        source = ingest_requests(collection, items)
-        timeout = self._stream_timeout if timeout is None else timeout
-        if packed:
-            frames = self._data.IngestPacked(
-                timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
-            )
-            async for response in bounded_packed(
-                frames,
-                source,
-                max_in_flight,
-                lambda batch: data_pb2.IngestPackedRequest(requests=batch),
-                lambda answers: answers.responses,
-            ):
-                yield response
-            return
-        call = self._data.Ingest(
-            timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+        acks: AsyncIterator[data_pb2.IngestResponse] = self._bidi(
+            (self._data.Ingest, self._data.IngestPacked, data_pb2.IngestPackedRequest),
+            ingest_requests(collection, items),
+            max_in_flight,
+            timeout,
+            packed,
         )
-        async for response in bounded_bidi(call, source, max_in_flight):
-            yield response
+        async for ack in acks:
+            yield ack
 
     async def get(
         self,

@@ -321,7 +321,8 @@ async def run(tmp: Path) -> dict[str, Any]:
         [
             f"A real gateway on 127.0.0.1 (gRPC client in the same process; both share the cores), one "
             f"collection of {DIMENSION}-d raw vectors stored f16 with a {INDEX_DIMENSION}-d prefix HNSW "
-            "(f16, cosine), front-loaded Gaussian mixture. Writes: `AsyncClient.ingest` (the bidi `IngestPacked` RPC) over "
+            "(f16, cosine), front-loaded Gaussian mixture. Writes: `AsyncClient.ingest` (the bidi "
+            "`IngestPacked` RPC) over "
             f"{STREAMS} concurrent streams ({STREAM_IN_FLIGHT} items in flight each, the server's default "
             f"window), or `Upsert` of one item from {UNARY_TASKS} concurrent tasks. Policies: `batch` "
             "(ack after the group commit's fsync; default), `always` (one commit and fsync per write), "

@@ -10,8 +10,8 @@ Side by side in one run, `N` distinct synthetic texts (8-40 words drawn from a Z
 (c) unary `Embed` RPCs carrying 1 text each, from 64 concurrent callers, through a real gateway on
     127.0.0.1 with the local provider;
 (d) content items through one `AsyncClient.ingest` stream (`IngestPacked`; 64 in flight, the
-    client's and server's default window) into a 1024-d collection with default settings (1024-d f16 HNSW, f16 stored rows,
-    fsync batch): embedding plus storage;
+    client's and server's default window) into a 1024-d collection with default settings (1024-d
+    f16 HNSW, f16 stored rows, fsync batch): embedding plus storage;
 (c0), (d0) the same loads through a gateway whose provider does no work (it returns one constant
     vector): the gateway's own ceiling on this machine, which bounds (c) and (d).
 

@@ -4,34 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
 from onespace.auth.tokens import hash_token
-from onespace.logs import JsonFormatter, RedactingFilter, RequestIdFilter
 from onespace_client.v1 import info_pb2
 from tests.harness import running_gateway
-
-
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter())
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("onespace.access")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, str]]:

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import io
 import json
-import logging
 import subprocess
 import sys
 import threading
@@ -27,7 +26,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from onespace import cli
 from onespace.errors import Internal
-from onespace.logs import JsonFormatter, RequestIdFilter
 from onespace.models import LOCAL_MODEL
 from onespace.otel import OtelTracer
 from onespace.tracing import TracingError, build_tracer
@@ -351,22 +349,10 @@ def _root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-async def test_log_lines_of_a_traced_rpc_carry_its_trace_id(tmp_path: Path) -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("onespace.access")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        async with traced_gateway(tmp_path, access_log_sample=1.0) as (gw, recorder):
-            await gw.info.Info(
-                info_pb2.InfoRequest(), metadata=(("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01"),)
-            )
-            await recorder.wait_for("onespace.v1.InfoService/Info")
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
-    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+async def test_log_lines_of_a_traced_rpc_carry_its_trace_id(tmp_path: Path, json_log: io.StringIO) -> None:
+    async with traced_gateway(tmp_path, access_log_sample=1.0) as (gw, recorder):
+        traceparent = (("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01"),)
+        await gw.info.Info(info_pb2.InfoRequest(), metadata=traceparent)
+        await recorder.wait_for("onespace.v1.InfoService/Info")
+    (line,) = [json.loads(text) for text in json_log.getvalue().splitlines()]
     assert line["message"].startswith("Info OK") and line["trace_id"] == TRACE_ID

@@ -16,7 +16,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ import grpc
 
 from onespace.auth.tenancy import DEFAULT_TENANT
 from onespace.logs import request_id
-from onespace.rpc.intercept import around, ended_with
+from onespace.rpc.intercept import Scope, ScopeInterceptor, ended_with
 
 __all__ = ["AccessLogInterceptor", "CallRecord", "current_call", "wanted"]
 
@@ -49,22 +49,15 @@ def wanted(sample: float) -> bool:
     return sample > 0 or log.isEnabledFor(logging.DEBUG)
 
 
-class AccessLogInterceptor(grpc.aio.ServerInterceptor):
+class AccessLogInterceptor(ScopeInterceptor):
     def __init__(self, sample: float, rng: random.Random | None = None) -> None:
         self._sample = sample
         self._rng = rng or random.Random()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None:
-            return None
+    def scope_for(self, details: grpc.HandlerCallDetails) -> Scope:
         rid = _caller_id(details.invocation_metadata) or uuid.uuid4().hex[:16]
         level = logging.INFO if self._rng.random() < self._sample else logging.DEBUG
-        return _logged(handler, details.method, rid, level)
+        return _logged(details.method, rid, level)
 
 
 def _caller_id(metadata: Any) -> str | None:
@@ -74,7 +67,7 @@ def _caller_id(metadata: Any) -> str | None:
     return None
 
 
-def _logged(handler: Any, method: str, rid: str, level: int) -> grpc.RpcMethodHandler[Any, Any]:
+def _logged(method: str, rid: str, level: int) -> Scope:
     name = method.rpartition("/")[2]
 
     @contextlib.asynccontextmanager
@@ -104,4 +97,4 @@ def _logged(handler: Any, method: str, rid: str, level: int) -> grpc.RpcMethodHa
             current_call.reset(record_token)
             request_id.reset(token)
 
-    return around(handler, logged)
+    return logged

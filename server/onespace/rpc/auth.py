@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from onespace.auth.tokens import Principal, Role, TokenFileError, TokenTable
 from onespace.errors import OnespaceError, PermissionDenied, ResourceExhausted, Unauthenticated
 from onespace.metrics import Metrics
 from onespace.rpc.access import current_call
-from onespace.rpc.intercept import around
+from onespace.rpc.intercept import Scope, ScopeInterceptor
 from onespace.rpc.status import abort
 
 __all__ = ["OPEN_SERVICES", "REQUIRED_ROLE", "AuthInterceptor"]
@@ -62,7 +62,7 @@ _RELOAD_CHECK_SECONDS = 1.0
 _BEARER = "bearer "
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(ScopeInterceptor):
     def __init__(
         self,
         token_file: Path,
@@ -155,16 +155,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.limits.release(principal.tenant)
         self._metrics.tenant_in_flight.labels(principal.tenant).set(self.limits.in_flight(principal.tenant))
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
+    def scope_for(self, details: grpc.HandlerCallDetails) -> Scope | None:
         method = details.method
-        if handler is None or method.lstrip("/").partition("/")[0] in OPEN_SERVICES:
-            return handler
-        return _guarded(handler, self, method, details.invocation_metadata)
+        if method.lstrip("/").partition("/")[0] in OPEN_SERVICES:
+            return None
+        return _guarded(self, method, details.invocation_metadata)
 
 
 def _bearer(metadata: Any) -> str | None:
@@ -174,10 +169,8 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
-def _guarded(
-    handler: Any, auth: AuthInterceptor, method: str, metadata: Any
-) -> grpc.RpcMethodHandler[Any, Any]:
-    """`handler` with its behaviour run only for an admitted caller, inside its tenant's scope."""
+def _guarded(auth: AuthInterceptor, method: str, metadata: Any) -> Scope:
+    """A handler's behaviour run only for an admitted caller, inside its tenant's scope."""
 
     @contextlib.asynccontextmanager
     async def admitted(context: Ctx) -> AsyncIterator[None]:
@@ -197,4 +190,4 @@ def _guarded(
         finally:
             auth.release(principal)
 
-    return around(handler, admitted)
+    return admitted

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["Scope", "around", "ended_with"]
+__all__ = ["Scope", "ScopeInterceptor", "around", "ended_with"]
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 Scope = Callable[[Ctx], contextlib.AbstractAsyncContextManager[None]]
@@ -51,6 +51,25 @@ def around(handler: Any, scope: Scope) -> grpc.RpcMethodHandler[Any, Any]:
     else:
         wrapped = handler._replace(stream_stream=stream_response(handler.stream_stream))
     return wrapped
+
+
+class ScopeInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor whose whole work is a scope around each handler's behaviour: subclasses say
+    which (`scope_for`; None leaves the handler as it is)."""
+
+    def scope_for(self, details: grpc.HandlerCallDetails) -> Scope | None:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        scope = self.scope_for(details)
+        return handler if scope is None else around(handler, scope)
 
 
 def ended_with(context: Ctx, error: BaseException | None) -> grpc.StatusCode:

@@ -8,12 +8,12 @@ becomes a child of the RPC's span.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from onespace.rpc.intercept import around, ended_with
+from onespace.rpc.intercept import Scope, ScopeInterceptor, ended_with
 from onespace.tracing import Tracer
 
 __all__ = ["TracingInterceptor"]
@@ -21,18 +21,11 @@ __all__ = ["TracingInterceptor"]
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-class TracingInterceptor(grpc.aio.ServerInterceptor):
+class TracingInterceptor(ScopeInterceptor):
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None:
-            return None
+    def scope_for(self, details: grpc.HandlerCallDetails) -> Scope:
         tracer, method, metadata = self._tracer, details.method, details.invocation_metadata or ()
 
         @contextlib.asynccontextmanager
@@ -48,4 +41,4 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 rpc.end(code, message)
 
-        return around(handler, traced)
+        return traced
