@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from onespace.errors import Unavailable
-from onespace.rpc.streaming import bounded_stream
+from onespace.errors import InvalidArgument, Unavailable
+from onespace.rpc.streaming import BadFrame, bounded_batches, bounded_stream
 
 
 class Gauge:
@@ -133,3 +133,47 @@ async def test_a_broken_request_stream_fails_the_stream() -> None:
     with pytest.raises(ConnectionError, match="client reset"):
         async for _ in bounded_stream(broken(), echo, 4):
             pass
+
+
+async def test_batches_hold_what_finished_together_without_waiting_for_more() -> None:
+    gate = asyncio.Event()
+    late = asyncio.Event()
+
+    async def handle(i: int) -> int:
+        await (late if i == 9 else gate).wait()
+        return i
+
+    batches = bounded_batches(Source(10), handle, 16, max_batch=4)
+    first = asyncio.ensure_future(anext(batches))
+    for _ in range(20):
+        await asyncio.sleep(0)  # every item read and waiting
+    gate.set()  # items 0-8 finish in the same loop turn
+    got = [await first]
+    got.append(await anext(batches))
+    got.append(await anext(batches))
+    assert [len(b) for b in got] == [4, 4, 1] and sorted(i for b in got for i in b) == list(range(9))
+    pending = asyncio.ensure_future(anext(batches))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not pending.done()  # a partial frame is not held back, nor is an empty one sent
+    late.set()
+    assert await pending == [9]
+    with pytest.raises(StopAsyncIteration):
+        await anext(batches)
+
+
+async def test_a_bad_frame_marker_ends_the_stream_after_answering_what_came_before() -> None:
+    async def requests() -> AsyncIterator[object]:
+        yield 1
+        yield 2
+        yield BadFrame(InvalidArgument("frames[1].requests", "too many"))
+        yield 3
+
+    async def handle(i: object) -> object:
+        return i
+
+    got: list[object] = []
+    with pytest.raises(InvalidArgument, match=r"frames\[1\].requests: too many"):
+        async for batch in bounded_batches(requests(), handle, 4):
+            got.extend(batch)
+    assert sorted(got) == [1, 2]  # type: ignore[type-var]
