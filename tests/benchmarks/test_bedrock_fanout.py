@@ -12,6 +12,11 @@ Scenarios (emulator settings; Nova text, 1024-d, a distinct text per item):
 - **fixed**: 40 ms per call, no quota;
 - **cap**: 100 ms per call, at most 16 calls at once, beyond that ThrottlingException
   (`--max-concurrency 16 --overflow throttle`): ceiling 16 / 0.1 s = 160 items/s;
+- **cap250**: the same cap at 250 ms per call: ceiling 64 items/s. Each call also costs ~6-7 ms
+  outside the emulator's slot here (response, client parse, the next request's build and signing,
+  the emulator's HTTP handling; py-spy: both event loops ~40% busy, so it is turnaround, not a
+  saturated CPU), which a client told the cap cannot avoid: ~94% of the ceiling at 100 ms, ~97%
+  at 250 ms (the issue's "e.g. 16 in flight x 100 ms"; both are reported);
 - **rpm**: 40 ms per call, 9,000 requests per minute (a token bucket of 20): ceiling 150 items/s;
 - **random**: 40 ms per call, 20% of calls answer ThrottlingException at random.
 
@@ -24,12 +29,18 @@ Contenders:
 - **aioboto3 gather, no semaphore**: the same with every call started at once (the pool of 64 is
   then the only bound);
 - **boto3 sequential**: a plain `invoke_model` loop on a subsample, extrapolated to all items;
-- **aioboto3 gather + Semaphore(16)**, cap scenario only: a client told the cap in advance, the
-  best a client can do there (what the turnaround between calls leaves of the ceiling).
+- **aioboto3 gather + Semaphore(16)**, cap scenarios only: a client told the cap in advance, the
+  best a client can do there (what the turnaround between calls leaves of the ceiling);
+- **LiteLLM**: `litellm.aembedding` for the same Nova model pointed at the emulator, with a
+  semaphore of 32, run by tests/benchmarks/litellm_baseline.py in its own virtualenv
+  (.ci/cache/bench-litellm-venv, made on first use with pip; skipped with the reason printed if
+  that fails), one run per scenario; the request body LiteLLM sent and its first failure are in
+  the report.
 
-Sizes: 2,000 items per gateway run (1,500 in the quota-bound scenarios, ~10 s each), 500 per
-bare aioboto3 run under throttling (botocore's legacy retries make those ~50 items/s); the
-no-semaphore and sequential loops run once per scenario, the others 3 times.
+Sizes: 2,000 items per gateway run (1,500 in the cap x 100 ms and RPM scenarios, 700 in the cap x
+250 ms one, ~10 s each), 500 per bare aioboto3 run under throttling (botocore's legacy retries make
+those ~50 items/s) and per LiteLLM run; the no-semaphore, sequential and LiteLLM loops run once per
+scenario, the others 3 times.
 
 Figures (medians of the runs, contenders interleaved): items/s, per-item latency p50/p99 (from the
 request leaving the client: RPC start, stream write, or the call after the semaphore), failed
@@ -108,6 +119,8 @@ class Scenario:
     def items(self, contender: str) -> int:
         if contender == "boto3 sequential":
             return SEQUENTIAL
+        if contender == "litellm":
+            return ITEMS // 4  # LiteLLM spends ~5 ms of CPU per call here: ~50 items/s
         if contender.startswith("aioboto3") and self.throttles and contender != "aioboto3 + the cap":
             return ITEMS // 4  # botocore's legacy retries make these ~50 items/s
         return int(ITEMS * self.share)
@@ -131,6 +144,14 @@ SCENARIOS = (
         160.0,
         cap=16,
         share=0.75,
+    ),
+    Scenario(
+        "cap250",
+        "cap: 16 in flight x 250 ms",
+        {**_BASE, "latency_ms": 250, "max_concurrency": 16},
+        64.0,
+        cap=16,
+        share=0.35,
     ),
     Scenario(
         "rpm",
@@ -163,6 +184,7 @@ class Run:
     limits: list[tuple[float, int]] = field(default_factory=list)
     extrapolated_from: int | None = None
     client_cpu_seconds: float | None = None
+    note: str | None = None  # LiteLLM: the request body it sent, and the first failure if any
 
     @property
     def rate(self) -> float:
@@ -515,9 +537,116 @@ def boto3_sequential(client: Any, texts: list[str]) -> tuple[int, int, list[floa
     return ok, sum(errors.values()), latencies, errors, time.thread_time() - begun
 
 
+@dataclass
+class _LiteLLM:
+    """LiteLLM in a virtualenv of its own (never in the project's dependencies), made once and cached
+    under .ci/cache/; `python` None with `reason` when it cannot be had (no network, say)."""
+
+    venv: Path = ROOT / ".ci" / "cache" / "bench-litellm-venv"
+    python: Path | None = None
+    reason: str = "not looked for"
+    version: str = ""
+
+    async def provide(self) -> None:
+        python = self.venv / "bin" / "python"
+        if await self._found(python):
+            return
+        for args in (
+            [sys.executable, "-m", "venv", str(self.venv)],
+            [str(python), "-m", "pip", "install", "-q", "litellm"],
+        ):
+            code, out = await _run(args)
+            if code != 0:
+                self.reason = f"`{' '.join(args[-3:])}` failed: {out.strip()[-300:]}"
+                break
+        else:
+            if await self._found(python):
+                return
+            self.reason = "litellm does not import after installing it"
+        print(f"LiteLLM row skipped: {self.reason}", flush=True)
+
+    async def _found(self, python: Path) -> bool:
+        if python.exists():
+            code, out = await _run(
+                [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"]
+            )
+            if code == 0:
+                self.python, self.version, self.reason = python, out.strip(), ""
+        return self.python is not None
+
+
+LITELLM = _LiteLLM()
+LITELLM_SCRIPT = Path(__file__).with_name("litellm_baseline.py")
+
+
+async def _run(args: list[str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 900)
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+async def _line(stream: asyncio.StreamReader, prefix: bytes) -> bytes:
+    """The rest of the first line starting with `prefix` (LiteLLM prints lines of its own)."""
+    while line := await stream.readline():
+        if line.startswith(prefix):
+            return line[len(prefix) :]
+    raise RuntimeError(f"litellm_baseline.py exited before printing {prefix!r}")
+
+
+async def litellm_gather(
+    emulator: Emulator, texts: list[str], tag: str
+) -> tuple[int, int, list[float], Counter[str], float, float, str]:
+    """tests/benchmarks/litellm_baseline.py in LiteLLM's venv: `aembedding` over the same texts with a
+    semaphore of CLIENTS; the emulator is reset once it has warmed up. Its CPU is its own process's."""
+    assert LITELLM.python is not None
+    env = {k: v for k, v in os.environ.items() if k not in AWS_VARIABLES and k != "PYTHONPATH"}
+    env.update(dummy_aws_environment(os.devnull, os.devnull))
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no fetch of a price list from GitHub
+    args = [
+        str(LITELLM.python),
+        str(LITELLM_SCRIPT),
+        *("--endpoint", emulator.url, "--model", MODEL, "--items", str(len(texts))),
+        *("--concurrency", str(CLIENTS), "--dimension", str(DIMENSION), "--tag", tag),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        async with asyncio.timeout(600):
+            await _line(proc.stdout, b"litellm_baseline: warmed")
+            await emulator.reset()
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            figures = json.loads(await _line(proc.stdout, b"litellm_baseline: result "))
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    note = f"request body: `{figures['request_body']}`"
+    if figures["first_error"]:
+        note += f"; first failure: {figures['first_error']}"
+    return (
+        figures["ok"],
+        figures["failed"],
+        figures["latencies"],
+        Counter(figures["errors"]),
+        figures["cpu_seconds"],
+        figures["seconds"],
+        note,
+    )
+
+
 # --- measuring -------------------------------------------------------------------------------------
 
-ONCE = {"aioboto3 no semaphore", "boto3 sequential"}  # slow and only for reference: one run each
+ONCE = {"aioboto3 no semaphore", "boto3 sequential", "litellm"}  # slow, for reference: one run each
 CONTENDERS = (
     ("gateway unary", f"onespace unary `Embed`, {CLIENTS} concurrent clients"),
     ("gateway stream", f"onespace `EmbedStream`, {STREAM_WINDOW} in flight"),
@@ -525,12 +654,17 @@ CONTENDERS = (
     ("aioboto3 no semaphore", f"aioboto3 `gather`, no semaphore (pool {POOL})"),
     ("boto3 sequential", f"boto3 sequential loop ({SEQUENTIAL} items, extrapolated)"),
     ("aioboto3 + the cap", "aioboto3 `gather` + Semaphore(the cap): a client told the cap"),
+    ("litellm", f"LiteLLM `aembedding` + Semaphore({CLIENTS}) (own venv)"),
 )
 
 
 def _contenders(scenario: Scenario) -> list[tuple[str, str]]:
-    """Every contender; the one told the cap only where there is a cap."""
-    return [(n, label) for n, label in CONTENDERS if n != "aioboto3 + the cap" or scenario.cap]
+    """Every contender; the one told the cap only where there is a cap, LiteLLM only if installed."""
+    return [
+        (n, label)
+        for n, label in CONTENDERS
+        if (n != "aioboto3 + the cap" or scenario.cap) and (n != "litellm" or LITELLM.python is not None)
+    ]
 
 
 async def measure(
@@ -538,6 +672,9 @@ async def measure(
 ) -> Run:
     texts = _texts(tag, scenario.items(contender))
     await emulator.configure(scenario)
+    limits: list[tuple[float, int]] = []
+    client_cpu: float | None = None
+    note: str | None = None
     if contender.startswith("gateway"):
         call: Callable[[str, list[str]], Awaitable[tuple[int, int, list[float], Counter[str]]]]
         call = gateway_unary if contender == "gateway unary" else gateway_stream
@@ -545,45 +682,35 @@ async def measure(
             await _warm_up(gw.target)
             await emulator.reset()
             sample = contender == "gateway unary" and scenario.key != "fixed"
-            async with _sampling(http, gw, sample) as limits:
+            async with _sampling(http, gw, sample) as samples:
                 cpu0, client0, start = _cpu_seconds(gw.pid), time.process_time(), time.perf_counter()
                 ok, failed, latencies, errors = await call(gw.target, texts)
                 seconds = time.perf_counter() - start
                 cpu, client_cpu = _cpu_seconds(gw.pid) - cpu0, time.process_time() - client0
+            limits = list(samples)
             final = await _limit(http, gw.metrics_url)
             if not limits and final is not None:
                 limits.append((seconds, final))
-        calls = await emulator.calls()
-        return Run(
-            contender,
-            len(texts),
-            seconds,
-            ok,
-            failed,
-            latencies,
-            cpu,
-            calls["ThrottlingException"],
-            sum(calls.values()),
-            errors,
-            list(limits),
-            client_cpu_seconds=client_cpu,
-        )
-    with _aws_isolated():
-        if contender == "boto3 sequential":
-            client = await asyncio.to_thread(_boto3_client, emulator.url)
-            await asyncio.to_thread(_invoke, client, "warm up")
-            await emulator.reset()
-            start = time.perf_counter()
-            ok, failed, latencies, errors, cpu = await asyncio.to_thread(boto3_sequential, client, texts)
-            seconds = time.perf_counter() - start
-            client.close()
-        else:
-            semaphore = {"aioboto3 + semaphore": CLIENTS, "aioboto3 + the cap": scenario.cap}.get(contender)
-            timer = _Timer(emulator)
-            ok, failed, latencies, errors, cpu = await aioboto3_gather(
-                emulator.url, texts, semaphore, timer.start
-            )
-            seconds = time.perf_counter() - timer.started
+    elif contender == "litellm":
+        ok, failed, latencies, errors, cpu, seconds, note = await litellm_gather(emulator, texts, tag)
+    else:
+        with _aws_isolated():
+            if contender == "boto3 sequential":
+                client = await asyncio.to_thread(_boto3_client, emulator.url)
+                await asyncio.to_thread(_invoke, client, "warm up")
+                await emulator.reset()
+                start = time.perf_counter()
+                ok, failed, latencies, errors, cpu = await asyncio.to_thread(boto3_sequential, client, texts)
+                seconds = time.perf_counter() - start
+                client.close()
+            else:
+                gates = {"aioboto3 + semaphore": CLIENTS, "aioboto3 + the cap": scenario.cap}
+                semaphore = gates.get(contender)
+                timer = _Timer(emulator)
+                ok, failed, latencies, errors, cpu = await aioboto3_gather(
+                    emulator.url, texts, semaphore, timer.start
+                )
+                seconds = time.perf_counter() - timer.started
     calls = await emulator.calls()
     result = Run(
         contender,
@@ -596,6 +723,9 @@ async def measure(
         calls["ThrottlingException"],
         sum(calls.values()),
         errors,
+        limits,
+        client_cpu_seconds=client_cpu,
+        note=note,
     )
     if contender == "boto3 sequential":  # a rate for all items, from the subsample
         full = scenario.items("gateway unary")
@@ -639,6 +769,7 @@ async def run(tmp: Path) -> dict[str, Any]:
     started = dt.datetime.now().astimezone()
     load_before = load_average()
     results: dict[str, dict[str, list[Run]]] = {}
+    await LITELLM.provide()
     async with contextlib.AsyncExitStack() as stack:
         _, match = await stack.enter_async_context(
             _process(
@@ -738,17 +869,26 @@ def report(
             "Everything on 127.0.0.1 and the same 2 cores: the emulator in its own process, a fresh gateway "
             "per run in its own process (default settings: adaptive limit from 16, within [1, 64]), all "
             f"clients in the benchmark's process. Nova text at {DIMENSION}-d, a distinct text per item; "
-            f"{ITEMS:,} items per gateway run ({int(ITEMS * 0.75):,} in the quota-bound scenarios), "
-            f"{ITEMS // 4:,} per bare-loop run under throttling (botocore's retries make them slow), "
-            f"contenders interleaved, medians of {REPEATS} runs (the no-semaphore and sequential loops: "
-            "one run). Scenarios: "
+            f"{ITEMS:,} items per gateway run ({int(ITEMS * 0.75):,} in the cap x 100 ms and RPM "
+            f"scenarios, {int(ITEMS * 0.35):,} in the cap x 250 ms one), {ITEMS // 4:,} per bare-loop run "
+            "under throttling (botocore's retries make them slow) and per LiteLLM run, "
+            f"contenders interleaved, medians of {REPEATS} runs (the no-semaphore, sequential and LiteLLM "
+            "loops: one run). Scenarios: "
             "fixed 40 ms per call; a concurrency cap of 16 calls x 100 ms, beyond it ThrottlingException "
-            "(ceiling 160 items/s); an RPM quota of 9,000/min (token bucket of 20) at 40 ms (ceiling "
+            "(ceiling 160 items/s); the same cap at 250 ms per call (ceiling 64 items/s: the emulator's and "
+            "client's fixed cost per call, ~6-7 ms of turnaround outside the emulator's slot on these 2 "
+            "cores, is then a smaller share of the call, see 'a client told the cap'); an RPM quota of "
+            "9,000/min (token bucket of 20) at 40 ms (ceiling "
             "150 items/s); 20% of calls throttled at random at 40 ms. Bare loops: `asyncio.gather` over "
             f"aioboto3 `invoke_model` + `json.loads` with Semaphore({CLIENTS}) or none (pool of {POOL} "
             "connections, botocore's default legacy retries: 5 attempts); a sequential boto3 loop over "
-            f"{SEQUENTIAL} items, extrapolated; in the cap scenario also aioboto3 with Semaphore(16), a "
-            "client told the cap, i.e. what the turnaround between calls leaves of the ceiling. Latency: "
+            f"{SEQUENTIAL} items, extrapolated; in the cap scenarios also aioboto3 with Semaphore(16), a "
+            "client told the cap, i.e. what the turnaround between calls leaves of the ceiling; LiteLLM "
+            f"`aembedding` (model `bedrock/{MODEL}`, `dimensions={DIMENSION}`, "
+            f"`aws_bedrock_runtime_endpoint` = the emulator) with Semaphore({CLIENTS}), run by "
+            "tests/benchmarks/litellm_baseline.py in a virtualenv of its own (.ci/cache/bench-litellm-venv, "
+            "made on first use; never a project dependency), its CPU its own process's, LiteLLM's default "
+            f"retries. {_litellm_finding(results)} Latency: "
             "from the request leaving the client (RPC start, stream write, the call after the semaphore). "
             "Throttled calls: the emulator's counters; share = of all calls made. CPU: the gateway "
             "process (/proc) for the gateway rows, the benchmark process around the loop for the bare "
@@ -784,6 +924,7 @@ def report(
                         "client_cpu_seconds": r.client_cpu_seconds,
                         "extrapolated_from": r.extrapolated_from,
                         "limits": r.limits,
+                        "note": r.note,
                     }
                     for r in runs
                 ]
@@ -802,6 +943,19 @@ def report(
         document=DEFAULT,
     )
     return {"results": results, "rows": rows}
+
+
+def _litellm_finding(results: dict[str, dict[str, list[Run]]]) -> str:
+    """What LiteLLM sent and what the emulator answered, or why it has no row."""
+    if LITELLM.python is None:
+        return f"LiteLLM: no row ({LITELLM.reason})."
+    notes = [
+        f"{s.label}: {r.note}"
+        for s in SCENARIOS
+        for r in results.get(s.key, {}).get("litellm", [])[:1]
+        if r.note and (r.failed or s.key == "fixed")
+    ]
+    return f"LiteLLM {LITELLM.version}: " + "; ".join(notes) + "."
 
 
 def _targets(results: dict[str, dict[str, list[Run]]]) -> list[list[object]]:

@@ -187,23 +187,32 @@ async def test_against_a_hard_cap_it_holds_under_it_and_probes_less_and_less() -
         limits.append(after)
         if after > before:
             probes.append(lim.windows)
-    assert max(limits[2:]) == 17 and min(limits[2:]) >= 15, limits  # at the cap, probing one over
+    # back up a permit per window from the cut after the slow start (24 -> 12), then at the cap,
+    # probing one over
+    assert limits[:5] == [12, 12, 13, 14, 15], limits
+    assert max(limits[5:]) == 17 and min(limits[5:]) >= 15, limits
     assert sum(1 for x in limits if x == 16) > 0.6 * len(limits)
     gaps = [b - a for a, b in itertools.pairwise(probes)]
     assert len(gaps) >= 4 and max(gaps[-2:]) > max(gaps[:2]), probes  # held longer and longer
     assert lim.restores == 0 and lim.background == 0.0
 
 
-async def test_a_probe_that_passes_forgets_the_old_ceiling() -> None:
+async def test_a_probe_that_passes_moves_the_ceiling_up_a_permit_at_a_time() -> None:
     lim, up = await limiter(20, ceiling=64)
     assert await up.window(0.1) == 18
     assert lim.w_max == 20
-    while lim.limit < 20:
-        await up.window(0.0)
+    assert await up.window(0.0) == 19  # back a permit per window to one under w_max
+    assert await up.window(0.0) == 20  # held 1 window: probe w_max
     assert lim.w_max == 20
-    assert await up.window(0.0) == 21  # healthy at w_max: the capacity moved, w_max is forgotten
-    assert lim.w_max is None
-    assert await up.window(0.0) == 23  # and it grows by an eighth per window again
+    # healthy at w_max: the capacity moved, but a quota's burst may be hiding an overload, so
+    # w_max moves up one permit at a time, each step held for 4 windows like a probe
+    assert await up.window(0.0) == 21
+    assert lim.w_max == 22
+    for _ in range(3):
+        assert await up.window(0.0) == 21
+    assert await up.window(0.0) == 22  # probing the new w_max
+    assert await up.window(0.0) == 23
+    assert lim.w_max == 24
 
 
 async def test_the_background_fades_when_the_random_throttles_stop() -> None:
