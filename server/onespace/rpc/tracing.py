@@ -36,7 +36,8 @@ class TracingInterceptor(ScopeInterceptor):
                 yield
             except BaseException as exc:
                 code = ended_with(context, exc)
-                message = context.details() or "" if isinstance(exc, grpc.aio.AbortError) else ""
+                if isinstance(exc, grpc.aio.AbortError):
+                    message = context.details() or ""
                 raise
             finally:
                 rpc.end(code, message)
