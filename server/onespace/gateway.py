@@ -216,10 +216,9 @@ class Gateway:
     async def embed_input(
         self, item: EmbedInput, *, deadline: float, admission: Admission, normalize: bool = True
     ) -> tuple[Embedded, EmbedOutcome]:
-        started = time.monotonic()
         outcome = await self.scheduler.embed(item, deadline=deadline, admission=admission)
         if self.tracer is not None:
-            _trace_embed(self.tracer, self.provider.name, item, started, outcome)
+            _trace_embed(self.tracer, self.provider.name, item, outcome)
         result = _normalized(outcome.result) if normalize else outcome.result
         return Embedded(result, outcome.cached), outcome
 
@@ -449,9 +448,7 @@ class _Resolved:
     timings: Timings
 
 
-def _trace_embed(
-    tracer: Tracer, provider: str, item: EmbedInput, started: float, outcome: EmbedOutcome
-) -> None:
+def _trace_embed(tracer: Tracer, provider: str, item: EmbedInput, outcome: EmbedOutcome) -> None:
     attributes: dict[str, str | int | float | bool] = {
         "onespace.model": item.model,
         "onespace.modality": item.content.modality.value,
@@ -460,8 +457,8 @@ def _trace_embed(
     if outcome.cached:
         tracer.event("onespace.cache_hit", attributes)
         return
-    sent = max(started, outcome.sent_at)  # a joiner may arrive after its item was sent
-    tracer.stage("onespace.queue_wait", started, sent, attributes)
+    arrived = outcome.arrived_at  # a joiner may arrive after its item was sent: no wait then
+    tracer.stage("onespace.queue_wait", arrived, max(arrived, outcome.sent_at), attributes)
     tracer.stage(
         "onespace.provider_call",
         outcome.sent_at,

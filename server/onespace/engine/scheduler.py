@@ -82,6 +82,7 @@ class EmbedOutcome:
     cached: bool
     queue_seconds: float
     provider_seconds: float
+    arrived_at: float = 0.0  # when the caller asked for it
     sent_at: float = 0.0  # when its provider call started
     batch_size: int = 0  # inputs in the provider call that answered it
     joined: bool = False  # it joined an identical input already queued or in flight
@@ -260,6 +261,7 @@ class EmbedScheduler:
             False,
             max(0.0, pending.sent_at - start),
             pending.provider_seconds,
+            start,
             pending.sent_at,
             pending.batch_size,
             joined,
