@@ -38,7 +38,7 @@ T = TypeVar("T")
 POOL = embed_pb2.DESCRIPTOR.pool
 METHODS = {m.name: m for name in sorted(ONESPACE) for m in POOL.FindServiceByName(name).methods}
 # Methods that change state: never pointed at the seeded collection, so it must read back unchanged.
-WRITES = {"CreateCollection", "DeleteCollection", "Upsert", "Ingest", "Delete"}
+WRITES = {"CreateCollection", "DeleteCollection", "Upsert", "Ingest", "IngestPacked", "Delete"}
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
 SEEDED = "keep"
 DIM = 256
