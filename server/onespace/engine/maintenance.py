@@ -43,17 +43,20 @@ class Maintainer:
         now = time.time() if now is None else now
         for collection in self._store.list():
             try:
-                stats = self._store.stats(collection)
-            except NotFound:  # deleted since list(): nothing left to maintain
+                self._maintain(collection, now)
+            except NotFound:  # deleted since list(), or during its round: nothing left to maintain
                 continue
-            pending = stats.changes_since_checkpoint
-            age = now - stats.checkpoint_time
-            if pending >= self._changes or (pending and age >= self._max_age):
-                self.checkpoint(collection)
-            if self._store.compact(collection):
-                self._metrics.compactions.labels(collection.name).inc()
-                self.checkpoint(collection)
-            self.observe(collection)
+
+    def _maintain(self, collection: CollectionHandle, now: float) -> None:
+        stats = self._store.stats(collection)
+        pending = stats.changes_since_checkpoint
+        age = now - stats.checkpoint_time
+        if pending >= self._changes or (pending and age >= self._max_age):
+            self.checkpoint(collection)
+        if self._store.compact(collection):
+            self._metrics.compactions.labels(collection.name).inc()
+            self.checkpoint(collection)
+        self.observe(collection)
 
     def checkpoint(self, collection: CollectionHandle) -> None:
         started = time.monotonic()
