@@ -74,7 +74,13 @@ test_bedrock_fanout.py; figures in docs/benchmarks.md). Every window's figures a
 logged at DEBUG (`onespace.engine.limiter`).
 
 Throttled calls are retried by the provider with jittered exponential backoff while holding their
-permit, so retries never exceed the limit and never storm (see providers/bedrock/retry.py).
+permit, so retries never exceed the limit and never storm (see providers/bedrock/retry.py). The
+exception is a call throttled while more permits are out than the limit (it was just cut): its
+retry would most likely meet the same full upstream, so it gives its permit back and queues first
+for the next one (`over_limit`, `acquire(first=True)`; the engine's scheduler does this), and the
+retry goes out when a call has finished rather than into the cap again. Against a cap of 16 at
+250 ms, slow start's overshoot to 24 cost ~40 throttles per run before this (the 8 permits over
+the cut kept retrying into the cap, each backoff longer than the last).
 
 Owned by the event loop (no locks): permits are handed to waiters in FIFO order; every decision is
 made synchronously in `release`/`throttled`, and time comes from an injectable `clock`, so tests
@@ -227,6 +233,11 @@ class AdaptiveLimiter:
         """Whether a decrease is under test (the next full window decides whether it helped)."""
         return self._series is not None
 
+    @property
+    def over_limit(self) -> bool:
+        """Whether more permits are out than the limit (it was cut while they were held)."""
+        return self._in_flight > self.limit
+
     def threshold(self, outcomes: int) -> float:
         """The throttle rate over `outcomes` attempts above which throttling counts as sustained."""
         b = self._background
@@ -252,12 +263,17 @@ class AdaptiveLimiter:
             self._saturated = True
         return Permit(self._epoch)
 
-    async def acquire(self) -> Permit:
-        if self._in_flight < self.limit and not self._waiters:
+    async def acquire(self, *, first: bool = False) -> Permit:
+        """A permit, when one is free; waiters are served in order, `first` ones before the rest
+        (a call that gave its permit back to retry: its callers have waited longest)."""
+        if self._in_flight < self.limit and (first or not self._waiters):
             return self._take()
         self._saturated = True
         waiter: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        if first:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:

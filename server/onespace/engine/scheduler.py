@@ -32,6 +32,11 @@ read, so HTTP/2 flow control pushes back on the client).
   are cancelled and their callers told UNAVAILABLE). Timed waits use `asyncio.timeout`, not
   `asyncio.wait_for`: on Python 3.11 wait_for drops a cancellation that arrives in the loop turn
   its awaitable completes, which once left `stop()` waiting forever on the dispatcher.
+- **Retries and permits.** The provider retries a throttled call under the call's permit, after
+  the backoff it asks the scheduler for (`ProviderEvents.backoff`). If more permits are out than
+  the limit (it was cut while they were held), the call gives its permit back instead and queues
+  first for the next one, so its retry goes out when a call has finished, not into a full
+  upstream again (engine/limiter.py).
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ from onespace.providers.base import EmbedInput, Provider, ProviderResult
 __all__ = ["Admission", "EmbedOutcome", "EmbedScheduler"]
 
 log = logging.getLogger(__name__)
-_current_permit: contextvars.ContextVar[Permit | None] = contextvars.ContextVar("permit", default=None)
+_current_call: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("call", default=None)
 
 
 class Admission(enum.Enum):
@@ -89,9 +94,11 @@ class EmbedOutcome:
 
 
 @dataclass(slots=True)
-class _Tally:
-    """What the attempts of one call (its split halves included) said about the upstream's capacity."""
+class _Call:
+    """One call task's permit (None while it queues for another after giving it back), and what its
+    attempts (its split halves included) said about the upstream's capacity."""
 
+    permit: Permit | None
     succeeded: bool = False
     throttled: bool = False
 
@@ -156,12 +163,24 @@ class EmbedScheduler:
     # --- ProviderEvents ------------------------------------------------------------------------
     def throttled(self, model: str) -> None:
         self._metrics.provider_throttles.labels(model).inc()
-        permit = _current_permit.get()
-        if permit is not None:
-            self.limiter.throttled(permit)
+        call = _current_call.get()
+        if call is not None and call.permit is not None:
+            self.limiter.throttled(call.permit)
 
     def retried(self, model: str, reason: str) -> None:
         self._metrics.provider_retries.labels(model, reason).inc()
+
+    async def backoff(self, model: str, reason: str, delay: float) -> None:
+        call = _current_call.get()
+        if reason == "throttling" and call is not None and call.permit is not None:
+            if not self.limiter.over_limit:
+                await asyncio.sleep(delay)
+            if self.limiter.over_limit and call.permit is not None:  # cut before or during the wait
+                self.limiter.release(call.permit)  # its throttles were counted as they came
+                call.permit = None
+                call.permit = await self.limiter.acquire(first=True)
+            return
+        await asyncio.sleep(delay)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -395,29 +414,30 @@ class EmbedScheduler:
         """One batch under one permit, split on refusal (see the module docstring); every caller
         in it is answered, also when the call is cancelled at shutdown."""
         started = self._clock()
-        tally = _Tally()
-        token = _current_permit.set(permit)
+        call = _Call(permit)
+        token = _current_call.set(call)
         try:
-            await self._send(batch, tally, started, split=False)
+            await self._send(batch, call, started, split=False)
         except asyncio.CancelledError:
             self._finish(batch, started, error=Unavailable("the server is shutting down"))
             raise
         finally:
-            _current_permit.reset(token)
-            self.limiter.release(permit, throttled=tally.throttled, succeeded=tally.succeeded)
+            _current_call.reset(token)
+            if call.permit is not None:
+                self.limiter.release(call.permit, throttled=call.throttled, succeeded=call.succeeded)
 
-    async def _send(self, batch: list[Pending], tally: _Tally, started: float, *, split: bool) -> None:
+    async def _send(self, batch: list[Pending], call: _Call, started: float, *, split: bool) -> None:
         if split:
             batch = self._still_wanted(batch)
             if not batch:
                 return
-        error = await self._attempt(batch, tally, started, split=split)
+        error = await self._attempt(batch, call, started, split=split)
         if error is None:
             return
         if isinstance(error, InvalidArgument) and len(batch) > 1:
             half = len(batch) // 2
-            await self._send(batch[:half], tally, started, split=True)
-            await self._send(batch[half:], tally, started, split=True)
+            await self._send(batch[:half], call, started, split=True)
+            await self._send(batch[half:], call, started, split=True)
             return
         self._finish(batch, started, error=error)
 
@@ -441,7 +461,7 @@ class EmbedScheduler:
         return wanted
 
     async def _attempt(
-        self, batch: list[Pending], tally: _Tally, started: float, *, split: bool
+        self, batch: list[Pending], call: _Call, started: float, *, split: bool
     ) -> OnespaceError | None:
         """One provider call; answers the batch on success, returns the error otherwise."""
         model = batch[0].input.model
@@ -463,13 +483,13 @@ class EmbedScheduler:
                 raise Internal(f"provider returned {len(results)} results for {len(batch)} inputs")
         except OnespaceError as exc:
             error, outcome = exc, code_label(type(exc).__name__)
-            tally.throttled = tally.throttled or isinstance(exc, ResourceExhausted)
+            call.throttled = call.throttled or isinstance(exc, ResourceExhausted)
         except Exception as exc:
             log.exception("provider %s failed", self._provider.name)
             error, outcome = Internal(f"provider failure: {type(exc).__name__}: {exc}"), "INTERNAL"
         else:
             outcome = "OK"
-            tally.succeeded = True
+            call.succeeded = True
             self._finish(batch, started, results=results)
         finally:
             self._metrics.provider_in_flight.dec()

@@ -61,6 +61,10 @@ class ProviderEvents(Protocol):
     def retried(self, model: str, reason: str) -> None:
         """A call is being retried; `reason` is a short bounded label, e.g. `throttling`, `5xx`."""
 
+    async def backoff(self, model: str, reason: str, delay: float) -> None:
+        """Wait before that retry: `delay` seconds, or whatever the engine's capacity calls for
+        (a throttled call holding a permit over a limit just cut waits for a free one instead)."""
+
 
 class Provider(abc.ABC):
     """A model backend. Subclasses: `LocalProvider`, `BedrockProvider`."""

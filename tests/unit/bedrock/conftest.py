@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,12 +30,17 @@ class RecordingEvents:
     def __init__(self) -> None:
         self.throttled_models: list[str] = []
         self.retries: list[tuple[str, str]] = []
+        self.backoffs: list[tuple[str, str]] = []
 
     def throttled(self, model: str) -> None:
         self.throttled_models.append(model)
 
     def retried(self, model: str, reason: str) -> None:
         self.retries.append((model, reason))
+
+    async def backoff(self, model: str, reason: str, delay: float) -> None:
+        self.backoffs.append((model, reason))
+        await asyncio.sleep(delay)
 
 
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.004)

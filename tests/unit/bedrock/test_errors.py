@@ -3,6 +3,7 @@ and request id; transient ones are retried (and counted) within the deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from onespace.errors import (
 )
 from onespace.models import COHERE_EMBED_V4, NOVA_MODEL, TITAN_TEXT_V2
 from onespace.providers.bedrock import BedrockProvider, RetryPolicy
-from tests.unit.bedrock.conftest import FAST_RETRY, events, item
+from tests.unit.bedrock.conftest import FAST_RETRY, RecordingEvents, events, item
 
 NOVA = NOVA_MODEL.id
 
@@ -145,6 +146,26 @@ async def test_no_backoff_past_the_deadline(provider: BedrockProvider, emulator:
     assert emulator.state.stats.total() == 1  # the first backoff (>= 0.5 s) would end past the deadline
     assert info.value.retry_after_seconds is not None and info.value.retry_after_seconds >= 0.5
     assert provider.counters.throttles == 1 and sum(provider.counters.retries.values()) == 0
+
+
+class WaitsForever(RecordingEvents):
+    """An engine with no capacity to give: its backoff never ends on its own."""
+
+    async def backoff(self, model: str, reason: str, delay: float) -> None:
+        self.backoffs.append((model, reason))
+        await asyncio.Event().wait()
+
+
+async def test_the_engines_backoff_is_bounded_by_the_deadline(
+    provider: BedrockProvider, emulator: RunningEmulator
+) -> None:
+    provider.events = WaitsForever()
+    emulator.state.force("ThrottlingException", count=100)
+    with pytest.raises(ResourceExhausted) as info:
+        await provider.embed([item("waits", NOVA, 256)], deadline=time.monotonic() + 0.3)
+    assert provider.events.backoffs == [(NOVA, "throttling")]  # asked once, then the deadline came
+    assert emulator.state.stats.total() == 1
+    assert info.value.retry_after_seconds is not None
 
 
 def _closed_port() -> int:

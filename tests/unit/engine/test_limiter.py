@@ -281,3 +281,43 @@ async def test_a_permit_released_twice_counts_once() -> None:
     limiter.release(p, succeeded=True)
     limiter.release(p, succeeded=True)
     assert limiter.in_flight == 0
+
+
+async def test_a_first_waiter_is_served_before_earlier_ones() -> None:
+    limiter = AdaptiveLimiter(initial=1, floor=1, ceiling=1)
+    held = await limiter.acquire()
+    order: list[str] = []
+
+    async def worker(name: str, first: bool) -> None:
+        p = await limiter.acquire(first=first)
+        order.append(name)
+        limiter.release(p)
+
+    queued = asyncio.create_task(worker("queued", False))
+    await asyncio.sleep(0)
+    retry = asyncio.create_task(worker("retry", True))
+    await asyncio.sleep(0)
+    limiter.release(held)
+    await asyncio.gather(queued, retry)
+    assert order == ["retry", "queued"]
+
+
+async def test_over_limit_while_permits_from_before_a_cut_are_out() -> None:
+    limiter = AdaptiveLimiter(initial=4, floor=1, ceiling=4)
+    held = [await limiter.acquire() for _ in range(4)]
+    assert not limiter.over_limit
+    for _ in range(4):  # one call throttled 4 times in a row: the limit is above the upstream's
+        limiter.throttled(held[0])
+    assert limiter.limit == 3 and limiter.over_limit
+    limiter.release(held[0])
+    assert not limiter.over_limit
+    # a first waiter still waits for a free permit: it never takes one over the limit
+    retry = asyncio.create_task(limiter.acquire(first=True))
+    await asyncio.sleep(0)
+    assert not retry.done()
+    limiter.release(held[1])  # handed over at once: back at the limit, never over it
+    assert limiter.in_flight == 3 and not limiter.over_limit
+    limiter.release(await retry)
+    for p in held[2:]:
+        limiter.release(p)
+    assert limiter.in_flight == 0

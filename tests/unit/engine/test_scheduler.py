@@ -428,3 +428,69 @@ async def test_a_refused_input_through_grpc_fails_only_its_own_rpc(tmp_path: Pat
             assert "'bad input'" in (outcome.details() or "")
         else:
             assert isinstance(outcome, embed_pb2.EmbedResponse) and len(outcome.results) == 1
+
+
+async def test_a_throttled_call_over_a_cut_limit_retries_when_a_permit_is_free(scheduler_for: Any) -> None:
+    """The retry of a call holding a permit above a limit just cut waits for a call to finish (its
+    permit given back, queued first), instead of sleeping its backoff and retrying into a full
+    upstream. The last backoff asked for is an hour: sleeping it would time the test out."""
+    slow_may_finish = asyncio.Event()
+    cut = asyncio.Event()
+    seen: list[tuple[str, int, int]] = []
+
+    class Provider(ScriptedProvider):
+        async def embed(
+            self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        ) -> list[ProviderResult]:
+            assert self.events is not None
+            limiter = scheduler.limiter
+            if inputs[0].content.text == "slow":
+                self.started.set()
+                await slow_may_finish.wait()
+                seen.append(("slow answered", limiter.in_flight, limiter.limit))
+                return [self._vector(i) for i in inputs]
+            for attempt in range(4):  # throttled 4 times in a row: the limit is cut by a permit
+                self.events.throttled(inputs[0].model)
+                if limiter.over_limit:
+                    cut.set()
+                await self.events.backoff(inputs[0].model, "throttling", 3600.0 if attempt == 3 else 0.0)
+            seen.append(("retry sent", limiter.in_flight, limiter.limit))
+            return [self._vector(i) for i in inputs]
+
+    provider = Provider()
+    scheduler = await scheduler_for(provider, concurrency_initial=2, concurrency_max=2, cache_bytes=0)
+    async with asyncio.timeout(30):
+        slow = asyncio.create_task(
+            scheduler.embed(text("slow"), deadline=later(), admission=Admission.FAIL_FAST)
+        )
+        await provider.started.wait()
+        fast = asyncio.create_task(
+            scheduler.embed(text("fast"), deadline=later(), admission=Admission.FAIL_FAST)
+        )
+        await cut.wait()
+        assert scheduler.limiter.limit == 1
+        slow_may_finish.set()
+        await asyncio.gather(slow, fast)
+    # the throttled call gave its permit back at once: the slow call alone held one, then the retry
+    assert seen == [("slow answered", 1, 1), ("retry sent", 1, 1)]
+    assert scheduler.limiter.in_flight == 0
+
+
+async def test_a_throttled_call_under_the_limit_keeps_its_permit_and_sleeps_its_backoff(
+    scheduler_for: Any,
+) -> None:
+    seen: list[int] = []
+
+    class Provider(ScriptedProvider):
+        async def embed(
+            self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        ) -> list[ProviderResult]:
+            assert self.events is not None
+            self.events.throttled(inputs[0].model)
+            await self.events.backoff(inputs[0].model, "throttling", 0.001)
+            seen.append(scheduler.limiter.in_flight)
+            return [self._vector(i) for i in inputs]
+
+    scheduler = await scheduler_for(Provider(), concurrency_initial=2, concurrency_max=2, cache_bytes=0)
+    await scheduler.embed(text("once"), deadline=later(), admission=Admission.FAIL_FAST)
+    assert seen == [1] and scheduler.limiter.limit == 2 and scheduler.limiter.in_flight == 0

@@ -138,6 +138,7 @@ class BedrockProvider(Provider):
                 deadline=deadline,
                 what=f"Bedrock call to {spec.id}",
                 on_transient=lambda failure, will_retry: self._transient(spec.id, failure, will_retry),
+                wait=lambda failure, delay: self._wait(spec.id, failure, delay),
             )
         except PermissionDenied as exc:
             self._refused = f"Bedrock refused the credentials: {exc.message}"
@@ -168,6 +169,13 @@ class BedrockProvider(Provider):
             self.counters.retries[failure.reason] += 1
             if self.events is not None:
                 self.events.retried(model, failure.reason)
+
+    async def _wait(self, model: str, failure: Transient, delay: float) -> None:
+        """The backoff before a retry: the engine's, when there is one (it may wait for capacity)."""
+        if self.events is None:
+            await asyncio.sleep(delay)
+        else:
+            await self.events.backoff(model, failure.reason, delay)
 
 
 async def _all_or_nothing(calls: Sequence[Awaitable[T]]) -> list[T]:

@@ -65,12 +65,15 @@ async def call_with_retries(
     deadline: float | None,
     what: str,
     on_transient: Callable[[Transient, bool], None],
+    wait: Callable[[Transient, float], Awaitable[None]] | None = None,
 ) -> T:
     """Run `attempt` until it succeeds, fails for good, or time/attempts run out.
 
-    `on_transient(failure, will_retry)` is told about every transient failure. With no time
-    left before an attempt, the caller gets DeadlineExceeded (or the last transient error if
-    there was one); an attempt cut short by the deadline is DeadlineExceeded.
+    `on_transient(failure, will_retry)` is told about every transient failure; `wait(failure,
+    delay)` waits before each retry (default: sleep `delay`; the engine may wait for capacity
+    instead, bounded here by the deadline). With no time left before an attempt, the caller gets
+    DeadlineExceeded (or the last transient error if there was one); an attempt cut short by the
+    deadline is DeadlineExceeded.
     """
     last: Transient | None = None
     n = 0
@@ -96,7 +99,14 @@ async def call_with_retries(
             on_transient(failure, will_retry)
             if not will_retry:
                 raise _final(failure, delay) from failure.__cause__
-            await asyncio.sleep(delay)
+            if wait is None:
+                await asyncio.sleep(delay)
+                continue
+            try:
+                async with asyncio.timeout(None if deadline is None else deadline - time.monotonic()):
+                    await wait(failure, delay)
+            except TimeoutError:
+                raise _final(failure, delay) from failure.__cause__
 
 
 def _final(failure: Transient, retry_after: float) -> Exception:
