@@ -46,10 +46,15 @@ a hard cap of 16 it averaged about 0.67 of the cap (AIMD's sawtooth between C/2 
   If neither fell after at least a quarter of the limit was cut, the throttles are not our
   doing: the limit goes back to where it was before the run of cuts and their rate becomes the
   background (unless it is above `max_background`: heavy throttling is treated as overload
-  whatever its cause, and the limit keeps falling, to the floor if need be). The background
-  decays by 1% per window (half-life ~70 windows), and a cut that helped lowers it to the rate
-  seen after the cut, so knowledge that went stale fades and persistent random throttling is
-  re-learned the same way.
+  whatever its cause, and the limit keeps falling, to the floor if need be). Each window moves
+  the background 1% of the way down to its own rate when that is lower (half-life ~70 windows
+  once throttling stops), never up, and a cut that helped lowers it to the rate seen after the
+  cut, so knowledge that went stale fades and persistent random throttling is re-learned the
+  same way. (It used to decay by 1% per window whatever the windows said: at 20% random
+  throttles the background learned as 0.155 fell to 0.11 in 40 windows while every window still
+  showed ~0.2, so the threshold sank towards the true rate and random excursions cut the limit
+  again. Windows never raise it: a rate below the threshold may be our own doing, e.g. a limit
+  a permit over a cap, and ratcheting up on it would hide the cap.)
 - **Starving calls.** Throttled calls back off exponentially while holding their permit, so a
   limit a little above a hard cap can look healthy: the extra permits sleep ever longer and are
   rarely throttled. A call throttled 4 times in a row under the current limit takes one permit
@@ -104,7 +109,7 @@ log = logging.getLogger(__name__)
 _Z = 3.0  # standard errors above the background a window's rate may reach without counting
 _EARLY_MIN = 8  # outcomes before a window may close early
 _MAX_HOLD = 16  # windows to wait before probing w_max again, at most
-_DECAY = 0.99  # the background's share kept per window
+_DECAY = 0.99  # ... per window, the background keeps this share of its excess over the window's rate
 _Z_CHANGE = 2.0  # standard errors by which two windows' rates must differ to count as different
 _KEPT = 0.9  # ... a cheaper success counts only if at least this share of the goodput was kept
 _COST_WORSE = 1.3  # ... and conditions changed if the cost of a success rose by this factor
@@ -358,7 +363,7 @@ class AdaptiveLimiter:
         self._since = self._stamp
         self._saturated = False
         self.windows += 1
-        self._background *= _DECAY
+        self._background -= (1.0 - _DECAY) * max(0.0, self._background - rate)
         series = self._series
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

@@ -226,6 +226,20 @@ async def test_the_background_fades_when_the_random_throttles_stop() -> None:
     assert lim.background < learned / 2
 
 
+async def test_the_background_holds_while_the_windows_still_show_it() -> None:
+    lim, up = await limiter(32, ceiling=32)
+    for _ in range(6):
+        await up.window(0.2, seconds=0.32 / lim.limit)
+    learned = lim.background
+    assert learned > 0.1
+    for _ in range(100):  # random throttles go on at the learned rate or above: nothing is stale
+        await up.window(max(learned, 0.2))
+    assert lim.background == learned
+    for _ in range(100):  # at half of it, it moves half way down, never below
+        await up.window(learned / 2)
+    assert learned / 2 <= lim.background < learned * 0.7
+
+
 async def test_respects_floor_and_ceiling() -> None:
     lim, up = await limiter(2, floor=2, ceiling=3)
     for _ in range(5):
