@@ -81,9 +81,10 @@ logged at DEBUG (`onespace.engine.limiter`).
 Throttled calls are retried by the provider with jittered exponential backoff while holding their
 permit, so retries never exceed the limit and never storm (see providers/bedrock/retry.py). The
 exception is a call throttled while more permits are out than the limit (it was just cut): its
-retry would most likely meet the same full upstream, so it gives its permit back and queues first
-for the next one (`over_limit`, `acquire(first=True)`; the engine's scheduler does this), and the
-retry goes out when a call has finished rather than into the cap again. Against a cap of 16 at
+retry would most likely meet the same full upstream, so it gives its permit back, takes its
+backoff without one, and queues first for the next (`over_limit`, `acquire(first=True)`; the
+engine's scheduler does this): the retry goes out when a call has finished rather than into the
+cap again, and still after the pause a quota's bucket needs to refill. Against a cap of 16 at
 250 ms, slow start's overshoot to 24 cost ~40 throttles per run before this (the 8 permits over
 the cut kept retrying into the cap, each backoff longer than the last).
 

@@ -34,9 +34,9 @@ read, so HTTP/2 flow control pushes back on the client).
   its awaitable completes, which once left `stop()` waiting forever on the dispatcher.
 - **Retries and permits.** The provider retries a throttled call under the call's permit, after
   the backoff it asks the scheduler for (`ProviderEvents.backoff`). If more permits are out than
-  the limit (it was cut while they were held), the call gives its permit back instead and queues
-  first for the next one, so its retry goes out when a call has finished, not into a full
-  upstream again (engine/limiter.py).
+  the limit (it was cut while they were held), the call gives its permit back, backs off
+  without it and then queues first for the next one, so its retry goes out when a call has
+  finished, not into a full upstream again (engine/limiter.py).
 """
 
 from __future__ import annotations
@@ -172,15 +172,21 @@ class EmbedScheduler:
 
     async def backoff(self, model: str, reason: str, delay: float) -> None:
         call = _current_call.get()
-        if reason == "throttling" and call is not None and call.permit is not None:
-            if not self.limiter.over_limit:
-                await asyncio.sleep(delay)
-            if self.limiter.over_limit and call.permit is not None:  # cut before or during the wait
-                self.limiter.release(call.permit)  # its throttles were counted as they came
-                call.permit = None
-                call.permit = await self.limiter.acquire(first=True)
+        if call is not None and call.permit is not None and self.limiter.over_limit:
+            await self._requeue(call, delay)
             return
         await asyncio.sleep(delay)
+        if call is not None and call.permit is not None and self.limiter.over_limit:  # cut meanwhile
+            await self._requeue(call, 0.0)
+
+    async def _requeue(self, call: _Call, pause: float) -> None:
+        """Give the permit of a call over the limit back, pause, then queue first for the next one."""
+        assert call.permit is not None
+        self.limiter.release(call.permit)  # its throttles were counted as they came
+        call.permit = None
+        if pause:
+            await asyncio.sleep(pause)
+        call.permit = await self.limiter.acquire(first=True)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
