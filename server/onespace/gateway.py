@@ -17,6 +17,7 @@ import numpy as np
 
 from onespace import content as contents
 from onespace.auth import tenancy
+from onespace.budget import response_too_large
 from onespace.config import Settings
 from onespace.content import Content, MediaLimits, Purpose
 from onespace.engine import Admission, EmbedScheduler, SearchBatcher, WriteBatcher
@@ -335,7 +336,7 @@ class Gateway:
 
     async def get(self, name: str, ids: Sequence[str], include_vectors: bool) -> list[StoredItem | None]:
         collection = self.collection(name, "collection")
-        return await asyncio.to_thread(collection.get, ids, include_vectors)
+        return await asyncio.to_thread(collection.get, ids, include_vectors, self.settings.max_request_bytes)
 
     async def delete(self, name: str, ids: Sequence[str], *, deadline: float) -> int:
         collection = self.collection(name, "collection")
@@ -376,6 +377,7 @@ class Gateway:
             resolved = [
                 await self._resolve_query(r, deadline, where=f"queries[{i}]") for i, r in enumerate(requests)
             ]
+        self._check_vectors_fit(resolved)
         submitted = time.monotonic()
         futures = [self.searches.submit(r.collection, r.query, deadline) for r in resolved]
         results = await asyncio.gather(*futures)
@@ -388,6 +390,18 @@ class Gateway:
             r.timings.total = total
             out.append((hits, r.collection, r.dimension, r.timings))
         return out
+
+    def _check_vectors_fit(self, resolved: Sequence[_Resolved]) -> None:
+        """Hits asked with vectors carry the full stored vector each: a batch whose vectors could
+        pass the message limit is refused before its hits (and their arrays) are built."""
+        limit = self.settings.max_request_bytes
+        size = sum(
+            min(r.query.k, len(r.collection)) * 4 * r.collection.config.dimension
+            for r in resolved
+            if r.query.include_vectors
+        )
+        if size > limit:
+            raise response_too_large(size, limit, bound="up to")
 
     async def _resolve_query(self, request: SearchIn, deadline: float, where: str = "") -> _Resolved:
         """The collection, rank dimension and checked query vector for one search request."""

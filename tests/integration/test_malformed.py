@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import tracemalloc
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -437,3 +438,61 @@ async def test_a_response_over_the_message_limit_is_refused_without_a_traceback(
         small = await gw.data.Get(data_pb2.GetRequest(collection="c", ids=ids))
         assert len(small.items) == 100
     assert_no_traceback(caplog)
+
+
+async def test_a_get_of_many_duplicate_ids_is_refused_before_its_response_is_built(tmp_path: Path) -> None:
+    """Ids may repeat and each found one gets its own vector: the server counts the bytes as it
+    goes, so 21,000 copies of one id (63 KB of request, 21 MB of vectors and as much again of
+    protobuf if built) are refused at the limit, not after building everything (fuzzing found
+    that a 64 MiB request of ids could ask for terabytes)."""
+    async with running_gateway(tmp_path / "data", max_request_bytes=64 * 1024) as gw:
+        await gw.collections.CreateCollection(
+            collections_pb2.CreateCollectionRequest(
+                config=collections_pb2.CollectionConfig(name="c", dimension=256)
+            )
+        )
+        await gw.data.Upsert(
+            data_pb2.UpsertRequest(collection="c", items=[data_pb2.Item(id="a", vector=f32([0.5] * 256))])
+        )
+        request = data_pb2.GetRequest(collection="c", ids=["a"] * 21_000, include_vectors=True)
+        tracemalloc.start()
+        try:
+            await expect_invalid(
+                gw.data.Get(request), "request: its response would be at least", "max_request_bytes"
+            )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 << 20, peak  # ~64 KiB of vectors before the refusal, not 21 MB
+        stored = await gw.data.Get(data_pb2.GetRequest(collection="c", ids=["a"], include_vectors=True))
+        assert [i.id for i in stored.items] == ["a"]  # nothing stored was touched
+
+
+async def test_a_search_batch_whose_vectors_could_pass_the_limit_is_refused_before_searching(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(tmp_path / "data", max_request_bytes=64 * 1024) as gw:
+        await gw.collections.CreateCollection(
+            collections_pb2.CreateCollectionRequest(
+                config=collections_pb2.CollectionConfig(name="c", dimension=256)
+            )
+        )
+        items = [data_pb2.Item(id=f"i{n}", vector=f32(np.eye(256)[n] + 0.1)) for n in range(100)]
+        for start in (0, 50):  # 50 KiB a request, under the 64 KiB limit
+            await gw.data.Upsert(data_pb2.UpsertRequest(collection="c", items=items[start : start + 50]))
+
+        def query(include_vectors: bool) -> search_pb2.SearchRequest:
+            return search_pb2.SearchRequest(
+                collection="c", vector=f32([0.5] * 256), k=100, include_vectors=include_vectors
+            )
+
+        # 2 x 100 hits x 1 KiB of vector = 200 KiB, over 64 KiB: refused, naming the bound
+        await expect_invalid(
+            gw.search.SearchBatch(search_pb2.SearchBatchRequest(queries=[query(True), query(True)])),
+            "request: its response could be up to 204800 bytes",
+            "max_request_bytes",
+        )
+        plain = await gw.search.SearchBatch(
+            search_pb2.SearchBatchRequest(queries=[query(False), query(False)])
+        )
+        assert [len(r.hits) for r in plain.results] == [100, 100]

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from onespace.budget import ResponseBudget
 from onespace.errors import Internal, NotFound
 from onespace.index.checkpoint import Checkpoint
 from onespace.index.config import CollectionConfig
@@ -147,8 +148,13 @@ class Collection:
     def modalities(self) -> frozenset[Modality]:
         return self.slots.modalities()
 
-    def get(self, ids: Sequence[str], include_vectors: bool = False) -> list[StoredItem | None]:
-        """The items for `ids`, in order; None for ids not stored."""
+    def get(
+        self, ids: Sequence[str], include_vectors: bool = False, max_bytes: int | None = None
+    ) -> list[StoredItem | None]:
+        """The items for `ids`, in order; None for ids not stored. InvalidArgument as soon as the
+        items found (each duplicate again) hold more than `max_bytes`, before the rest are built."""
+        budget = ResponseBudget(max_bytes)
+        vector_bytes = 4 * self._config.dimension if include_vectors else 0
         wanted = [i for i in ids if isinstance(i, str)]
         with self._reading():
             rows = self.sql.rows_by_ids(wanted) if wanted else {}
@@ -159,6 +165,7 @@ class Collection:
             if row is None:
                 out.append(None)
                 continue
+            budget.add(row.id, row.metadata, vector_bytes)
             vector = self._vector_of_key(view, row.key) if include_vectors else None
             out.append(StoredItem(row.id, modality_from_code(row.modality), row.metadata, vector))
         return out

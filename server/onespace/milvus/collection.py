@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from onespace.budget import ResponseBudget
 from onespace.errors import NotFound
 from onespace.index.config import CollectionConfig
 from onespace.index.records import MODALITY_CODES, Hit, Query, Record, StoredItem
@@ -105,15 +106,25 @@ class MilvusCollection:
             )
         return int(found[0]["count(*)"]) if found else 0
 
-    def get(self, ids: Sequence[str], include_vectors: bool = False) -> list[StoredItem | None]:
-        """The items for `ids`, in order; None for ids not stored."""
+    def get(
+        self, ids: Sequence[str], include_vectors: bool = False, max_bytes: int | None = None
+    ) -> list[StoredItem | None]:
+        """The items for `ids`, in order; None for ids not stored. InvalidArgument once the items
+        (each duplicate again) hold more than `max_bytes`, before the rest are built."""
+        budget = ResponseBudget(max_bytes)
+        vector_bytes = 4 * self._config.dimension if include_vectors else 0
         wanted = sorted({i for i in ids if isinstance(i, str)})
         fields = [*_READ_FIELDS, layout.VECTOR] if include_vectors else _READ_FIELDS
         found = {str(row[layout.ID]): row for row in self._rows_of(wanted, fields)}
         out: list[StoredItem | None] = []
         for item_id in ids:
             row = found.get(item_id) if isinstance(item_id, str) else None
-            out.append(None if row is None else item(row, self._config, include_vectors))
+            if row is None:
+                out.append(None)
+                continue
+            stored = item(row, self._config, include_vectors)
+            budget.add(stored.id, stored.metadata, vector_bytes)
+            out.append(stored)
         return out
 
     def vector(self, id: str) -> npt.NDArray[np.float32]:

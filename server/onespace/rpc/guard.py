@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from onespace.errors import DeadlineExceeded, InvalidArgument, OnespaceError, ResourceExhausted
+from onespace.budget import response_too_large
+from onespace.errors import DeadlineExceeded, OnespaceError, ResourceExhausted
 from onespace.metrics import Metrics
 from onespace.rpc.handlers import Undecodable
 from onespace.rpc.status import bounded_details, metadata_for, status_for
@@ -86,11 +87,7 @@ def check_fits(response: object, limit: int) -> None:
     with an ERROR traceback in the log for every such call (a Get of 100k ids with vectors)."""
     size = response.ByteSize() if isinstance(response, Message) else 0
     if size > limit:
-        raise InvalidArgument(
-            "request",
-            f"its response would be {size} bytes, over the server's message limit of {limit} bytes "
-            "(max_request_bytes); ask for less: fewer ids or queries, a smaller k, or no vectors",
-        )
+        raise response_too_large(size, limit)
 
 
 class _Outcome:
