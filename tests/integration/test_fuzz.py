@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from onespace.config import Settings
 from onespace.rpc.handlers import ONESPACE
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, info_pb2, search_pb2
 from tests import media
@@ -41,6 +42,11 @@ METHODS = {m.name: m for name in sorted(ONESPACE) for m in POOL.FindServiceByNam
 WRITES = {"CreateCollection", "DeleteCollection", "Upsert", "Ingest", "IngestPacked", "Delete"}
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
 SEEDED = "keep"
+# Bytes one repeated message field may hold: `[one] * 300` copies `one` 300 times, two levels deep
+# that reached a 6.3 GB SearchBatchRequest (seed 10) and ~24 GB once in CI, all in this process
+# before the channel's 64 MiB limit refused it (test_malformed covers that limit).
+MAX_REPEATED_BYTES = 8 << 20
+FRAME_LIMIT = Settings().max_items_per_request  # requests in one packed frame the server reads
 DIM = 256
 SETTINGS = settings(
     max_examples=60,
@@ -205,6 +211,8 @@ def _set(out: Message, field: FieldDescriptor, draw: st.DrawFn, writes: bool, de
             if depth < 3:
                 count = draw(st.sampled_from([1, 1, 2, 3, 0, 300]))
                 one = draw(message(field.message_type, writes, depth + 1))
+                if count > 1:  # the same draws, so a seed replays; only the copies are bounded
+                    count = min(count, max(1, MAX_REPEATED_BYTES // max(1, one.ByteSize())))
                 target.extend([one] * count)  # the same message repeated: cheap, still hostile
         else:
             target.extend(
@@ -293,8 +301,9 @@ def mutated(name: str) -> st.SearchStrategy[Message]:
 # --- calls -------------------------------------------------------------------------------------
 
 
-def up_to_the_first_undecodable(method: MethodDescriptor, frames: list[bytes]) -> list[bytes]:
-    """The frames a stream reads: it ends at the first one that does not parse (docs/errors.md).
+def frames_the_server_reads(method: MethodDescriptor, frames: list[bytes]) -> list[bytes]:
+    """The frames a stream reads: it ends at the first one that does not parse, or that packs more
+    requests than the server reads in one frame (docs/errors.md).
 
     Sending more after it would race the server's end of the stream, and the asyncio client can
     then report INTERNAL "Internal error from Core" in place of the server's status
@@ -303,8 +312,11 @@ def up_to_the_first_undecodable(method: MethodDescriptor, frames: list[bytes]) -
     cls = message_factory.GetMessageClass(method.input_type)
     for i, frame in enumerate(frames):
         try:
-            cls.FromString(frame)
+            parsed = cls.FromString(frame)
         except DecodeError:
+            return frames[: i + 1]
+        packed = parsed.DESCRIPTOR.fields_by_name.get("requests")
+        if packed is not None and len(getattr(parsed, packed.name)) > FRAME_LIMIT:
             return frames[: i + 1]
     return frames
 
@@ -314,7 +326,7 @@ async def call(gw: Running, method: MethodDescriptor, frames: list[bytes]) -> gr
     path = f"/{method.containing_service.full_name}/{method.name}"
     try:
         if method.client_streaming:
-            frames = up_to_the_first_undecodable(method, frames)
+            frames = frames_the_server_reads(method, frames)
             stream = gw.channel.stream_stream(path, request_serializer=bytes, response_deserializer=bytes)
 
             async def requests() -> AsyncIterator[bytes]:
