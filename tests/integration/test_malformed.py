@@ -416,19 +416,24 @@ async def test_a_status_message_quoting_a_huge_input_is_cut(
     assert_no_traceback(caplog)
 
 
+async def _collection_of_one(gw: Running) -> None:
+    """Collection `c` (256-d) holding item `a`."""
+    await gw.collections.CreateCollection(
+        collections_pb2.CreateCollectionRequest(
+            config=collections_pb2.CollectionConfig(name="c", dimension=256)
+        )
+    )
+    await gw.data.Upsert(
+        data_pb2.UpsertRequest(collection="c", items=[data_pb2.Item(id="a", vector=f32([0.5] * 256))])
+    )
+
+
 async def test_a_response_over_the_message_limit_is_refused_without_a_traceback(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
     async with running_gateway(tmp_path / "data", max_request_bytes=64 * 1024) as gw:
-        await gw.collections.CreateCollection(
-            collections_pb2.CreateCollectionRequest(
-                config=collections_pb2.CollectionConfig(name="c", dimension=256)
-            )
-        )
-        await gw.data.Upsert(
-            data_pb2.UpsertRequest(collection="c", items=[data_pb2.Item(id="a", vector=f32([0.5] * 256))])
-        )
+        await _collection_of_one(gw)
         ids = ["a"] * 100
         await expect_invalid(
             gw.data.Get(data_pb2.GetRequest(collection="c", ids=ids, include_vectors=True)),
@@ -446,14 +451,7 @@ async def test_a_get_of_many_duplicate_ids_is_refused_before_its_response_is_bui
     protobuf if built) are refused at the limit, not after building everything (fuzzing found
     that a 64 MiB request of ids could ask for terabytes)."""
     async with running_gateway(tmp_path / "data", max_request_bytes=64 * 1024) as gw:
-        await gw.collections.CreateCollection(
-            collections_pb2.CreateCollectionRequest(
-                config=collections_pb2.CollectionConfig(name="c", dimension=256)
-            )
-        )
-        await gw.data.Upsert(
-            data_pb2.UpsertRequest(collection="c", items=[data_pb2.Item(id="a", vector=f32([0.5] * 256))])
-        )
+        await _collection_of_one(gw)
         request = data_pb2.GetRequest(collection="c", ids=["a"] * 21_000, include_vectors=True)
         tracemalloc.start()
         try:

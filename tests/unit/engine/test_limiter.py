@@ -215,18 +215,7 @@ async def test_a_probe_that_passes_moves_the_ceiling_up_a_permit_at_a_time() -> 
     assert lim.w_max == 24
 
 
-async def test_the_background_fades_when_the_random_throttles_stop() -> None:
-    lim, up = await limiter(32, ceiling=32)
-    for _ in range(6):
-        await up.window(0.2, seconds=0.32 / lim.limit)
-    learned = lim.background
-    assert learned > 0.1
-    for _ in range(100):
-        await up.window(0.0)
-    assert lim.background < learned / 2
-
-
-async def test_the_background_holds_while_the_windows_still_show_it() -> None:
+async def test_the_background_holds_while_windows_show_it_and_fades_when_they_stop() -> None:
     lim, up = await limiter(32, ceiling=32)
     for _ in range(6):
         await up.window(0.2, seconds=0.32 / lim.limit)
@@ -238,6 +227,9 @@ async def test_the_background_holds_while_the_windows_still_show_it() -> None:
     for _ in range(100):  # at half of it, it moves half way down, never below
         await up.window(learned / 2)
     assert learned / 2 <= lim.background < learned * 0.7
+    for _ in range(100):  # the random throttles stopped
+        await up.window(0.0)
+    assert lim.background < learned / 3  # ~0.68 x 0.99**100
 
 
 async def test_respects_floor_and_ceiling() -> None:
