@@ -187,9 +187,11 @@ async def test_against_a_hard_cap_it_holds_under_it_and_probes_less_and_less() -
         limits.append(after)
         if after > before:
             probes.append(lim.windows)
-    # back up a permit per window from the cut after the slow start (24 -> 12), then at the cap,
-    # probing one over
-    assert limits[:5] == [12, 12, 13, 14, 15], limits
+    # the slow start's overshoot is cut within its first round (by the share of permits
+    # throttled so far: 24 -> 18 here, where throttles come evenly; 24 -> 16 when the 8 added
+    # permits are all throttled at once, see below), then once more, then back up a permit per
+    # window to the cap, probing one over
+    assert limits[:5] == [18, 14, 15, 16, 17], limits
     assert max(limits[5:]) == 17 and min(limits[5:]) >= 15, limits
     assert sum(1 for x in limits if x == 16) > 0.6 * len(limits)
     gaps = [b - a for a, b in itertools.pairwise(probes)]
@@ -327,3 +329,28 @@ async def test_over_limit_while_permits_from_before_a_cut_are_out() -> None:
     for p in held[2:]:
         limiter.release(p)
     assert limiter.in_flight == 0
+
+
+async def test_slow_starts_overshoot_is_cut_within_its_first_round() -> None:
+    """Against a cap of 16, slow start's raise to 24 adds 8 permits that are throttled at once: the
+    window closes after those 8 outcomes (the permits the raise added, throttled in their first
+    round) and the limit goes back to 16, instead of waiting for 17 throttles."""
+    lim, up = await limiter(16, ceiling=64)
+    assert await up.window(0.0) == 24
+    await up.fill(24)
+    extra = list(up.held)[16:]
+    for permit in extra:
+        lim.throttled(permit)
+        lim.release(permit, throttled=True)
+    assert lim.limit == 16 and lim.decreases == 1 and lim.windows == 3
+
+
+async def test_a_raise_under_random_throttles_is_not_taken_for_an_overshoot() -> None:
+    lim, up = await limiter(32, ceiling=48)
+    for _ in range(6):  # 20% random throttles, learned as the background and the cuts undone
+        await up.window(0.2, seconds=0.32 / lim.limit)
+    assert lim.restores == 1 and lim.background > 0.15
+    decreases = lim.decreases
+    for _ in range(30):  # slow start resumes after the undo: 32 -> 48, never cut for it
+        await up.window(0.2, seconds=0.01)
+    assert lim.limit == 48 and lim.decreases == decreases
