@@ -65,13 +65,13 @@ async def call_with_retries(
     deadline: float | None,
     what: str,
     on_transient: Callable[[Transient, bool], None],
-    wait: Callable[[Transient, float], Awaitable[None]] | None = None,
+    wait: Callable[[Transient, float], Awaitable[None]],
 ) -> T:
     """Run `attempt` until it succeeds, fails for good, or time/attempts run out.
 
     `on_transient(failure, will_retry)` is told about every transient failure; `wait(failure,
-    delay)` waits before each retry (default: sleep `delay`; the engine may wait for capacity
-    instead, bounded here by the deadline). With no time left before an attempt, the caller gets
+    delay)` waits before each retry (sleeps `delay`, or the engine waits for capacity; bounded
+    here by the deadline). With no time left before an attempt, the caller gets
     DeadlineExceeded (or the last transient error if there was one); an attempt cut short by the
     deadline is DeadlineExceeded.
     """
@@ -99,9 +99,6 @@ async def call_with_retries(
             on_transient(failure, will_retry)
             if not will_retry:
                 raise _final(failure, delay) from failure.__cause__
-            if wait is None:
-                await asyncio.sleep(delay)
-                continue
             try:
                 async with asyncio.timeout(None if deadline is None else deadline - time.monotonic()):
                     await wait(failure, delay)
