@@ -113,7 +113,7 @@ class Settings:
     max_in_flight_rpcs: int = _opt(
         4096,
         "unary RPCs handled at once; beyond it an RPC gets RESOURCE_EXHAUSTED with the retry hint at "
-        "once, before any work, counted in onespace_rejected_total{reason=\"rpcs_in_flight\"}",
+        'once, before any work, counted in onespace_rejected_total{reason="rpcs_in_flight"}',
     )
     max_pending_rpcs: int = _opt(
         20000,

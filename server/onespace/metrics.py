@@ -160,7 +160,7 @@ class Metrics:
         )
         self.health_status = Gauge(
             "onespace_health_status",
-            "1 when the gRPC health service (\"\" = overall) is SERVING, else 0",
+            '1 when the gRPC health service ("" = overall) is SERVING, else 0',
             ["service"],
             registry=r,
         )
@@ -203,7 +203,7 @@ class Metrics:
         self.expired = Counter(
             "onespace_expired_total",
             "Work dropped undone because its caller's deadline passed while it waited, by stage "
-            "(search, write; embeddings: onespace_items_dropped_total{reason=\"deadline\"})",
+            '(search, write; embeddings: onespace_items_dropped_total{reason="deadline"})',
             ["stage"],
             registry=r,
         )

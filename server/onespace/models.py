@@ -130,7 +130,10 @@ TITAN_TEXT_V2 = ModelSpec(
     dimensions=(256, 512, 1024),
     default_dimension=1024,
     limits=ModelLimits(
-        max_text_chars=50_000, hard_max_text_chars=50_000, image_formats=(), audio_formats=(),
+        max_text_chars=50_000,
+        hard_max_text_chars=50_000,
+        image_formats=(),
+        audio_formats=(),
         video_formats=(),
     ),
     description="Amazon Titan Text Embeddings V2.",

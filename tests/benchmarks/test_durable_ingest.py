@@ -2,7 +2,8 @@
 
 A real gateway on 127.0.0.1:0 (client in the same process, so both share the 2 cores), one
 collection of 1024-d raw vectors (stored f16) with a 256-d prefix HNSW index (f16, cosine), and
-`n` vectors from a front-loaded Gaussian mixture written by
+`n` vectors from a front-loaded Gaussian mixture, built with `onespace_client.item` (packed
+little-endian float32, as the client sends them), written by
 
 - **stream**: 4 concurrent streams through `AsyncClient.ingest` (the bidi `IngestPacked` RPC:
   the items ready go out together; 64 items in flight per stream, the server's default window),
@@ -45,10 +46,11 @@ from unittest import mock
 import grpc
 import pytest
 
+import onespace_client
 from onespace.app import App
 from onespace.index import CollectionStore
 from onespace_client import AsyncClient
-from onespace_client.v1 import collections_pb2, collections_pb2_grpc, common_pb2, data_pb2, data_pb2_grpc
+from onespace_client.v1 import collections_pb2, collections_pb2_grpc, data_pb2, data_pb2_grpc
 from tests import harness
 from tests.benchmarks._common import clustered, print_table
 from tests.benchmarks._report import load_average, markdown_table, write_section
@@ -102,10 +104,7 @@ async def gateway(data_dir: Path, policy: str, *, as_wired: bool = False) -> Asy
 
 def _items(n: int, seed: int) -> list[data_pb2.Item]:
     vectors, _ = clustered(n, DIMENSION, centres=200, decay=0.5, seed=seed)
-    return [
-        data_pb2.Item(id=f"v{i}", vector=common_pb2.Vector(values=row.tolist()))
-        for i, row in enumerate(vectors)
-    ]
+    return [onespace_client.item(f"v{i}", row) for i, row in enumerate(vectors)]  # packed f32, as users send
 
 
 async def _create(channel: grpc.aio.Channel, name: str) -> None:
@@ -321,7 +320,8 @@ async def run(tmp: Path) -> dict[str, Any]:
         [
             f"A real gateway on 127.0.0.1 (gRPC client in the same process; both share the cores), one "
             f"collection of {DIMENSION}-d raw vectors stored f16 with a {INDEX_DIMENSION}-d prefix HNSW "
-            "(f16, cosine), front-loaded Gaussian mixture. Writes: `AsyncClient.ingest` (the bidi "
+            "(f16, cosine), front-loaded Gaussian mixture, items built with `onespace_client.item` "
+            "(packed float32 vectors). Writes: `AsyncClient.ingest` (the bidi "
             "`IngestPacked` RPC) over "
             f"{STREAMS} concurrent streams ({STREAM_IN_FLIGHT} items in flight each, the server's default "
             f"window), or `Upsert` of one item from {UNARY_TASKS} concurrent tasks. Policies: `batch` "

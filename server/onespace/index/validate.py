@@ -99,41 +99,56 @@ MAX_SQUARED_NORM = _F32_MAX / 4
 MAX_NORM = math.sqrt(MAX_SQUARED_NORM)
 
 
-def _squared_norm(vector: npt.NDArray[np.float32]) -> float:
-    """|v|^2 in float64: exact enough, and no float32 value can overflow it."""
-    wide = vector.astype(np.float64)
+_F16_MAX_SQUARED = _F16_MAX * _F16_MAX
+
+
+def _squared_norm(wide: npt.NDArray[np.float64]) -> float:
+    """|v|^2 of a float64 copy of float32 values: no float32 value can overflow it, so it is
+    finite exactly when every value is."""
     return float(np.dot(wide, wide))
 
 
-def _as_vector(raw: object, field_name: str) -> npt.NDArray[np.float32]:
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    """A vector and what every later check needs of it, computed in one float64 pass."""
+
+    vector: npt.NDArray[np.float32]
+    wide: npt.NDArray[np.float64]
+    squared: float  # |vector|^2
+
+
+def _as_vector(raw: object, field_name: str) -> _Measured:
     """`raw` as a 1-D float32 array of finite values whose norm keeps every score finite."""
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 -> inf, refused below
-            vector = np.asarray(raw, dtype=np.float32)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidArgument(field_name, f"is not an array of numbers: {exc}") from exc
+    if isinstance(raw, np.ndarray) and raw.dtype == np.float32:
+        vector = raw  # the usual case (vectors from the wire arrive as float32 arrays)
+    else:
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 -> inf, refused below
+                vector = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidArgument(field_name, f"is not an array of numbers: {exc}") from exc
     if vector.ndim != 1:
         raise InvalidArgument(field_name, f"must be one-dimensional, got shape {vector.shape}")
-    finite = np.isfinite(vector)
-    if not finite.all():
-        at = int(np.argmin(finite))
+    wide = vector.astype(np.float64)
+    squared = _squared_norm(wide)
+    if not math.isfinite(squared):
+        at = int(np.argmin(np.isfinite(vector)))
         raise InvalidArgument(
             field_name, f"contains NaN or infinity (or a value beyond float32): [{at}] is {vector[at]}"
         )
-    squared = _squared_norm(vector)
     if squared > MAX_SQUARED_NORM:
         raise InvalidArgument(
             field_name,
             f"values too large: squared norm {squared:.3g} overflows float32 scores "
             f"(the norm must be at most {MAX_NORM:.2g}); scale the vector down",
         )
-    return vector
+    return _Measured(vector, wide, squared)
 
 
-def _check_direction(vector: npt.NDArray[np.float32], d: int, note: str = "") -> None:
+def _check_direction(measured: _Measured, d: int, note: str = "") -> None:
     """Refuse a `d`-prefix that is to be normalised but has no direction in float32."""
-    whole = d == len(vector)
-    squared = _squared_norm(vector[:d])
+    whole = d == len(measured.vector)
+    squared = measured.squared if whole else _squared_norm(measured.wide[:d])
     if squared == 0.0:
         what = "is" if whole else f"its first {d} components{note} are"
         raise InvalidArgument("vector", f"{what} all zeros, which has no direction")
@@ -146,17 +161,19 @@ def _check_direction(vector: npt.NDArray[np.float32], d: int, note: str = "") ->
         )
 
 
-def _check_f16(vector: npt.NDArray[np.float32], config: CollectionConfig, raw_in_index: bool) -> None:
+def _check_f16(measured: _Measured, config: CollectionConfig, raw_in_index: bool) -> None:
     """Values beyond ±65504 become infinity where they are held as f16: the stored vectors
     (stored dtype f16) and an f16 index that holds them unnormalised (`raw_in_index`)."""
+    if measured.squared <= _F16_MAX_SQUARED:
+        return  # no value can exceed the norm
     places = []
     if config.stored_dtype is StoredDtype.F16:
         places.append(("stored vectors", "stored dtype f32"))
     if raw_in_index and config.dtype is IndexDtype.F16:
         places.append((f"index (dtype f16, unnormalised for {config.metric.name})", "dtype f32 or bf16"))
-    if not places or not len(vector):
+    if not places:
         return
-    largest = float(np.abs(vector).max())
+    largest = float(np.abs(measured.vector).max())
     if largest > _F16_MAX:
         raise InvalidArgument(
             "vector",
@@ -175,16 +192,17 @@ def index_normalises(config: CollectionConfig) -> bool:
 
 def check_vector(raw: object, config: CollectionConfig) -> npt.NDArray[np.float32]:
     """A stored vector: float32, the stored dimension long, finite, with a usable index prefix."""
-    vector = _as_vector(raw, "vector")
-    if len(vector) != config.dimension:
+    measured = _as_vector(raw, "vector")
+    if len(measured.vector) != config.dimension:
         raise InvalidArgument(
-            "vector", f"length {len(vector)} does not match the collection's dimension {config.dimension}"
+            "vector",
+            f"length {len(measured.vector)} does not match the collection's dimension {config.dimension}",
         )
     normalised = index_normalises(config)
     if normalised:
-        _check_direction(vector, config.index_dimension, " (the indexed prefix)")
-    _check_f16(vector, config, raw_in_index=not normalised)
-    return np.array(vector, dtype=np.float32, copy=True)
+        _check_direction(measured, config.index_dimension, " (the indexed prefix)")
+    _check_f16(measured, config, raw_in_index=not normalised)
+    return np.array(measured.vector, dtype=np.float32, copy=True)
 
 
 def prepare_upsert(records: Sequence[Record], config: CollectionConfig, field: str = "items") -> UpsertOp:
@@ -280,16 +298,17 @@ def check_query(query: Query, config: CollectionConfig) -> CheckedQuery:
         raise InvalidArgument("dimension", f"must be a positive integer, got {d!r}")
     if d > config.dimension:
         raise InvalidArgument("dimension", f"{d} is larger than the stored dimension {config.dimension}")
-    vector = _as_vector(query.vector, "vector")
+    measured = _as_vector(query.vector, "vector")
+    vector = measured.vector
     if len(vector) not in (config.dimension, d):
         expected = f"{config.dimension}" if d == config.dimension else f"{config.dimension} or {d}"
         raise InvalidArgument(
             "vector", f"length {len(vector)} does not match the collection's dimension {expected}"
         )
     if renormalises(d, config.dimension, config.metric):
-        _check_direction(vector, d)
+        _check_direction(measured, d)
     else:  # scored (and searched in the index) as it is, cast to the collection's dtypes
-        _check_f16(vector, config, raw_in_index=not index_normalises(config))
+        _check_f16(measured, config, raw_in_index=not index_normalises(config))
     flt = check_filter(query.filter)
     return CheckedQuery(
         vector=vector, dimension=d, k=k, filter=flt, include_vectors=bool(query.include_vectors)

@@ -52,9 +52,7 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
     async def ListCollections(
         self, request: pb.ListCollectionsRequest, context: Ctx
     ) -> pb.ListCollectionsResponse:
-        return pb.ListCollectionsResponse(
-            collections=[_summary(c) for c in self.gateway.collections()]
-        )
+        return pb.ListCollectionsResponse(collections=[_summary(c) for c in self.gateway.collections()])
 
     @unary_method("DeleteCollection")
     async def DeleteCollection(

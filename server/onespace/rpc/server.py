@@ -92,7 +92,7 @@ class RpcServer:
                 # with RESOURCE_EXHAUSTED and a retry hint (`guard.RpcAdmission`).
                 ("grpc.server.max_pending_requests", settings.max_pending_rpcs),
                 ("grpc.server.max_pending_requests_hard_limit", settings.max_pending_rpcs),
-            ]
+            ],
         )
         self.admission = admission = RpcAdmission(
             settings.max_in_flight_rpcs, settings.retry_pushback_ms / 1000
