@@ -10,9 +10,14 @@ Measured, each pass in turn and repeated (medians of `REPEATS`):
 - the Info RPC from 64 concurrent callers on one channel: the transport floor;
 - single-query Search RPCs from 64 concurrent callers on one channel, per collection;
 - SearchBatch RPCs of 64 queries from 4 concurrent callers;
+- the same single-query Search RPCs against a server restarted with `--search-max-batch 1`
+  (no coalescing: one usearch call per query);
 - in-process raw usearch batch search on the same index file, same shortlist and threads (plus
   the numpy rerank a user would add for the prefix index), and numpy brute force (f32 matrix
-  product + argpartition), in batches of 64.
+  product + argpartition), in batches of 64;
+- a Python loop over every stored vector per query (a numpy dot per item, `heapq` for the top
+  k): what a first version would do. It runs `LOOP_QUERIES` queries over all N vectors and is
+  reported per query, labelled as extrapolated.
 Recall@10 is against exact float64 search. Only correctness is asserted, never time.
 
 Run: `.venv/bin/pytest tests/benchmarks/test_search_rpc.py -s` (about 5 min on 2 cores);
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import heapq
 import os
 import statistics
 import time
@@ -53,6 +59,7 @@ BATCH = 64
 BATCH_CALLERS = 4
 THREADS = 2
 REPEATS = 3
+LOOP_QUERIES = 5  # the Python loop's subsample (each query walks all N vectors)
 COLLECTIONS = {"full": DIMENSION, "pre256": PREFIX}
 
 
@@ -103,8 +110,10 @@ def _search_request(collection: str, query: npt.NDArray[np.float32]) -> search_p
 
 
 async def over_grpc(
-    target: str, queries: Matrix, truth: npt.NDArray[np.int64]
+    target: str, queries: Matrix, truth: npt.NDArray[np.int64], *, coalescing: bool = True
 ) -> dict[str, list[dict[str, float]]]:
+    """The RPC passes; without `coalescing` (a server started with `--search-max-batch 1`) only
+    the single-query Search RPCs, recorded as `search-single:<collection>`."""
     runs: dict[str, list[dict[str, float]]] = {}
     async with grpc.aio.insecure_channel(target) as channel:
         info = info_pb2_grpc.InfoServiceStub(channel)
@@ -136,17 +145,21 @@ async def over_grpc(
             runs.setdefault(key, []).append(figures)
 
         for _ in range(REPEATS):
-            seconds, latencies, _ = await closed_loop(lambda i: info.Info(info_request), RPCS, CALLERS)
-            record("info", seconds, latencies, RPCS, None)
+            if coalescing:
+                seconds, latencies, _ = await closed_loop(lambda i: info.Info(info_request), RPCS, CALLERS)
+                record("info", seconds, latencies, RPCS, None)
             for name in COLLECTIONS:
                 requests = singles[name]
                 seconds, latencies, responses = await closed_loop(
-                    lambda i, r=requests: search.Search(r[i % len(r)]),
+                    lambda i, r=requests: search.Search(r[i % len(r)]),  # type: ignore[misc]
                     RPCS,
-                    CALLERS,  # type: ignore[misc]
+                    CALLERS,
                 )
                 found = [[int(h.id) for h in responses[i].hits] for i in range(len(requests))]
-                record(f"search:{name}", seconds, latencies, RPCS, _recall(found, truth))
+                key = f"search:{name}" if coalescing else f"search-single:{name}"
+                record(key, seconds, latencies, RPCS, _recall(found, truth))
+                if not coalescing:
+                    continue
                 rounds = 3
                 calls = rounds * len(batches[name])
                 seconds, latencies, answers = await closed_loop(
@@ -175,7 +188,7 @@ def in_process(
         path = max(directory.glob("index-*.usearch"))
         index = Index.restore(str(path), view=False)
         assert index is not None
-        index.expansion_search = config.hnsw.expansion_search
+        index.expansion_search = config.hnsw.expansion_search  # type: ignore[misc]
         heads = prefix(queries, config.index_dimension, config.metric, full=DIMENSION)
         count = K * config.shortlist_factor
         count = 1 << (count - 1).bit_length()  # the gateway's shortlist for k=10
@@ -206,7 +219,21 @@ def in_process(
             found.extend(np.take_along_axis(top, order, axis=1).tolist())
         seconds = time.perf_counter() - started
         runs.setdefault("numpy", []).append({"qps": len(queries) / seconds, "recall": _recall(found, truth)})
+    for _ in range(REPEATS):
+        runs.setdefault("loop", []).append(python_loop(vectors, queries[:LOOP_QUERIES], truth))
     return runs
+
+
+def python_loop(vectors: Matrix, queries: Matrix, truth: npt.NDArray[np.int64]) -> dict[str, float]:
+    """Per query, a dot product with every stored vector in a Python loop and `heapq` for the
+    best k (the vectors are unit length, so the dot product is the cosine)."""
+    found = []
+    started = time.perf_counter()
+    for query in queries:
+        best = heapq.nlargest(K, ((float(np.dot(query, row)), i) for i, row in enumerate(vectors)))
+        found.append([i for _, i in best])
+    seconds = time.perf_counter() - started
+    return {"qps": len(queries) / seconds, "recall": _recall(found, truth[: len(queries)])}
 
 
 def _median(runs: list[dict[str, float]], key: str) -> float:
@@ -234,6 +261,18 @@ def report(
                 _median(single, "qps") / info,
                 _median(single, "p50_ms"),
                 _median(single, "p99_ms"),
+            ]
+        )
+        alone = runs[f"search-single:{name}"]
+        rows.append(
+            [
+                f"Search RPC, {label}, no coalescing (`--search-max-batch 1`)",
+                "64 callers, 1 query each",
+                _median(alone, "qps"),
+                _median(alone, "recall"),
+                _median(alone, "qps") / info,
+                _median(alone, "p50_ms"),
+                _median(alone, "p99_ms"),
             ]
         )
         rows.append(
@@ -270,6 +309,18 @@ def report(
             "",
         ]
     )
+    loop_qps = _median(runs["loop"], "qps")
+    rows.append(
+        [
+            f"Python loop over the items in-process ({LOOP_QUERIES} queries, extrapolated)",
+            "a numpy dot per item, heapq top k",
+            loop_qps,
+            _median(runs["loop"], "recall"),
+            loop_qps / info,
+            "",
+            "",
+        ]
+    )
     header = ["path", "load", "QPS", "recall@10", "x Info", "p50 ms", "p99 ms"]
     print_table(f"Search at {N:,} x {DIMENSION}", header, rows)
 
@@ -286,6 +337,13 @@ def report(
         ],
         ["SearchBatch (1024-d) / raw usearch", q("batch:full") / q("raw:full"), "≥ 0.70"],
         ["Search RPC (256-d prefix) / numpy brute force", q("search:pre256") / numpy_qps, "≥ 5"],
+        ["Search RPC (1024-d), coalesced / not coalesced", q("search:full") / q("search-single:full"), ""],
+        [
+            "Search RPC (256-d prefix), coalesced / not coalesced",
+            q("search:pre256") / q("search-single:pre256"),
+            "",
+        ],
+        ["Search RPC (256-d prefix) / Python loop", q("search:pre256") / loop_qps, ""],
         ["SearchBatch (256-d prefix) / numpy brute force", q("batch:pre256") / numpy_qps, "≥ 5"],
         ["256-d prefix + rerank / 1024-d, Search RPC", q("search:pre256") / q("search:full"), "≥ 2"],
         ["256-d prefix + rerank / 1024-d, SearchBatch", q("batch:pre256") / q("batch:full"), "≥ 2"],
@@ -296,7 +354,9 @@ def report(
         f"{QUERIES:,} queries; both collections f16 HNSW (connectivity 16, expansion_search 64), "
         f"built in {build_seconds:.0f} s. `onespace serve` runs as a subprocess; this process is "
         f"its gRPC client (one channel), so client and server share the cores. Medians of {REPEATS} "
-        "passes, each path in turn.\n\n"
+        "passes, each path in turn. 'No coalescing' restarts the server with `--search-max-batch 1`: "
+        "every query its own usearch call. The Python loop runs only "
+        f"{LOOP_QUERIES} queries (each over all {N:,} vectors) and its QPS is extrapolated from them.\n\n"
         + markdown_table(header, rows)
         + "\n\n"
         + markdown_table(["ratio", "measured", "issue target"], targets)
@@ -321,9 +381,15 @@ def run(data_dir: Path) -> None:
     t0 = time.perf_counter()
     configs = build(data_dir, vectors)
     build_seconds = time.perf_counter() - t0
-    server = Server(data_dir, "--log-level", "WARNING", "--max-items-per-request", "1024")
+    flags = ("--log-level", "WARNING", "--max-items-per-request", "1024")
+    server = Server(data_dir, *flags)
     try:
         runs = asyncio.run(over_grpc(f"127.0.0.1:{server.port}", queries, truth))
+    finally:
+        server.terminate()
+    server = Server(data_dir, *flags, "--search-max-batch", "1")
+    try:
+        runs.update(asyncio.run(over_grpc(f"127.0.0.1:{server.port}", queries, truth, coalescing=False)))
     finally:
         server.terminate()
     runs.update(in_process(data_dir, configs, vectors, queries, truth))
