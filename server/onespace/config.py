@@ -176,7 +176,9 @@ class Settings:
         30.0, "longest wait for one Milvus call; past it the request fails UNAVAILABLE (retryable)"
     )
     # --- local provider ---
-    local_workers: int = _opt(0, "threads decoding and featurising for the local provider; 0: cores")
+    local_workers: int = _opt(
+        0, "threads decoding and featurising for the local provider; 0: one fewer than the cores (at least 1)"
+    )
     # --- media decoding ---
     decode_budget_bytes: int = _opt(
         256 * 1024 * 1024,

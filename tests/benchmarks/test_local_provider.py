@@ -61,7 +61,7 @@ from onespace.providers.local import embed_content, embed_many
 from onespace.providers.local import provider as local_provider
 from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.embed import Job, warm_up
-from onespace.providers.local.provider import MAX_BATCH
+from onespace.providers.local.provider import MAX_BATCH, default_workers
 from onespace_client import AsyncClient
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, embed_pb2_grpc
 from tests.benchmarks._common import print_table
@@ -297,13 +297,19 @@ MODES = {
     "ingest": f"(d) gateway, local provider: one `IngestPacked` stream of texts, {IN_FLIGHT} in flight",
     "unary-ceiling": "(c0) as (c), provider doing no work (gateway ceiling)",
     "ingest-ceiling": "(d0) as (d), provider doing no work (gateway ceiling)",
+    "unary-percore": "(c1) as (c), one featurizer thread per core (the default before)",
+    "ingest-percore": "(d1) as (d), one featurizer thread per core (the default before)",
 }
 
 
-async def _gateway_runs(data_dir: Path, mode: str, provider: Provider | None) -> list[Run]:
+async def _gateway_runs(
+    data_dir: Path, mode: str, provider: Provider | None, *, workers: int = 0
+) -> list[Run]:
+    """`workers` 0: the local provider's default thread count (not the test harness's 2)."""
     runs = []
-    base = {"unary": 100, "ingest": 200, "unary-ceiling": 300, "ingest-ceiling": 400}[mode]
-    async with running_gateway(data_dir / mode, provider) as gw:
+    seeds = {"unary": 100, "ingest": 200, "unary-ceiling": 300, "ingest-ceiling": 400}
+    base = seeds.get(mode, seeds[mode.split("-")[0]])  # (c1)/(d1) take (c)/(d)'s texts
+    async with running_gateway(data_dir / mode, provider, local_workers=workers) as gw:
         for r in range(REPEATS):
             if mode.startswith("ingest"):
                 name = f"texts{r}"
@@ -333,6 +339,9 @@ async def run(data_dir: Path) -> dict[str, Any]:
     runs["ingest"] = await _gateway_runs(data_dir, "ingest", None)
     runs["unary-ceiling"] = await _gateway_runs(data_dir, "unary-ceiling", ConstantProvider())
     runs["ingest-ceiling"] = await _gateway_runs(data_dir, "ingest-ceiling", ConstantProvider())
+    per_core = os.cpu_count() or 1
+    runs["unary-percore"] = await _gateway_runs(data_dir, "unary-percore", None, workers=per_core)
+    runs["ingest-percore"] = await _gateway_runs(data_dir, "ingest-percore", None, workers=per_core)
 
     medians = {mode: _median(rs) for mode, rs in runs.items()}
     batched_rate = medians["batched"].rate
@@ -349,7 +358,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
     for mode, label in MODES.items():
         m = medians[mode]
         gateway = mode not in ("per-item", "batched")
-        local = mode in ("unary", "ingest")
+        local = mode in ("unary", "ingest", "unary-percore", "ingest-percore")
         rows.append(
             [
                 label,
@@ -368,13 +377,16 @@ async def run(data_dir: Path) -> dict[str, Any]:
         [
             f"{N:,} distinct synthetic texts per run (8-40 words from a Zipf vocabulary of {VOCABULARY:,} "
             f"made-up words), {DIMENSION}-d, median of {REPEATS} runs on fresh texts. (a) and (b) in this "
-            "process; (c) and (d) through a real gateway in this process on 127.0.0.1 (local provider, "
-            "the test harness's settings: 2 featurizer threads, otherwise defaults) with the gRPC load "
+            "process; (c) and (d) through a real gateway in this process on 127.0.0.1 (local provider "
+            f"with its default threads, one fewer than the cores: {default_workers()} here; the test "
+            "harness's settings otherwise) with the gRPC load "
             "from a child process, so 'CPU ms/item, this process' is the gateway's own CPU (all its "
             "threads, featurizer included), the client's apart; both share the cores. (d) stores into "
             "a 1024-d collection with default settings (1024-d f16 HNSW, f16 rows, fsync batch), so "
             "it includes storage. (c0) and (d0) repeat (c) and (d) with a provider that does no work: "
-            "what the gateway itself sustains here, an upper bound for (c) and (d). 'Featurizer "
+            "what the gateway itself sustains here, an upper bound for (c) and (d). (c1) and (d1) "
+            f"repeat (c) and (d) on the same texts with {os.cpu_count() or 1} featurizer threads, one "
+            "per core (the default before). 'Featurizer "
             "batches': the local provider's worker tasks (concurrent calls coalesced while a batch "
             "runs). The hashed-token tables are warm in every mode, as in a running server. Checked: "
             "(a) = (b) bit for bit; a sample of (c)'s vectors = in-process vectors to float32 rounding "

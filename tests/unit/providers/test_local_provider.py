@@ -20,6 +20,7 @@ from onespace.providers.local import LocalProvider, embed_content
 from onespace.providers.local import provider as local_provider
 from onespace.providers.local.decoding import Decoding, short_reason
 from onespace.providers.local.embed import Job
+from onespace.providers.local.provider import default_workers
 from tests import media
 
 from .helpers import audio, image, text, video
@@ -112,10 +113,18 @@ def test_models_and_workers() -> None:
         assert p.name == "local"
         assert tuple(p.models()) == (LOCAL_MODEL,)
         assert p.default_model is LOCAL_MODEL
-        assert p.workers == (os.cpu_count() or 1)
+        assert p.workers == max(1, (os.cpu_count() or 1) - 1)
         assert LocalProvider(workers=3).workers == 3
     finally:
         asyncio.run(p.close())
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(None, 1), (1, 1), (2, 1), (8, 7)])
+def test_default_workers_leave_the_event_loop_a_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int | None, workers: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert default_workers() == workers
 
 
 _DIGEST_SCRIPT = """

@@ -37,7 +37,7 @@ from onespace.providers.base import EmbedInput, Provider, ProviderResult
 from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.embed import Job, embed_outcomes, warm_up
 
-__all__ = ["MAX_BATCH", "LocalProvider"]
+__all__ = ["MAX_BATCH", "LocalProvider", "default_workers"]
 
 # Inputs coalesced into one batch: enough that the per-batch costs (a thread hop, a few dozen
 # numpy calls) vanish per input, few enough that a batch stays short (~80 ms of CPU for 256 short
@@ -67,15 +67,27 @@ def _run(calls: list[list[Job]], decoding: Decoding) -> list[_Outcome]:
     return out
 
 
+def default_workers() -> int:
+    """One fewer than the cores, at least one: the event loop keeps a core.
+
+    Featurising text is mostly Python (n-gram hashing) under the GIL, so a worker per core makes
+    the workers and the event loop take turns on the GIL, and every batch smaller. Side by side on
+    the 2-core VM, one worker carried 12-13% more texts per second than two through unary Embed
+    and through Ingest, at 15% less gateway CPU per text, in batches of ~22-28 texts instead of ~7
+    (docs/benchmarks.md, local provider). Media decoders release the GIL, so more cores still
+    get more workers."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 class LocalProvider(Provider):
     """Deterministic, offline embeddings for every modality (see `embed_outcomes`)."""
 
     name = "local"
 
     def __init__(self, workers: int = 0, *, limits: MediaLimits | None = None) -> None:
-        """`workers` threads (0: one a core); `limits` bound each decode (None: the defaults), and
-        `limits.decode_budget_bytes` all of this provider's decodes at once."""
-        self._workers = workers or os.cpu_count() or 1
+        """`workers` threads (0: `default_workers()`); `limits` bound each decode (None: the
+        defaults), and `limits.decode_budget_bytes` all of this provider's decodes at once."""
+        self._workers = workers or default_workers()
         self._decoding = Decoding.of(limits)
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="onespace-local")
         self._waiting: deque[_Call] = deque()
