@@ -37,7 +37,7 @@ from onespace.index import (
 )
 from onespace.index.backend import Backend, CollectionHandle
 from onespace.index.validate import CheckedQuery
-from onespace.index.writes import DeleteOp
+from onespace.index.writes import DeleteOp, PreparedRecord, UpsertOp
 from onespace.metrics import Metrics
 from onespace.models import ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult, Vector
@@ -324,6 +324,45 @@ class Gateway:
         self.metrics.index_items.labels(collection.name).set(len(collection))
         timings.total = time.monotonic() - started
         return timings
+
+    async def upsert_each(
+        self, name: str, items: Sequence[ItemIn], *, deadline: float, field: str = "item"
+    ) -> list[Timings | InvalidArgument]:
+        """Store raw-vector items as one write, each checked on its own (a stream's items): an
+        item that fails its checks gets its InvalidArgument, the rest are stored together, a
+        repeated id keeping its last item as if they came one after another. An error that is not
+        about one item (collection not found, the deadline, the commit) is raised for them all."""
+        started = time.monotonic()
+        collection = self.collection(name, "collection")
+        results: list[Timings | InvalidArgument] = []
+        stored: list[int] = []
+        prepared: dict[str, PreparedRecord] = {}
+        for item in items:
+            try:
+                if item.vector is None:
+                    raise InvalidArgument(f"{field}.source", "is not a vector")
+                record = Record(item.id, item.vector, None, dict(item.metadata))
+                (checked,) = collection.prepare_upsert([record], field=field).records
+            except InvalidArgument as exc:
+                results.append(exc)
+                continue
+            prepared.pop(checked.id, None)  # a repeated id keeps its last record, in that position
+            prepared[checked.id] = checked
+            stored.append(len(results))
+            results.append(Timings())
+        if not stored:
+            return results
+        index_start = time.monotonic()
+        op = UpsertOp(tuple(prepared.values()), len(stored))
+        _, commit = await self.writes.commit(collection, op, deadline=deadline)
+        if self.tracer is not None:
+            _trace_commit(self.tracer, collection, index_start, commit)
+        self.metrics.index_items.labels(collection.name).set(len(collection))
+        done = time.monotonic()
+        timings = Timings(index=done - index_start, total=done - started)
+        for i in stored:
+            results[i] = timings
+        return results
 
     async def _vector_for(
         self, prepared: EmbedInput | None, item: ItemIn, deadline: float, admission: Admission

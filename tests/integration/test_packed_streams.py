@@ -163,3 +163,97 @@ async def test_the_client_packs_what_is_ready_and_answers_item_by_item(gateway: 
     assert value("onespace_stream_items_total", {"method": "IngestPacked", "outcome": "OK"}) == 300
     assert value("onespace_stream_items_total", {"method": "EmbedStreamPacked", "outcome": "OK"}) == 100
     assert value("onespace_stream_items_total", {"method": "EmbedStream", "outcome": "OK"}) == 100
+
+
+async def test_packed_vectors_are_stored_a_group_at_a_time_each_answered_on_its_own(gateway: Running) -> None:
+    """A frame's raw vectors go as one write per group, but each item keeps its own outcome: bad
+    vectors, bad ids and unknown collections are refused alone, a repeated id keeps its last
+    vector, and content items in between are embedded and stored as usual."""
+    await gateway.collections.CreateCollection(
+        collections_pb2.CreateCollectionRequest(
+            config=collections_pb2.CollectionConfig(name="g", dimension=256)
+        )
+    )
+
+    def vector_item(n: int, values: list[float], *, item_id: str = "", collection: str = "g") -> Any:
+        return data_pb2.IngestRequest(
+            request_id=str(n),
+            collection=collection,
+            item=data_pb2.Item(id=item_id or f"v{n}", vector=common_pb2.Vector(values=values)),
+        )
+
+    good = [float(i % 7 + 1) for i in range(256)]
+    requests = [
+        vector_item(0, good),
+        vector_item(1, [*good[:255], float("nan")]),  # NaN: refused
+        vector_item(2, good[:5]),  # wrong length: refused
+        data_pb2.IngestRequest(  # 7 bytes are no float32 array: refused before validation
+            request_id="3",
+            collection="g",
+            item=data_pb2.Item(id="v3", vector=common_pb2.Vector(f32=b"1234567")),
+        ),
+        vector_item(4, good, item_id="dup"),
+        data_pb2.IngestRequest(
+            request_id="5",
+            collection="g",
+            item=data_pb2.Item(id="t5", content=common_pb2.Content(text="five")),
+        ),
+        vector_item(6, [-x for x in good], item_id="dup"),  # the same id again: this one stays
+        vector_item(7, good, collection="nowhere"),  # its collection does not exist
+        vector_item(8, good, item_id="x" * 300),  # an id over 256 bytes
+        vector_item(9, good),
+    ]
+    value = gateway.app.metrics.registry.get_sample_value
+    commits_before = value("onespace_commit_items_count", {"collection": "g"}) or 0.0
+    acks = {
+        a.request_id: a
+        async for frame in gateway.data.IngestPacked(
+            frames_of(data_pb2.IngestPackedRequest(requests=requests))
+        )
+        for a in frame.responses
+    }
+    assert set(acks) == {str(n) for n in range(10)}
+    assert {n for n, a in acks.items() if a.stored} == {"0", "4", "5", "6", "9"}
+    errors = {n: (a.error.code, a.error.message) for n, a in acks.items() if not a.stored}
+    assert errors["1"][0] == INVALID.value[0] and errors["1"][1].startswith("item.vector: contains NaN")
+    assert errors["2"][1].startswith("item.vector: length 5 does not match")
+    assert errors["3"][1].startswith("item.vector.f32: is 7 bytes")
+    assert errors["7"][0] == grpc.StatusCode.NOT_FOUND.value[0] and "nowhere" in errors["7"][1]
+    assert errors["8"][1].startswith("item.id: ")
+    got = await gateway.data.Get(
+        data_pb2.GetRequest(collection="g", ids=["v0", "dup", "t5", "v9", "v1"], include_vectors=True)
+    )
+    assert [i.id for i in got.items] == ["v0", "dup", "t5", "v9"] and list(got.missing_ids) == ["v1"]
+    dup = next(i for i in got.items if i.id == "dup")
+    assert list(dup.vector) == pytest.approx([-x for x in good], rel=1e-3)  # stored f16
+    # the vectors before and after the content item: two groups, two commits, plus the content item's
+    commits = (value("onespace_commit_items_count", {"collection": "g"}) or 0.0) - commits_before
+    assert commits <= 3
+    assert value("onespace_stream_items_total", {"method": "IngestPacked", "outcome": "OK"}) == 5
+    assert (
+        value("onespace_stream_items_total", {"method": "IngestPacked", "outcome": "INVALID_ARGUMENT"}) == 4
+    )
+    assert value("onespace_stream_items_total", {"method": "IngestPacked", "outcome": "NOT_FOUND"}) == 1
+
+
+async def test_a_frame_of_vectors_is_one_write_per_group(gateway: Running) -> None:
+    """16 vectors in one frame (a window of 64 makes groups of 16): one commit, not one per item."""
+    await gateway.collections.CreateCollection(
+        collections_pb2.CreateCollectionRequest(
+            config=collections_pb2.CollectionConfig(name="w", dimension=256)
+        )
+    )
+    assert gateway.app.settings.stream_window == 64
+    frame = data_pb2.IngestPackedRequest(
+        requests=[
+            data_pb2.IngestRequest(
+                request_id=str(n), collection="w", item=item(f"i{n}", [float(n + 1)] * 256)
+            )
+            for n in range(16)
+        ]
+    )
+    acks = [a async for f in gateway.data.IngestPacked(frames_of(frame)) for a in f.responses]
+    assert len(acks) == 16 and all(a.stored for a in acks)
+    value = gateway.app.metrics.registry.get_sample_value
+    assert value("onespace_commit_items_count", {"collection": "w"}) == 1
+    assert value("onespace_commit_items_sum", {"collection": "w"}) == 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -13,10 +13,10 @@ from onespace.gateway import Gateway
 from onespace.rpc.guard import RpcAdmission, deadline_of
 from onespace.rpc.handlers import Undecodable
 from onespace.rpc.status import bounded_details, status_for
-from onespace.rpc.streaming import STOPS_HERE, BadFrame, bounded_batches, bounded_stream
+from onespace.rpc.streaming import STOPS_HERE, BadFrame, bounded_group_batches, bounded_stream
 from onespace_client.v1 import common_pb2
 
-__all__ = ["MAX_ANSWERS_PER_FRAME", "Packed", "ServicerBase"]
+__all__ = ["MAX_ANSWERS_PER_FRAME", "Grouped", "Packed", "ServicerBase"]
 
 # Answers per response frame of a packed stream: 64 answers of the largest vectors (3072 floats)
 # stay near 1 MiB, well under any client's 4 MiB default receive limit.
@@ -25,6 +25,8 @@ MAX_ANSWERS_PER_FRAME = 64
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Req_co = TypeVar("Req_co", covariant=True)
+Req_contra = TypeVar("Req_contra", contravariant=True)
+Resp_co = TypeVar("Resp_co", covariant=True)
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -71,14 +73,27 @@ class ServicerBase:
         frames: AsyncIterable[Packed[Req]],
         answer: Callable[[Req], Awaitable[Resp]],
         refuse: Callable[[Req, common_pb2.ItemError], Resp],
+        together: Grouped[Req, Resp] | None = None,
     ) -> AsyncIterator[list[Resp]]:
         """`stream` over frames of requests: the same window (counted in items), the same
-        per-item answers, sent back in lists of whatever has finished (one frame each)."""
+        per-item answers, sent back in lists of whatever has finished (one frame each).
+
+        With `together`, the requests of a frame it accepts are answered in groups (of up to a
+        quarter of the window, so the next group is read while one is answered) by one call
+        each: one task per group instead of one per item."""
         window = self.gateway.settings.stream_window
-        async for batch in bounded_batches(
-            # a BadFrame among the requests ends the stream (bounded_batches knows it)
-            cast(AsyncIterable[Req], _unpacked(frames, self.gateway.settings.max_items_per_request)),
-            self._item_handler(method, answer, refuse),
+        one = self._item_handler(method, answer, refuse)
+        size = max(1, window // 4) if together is not None else 1
+
+        async def handle(group: list[Req]) -> list[Resp]:
+            if together is not None and together.accepts(group[0]):
+                return list(await together.answer(group))
+            return [await one(request) for request in group]
+
+        async for batch in bounded_group_batches(
+            # a BadFrame among the groups ends the stream (bounded_group_batches knows it)
+            _unpacked(frames, self.gateway.settings.max_items_per_request, size, together),
+            handle,
             window,
             self.metrics.stream_window.labels(method),
             self.gateway.draining,
@@ -100,16 +115,31 @@ class ServicerBase:
             try:
                 response = await answer(request)
             except OnespaceError as exc:
-                code = status_for(exc)
-                items.labels(method, code.name).inc()
-                error = common_pb2.ItemError(code=code.value[0], message=bounded_details(str(exc)))
-                return refuse(request, error)
+                return refuse(request, self.item_error(method, exc))
             finally:
                 latency.observe(time.monotonic() - started)
             items.labels(method, "OK").inc()
             return response
 
         return one
+
+    def item_error(self, method: str, exc: OnespaceError) -> common_pb2.ItemError:
+        """The per-item answer for `exc`, counted under its status code."""
+        code = status_for(exc)
+        self.metrics.stream_items.labels(method, code.name).inc()
+        return common_pb2.ItemError(code=code.value[0], message=bounded_details(str(exc)))
+
+
+class Grouped(Protocol[Req_contra, Resp_co]):
+    """How a packed stream answers some of its requests together (see `packed_stream`)."""
+
+    def accepts(self, request: Req_contra) -> bool:
+        """Whether `request` may be answered in a group (one frame's accepted requests are)."""
+        ...
+
+    async def answer(self, requests: Sequence[Req_contra]) -> Sequence[Resp_co]:
+        """One response per request, in order; a bad item is answered, never raised."""
+        ...
 
 
 class Packed(Protocol[Req_co]):
@@ -119,8 +149,11 @@ class Packed(Protocol[Req_co]):
     def requests(self) -> Sequence[Req_co]: ...
 
 
-async def _unpacked(frames: AsyncIterable[Packed[Req]], limit: int) -> AsyncIterator[Req | BadFrame]:
-    """The requests of each frame in turn; a frame that did not decode or carries more than
+async def _unpacked(
+    frames: AsyncIterable[Packed[Req]], limit: int, size: int, together: Grouped[Req, Any] | None
+) -> AsyncIterator[list[Req] | BadFrame]:
+    """The requests of each frame in turn, in groups: runs of requests `together` accepts, up to
+    `size` each, and every other request alone. A frame that did not decode or carries more than
     `limit` requests ends the stream there (`frames[N]`), after the requests before it."""
     number = 0
     async for frame in frames:
@@ -135,6 +168,18 @@ async def _unpacked(frames: AsyncIterable[Packed[Req]], limit: int) -> AsyncIter
                 )
             )
             return
+        group: list[Req] = []
         for request in frame.requests:
-            yield request
+            if together is None or not together.accepts(request):
+                if group:
+                    yield group
+                    group = []
+                yield [request]
+                continue
+            group.append(request)
+            if len(group) == size:
+                yield group
+                group = []
+        if group:
+            yield group
         number += 1

@@ -79,30 +79,63 @@ async def bounded_batches(
     waiting for more (packed streams send one frame per list). `handle` must not raise
     for a bad item (it answers with an error response instead); if it does, the stream fails.
 
-    A reader task takes a window slot, then reads a request and starts its handler; every task
-    that finishes puts itself on one completion queue, which this generator drains. Each item
-    costs O(1) bookkeeping (waiting on the whole window's futures per event cost O(window)).
+    `bounded_group_batches` with groups of one request.
+    """
+
+    async def one(group: list[Req]) -> list[Resp]:
+        return [await handle(group[0])]
+
+    groups = bounded_group_batches(_singletons(requests), one, window, in_window, stop, max_batch)
+    try:
+        async for batch in groups:
+            yield batch
+    finally:
+        await groups.aclose()
+
+
+async def bounded_group_batches(
+    groups: AsyncIterable[list[Req] | Undecodable | BadFrame],
+    handle: Callable[[list[Req]], Awaitable[list[Resp]]],
+    window: int,
+    in_window: Tracker | None = None,
+    stop: asyncio.Event | None = None,
+    max_batch: int = 1,
+) -> AsyncGenerator[list[Resp], None]:
+    """`bounded_batches` over groups of requests answered together (`handle(group)` gives one
+    response per request, in order): a group holds as many window slots as it has requests, so
+    groups must not be larger than `window`. One task per group, not per request.
+
+    A reader task takes a window slot, reads a group, takes the rest of its slots and starts its
+    handler; every task that finishes puts itself on one completion queue, which this generator
+    drains. Each group costs O(1) bookkeeping (waiting on the whole window's futures per event
+    cost O(window)).
     """
     finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
     room = asyncio.Semaphore(window)
-    working: set[asyncio.Future[Resp]] = set()
+    working: dict[asyncio.Future[list[Resp]], int] = {}  # a group's task -> its requests
     stopped = False
     bad_frame: list[InvalidArgument] = []
 
     async def read() -> None:
         frame = 0
-        async for request in _slots(requests, room):
-            if isinstance(request, Undecodable):  # stop reading; answer what was read, then fail
-                bad_frame.append(request.error(f"requests[{frame}]", STOPS_HERE))
+        async for group in _slots(groups, room):
+            if isinstance(group, Undecodable):  # stop reading; answer what was read, then fail
+                room.release()
+                bad_frame.append(group.error(f"requests[{frame}]", STOPS_HERE))
                 return
-            if isinstance(request, BadFrame):
-                bad_frame.append(request.error)
+            if isinstance(group, BadFrame):
+                room.release()
+                bad_frame.append(group.error)
                 return
-            frame += 1
-            task = asyncio.ensure_future(handle(request))
-            working.add(task)
+            if not 1 <= len(group) <= window:
+                raise ValueError(f"a group of {len(group)} requests does not fit a window of {window}")
+            for _ in range(len(group) - 1):
+                await room.acquire()
+            frame += len(group)
+            task = asyncio.ensure_future(handle(group))
+            working[task] = len(group)
             if in_window is not None:
-                in_window.inc()
+                in_window.inc(len(group))
             task.add_done_callback(finished.put_nowait)
 
     reader: asyncio.Future[None] = asyncio.ensure_future(read())
@@ -124,16 +157,17 @@ async def bounded_batches(
                     elif (error := reader.exception()) is not None:
                         raise error
                 else:
-                    working.discard(done)
-                    room.release()
+                    size = working.pop(done)
+                    for _ in range(size):
+                        room.release()
                     if in_window is not None:
-                        in_window.dec()
-                    batch.append(done.result())
+                        in_window.dec(size)
+                    batch.extend(done.result())
                 if len(batch) >= max_batch or finished.empty():
                     break
                 done = finished.get_nowait()
-            if batch:
-                yield batch
+            for first in range(0, len(batch), max_batch):
+                yield batch[first : first + max_batch]
         if bad_frame:
             raise bad_frame[0]
         if stopped:
@@ -146,12 +180,21 @@ async def bounded_batches(
             watcher.cancel()
         leftovers: list[asyncio.Future[Any]] = [reader, *working]
         if in_window is not None and working:
-            in_window.dec(len(working))
+            in_window.dec(sum(working.values()))
         for leftover in leftovers:
             leftover.cancel()
         for leftover in leftovers:
             with contextlib.suppress(BaseException):
                 await leftover
+
+
+async def _singletons(requests: AsyncIterable[Req]) -> AsyncIterator[list[Req] | Undecodable | BadFrame]:
+    """Each request as a group of one; the stream's markers (`Undecodable`, `BadFrame`) as they are."""
+    async for request in requests:
+        if isinstance(request, (Undecodable, BadFrame)):
+            yield request
+        else:
+            yield [request]
 
 
 async def _slots(requests: AsyncIterable[Req], room: asyncio.Semaphore) -> AsyncIterator[Req]:
