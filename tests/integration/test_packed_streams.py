@@ -257,3 +257,24 @@ async def test_a_frame_of_vectors_is_one_write_per_group(gateway: Running) -> No
     value = gateway.app.metrics.registry.get_sample_value
     assert value("onespace_commit_items_count", {"collection": "w"}) == 1
     assert value("onespace_commit_items_sum", {"collection": "w"}) == 16
+
+
+async def test_fsync_always_still_commits_each_packed_vector_on_its_own(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path / "data", fsync="always") as gw:
+        await gw.collections.CreateCollection(
+            collections_pb2.CreateCollectionRequest(
+                config=collections_pb2.CollectionConfig(name="a", dimension=256)
+            )
+        )
+        frame = data_pb2.IngestPackedRequest(
+            requests=[
+                data_pb2.IngestRequest(
+                    request_id=str(n), collection="a", item=item(f"i{n}", [float(n + 1)] * 256)
+                )
+                for n in range(6)
+            ]
+        )
+        acks = [a async for f in gw.data.IngestPacked(frames_of(frame)) for a in f.responses]
+        assert len(acks) == 6 and all(a.stored for a in acks)
+        value = gw.app.metrics.registry.get_sample_value
+        assert value("onespace_commit_items_count", {"collection": "a"}) == 6

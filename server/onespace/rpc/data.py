@@ -51,7 +51,8 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
         self, frames: AsyncIterable[pb.IngestPackedRequest], context: Ctx
     ) -> AsyncIterator[pb.IngestPackedResponse]:
         answer, refuse = self._ingest_item(context)
-        together = _VectorGroups(self, context)
+        # `--fsync always` promises each item a commit of its own: no groups then
+        together = _VectorGroups(self, context) if self.gateway.settings.fsync != "always" else None
         async for batch in self.packed_stream("IngestPacked", frames, answer, refuse, together):
             yield pb.IngestPackedResponse(responses=batch)
 
@@ -111,7 +112,8 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
 class _VectorGroups:
     """IngestPacked's raw-vector items, answered a group at a time: one validation pass per item
     and one write for the group (`Gateway.upsert_each`) instead of a task, an upsert and a commit
-    wait per item. Items with content go one by one (each waits for its own embedding)."""
+    wait per item. Items with content go one by one (each waits for its own embedding). Not used
+    under `--fsync always`, where each item gets a commit of its own."""
 
     METHOD = "IngestPacked"
 
