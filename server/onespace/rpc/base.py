@@ -13,7 +13,7 @@ from onespace.gateway import Gateway
 from onespace.rpc.guard import RpcAdmission, deadline_of
 from onespace.rpc.handlers import Undecodable
 from onespace.rpc.status import bounded_details, status_for
-from onespace.rpc.streaming import STOPS_HERE, BadFrame, bounded_group_batches, bounded_stream
+from onespace.rpc.streaming import STOPS_HERE, BadFrame, bounded_group_batches, singletons
 from onespace_client.v1 import common_pb2
 
 __all__ = ["MAX_ANSWERS_PER_FRAME", "Grouped", "Packed", "ServicerBase"]
@@ -57,15 +57,19 @@ class ServicerBase:
     ) -> AsyncIterator[Resp]:
         """Answer each request within the stream's window; a bad item gets `refuse(...)`, and the
         stream goes on. Per-item outcomes are counted by status code."""
-        window = self.gateway.settings.stream_window
-        async for response in bounded_stream(
-            requests,
+        batches = bounded_group_batches(
+            singletons(requests),
             self._item_handler(method, answer, refuse),
-            window,
+            self.gateway.settings.stream_window,
             self.metrics.stream_window.labels(method),
             self.gateway.draining,
-        ):
-            yield response
+        )
+        try:
+            async for batch in batches:
+                for response in batch:
+                    yield response
+        finally:
+            await batches.aclose()  # at once, not when collected: its handlers are cancelled now
 
     async def packed_stream(
         self,
@@ -82,13 +86,9 @@ class ServicerBase:
         quarter of the window, so the next group is read while one is answered) by one call
         each: one task per group instead of one per item."""
         window = self.gateway.settings.stream_window
-        one = self._item_handler(method, answer, refuse)
+        each = self._item_handler(method, answer, refuse)
         size = max(1, window // 4) if together is not None else 1
-
-        async def handle(group: list[Req]) -> list[Resp]:
-            if together is not None and together.accepts(group[0]):
-                return list(await together.answer(group))
-            return [await one(request) for request in group]
+        handle = each if together is None else _either(together, each)
 
         async for batch in bounded_group_batches(
             # a BadFrame among the groups ends the stream (bounded_group_batches knows it)
@@ -106,22 +106,27 @@ class ServicerBase:
         method: str,
         answer: Callable[[Req], Awaitable[Resp]],
         refuse: Callable[[Req, common_pb2.ItemError], Resp],
-    ) -> Callable[[Req], Awaitable[Resp]]:
+    ) -> Callable[[list[Req]], Awaitable[list[Resp]]]:
+        """Each request of a group answered on its own, in turn (streams make groups of one)."""
         items = self.metrics.stream_items
         latency = self.metrics.stream_item_duration.labels(method)
 
-        async def one(request: Req) -> Resp:
-            started = time.monotonic()
-            try:
-                response = await answer(request)
-            except OnespaceError as exc:
-                return refuse(request, self.item_error(method, exc))
-            finally:
-                latency.observe(time.monotonic() - started)
-            items.labels(method, "OK").inc()
-            return response
+        async def each(group: list[Req]) -> list[Resp]:
+            out = []
+            for request in group:
+                started = time.monotonic()
+                try:
+                    response = await answer(request)
+                except OnespaceError as exc:
+                    response = refuse(request, self.item_error(method, exc))
+                else:
+                    items.labels(method, "OK").inc()
+                finally:
+                    latency.observe(time.monotonic() - started)
+                out.append(response)
+            return out
 
-        return one
+        return each
 
     def item_error(self, method: str, exc: OnespaceError) -> common_pb2.ItemError:
         """The per-item answer for `exc`, counted under its status code."""
@@ -140,6 +145,19 @@ class Grouped(Protocol[Req_contra, Resp_co]):
     async def answer(self, requests: Sequence[Req_contra]) -> Sequence[Resp_co]:
         """One response per request, in order; a bad item is answered, never raised."""
         ...
+
+
+def _either(
+    together: Grouped[Req, Resp], each: Callable[[list[Req]], Awaitable[list[Resp]]]
+) -> Callable[[list[Req]], Awaitable[list[Resp]]]:
+    """A group `together` accepts goes to it whole; any other (a single request) to `each`."""
+
+    async def handle(group: list[Req]) -> list[Resp]:
+        if together.accepts(group[0]):
+            return list(await together.answer(group))
+        return await each(group)
+
+    return handle
 
 
 class Packed(Protocol[Req_co]):

@@ -25,7 +25,15 @@ from typing import Any, Protocol, TypeVar
 from onespace.errors import InvalidArgument, Unavailable
 from onespace.rpc.handlers import Undecodable
 
-__all__ = ["STOPS_HERE", "BadFrame", "Tracker", "bounded_batches", "bounded_stream"]
+__all__ = [
+    "STOPS_HERE",
+    "BadFrame",
+    "Tracker",
+    "bounded_batches",
+    "bounded_group_batches",
+    "bounded_stream",
+    "singletons",
+]
 
 STOPS_HERE = "; the stream stops here, every request before it was answered"
 Req = TypeVar("Req")
@@ -85,7 +93,7 @@ async def bounded_batches(
     async def one(group: list[Req]) -> list[Resp]:
         return [await handle(group[0])]
 
-    groups = bounded_group_batches(_singletons(requests), one, window, in_window, stop, max_batch)
+    groups = bounded_group_batches(singletons(requests), one, window, in_window, stop, max_batch)
     try:
         async for batch in groups:
             yield batch
@@ -188,7 +196,7 @@ async def bounded_group_batches(
                 await leftover
 
 
-async def _singletons(requests: AsyncIterable[Req]) -> AsyncIterator[list[Req] | Undecodable | BadFrame]:
+async def singletons(requests: AsyncIterable[Req]) -> AsyncIterator[list[Req] | Undecodable | BadFrame]:
     """Each request as a group of one; the stream's markers (`Undecodable`, `BadFrame`) as they are."""
     async for request in requests:
         if isinstance(request, (Undecodable, BadFrame)):
