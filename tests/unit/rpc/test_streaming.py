@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from onespace.errors import InvalidArgument, Unavailable
-from onespace.rpc.streaming import BadFrame, bounded_batches, bounded_stream
+from onespace.rpc.streaming import BadFrame, bounded_batches, bounded_group_batches, bounded_stream
 
 
 class Gauge:
@@ -177,3 +177,54 @@ async def test_a_bad_frame_marker_ends_the_stream_after_answering_what_came_befo
         async for batch in bounded_batches(requests(), handle, 4):
             got.extend(batch)
     assert sorted(got) == [1, 2]  # type: ignore[type-var]
+
+
+async def test_a_group_holds_a_window_slot_per_request_and_starts_only_when_all_are_free() -> None:
+    """Window 8, groups of 3: two groups (6 slots) run; the third waits for 3 free slots, so
+    freeing one group's slots starts it, and every request is answered once, in its group."""
+    gauge = Gauge()
+    started: list[int] = []
+    gates = {g: asyncio.Event() for g in range(5)}
+    moved = asyncio.Event()
+
+    async def groups() -> AsyncIterator[list[int] | BadFrame]:
+        for g in range(5):
+            yield [3 * g, 3 * g + 1, 3 * g + 2]
+
+    async def handle(group: list[int]) -> list[int]:
+        started.append(group[0] // 3)
+        moved.set()
+        await gates[group[0] // 3].wait()
+        return [r * 10 for r in group]
+
+    batches = bounded_group_batches(groups(), handle, 8, gauge, max_batch=4)
+    first = asyncio.ensure_future(anext(batches))
+    while len(started) < 2:
+        await moved.wait()
+        moved.clear()
+    for _ in range(10):
+        await asyncio.sleep(0)  # the reader holds the third group's first 2 slots, not a third
+    assert started == [0, 1] and gauge.value == 6
+    gates[1].set()
+    assert await first == [30, 40, 50]  # up to max_batch, as they finished
+    while len(started) < 3:
+        await moved.wait()
+        moved.clear()
+    assert started == [0, 1, 2] and gauge.value == 6
+    for gate in gates.values():
+        gate.set()
+    rest = [r async for batch in batches for r in batch]
+    assert sorted([30, 40, 50, *rest]) == [10 * r for r in range(15)]
+    assert gauge.peak == 6 and gauge.value == 0
+
+
+async def test_a_group_larger_than_the_window_fails_the_stream() -> None:
+    async def groups() -> AsyncIterator[list[int] | BadFrame]:
+        yield [1, 2, 3]
+
+    async def handle(group: list[int]) -> list[int]:
+        return group
+
+    with pytest.raises(ValueError, match="a group of 3 requests does not fit a window of 2"):
+        async for _ in bounded_group_batches(groups(), handle, 2):
+            pass
