@@ -29,6 +29,18 @@ def embed_frame(*texts: str, start: int = 0) -> embed_pb2.EmbedStreamPackedReque
     )
 
 
+def vector_frame(collection: str, count: int) -> data_pb2.IngestPackedRequest:
+    """`count` distinct 256-d raw vectors for `collection`, ids i0, i1, ..."""
+    return data_pb2.IngestPackedRequest(
+        requests=[
+            data_pb2.IngestRequest(
+                request_id=str(n), collection=collection, item=item(f"i{n}", [float(n + 1)] * 256)
+            )
+            for n in range(count)
+        ]
+    )
+
+
 async def frames_of(*frames: Any) -> AsyncIterator[Any]:
     for frame in frames:
         yield frame
@@ -244,14 +256,7 @@ async def test_a_frame_of_vectors_is_one_write_per_group(gateway: Running) -> No
         )
     )
     assert gateway.app.settings.stream_window == 64
-    frame = data_pb2.IngestPackedRequest(
-        requests=[
-            data_pb2.IngestRequest(
-                request_id=str(n), collection="w", item=item(f"i{n}", [float(n + 1)] * 256)
-            )
-            for n in range(16)
-        ]
-    )
+    frame = vector_frame("w", 16)
     acks = [a async for f in gateway.data.IngestPacked(frames_of(frame)) for a in f.responses]
     assert len(acks) == 16 and all(a.stored for a in acks)
     value = gateway.app.metrics.registry.get_sample_value
@@ -266,14 +271,7 @@ async def test_fsync_always_still_commits_each_packed_vector_on_its_own(tmp_path
                 config=collections_pb2.CollectionConfig(name="a", dimension=256)
             )
         )
-        frame = data_pb2.IngestPackedRequest(
-            requests=[
-                data_pb2.IngestRequest(
-                    request_id=str(n), collection="a", item=item(f"i{n}", [float(n + 1)] * 256)
-                )
-                for n in range(6)
-            ]
-        )
+        frame = vector_frame("a", 6)
         acks = [a async for f in gw.data.IngestPacked(frames_of(frame)) for a in f.responses]
         assert len(acks) == 6 and all(a.stored for a in acks)
         value = gw.app.metrics.registry.get_sample_value

@@ -13,7 +13,7 @@ from onespace.gateway import Gateway
 from onespace.rpc.guard import RpcAdmission, deadline_of
 from onespace.rpc.handlers import Undecodable
 from onespace.rpc.status import bounded_details, status_for
-from onespace.rpc.streaming import STOPS_HERE, BadFrame, bounded_group_batches, singletons
+from onespace.rpc.streaming import STOPS_HERE, BadFrame, bounded_group_batches, flattened, singletons
 from onespace_client.v1 import common_pb2
 
 __all__ = ["MAX_ANSWERS_PER_FRAME", "Grouped", "Packed", "ServicerBase"]
@@ -48,7 +48,7 @@ class ServicerBase:
         if count > limit:
             raise InvalidArgument(field, f"{count} items exceeds the limit of {limit} per request")
 
-    async def stream(
+    def stream(
         self,
         method: str,
         requests: AsyncIterable[Req],
@@ -57,19 +57,15 @@ class ServicerBase:
     ) -> AsyncIterator[Resp]:
         """Answer each request within the stream's window; a bad item gets `refuse(...)`, and the
         stream goes on. Per-item outcomes are counted by status code."""
-        batches = bounded_group_batches(
-            singletons(requests),
-            self._item_handler(method, answer, refuse),
-            self.gateway.settings.stream_window,
-            self.metrics.stream_window.labels(method),
-            self.gateway.draining,
+        return flattened(
+            bounded_group_batches(
+                singletons(requests),
+                self._item_handler(method, answer, refuse),
+                self.gateway.settings.stream_window,
+                self.metrics.stream_window.labels(method),
+                self.gateway.draining,
+            )
         )
-        try:
-            async for batch in batches:
-                for response in batch:
-                    yield response
-        finally:
-            await batches.aclose()  # at once, not when collected: its handlers are cancelled now
 
     async def packed_stream(
         self,

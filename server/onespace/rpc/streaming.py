@@ -32,6 +32,7 @@ __all__ = [
     "bounded_batches",
     "bounded_group_batches",
     "bounded_stream",
+    "flattened",
     "singletons",
 ]
 
@@ -57,15 +58,19 @@ class Tracker(Protocol):
     def dec(self, amount: float = 1) -> None: ...
 
 
-async def bounded_stream(
+def bounded_stream(
     requests: AsyncIterable[Req],
     handle: Callable[[Req], Awaitable[Resp]],
     window: int,
     in_window: Tracker | None = None,
     stop: asyncio.Event | None = None,
-) -> AsyncIterator[Resp]:
+) -> AsyncGenerator[Resp, None]:
     """Yield `handle(request)` for every request, at most `window` at once (see `bounded_batches`)."""
-    batches = bounded_batches(requests, handle, window, in_window, stop)
+    return flattened(bounded_batches(requests, handle, window, in_window, stop))
+
+
+async def flattened(batches: AsyncGenerator[list[Resp], None]) -> AsyncGenerator[Resp, None]:
+    """Each response of `batches` in turn; closing it closes `batches` at once."""
     try:
         async for batch in batches:
             for response in batch:
