@@ -37,7 +37,7 @@ from onespace.index import (
 )
 from onespace.index.backend import Backend, CollectionHandle
 from onespace.index.validate import CheckedQuery
-from onespace.index.writes import DeleteOp, PreparedRecord, UpsertOp
+from onespace.index.writes import DeleteOp, PreparedRecord, UpsertOp, WriteOp
 from onespace.metrics import Metrics
 from onespace.models import ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult, Vector
@@ -317,11 +317,8 @@ class Gateway:
             records.append(Record(item.id, vector, modality, dict(item.metadata)))
         op = collection.prepare_upsert(records, field=field)
         index_start = time.monotonic()
-        _, commit = await self.writes.commit(collection, op, deadline=deadline)
-        if self.tracer is not None:
-            _trace_commit(self.tracer, collection, index_start, commit)
+        await self._commit(collection, op, deadline)
         timings.index = time.monotonic() - index_start
-        self.metrics.index_items.labels(collection.name).set(len(collection))
         timings.total = time.monotonic() - started
         return timings
 
@@ -353,11 +350,7 @@ class Gateway:
         if not stored:
             return results
         index_start = time.monotonic()
-        op = UpsertOp(tuple(prepared.values()), len(stored))
-        _, commit = await self.writes.commit(collection, op, deadline=deadline)
-        if self.tracer is not None:
-            _trace_commit(self.tracer, collection, index_start, commit)
-        self.metrics.index_items.labels(collection.name).set(len(collection))
+        await self._commit(collection, UpsertOp(tuple(prepared.values()), len(stored)), deadline)
         done = time.monotonic()
         timings = Timings(index=done - index_start, total=done - started)
         for i in stored:
@@ -379,12 +372,16 @@ class Gateway:
 
     async def delete(self, name: str, ids: Sequence[str], *, deadline: float) -> int:
         collection = self.collection(name, "collection")
+        return await self._commit(collection, DeleteOp(tuple(ids)), deadline)
+
+    async def _commit(self, collection: CollectionHandle, op: WriteOp, deadline: float) -> int:
+        """Commit `op` durably with whatever else is waiting; its result. Traced and counted."""
         submitted = time.monotonic()
-        deleted, commit = await self.writes.commit(collection, DeleteOp(tuple(ids)), deadline=deadline)
+        result, commit = await self.writes.commit(collection, op, deadline=deadline)
         if self.tracer is not None:
             _trace_commit(self.tracer, collection, submitted, commit)
         self.metrics.index_items.labels(collection.name).set(len(collection))
-        return deleted
+        return result
 
     # --- search --------------------------------------------------------------------------------
     async def search(

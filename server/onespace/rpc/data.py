@@ -146,16 +146,15 @@ class _VectorGroups:
                 )
             except OnespaceError as exc:  # about them all: the collection, the deadline, the commit
                 results = [exc] * len(members)
-            timings: dict[int, common_pb2.Timings] = {}  # one message per group commit
+            message: common_pb2.Timings | None = None  # the write's timings, the same for each item
             stored = 0
             for (i, _), result in zip(members, results, strict=True):
                 request = requests[i]
                 if isinstance(result, OnespaceError):
                     out[i] = self._refuse(request, result)
                     continue
-                message = timings.get(id(result))
                 if message is None:
-                    message = timings[id(result)] = convert.timings_to_proto(result)
+                    message = convert.timings_to_proto(result)
                 out[i] = pb.IngestResponse(
                     request_id=request.request_id, id=request.item.id, stored=True, timings=message
                 )

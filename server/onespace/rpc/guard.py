@@ -5,7 +5,7 @@ anything unexpected into INTERNAL.
 A request whose bytes did not parse arrives as a `handlers.Undecodable` (the deserializers never
 raise, see `handlers`) and is answered INVALID_ARGUMENT `request: cannot decode <type>: <reason>`
 before admission: it is the caller's mistake, and "busy, retry" would only bring it back.
-Streams decide per frame, in `streaming.bounded_stream`."""
+Streams decide per frame, in `streaming.bounded_group_batches`."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ the ones not logged. The servicer wrappers refuse it:
 
 - a unary method (`guard.unary_method`): INVALID_ARGUMENT
   `request: cannot decode onespace.v1.SearchRequest: <reason>`, before admission or any work;
-- a stream (`streaming.bounded_stream`): the stream stops reading at the bad frame, answers every
+- a stream (`streaming.bounded_group_batches`): the stream stops reading at the bad frame, answers every
   request read before it, then ends with INVALID_ARGUMENT naming the frame (`requests[3]: ...`,
   counted from 0). A per-item error is not possible: the stream responses say which request they
   answer by its `request_id`, and an undecodable frame has none to echo (docs/errors.md).

@@ -29,9 +29,7 @@ __all__ = [
     "STOPS_HERE",
     "BadFrame",
     "Tracker",
-    "bounded_batches",
     "bounded_group_batches",
-    "bounded_stream",
     "flattened",
     "singletons",
 ]
@@ -58,17 +56,6 @@ class Tracker(Protocol):
     def dec(self, amount: float = 1) -> None: ...
 
 
-def bounded_stream(
-    requests: AsyncIterable[Req],
-    handle: Callable[[Req], Awaitable[Resp]],
-    window: int,
-    in_window: Tracker | None = None,
-    stop: asyncio.Event | None = None,
-) -> AsyncGenerator[Resp, None]:
-    """Yield `handle(request)` for every request, at most `window` at once (see `bounded_batches`)."""
-    return flattened(bounded_batches(requests, handle, window, in_window, stop))
-
-
 async def flattened(batches: AsyncGenerator[list[Resp], None]) -> AsyncGenerator[Resp, None]:
     """Each response of `batches` in turn; closing it closes `batches` at once."""
     try:
@@ -79,33 +66,6 @@ async def flattened(batches: AsyncGenerator[list[Resp], None]) -> AsyncGenerator
         await batches.aclose()  # at once, not when collected: its handlers are cancelled now
 
 
-async def bounded_batches(
-    requests: AsyncIterable[Req],
-    handle: Callable[[Req], Awaitable[Resp]],
-    window: int,
-    in_window: Tracker | None = None,
-    stop: asyncio.Event | None = None,
-    max_batch: int = 1,
-) -> AsyncGenerator[list[Resp], None]:
-    """Yield the responses `handle(request)` for every request, at most `window` at once, in lists
-    of up to `max_batch`: each list holds the responses already finished when it is cut, without
-    waiting for more (packed streams send one frame per list). `handle` must not raise
-    for a bad item (it answers with an error response instead); if it does, the stream fails.
-
-    `bounded_group_batches` with groups of one request.
-    """
-
-    async def one(group: list[Req]) -> list[Resp]:
-        return [await handle(group[0])]
-
-    groups = bounded_group_batches(singletons(requests), one, window, in_window, stop, max_batch)
-    try:
-        async for batch in groups:
-            yield batch
-    finally:
-        await groups.aclose()
-
-
 async def bounded_group_batches(
     groups: AsyncIterable[list[Req] | Undecodable | BadFrame],
     handle: Callable[[list[Req]], Awaitable[list[Resp]]],
@@ -114,9 +74,13 @@ async def bounded_group_batches(
     stop: asyncio.Event | None = None,
     max_batch: int = 1,
 ) -> AsyncGenerator[list[Resp], None]:
-    """`bounded_batches` over groups of requests answered together (`handle(group)` gives one
-    response per request, in order): a group holds as many window slots as it has requests, so
-    groups must not be larger than `window`. One task per group, not per request.
+    """Yield the responses `handle(group)` gives for every group of requests (one per request, in
+    order), at most `window` requests at once, in lists of up to `max_batch`: each list holds the
+    responses already finished when it is cut, without waiting for more (packed streams send one
+    frame per list). A group holds as many window slots as it has requests, so groups must not be
+    larger than `window`; one-item streams make groups of one (`singletons`). One task per
+    group, not per request. `handle` must not raise for a bad item (it answers with an error
+    response instead); if it does, the stream fails.
 
     A reader task takes a window slot, reads a group, takes the rest of its slots and starts its
     handler; every task that finishes puts itself on one completion queue, which this generator

@@ -1,15 +1,46 @@
-"""bounded_stream: the window bounds reads and work, answers come as items finish, shutdown stops
-reading at once and still answers the window, and a departing caller leaves nothing running."""
+"""The stream core (`bounded_group_batches`; one-item streams are groups of one): the window
+bounds reads and work, answers come as items finish, shutdown stops reading at once and still
+answers the window, and a departing caller leaves nothing running."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
 from onespace.errors import InvalidArgument, Unavailable
-from onespace.rpc.streaming import BadFrame, bounded_batches, bounded_group_batches, bounded_stream
+from onespace.rpc.streaming import BadFrame, Tracker, bounded_group_batches, flattened, singletons
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def bounded_batches(
+    requests: AsyncIterable[Req],
+    handle: Callable[[Req], Awaitable[Resp]],
+    window: int,
+    in_window: Tracker | None = None,
+    stop: asyncio.Event | None = None,
+    max_batch: int = 1,
+) -> AsyncGenerator[list[Resp], None]:
+    """A one-item stream as the servicers build it: groups of one, each answered by `handle`."""
+
+    async def each(group: list[Req]) -> list[Resp]:
+        return [await handle(group[0])]
+
+    return bounded_group_batches(singletons(requests), each, window, in_window, stop, max_batch)
+
+
+def bounded_stream(
+    requests: AsyncIterable[Req],
+    handle: Callable[[Req], Awaitable[Resp]],
+    window: int,
+    in_window: Tracker | None = None,
+    stop: asyncio.Event | None = None,
+) -> AsyncGenerator[Resp, None]:
+    return flattened(bounded_batches(requests, handle, window, in_window, stop))
 
 
 class Gauge:
