@@ -195,19 +195,18 @@ class Collection:
             tail = _tail_rows(view, below)
             candidates = [self._candidates(view, q.filter) for q in checked]
             ranked = search_batch(self._config, view, index, checked, candidates, threads, tail)
-            keys = sorted({int(view.keys[row]) for r in ranked for row in r.rows})
-            rows = self.sql.rows_by_keys(keys) if keys else {}
+            keys = [view.keys[r.rows] for r in ranked]
+            wanted = np.unique(np.concatenate(keys)).tolist()
+            rows = self.sql.rows_by_keys(wanted) if wanted else {}
         hits: list[list[Hit]] = []
-        for q, r in zip(checked, ranked, strict=True):
+        for q, r, found_keys in zip(checked, ranked, keys, strict=True):
             found = []
-            for slot, score in zip(r.rows, r.scores, strict=True):
-                row = rows.get(int(view.keys[slot]))
+            for slot, key, score in zip(r.rows.tolist(), found_keys.tolist(), r.scores.tolist(), strict=True):
+                row = rows.get(key)
                 if row is None:  # deleted after ranking
                     continue
                 vector = _as_f32(view.vectors[slot]) if q.include_vectors else None
-                found.append(
-                    Hit(row.id, float(score), modality_from_code(row.modality), row.metadata, vector)
-                )
+                found.append(Hit(row.id, score, modality_from_code(row.modality), row.metadata, vector))
             hits.append(found)
         return hits
 

@@ -94,12 +94,22 @@ class HnswIndex:
 
     def search(self, queries: npt.NDArray[np.float32], count: int, threads: int) -> list[Keys]:
         """One usearch call for every row of `queries`; the keys found for each, best first."""
+        keys, counts = self.search_matrix(queries, count, threads)
+        return [keys[i, : int(counts[i])] for i in range(len(keys))]
+
+    def search_matrix(
+        self, queries: npt.NDArray[np.float32], count: int, threads: int
+    ) -> tuple[Keys, npt.NDArray[np.int64]]:
+        """One usearch call for every row of 2-D `queries`: a (queries, count) matrix of keys, best
+        first, and how many of each row were found (the rest of a row is padding, not keys)."""
         with _usearch_errors("search"):
             found = self._index.search(np.ascontiguousarray(queries), count, threads=threads)
         self.search_calls += 1
         if isinstance(found, BatchMatches):
-            return [found.keys[i, : int(found.counts[i])].astype(np.uint64) for i in range(len(queries))]
-        return [np.asarray(found.keys, dtype=np.uint64)]
+            return found.keys.astype(np.uint64, copy=False), found.counts.astype(np.int64, copy=False)
+        keys = np.zeros((1, count), dtype=np.uint64)  # one query: padded like a batch's rows
+        keys[0, : len(found.keys)] = found.keys
+        return keys, np.array([len(found.keys)], dtype=np.int64)
 
     @property
     def memory_usage(self) -> int:

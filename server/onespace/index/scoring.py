@@ -11,19 +11,38 @@ the same rows in the same order always give bit-identical scores, whichever batc
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
+
 import numkong
 import numpy as np
 import numpy.typing as npt
 
-from onespace.index.config import Metric
-from onespace.index.matryoshka import renormalises
+from onespace.index.config import CollectionConfig, Metric
+from onespace.index.matryoshka import prefix, renormalises
+from onespace.index.validate import CheckedQuery
 
-__all__ = ["CHUNK_ROWS", "score_rows", "top_k"]
+__all__ = ["CHUNK_ROWS", "rank_vectors", "score_block", "score_rows", "top_k", "top_k_order"]
 
 CHUNK_ROWS = 8192
 
 Rows = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
+
+
+def rank_vectors(config: CollectionConfig, queries: Sequence[CheckedQuery]) -> list[npt.NDArray[np.float32]]:
+    """Each query's rank prefix (`matryoshka.prefix` at its rank dimension), computed for all the
+    queries of one length and dimension at once. A single query goes the same 2-D way, so its
+    scores never depend on its batch companions (a 1-D norm sums in another order)."""
+    out: list[npt.NDArray[np.float32]] = [np.zeros(0, dtype=np.float32)] * len(queries)
+    shapes: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        shapes[(len(q.vector), q.dimension)].append(i)
+    for (_, d), members in shapes.items():
+        stacked = np.stack([queries[i].vector for i in members])
+        for i, vector in zip(members, prefix(stacked, d, config.metric, full=config.dimension), strict=True):
+            out[i] = vector
+    return out
 
 
 def score_rows(
@@ -38,20 +57,28 @@ def score_rows(
     no normalised copy is made either.
     """
     d = len(query)
-    unit = renormalises(d, vectors.shape[1], metric)
-    q = np.ascontiguousarray(query, dtype=vectors.dtype)[None, :]
+    full = vectors.shape[1]
     out = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), CHUNK_ROWS):
         block = np.asarray(vectors[rows[start : start + CHUNK_ROWS]])[:, :d]
-        if unit:  # both sides unit length: cos = 1 - angular; |x - q|^2 = 2 - 2 cos
-            angular = np.asarray(numkong.cdist(q, block, metric="angular"))[0]
-            scores = -2.0 * angular if metric is Metric.L2 else 1.0 - angular
-        elif metric is Metric.L2:
-            scores = -np.asarray(numkong.cdist(q, block, metric="sqeuclidean"))[0]
-        else:
-            scores = np.asarray(numkong.cdist(q, block, metric="dot"))[0]
-        out[start : start + len(block)] = scores
+        out[start : start + len(block)] = score_block(block, query, metric, full)
     return out
+
+
+def score_block(
+    block: npt.NDArray[np.generic], query: npt.NDArray[np.float32], metric: Metric, full: int
+) -> Scores:
+    """Scores of the rows of `block` (stored dtype, cut to the rank dimension `len(query)` of
+    `full`-long stored vectors) against `query`: the one kernel every ranking path uses."""
+    q = np.ascontiguousarray(query, dtype=block.dtype)[None, :]
+    if renormalises(len(query), full, metric):  # both sides unit: cos = 1 - angular; |x - q|^2 = 2 - 2 cos
+        angular = np.asarray(numkong.cdist(q, block, metric="angular"))[0]
+        scores = -2.0 * angular if metric is Metric.L2 else 1.0 - angular
+    elif metric is Metric.L2:
+        scores = -np.asarray(numkong.cdist(q, block, metric="sqeuclidean"))[0]
+    else:
+        scores = np.asarray(numkong.cdist(q, block, metric="dot"))[0]
+    return np.asarray(scores, dtype=np.float32)
 
 
 def top_k(rows: Rows, scores: Scores, k: int) -> tuple[Rows, Scores]:
@@ -63,3 +90,10 @@ def top_k(rows: Rows, scores: Scores, k: int) -> tuple[Rows, Scores]:
         rows, scores = rows[keep], scores[keep]
     order = np.lexsort((rows, -scores))[:k]
     return rows[order], scores[order]
+
+
+def top_k_order(rows: Rows, scores: Scores) -> Rows:
+    """For 2-D `rows` and `scores` (one shortlist a row): each row's positions best first, in
+    `top_k`'s order (NaN last, ties to the earlier row), so its first k are that row's `top_k`."""
+    scores = np.where(np.isnan(scores), np.float32(-np.inf), scores).astype(np.float32)
+    return np.lexsort((rows, -scores), axis=-1)

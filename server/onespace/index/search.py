@@ -20,8 +20,12 @@ Shortlist size: `k * config.shortlist_factor` (`rerank_factor` for a lossy index
 with a filter, scaled by `live / matching` and doubled so about that many candidates survive it.
 It is rounded up to a power of two, which costs nothing while it stays under
 `expansion_search` and lets differing `k`s share one usearch call: stage 1 makes ONE
-`index.search` per distinct shortlist size in the batch. Each query's result depends only on the
-query and the collection, never on its batch companions.
+`index.search` per distinct shortlist size in the batch. Stage 2 of the common case (no filter,
+no unindexed tail, every shortlisted slot live) is one gather of the shortlists' vectors and one
+sort for all those queries; the rest are finished one by one. Each query's result depends only on
+the query and the collection, never on its batch companions: the batched and the one-by-one
+stage 2 give the same scores bit for bit, and rank vectors are computed the same 2-D way for a
+batch of one.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy.typing as npt
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.matryoshka import prefix
-from onespace.index.scoring import score_rows, top_k
+from onespace.index.scoring import rank_vectors, score_block, score_rows, top_k, top_k_order
 from onespace.index.slots import SlotView
 from onespace.index.validate import CheckedQuery, index_normalises
 
@@ -104,26 +108,45 @@ def search_batch(
     tail: Rows | None = None,
 ) -> list[Ranked]:
     """Rank every query; `tail` (sorted live slots not yet in `index`) joins every shortlist."""
-    plans = [_plan(config, table, index, q, c) for q, c in zip(queries, candidates, strict=True)]
+    plans = [
+        _plan(config, table, index, q, c, v)
+        for q, c, v in zip(queries, candidates, rank_vectors(config, queries), strict=True)
+    ]
+    ranked: dict[int, Ranked] = {}
     shortlists: dict[int, Rows] = {}
     groups: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(plans):
         if p.count:
             groups[p.count].append(i)
+    merge_tail = tail is not None and len(tail) > 0  # then shortlists differ in length
     for count, members in sorted(groups.items()):
         matrix = _index_vectors(config, [plans[i].query for i in members])
-        for i, keys in zip(members, index.search(matrix, count, threads), strict=True):
-            shortlists[i] = table.rows_for_keys(keys)
-    if tail is not None and len(tail):
-        for i, rows in shortlists.items():
-            shortlists[i] = np.union1d(rows[rows >= 0], tail)
-    return [_finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
+        keys, found = index.search_matrix(matrix, count, threads)
+        rows = table.rows_for_keys(keys)
+        rows[np.arange(count) >= found[:, None]] = -1  # usearch pads short rows with key 0
+        # Unfiltered queries whose whole shortlist is live are ranked together, the rest one by one.
+        whole = np.zeros(len(members), dtype=bool) if merge_tail else np.all(rows >= 0, axis=1)
+        together = [j for j, i in enumerate(members) if whole[j] and plans[i].candidates is None]
+        if together:
+            batch = _rank_shortlists(table, config, [plans[members[j]] for j in together], rows[together])
+            ranked.update((members[j], r) for j, r in zip(together, batch, strict=True))
+        for i, shortlist in zip(members, rows, strict=True):
+            if i not in ranked:
+                shortlists[i] = shortlist[shortlist >= 0]
+    if tail is not None and merge_tail:
+        for i, found_rows in shortlists.items():
+            shortlists[i] = np.union1d(found_rows, tail)
+    return [ranked.get(i) or _finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
 
 
 def _plan(
-    config: CollectionConfig, table: SlotView, index: HnswIndex, query: CheckedQuery, candidates: Candidates
+    config: CollectionConfig,
+    table: SlotView,
+    index: HnswIndex,
+    query: CheckedQuery,
+    candidates: Candidates,
+    rank_vector: npt.NDArray[np.float32],
 ) -> _Plan:
-    rank_vector = prefix(query.vector, query.dimension, config.metric, full=config.dimension)
     filtered = candidates is not None
     if isinstance(candidates, Predicate):
         matches = candidates.estimate
@@ -150,7 +173,7 @@ def _finish(table: SlotView, config: CollectionConfig, plan: _Plan, shortlist: R
     if plan.matches == 0:
         return Ranked(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
     if shortlist is not None:
-        rows = shortlist[shortlist >= 0]
+        rows = shortlist
         if isinstance(plan.candidates, Predicate):
             rows = rows[plan.candidates.accept(rows)] if len(rows) else rows
         elif plan.candidates is not None:
@@ -174,3 +197,21 @@ def _rank(table: SlotView, config: CollectionConfig, plan: _Plan, rows: Rows) ->
     scores = score_rows(table.vectors, rows, plan.rank_vector, config.metric)
     best_rows, best_scores = top_k(rows, scores, plan.query.k)
     return Ranked(best_rows, best_scores)
+
+
+def _rank_shortlists(
+    table: SlotView, config: CollectionConfig, plans: Sequence[_Plan], rows: Rows
+) -> list[Ranked]:
+    """`_rank` of many shortlists of one length (a row of `rows` each, every slot live) with one
+    gather of their vectors and one sort: the same scores (the same kernel on the same rows) and
+    the same order as ranking each alone, without the per-query numpy calls."""
+    width = rows.shape[1]
+    gathered = np.asarray(table.vectors[rows.ravel()])
+    scores = np.empty(rows.shape, dtype=np.float32)
+    for i, plan in enumerate(plans):
+        block = gathered[i * width : (i + 1) * width, : len(plan.rank_vector)]
+        scores[i] = score_block(block, plan.rank_vector, config.metric, table.vectors.shape[1])
+    order = top_k_order(rows, scores)
+    best_rows = np.take_along_axis(rows, order, axis=1)
+    best_scores = np.take_along_axis(scores, order, axis=1)
+    return [Ranked(best_rows[i, : p.query.k], best_scores[i, : p.query.k]) for i, p in enumerate(plans)]

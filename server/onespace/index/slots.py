@@ -39,11 +39,11 @@ class SlotView:
     vectors: npt.NDArray[np.generic]  # the mapped vector file (at least `count` rows)
 
     def rows_for_keys(self, keys: npt.NDArray[np.uint64]) -> Rows:
-        """The live slot holding each key, or -1 (unknown key or a dead slot)."""
+        """The live slot holding each key (an array of any shape), or -1 (unknown key or a dead slot)."""
         used = self.keys[: self.count]
         pos = np.searchsorted(used, keys).astype(np.int64)
         inside = pos < self.count
-        found = np.zeros(len(keys), dtype=bool)
+        found = np.zeros(pos.shape, dtype=bool)
         found[inside] = (used[pos[inside]] == keys[inside]) & self.live[pos[inside]]
         return np.where(found, pos, -1)
 

@@ -32,7 +32,7 @@ import numpy.typing as npt
 from onespace.index.config import CollectionConfig
 from onespace.index.matryoshka import prefix
 from onespace.index.records import Hit, modality_from_code
-from onespace.index.scoring import score_rows, top_k
+from onespace.index.scoring import rank_vectors, score_rows, top_k
 from onespace.index.validate import CheckedQuery, index_normalises
 from onespace.milvus import layout
 from onespace.milvus.expr import filter_expr
@@ -74,7 +74,7 @@ def shortlist_size(k: int, factor: int) -> int:
 def search_batch(
     config: CollectionConfig, source: Source, queries: Sequence[CheckedQuery]
 ) -> list[list[Hit]]:
-    plans = [_plan(config, q) for q in queries]
+    plans = [_plan(config, q, v) for q, v in zip(queries, rank_vectors(config, queries), strict=True)]
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, p in enumerate(plans):
         if p.limit:
@@ -95,8 +95,7 @@ def search_batch(
     return out
 
 
-def _plan(config: CollectionConfig, query: CheckedQuery) -> _Plan:
-    rank_vector = prefix(query.vector, query.dimension, config.metric, full=config.dimension)
+def _plan(config: CollectionConfig, query: CheckedQuery, rank_vector: npt.NDArray[np.float32]) -> _Plan:
     usable = query.dimension >= config.index_dimension
     if usable and index_normalises(config) and not query.vector[: config.index_dimension].any():
         usable = False  # a zero index prefix has no direction to search along

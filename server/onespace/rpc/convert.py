@@ -245,14 +245,15 @@ def vector_from_proto(pb: common_pb2.Vector, field: str) -> Vector:
 
     Only the shape is checked here: the values (finite, a norm that keeps every score finite, f16
     range where it applies) are checked once, for every caller, by `index.validate`."""
-    if pb.f32:
+    f32 = pb.f32  # read once: each read of a bytes field copies it out of the message
+    if f32:
         if pb.values:
             raise InvalidArgument(field, "set either values or f32, not both")
-        if len(pb.f32) % 4:
+        if len(f32) % 4:
             raise InvalidArgument(
-                f"{field}.f32", f"is {len(pb.f32)} bytes, not a whole number of float32 (4 bytes each)"
+                f"{field}.f32", f"is {len(f32)} bytes, not a whole number of float32 (4 bytes each)"
             )
-        return np.frombuffer(pb.f32, dtype="<f4").astype(np.float32)
+        return np.frombuffer(f32, dtype="<f4").astype(np.float32)
     if not pb.values:
         raise InvalidArgument(f"{field}.values", "must not be empty")
     return np.asarray(pb.values, dtype=np.float32)

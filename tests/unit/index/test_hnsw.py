@@ -32,6 +32,9 @@ def test_batch_search_is_one_call_and_sliced_by_counts() -> None:
     assert [int(keys[0]) for keys in found[:3]] == [0, 1, 2]
     single = index.search(np.eye(1, 8, dtype=np.float32), 10, threads=1)
     assert len(single) == 1 and len(single[0]) == 3
+    for n in (4, 1):  # usearch answers one query without a batch: padded the same way
+        keys, counts = index.search_matrix(np.eye(n, 8, dtype=np.float32), 10, threads=1)
+        assert keys.shape == (n, 10) and counts.tolist() == [3] * n
 
 
 def test_remove_counts_tombstones() -> None:

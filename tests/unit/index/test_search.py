@@ -13,7 +13,9 @@ from onespace.index import (
     Query,
     Record,
     StoredDtype,
+    search,
 )
+from onespace.index.scoring import rank_vectors
 from onespace.models import Modality
 from tests.unit.index.helpers import mixture, new_collection, reference_scores, reference_top
 
@@ -275,3 +277,63 @@ def test_the_shortlist_is_widened_only_for_a_lossy_index() -> None:
     assert config(dtype=IndexDtype.I8).shortlist_factor == 5
     assert config(dtype=IndexDtype.BF16).shortlist_factor == 5
     assert config(index_dimension=32).shortlist_factor == 5  # a prefix index
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_shortlists_ranked_together_match_ranking_each_alone_bit_for_bit(metric: Metric) -> None:
+    """`search_batch` ranks unfiltered full shortlists in one gather and one sort; every score
+    and every position must be what the one-query path (`_rank`) gives for the same shortlist."""
+    data = mixture(3000, 64, seed=31, decay=0.5)
+    if metric is not Metric.COSINE:
+        data /= np.linalg.norm(data, axis=1, keepdims=True)
+    data[8] = data[7]  # two rows that tie
+    c = build(data, metric, index_dimension=32)
+    raw = [*mixture(24, 64, seed=32, decay=0.5), data[7]]
+    checked = [
+        c.check_query(Query(q, k=[10, 12, 16][i % 3], dimension=[None, 48, 64][i % 3]))
+        for i, q in enumerate(raw)
+    ]
+    config, view, index = c.config, c.view, c.index
+    plans = [
+        search._plan(config, view, index, q, None, v)
+        for q, v in zip(checked, rank_vectors(config, checked), strict=True)
+    ]
+    count = plans[0].count
+    assert count and all(p.count == count for p in plans)
+    shortlists = view.rows_for_keys(np.stack(index.search(search._index_vectors(config, checked), count, 1)))
+    assert (shortlists >= 0).all()
+    together = search._rank_shortlists(view, config, plans, shortlists)
+    for plan, shortlist, got in zip(plans, shortlists, together, strict=True):
+        alone = search._rank(view, config, plan, shortlist)
+        np.testing.assert_array_equal(got.rows, alone.rows)
+        np.testing.assert_array_equal(got.scores, alone.scores)
+    last = together[-1]  # the tie: both rows, the earlier first
+    assert last.rows[:2].tolist() == [7, 8] and last.scores[0] == last.scores[1]
+
+
+def test_short_shortlists_are_not_read_past_what_usearch_found() -> None:
+    """usearch pads a short shortlist with key 0 (a real key here): only `found` keys count, and
+    a shortlist with fewer than k live rows falls back to the exact scan."""
+    data = mixture(1000, 32, seed=33)
+    c = build(data, Metric.COSINE)
+    real = c.index
+
+    class Short:
+        search_calls = 0
+
+        def __len__(self) -> int:
+            return len(real)
+
+        def search_matrix(
+            self, queries: np.ndarray, count: int, threads: int
+        ) -> tuple[np.ndarray, np.ndarray]:
+            keys, found = real.search_matrix(queries, count, threads)
+            found[::2] = 3  # every other query: only 3 of its keys were found, the rest padding
+            keys[::2, 3:] = 0
+            return keys, found
+
+    queries = [c.check_query(Query(q, k=10)) for q in mixture(6, 32, seed=34)]
+    view = c.view
+    ranked = search.search_batch(c.config, view, Short(), queries, [None] * 6, 1)  # type: ignore[arg-type]
+    for q, r in zip(queries, ranked, strict=True):
+        assert r.rows.tolist() == reference_top(data, q.vector, Metric.COSINE, 10)
