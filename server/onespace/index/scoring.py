@@ -83,7 +83,7 @@ def score_block(
 
 def top_k(rows: Rows, scores: Scores, k: int) -> tuple[Rows, Scores]:
     """The `k` best (row, score) pairs, best first; ties go to the earlier row, so order is stable."""
-    scores = np.where(np.isnan(scores), np.float32(-np.inf), scores).astype(np.float32)
+    scores = _nan_last(scores)
     if len(rows) > k:
         threshold = np.partition(scores, len(scores) - k)[len(scores) - k]
         keep = scores >= threshold
@@ -95,5 +95,9 @@ def top_k(rows: Rows, scores: Scores, k: int) -> tuple[Rows, Scores]:
 def top_k_order(rows: Rows, scores: Scores) -> Rows:
     """For 2-D `rows` and `scores` (one shortlist a row): each row's positions best first, in
     `top_k`'s order (NaN last, ties to the earlier row), so its first k are that row's `top_k`."""
-    scores = np.where(np.isnan(scores), np.float32(-np.inf), scores).astype(np.float32)
-    return np.lexsort((rows, -scores), axis=-1)
+    return np.lexsort((rows, -_nan_last(scores)), axis=-1)
+
+
+def _nan_last(scores: Scores) -> Scores:
+    """`scores` with NaN as -inf, so a NaN score ranks after every number."""
+    return np.where(np.isnan(scores), np.float32(-np.inf), scores).astype(np.float32)
