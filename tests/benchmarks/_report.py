@@ -24,11 +24,12 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks._common import _cell
+from tests.benchmarks._common import _cell, print_table
 
 __all__ = ["ROOT", "command_line", "machine", "markdown_table", "rss_bytes", "write_section"]
 
@@ -262,3 +263,30 @@ def write_section(
     os.replace(tmp, DOC)
     print(f"written to {DOC.relative_to(ROOT)} (section {key}) and {raw_path.relative_to(ROOT)}")
     return DOC
+
+
+@dataclass
+class Part:
+    """One comparison of a benchmark: its table (console and docs), the prose that reads it, and the
+    figures its test asserts on."""
+
+    title: str
+    header: list[str]
+    rows: list[list[object]]
+    note: str = ""
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def markdown(self) -> str:
+        text = f"{self.title}:\n\n{markdown_table(self.header, self.rows)}"
+        return f"{text}\n\n{self.note}" if self.note else text
+
+
+def write_parts(
+    key: str, title: str, parts: Sequence[Part], *, started: dt.datetime, load_before: str, intro: str = ""
+) -> Path:
+    """Print each part's table, then write them (after `intro`) as the `key` section of the docs."""
+    for part in parts:
+        print_table(part.title, part.header, part.rows)
+    body = "\n\n".join([*([intro] if intro else []), *(part.markdown() for part in parts)])
+    raw = {part.title: part.figures for part in parts}
+    return write_section(key, title, body, started=started, load_before=load_before, raw=raw)

@@ -6,12 +6,15 @@
     `search_max_batch=1` (baseline, no coalescing): RPC throughput and usearch calls.
 
 Run: `.venv/bin/pytest tests/benchmarks/test_search_batching.py -s` or
-`.venv/bin/python -m tests.benchmarks.test_search_batching`. Prints figures; asserts only correctness.
+`.venv/bin/python -m tests.benchmarks.test_search_batching`. Prints figures and writes them into
+docs/benchmarks.md (section `search-batching`) and docs/benchmarks/search-batching.json; asserts
+only correctness.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ from typing import Any
 from onespace.index import Collection, CollectionConfig, CollectionStore, IndexDtype, Metric, Query, Record
 from onespace.models import LOCAL_MODEL
 from onespace_client.v1 import common_pb2, search_pb2
-from tests.benchmarks._common import Matrix, clustered, print_table, stopwatch
+from tests.benchmarks._common import Matrix, clustered, stopwatch
+from tests.benchmarks._report import Part, load_average, write_parts
 from tests.harness import running_gateway
 
 N = 20_000
@@ -53,7 +57,7 @@ def _ids(hits: list[list[Any]]) -> list[list[str]]:
     return [[h.id for h in row] for row in hits]
 
 
-def in_process(data_dir: Path) -> dict[str, float]:
+def in_process(data_dir: Path) -> Part:
     vectors, queries = clustered(N, DIMENSION, queries=QUERIES, seed=1)
     store = CollectionStore(data_dir)
     store.open()
@@ -79,7 +83,7 @@ def in_process(data_dir: Path) -> dict[str, float]:
 
     solo_s, solo_calls, solo = run(1)
     rows: list[list[object]] = [
-        ["one query per call (baseline)", 1, solo_calls, solo_s, QUERIES / solo_s, 1.0]
+        ["one `search_many([q])` per query (baseline)", 1, solo_calls, solo_s, QUERIES / solo_s, 1.0]
     ]
     figures = {"solo_qps": QUERIES / solo_s}
     for size in BATCHES:
@@ -87,19 +91,19 @@ def in_process(data_dir: Path) -> dict[str, float]:
         assert batched == solo, f"batches of {size} changed results"
         figures[f"batch{size}_qps"] = QUERIES / seconds
         rows.append(
-            [f"search_many, batches of {size}", size, calls, seconds, QUERIES / seconds, solo_s / seconds]
+            [f"`search_many`, batches of {size}", size, calls, seconds, QUERIES / seconds, solo_s / seconds]
         )
-    print_table(
-        f"in-process search, {N:,} x {DIMENSION} f16 cosine, {QUERIES:,} queries, k={K}, threads={THREADS} "
-        f"(build {build.seconds:.1f} s)",
+    return Part(
+        f"In process, {N:,} x {DIMENSION} f16 cosine, k = {K}, best of {REPEATS} passes over {QUERIES:,} "
+        f"queries, threads = {THREADS} (build {build.seconds:.1f} s)",
         ["mode", "batch", "usearch calls", "best s", "QPS", "x baseline"],
         rows,
+        "Results are identical to the baseline's (checked).",
+        figures,
     )
-    print("results identical to the one-at-a-time baseline: yes")
-    return figures
 
 
-async def over_grpc(data_dir: Path) -> dict[str, float]:
+async def over_grpc(data_dir: Path) -> Part:
     vectors, queries = clustered(N, DIMENSION, queries=RPCS, seed=2)
     requests = [
         search_pb2.SearchRequest(collection="bench", vector=common_pb2.Vector(values=q.tolist()), k=K)
@@ -130,34 +134,44 @@ async def over_grpc(data_dir: Path) -> dict[str, float]:
             )
     (base_s, base_calls, base_ids), (on_s, on_calls, on_ids) = results.values()
     assert on_ids == base_ids, "batched RPC results differ from unbatched ones"
-    print_table(
-        f"gateway over gRPC, {RPCS} concurrent Search RPCs (client in the same process), {N:,} x {DIMENSION}",
+    return Part(
+        f"Through the gateway, {RPCS} concurrent `Search` RPCs (gRPC client in the same process, so client "
+        f"and server share the cores; both gateways load the same saved index), {N:,} x {DIMENSION}",
         ["mode", "seconds", "RPC/s", "usearch calls", "x baseline RPC/s"],
         [[label, s, RPCS / s, calls, base_s / s] for label, (s, calls, _) in results.items()],
+        f"Identical hits in both modes (checked); usearch calls {base_calls} -> {on_calls}.",
+        {
+            "rpc_base": RPCS / base_s,
+            "rpc_batched": RPCS / on_s,
+            "calls_base": base_calls,
+            "calls_batched": on_calls,
+        },
     )
-    print(f"usearch calls: {base_calls} -> {on_calls} ({base_calls / max(on_calls, 1):.0f}x fewer)")
-    return {
-        "rpc_base": RPCS / base_s,
-        "rpc_batched": RPCS / on_s,
-        "calls_base": base_calls,
-        "calls_batched": on_calls,
-    }
 
 
-def test_in_process_batching(tmp_path: Path) -> None:
-    figures = in_process(tmp_path)
-    assert all(v > 0 for v in figures.values())
+async def run(data_dir: Path) -> list[Part]:
+    started = dt.datetime.now().astimezone()
+    load = load_average()
+    parts = [in_process(data_dir / "a"), await over_grpc(data_dir / "b")]
+    write_parts(
+        "search-batching",
+        "Search batching (`test_search_batching.py`)",
+        parts,
+        started=started,
+        load_before=load,
+    )
+    return parts
 
 
-async def test_gateway_search_batching(tmp_path: Path) -> None:
-    figures = await over_grpc(tmp_path)
-    assert figures["calls_batched"] < figures["calls_base"]
+async def test_search_batching(tmp_path: Path) -> None:
+    local, remote = await run(tmp_path)
+    assert all(v > 0 for v in local.figures.values())
+    assert remote.figures["calls_batched"] < remote.figures["calls_base"]
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        in_process(Path(tmp) / "a")
-        asyncio.run(over_grpc(Path(tmp) / "b"))
+        asyncio.run(run(Path(tmp)))
 
 
 if __name__ == "__main__":
