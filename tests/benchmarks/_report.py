@@ -31,7 +31,16 @@ from typing import Any
 
 from tests.benchmarks._common import _cell, print_table
 
-__all__ = ["ROOT", "command_line", "machine", "markdown_table", "rss_bytes", "write_section"]
+__all__ = [
+    "ROOT",
+    "Part",
+    "command_line",
+    "machine",
+    "markdown_table",
+    "rss_bytes",
+    "write_parts",
+    "write_section",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -282,11 +291,11 @@ class Part:
 
 
 def write_parts(
-    key: str, title: str, parts: Sequence[Part], *, started: dt.datetime, load_before: str, intro: str = ""
+    key: str, title: str, parts: Sequence[Part], *, started: dt.datetime, load_before: str
 ) -> Path:
-    """Print each part's table, then write them (after `intro`) as the `key` section of the docs."""
+    """Print each part's table, then write them all as the `key` section of the docs."""
     for part in parts:
         print_table(part.title, part.header, part.rows)
-    body = "\n\n".join([*([intro] if intro else []), *(part.markdown() for part in parts)])
+    body = "\n\n".join(part.markdown() for part in parts)
     raw = {part.title: part.figures for part in parts}
     return write_section(key, title, body, started=started, load_before=load_before, raw=raw)
