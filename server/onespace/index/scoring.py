@@ -61,23 +61,25 @@ def score_rows(
     out = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), CHUNK_ROWS):
         block = np.asarray(vectors[rows[start : start + CHUNK_ROWS]])[:, :d]
-        out[start : start + len(block)] = score_block(block, query, metric, full)
+        out[start : start + len(block)] = score_block(block, query[None, :], metric, full)[0]
     return out
 
 
 def score_block(
-    block: npt.NDArray[np.generic], query: npt.NDArray[np.float32], metric: Metric, full: int
+    block: npt.NDArray[np.generic], queries: npt.NDArray[np.float32], metric: Metric, full: int
 ) -> Scores:
-    """Scores of the rows of `block` (stored dtype, cut to the rank dimension `len(query)` of
-    `full`-long stored vectors) against `query`: the one kernel every ranking path uses."""
-    q = np.ascontiguousarray(query, dtype=block.dtype)[None, :]
-    if renormalises(len(query), full, metric):  # both sides unit: cos = 1 - angular; |x - q|^2 = 2 - 2 cos
-        angular = np.asarray(numkong.cdist(q, block, metric="angular"))[0]
+    """Scores of the rows of `block` (stored dtype, cut to the rank dimension `d` of `full`-long
+    stored vectors) against each row of `queries` (m x d rank prefixes): an m x len(block) matrix.
+    The one kernel every ranking path uses; a query's row is the same bit for bit whatever other
+    queries share the call."""
+    q = np.ascontiguousarray(queries, dtype=block.dtype)
+    if renormalises(q.shape[1], full, metric):  # both sides unit: cos = 1 - angular; |x - q|^2 = 2 - 2 cos
+        angular = np.asarray(numkong.cdist(q, block, metric="angular"))
         scores = -2.0 * angular if metric is Metric.L2 else 1.0 - angular
     elif metric is Metric.L2:
-        scores = -np.asarray(numkong.cdist(q, block, metric="sqeuclidean"))[0]
+        scores = -np.asarray(numkong.cdist(q, block, metric="sqeuclidean"))
     else:
-        scores = np.asarray(numkong.cdist(q, block, metric="dot"))[0]
+        scores = np.asarray(numkong.cdist(q, block, metric="dot"))
     return np.asarray(scores, dtype=np.float32)
 
 

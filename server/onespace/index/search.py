@@ -41,7 +41,7 @@ import numpy.typing as npt
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.matryoshka import prefix
-from onespace.index.scoring import rank_vectors, score_block, score_rows, top_k, top_k_order
+from onespace.index.scoring import CHUNK_ROWS, rank_vectors, score_block, score_rows, top_k, top_k_order
 from onespace.index.slots import SlotView
 from onespace.index.validate import CheckedQuery, index_normalises
 
@@ -134,8 +134,14 @@ def search_batch(
             if i not in ranked:
                 shortlists[i] = shortlist[shortlist >= 0]
     if tail is not None and merge_tail:
+        unfiltered = [i for i in shortlists if plans[i].candidates is None]
+        with_tail = _rank_with_tail(
+            table, config, [plans[i] for i in unfiltered], [shortlists[i] for i in unfiltered], tail
+        )
+        ranked.update((i, r) for i, r in zip(unfiltered, with_tail, strict=True) if r is not None)
         for i, found_rows in shortlists.items():
-            shortlists[i] = np.union1d(found_rows, tail)
+            if i not in ranked:
+                shortlists[i] = np.union1d(found_rows, tail)
     return [ranked.get(i) or _finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
 
 
@@ -210,8 +216,43 @@ def _rank_shortlists(
     scores = np.empty(rows.shape, dtype=np.float32)
     for i, plan in enumerate(plans):
         block = gathered[i * width : (i + 1) * width, : len(plan.rank_vector)]
-        scores[i] = score_block(block, plan.rank_vector, config.metric, table.vectors.shape[1])
+        scores[i] = score_block(block, plan.rank_vector[None, :], config.metric, table.vectors.shape[1])[0]
     order = top_k_order(rows, scores)
     best_rows = np.take_along_axis(rows, order, axis=1)
     best_scores = np.take_along_axis(scores, order, axis=1)
     return [Ranked(best_rows[i, : p.query.k], best_scores[i, : p.query.k]) for i, p in enumerate(plans)]
+
+
+def _rank_with_tail(
+    table: SlotView, config: CollectionConfig, plans: Sequence[_Plan], shortlists: Sequence[Rows], tail: Rows
+) -> list[Ranked | None]:
+    """`_rank` of each shortlist joined with the tail (sorted live slots not yet indexed), scoring
+    the tail once for all queries of a rank dimension: the tail's slots are the last ones of the
+    vector file, so each chunk of it is read in place, not gathered once per query (a 16k-row tail
+    used to cost every query a 32 MB copy). The same scores (the same kernel on the same rows) and
+    order as ranking the union alone; None where the union is shorter than `_finish` accepts."""
+    out: list[Ranked | None] = [None] * len(plans)
+    full = table.vectors.shape[1]
+    first, end = int(tail[0]), int(tail[-1]) + 1
+    dimensions: dict[int, list[int]] = defaultdict(list)
+    for j, plan in enumerate(plans):
+        dimensions[len(plan.rank_vector)].append(j)
+    for d, members in dimensions.items():
+        queries = np.stack([plans[j].rank_vector for j in members])
+        tail_scores = np.empty((len(members), len(tail)), dtype=np.float32)
+        for start in range(first, end, CHUNK_ROWS):
+            stop = min(end, start + CHUNK_ROWS)
+            inside = slice(*np.searchsorted(tail, [start, stop]))
+            block = np.asarray(table.vectors[start:stop])[:, :d]
+            tail_scores[:, inside] = score_block(block, queries, config.metric, full)[:, tail[inside] - start]
+        for at, j in enumerate(members):
+            plan = plans[j]
+            own = shortlists[j][~_members(shortlists[j], tail)] if len(shortlists[j]) else shortlists[j]
+            rows = np.concatenate([own, tail])
+            if len(rows) < min(plan.query.k, plan.matches):
+                continue
+            scores = np.concatenate(
+                [score_rows(table.vectors, own, plan.rank_vector, config.metric), tail_scores[at]]
+            )
+            out[j] = Ranked(*top_k(rows, scores, plan.query.k))
+    return out

@@ -3,6 +3,7 @@ restarts; `index_pending` hands them to the index in steps."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,12 @@ from onespace.index import (
     Query,
     Record,
     maintenance,
+    search,
 )
-from onespace.index.collection import INDEX_STEP, MAX_UNINDEXED, Collection
+from onespace.index.collection import INDEX_STEP, MAX_UNINDEXED, Collection, _tail_rows
 from onespace.index.records import Condition
 from onespace.index.records import Test as Check
+from onespace.index.scoring import rank_vectors
 from onespace.index.writes import DeleteOp
 from onespace.models import Modality
 from tests.unit.index.helpers import mixture, reference_top
@@ -105,3 +108,34 @@ def test_the_tail_survives_a_crash_and_a_clean_close(tmp_path: Path) -> None:
     maintenance.checkpoint(c)  # a clean checkpoint indexes the tail first
     assert c.unindexed_rows() == 0 and c.checkpoint is not None and c.checkpoint.count == 500
     store.close()
+
+
+def test_the_tail_scored_once_per_batch_gives_the_scores_of_ranking_the_union(tmp_path: Path) -> None:
+    """With a tail, unfiltered queries score it once per rank dimension, read in place; every hit
+    and score must be what ranking each query's shortlist joined with the tail gives, bit for bit."""
+    store = CollectionStore(tmp_path)
+    store.open()
+    c = store.create(replace(config(), index_dimension=16, rerank_factor=2))
+    data = mixture(3000, DIM, seed=5, decay=0.5)
+    write(c, data[:2000], index=True)
+    write(c, data[2000:], 2000, index=False)
+    c.apply([DeleteOp(("i2100", "i2555", "i2998"))], index=False)  # dead slots inside the tail
+    data[5] = data[2400]  # an indexed row and a tail row that tie
+    write(c, data[5:6], 5, index=False)
+    queries = [*mixture(12, DIM, seed=6, decay=0.5), data[2400]]
+    checked = [
+        c.check_query(Query(q, k=[5, 10][i % 2], dimension=[None, 16, 24][i % 3]))
+        for i, q in enumerate(queries)
+    ]
+    view, index, cfg = c.view, c.index, c.config
+    tail = _tail_rows(view, c.indexed_below)
+    assert len(tail) > 900 and not view.live[tail[0] : tail[-1] + 1].all()
+    got = search.search_batch(cfg, view, index, checked, [None] * len(checked), 1, tail)
+    for q, v, ranked in zip(checked, rank_vectors(cfg, checked), got, strict=True):
+        plan = search._plan(cfg, view, index, q, None, v)
+        assert plan.count, "every query takes the HNSW path"
+        found = view.rows_for_keys(index.search(search._index_vectors(cfg, [q]), plan.count, 1)[0])
+        alone = search._finish(view, cfg, plan, np.union1d(found[found >= 0], tail))
+        np.testing.assert_array_equal(ranked.rows, alone.rows)
+        np.testing.assert_array_equal(ranked.scores, alone.scores)
+    assert got[-1].scores[0] == got[-1].scores[1]  # the tie, both rows
