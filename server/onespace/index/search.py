@@ -247,7 +247,7 @@ def _rank_with_tail(
             tail_scores[:, inside] = score_block(block, queries, config.metric, full)[:, tail[inside] - start]
         for at, j in enumerate(members):
             plan = plans[j]
-            own = shortlists[j][~_members(shortlists[j], tail)] if len(shortlists[j]) else shortlists[j]
+            own = shortlists[j][~_members(shortlists[j], tail)]  # a row indexed meanwhile is in both
             rows = np.concatenate([own, tail])
             if len(rows) < min(plan.query.k, plan.matches):
                 continue
