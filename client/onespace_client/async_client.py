@@ -307,12 +307,15 @@ class AsyncClient:
         expansion_search: int = 0,
         rerank_factor: int = 0,
         stored_dtype: enums.StoredDtypeLike = collections_pb2.STORED_DTYPE_UNSPECIFIED,
+        max_unindexed_rows: int = 0,
         timeout: float | None = None,
     ) -> collections_pb2.Collection:
         """Creates a collection; zeros mean server defaults, the result has every default filled in.
 
         `stored_dtype` is "f16" (the default: half the bytes, ~1e-3 relative rounding) or "f32"
-        (vectors read back exactly as written); `dtype` is the HNSW index's.
+        (vectors read back exactly as written); `dtype` is the HNSW index's. `max_unindexed_rows`
+        (0: the server's 16,384) is how many written rows may wait for the HNSW index before
+        writes wait for it: raise it for a bulk load, and searches scan those rows exactly meanwhile.
         """
         config = build.collection_config(
             name,
@@ -326,6 +329,7 @@ class AsyncClient:
             expansion_search=expansion_search,
             rerank_factor=rerank_factor,
             stored_dtype=stored_dtype,
+            max_unindexed_rows=max_unindexed_rows,
         )
         request = collections_pb2.CreateCollectionRequest(config=config)
         return (await self._unary(self._collections.CreateCollection, request, timeout)).collection

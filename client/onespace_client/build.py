@@ -69,11 +69,14 @@ def collection_config(
     expansion_search: int = 0,
     rerank_factor: int = 0,
     stored_dtype: enums.StoredDtypeLike = collections_pb2.STORED_DTYPE_UNSPECIFIED,
+    max_unindexed_rows: int = 0,
 ) -> collections_pb2.CollectionConfig:
     """A collection config; zeros and UNSPECIFIED mean "the server's default".
 
     `dtype` is the HNSW index's scalar type; `stored_dtype` ("f16", the default, or "f32") is the
     full vectors' on disk, what reranking and Get read back (f32: exactly what was written).
+    `max_unindexed_rows` lets that many written rows wait for the HNSW index before writes wait
+    for it (0: 16,384); raise it for a bulk load, at the price of exact scans in searches meanwhile.
     """
     return collections_pb2.CollectionConfig(
         name=name,
@@ -87,6 +90,7 @@ def collection_config(
         ),
         rerank_factor=rerank_factor,
         stored_dtype=enums.stored_dtype(stored_dtype),
+        max_unindexed_rows=max_unindexed_rows,
     )
 
 

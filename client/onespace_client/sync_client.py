@@ -194,6 +194,7 @@ class Client:
         expansion_search: int = 0,
         rerank_factor: int = 0,
         stored_dtype: enums.StoredDtypeLike = collections_pb2.STORED_DTYPE_UNSPECIFIED,
+        max_unindexed_rows: int = 0,
         timeout: float | None = None,
     ) -> collections_pb2.Collection:
         """See `AsyncClient.create_collection`."""
@@ -210,6 +211,7 @@ class Client:
                 expansion_search=expansion_search,
                 rerank_factor=rerank_factor,
                 stored_dtype=stored_dtype,
+                max_unindexed_rows=max_unindexed_rows,
                 timeout=timeout,
             )
         )

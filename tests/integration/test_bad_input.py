@@ -230,6 +230,16 @@ async def test_bad_collections(stored: Running) -> None:
     await expect(
         INVALID,
         create(
+            collections_pb2.CreateCollectionRequest(
+                config=collections_pb2.CollectionConfig(name="bulk", max_unindexed_rows=(1 << 20) + 1)
+            )
+        ),
+        "config.max_unindexed_rows",
+        "1048577 is larger than the maximum 1048576",
+    )
+    await expect(
+        INVALID,
+        create(
             collections_pb2.CreateCollectionRequest(config=collections_pb2.CollectionConfig(name="bad/name"))
         ),
         "config.name",

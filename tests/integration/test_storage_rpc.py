@@ -111,6 +111,28 @@ async def test_stored_dtype_f32_is_exact_and_f16_is_close(gateway: Running) -> N
     np.testing.assert_array_equal(vector(hit), data[4])
 
 
+async def test_a_bulk_load_collection_keeps_its_tail_bound_and_reports_its_tail(gateway: Running) -> None:
+    """`max_unindexed_rows` goes through CreateCollection, ListCollections and GetCollection; the
+    rows a streamed ingest leaves to the indexer are in `stats.unindexed_rows` and searchable."""
+    data = vectors(3000, seed=4)
+    async with AsyncClient(gateway.target) as client:
+        created = await client.create_collection("bulk", dimension=DIM, max_unindexed_rows=500_000)
+        assert created.config.max_unindexed_rows == 500_000
+        plain = await client.create_collection("plain", dimension=DIM)
+        assert plain.config.max_unindexed_rows == 0  # the server's default, left unset
+        listed = {c.config.name: c.config.max_unindexed_rows for c in await client.list_collections()}
+        assert listed == {"bulk": 500_000, "plain": 0}
+        acks = [a async for a in client.ingest("bulk", [item(f"b{i}", v) for i, v in enumerate(data)])]
+        assert sum(a.HasField("stored") for a in acks) == 3000
+        waiting = (await client.get_collection("bulk")).stats.unindexed_rows
+        assert 0 <= waiting <= 3000
+        hits = (await client.search("bulk", vector=data[2999].tolist(), k=1)).hits
+        assert [h.id for h in hits] == ["b2999"]
+        checkpointed = await client.checkpoint_collection("bulk")  # indexes the tail before saving
+        assert checkpointed.stats.unindexed_rows == 0 and checkpointed.stats.items == 3000
+        assert checkpointed.config.max_unindexed_rows == 500_000
+
+
 @pytest.fixture
 async def tagged(gateway: Running) -> Running:
     """Raw-vector items (no modality) and text items, with metadata that tests every edge."""

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
-from onespace.errors import NotFound, Unavailable
+from onespace.errors import InvalidArgument, NotFound, Unavailable
 from onespace.index import CollectionConfig, Filter, HnswParams, Query, Record, StoredDtype
 from onespace.index.matryoshka import prefix
 from onespace.index.writes import DeleteOp
@@ -106,6 +106,14 @@ def test_maintenance_maps_onto_milvus(milvus: MilvusBackend) -> None:
     assert milvus.compact(c) is False  # Milvus compacts on its own schedule
     assert milvus.compact(c, force=True) is True
     assert c.index_pending() is False and len(c) == 20
+
+
+def test_a_tail_bound_is_refused_since_milvus_indexes_on_its_own(milvus: MilvusBackend) -> None:
+    with pytest.raises(InvalidArgument, match="milvus backend") as refused:
+        milvus.create(config("bulk", max_unindexed_rows=100_000))
+    assert refused.value.field == "config.max_unindexed_rows"
+    assert "bulk" not in [c.name for c in milvus.list()]
+    assert milvus.create(config("bulk")).config.max_unindexed_rows == 0
 
 
 def test_unreachable_milvus_is_unavailable() -> None:

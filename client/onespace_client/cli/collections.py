@@ -71,6 +71,7 @@ def stats_pairs(stats: collections_pb2.CollectionStats) -> list[tuple[str, objec
         ("items", stats.items),
         ("dead rows", stats.dead_rows),
         ("index tombstones", stats.index_tombstones),
+        ("unindexed rows", stats.unindexed_rows),
         ("disk bytes", size(stats.disk_bytes)),
         ("index bytes", size(stats.index_bytes)),
         ("vector bytes", size(stats.vector_bytes)),
@@ -100,6 +101,7 @@ def describe(collection: collections_pb2.Collection) -> str:
             ),
             ("rerank factor", config.rerank_factor),
             ("stored dtype", enums.stored_dtype_name(config.stored_dtype)),
+            ("max unindexed", config.max_unindexed_rows or "server default"),
             ("count", collection.count),
             *stats,
         ]
@@ -122,6 +124,7 @@ async def _create(args: argparse.Namespace) -> int:
             expansion_search=args.expansion_search,
             rerank_factor=args.rerank_factor,
             stored_dtype=args.stored_dtype or collections_pb2.STORED_DTYPE_UNSPECIFIED,
+            max_unindexed_rows=args.max_unindexed_rows,
         )
     if args.json:
         print_json(message_dict(collection))
@@ -234,6 +237,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--expansion-add", type=uint, default=0, help="HNSW ef_construction (default 128)")
     create.add_argument("--expansion-search", type=uint, default=0, help="HNSW ef (default 64)")
     create.add_argument("--rerank-factor", type=uint, default=0, help="shortlist k*factor (default 4)")
+    create.add_argument(
+        "--max-unindexed-rows",
+        type=uint,
+        default=0,
+        help="written rows that may wait for the HNSW index before writes wait for it (default "
+        "16384); raise it for a bulk load: acks at storage speed, searches scan those rows meanwhile",
+    )
     create.set_defaults(func=_create)
 
     sub.add_parser("list", parents=[common, output], help="list collections").set_defaults(func=_list)

@@ -139,6 +139,7 @@ class CollectionConfig(_message.Message):
     HNSW_FIELD_NUMBER: _builtins.int
     RERANK_FACTOR_FIELD_NUMBER: _builtins.int
     STORED_DTYPE_FIELD_NUMBER: _builtins.int
+    MAX_UNINDEXED_ROWS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """[A-Za-z0-9_.-]{1,64}"""
     model: _builtins.str
@@ -152,6 +153,13 @@ class CollectionConfig(_message.Message):
     rerank_factor: _builtins.int
     """shortlist k * factor from the index, reranked on full vectors; 0: default 4"""
     stored_dtype: Global___StoredDtype.ValueType
+    max_unindexed_rows: _builtins.int
+    """Committed rows that may wait for the background HNSW indexer (embedded store): acks do not
+    wait for indexing until this many are pending, and every search scans them exactly meanwhile.
+    Raise it for a bulk load (acks at storage speed, slower searches during the load); the tail
+    is indexed as fast either way. 0: the default, 16,384; at most 1,048,576. Milvus indexes on
+    its own schedule: the Milvus backend accepts only 0.
+    """
     @_builtins.property
     def hnsw(self) -> Global___HnswParams: ...
     def __init__(
@@ -166,10 +174,11 @@ class CollectionConfig(_message.Message):
         hnsw: Global___HnswParams | None = ...,
         rerank_factor: _builtins.int = ...,
         stored_dtype: Global___StoredDtype.ValueType = ...,
+        max_unindexed_rows: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hnsw", b"hnsw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "dtype", b"dtype", "hnsw", b"hnsw", "index_dimension", b"index_dimension", "metric", b"metric", "model", b"model", "name", b"name", "rerank_factor", b"rerank_factor", "stored_dtype", b"stored_dtype"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "dtype", b"dtype", "hnsw", b"hnsw", "index_dimension", b"index_dimension", "max_unindexed_rows", b"max_unindexed_rows", "metric", b"metric", "model", b"model", "name", b"name", "rerank_factor", b"rerank_factor", "stored_dtype", b"stored_dtype"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -193,6 +202,7 @@ class CollectionStats(_message.Message):
     CHECKPOINT_SEQ_FIELD_NUMBER: _builtins.int
     CHECKPOINT_TIME_FIELD_NUMBER: _builtins.int
     LOG_BYTES_FIELD_NUMBER: _builtins.int
+    UNINDEXED_ROWS_FIELD_NUMBER: _builtins.int
     items: _builtins.int
     dead_rows: _builtins.int
     """deleted or replaced rows not yet reclaimed by compaction"""
@@ -212,6 +222,8 @@ class CollectionStats(_message.Message):
     """unix seconds of that checkpoint; 0: never"""
     log_bytes: _builtins.int
     """the store's write-ahead log"""
+    unindexed_rows: _builtins.int
+    """committed rows the HNSW index has not taken yet (searched exactly)"""
     def __init__(
         self,
         *,
@@ -225,10 +237,11 @@ class CollectionStats(_message.Message):
         checkpoint_seq: _builtins.int = ...,
         checkpoint_time: _builtins.float = ...,
         log_bytes: _builtins.int = ...,
+        unindexed_rows: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_seq", b"checkpoint_seq", "checkpoint_time", b"checkpoint_time", "dead_rows", b"dead_rows", "disk_bytes", b"disk_bytes", "index_bytes", b"index_bytes", "index_tombstones", b"index_tombstones", "items", b"items", "log_bytes", b"log_bytes", "seq", b"seq", "vector_bytes", b"vector_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_seq", b"checkpoint_seq", "checkpoint_time", b"checkpoint_time", "dead_rows", b"dead_rows", "disk_bytes", b"disk_bytes", "index_bytes", b"index_bytes", "index_tombstones", b"index_tombstones", "items", b"items", "log_bytes", b"log_bytes", "seq", b"seq", "unindexed_rows", b"unindexed_rows", "vector_bytes", b"vector_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -245,7 +258,7 @@ class Collection(_message.Message):
     """items stored"""
     @_builtins.property
     def config(self) -> Global___CollectionConfig:
-        """with every default filled in"""
+        """with every default filled in (max_unindexed_rows: 0 stays 0)"""
 
     @_builtins.property
     def stats(self) -> Global___CollectionStats:

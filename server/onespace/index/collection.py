@@ -11,7 +11,8 @@ Indexing (`index_pending`) adds the tail to HNSW and applies queued removals. `a
 before returning; the write batcher calls `apply(ops, index=False)` and runs `index_pending` in
 another worker thread after the acks, so the next group commit (fsync, SQLite) overlaps this
 group's HNSW adds — the single-threaded usearch add is the slowest step of a write. The tail is
-bounded (`MAX_UNINDEXED`): past it, `apply` indexes before committing more (backpressure).
+bounded (`config.unindexed_limit`, 16,384 rows unless the collection was created with another
+`max_unindexed_rows`): past it, `apply` indexes before committing more (backpressure).
 
 Locks: the write lock serialises commits; the index lock serialises index mutation (add, remove,
 save, swap, memory_usage: usearch corrupts a save that overlaps an add). Order: index lock, then
@@ -68,7 +69,6 @@ log = logging.getLogger(__name__)
 _MAX_KEY = 2**64 - 2
 ADD_CHUNK = 65_536  # rows per usearch add when (re)building or replaying
 LIST_LIMIT = 20_000  # a filter matching more items is tested on shortlists instead of listed
-MAX_UNINDEXED = 16_384  # committed rows that may wait for HNSW (each search scans them exactly)
 INDEX_STEP = 2048  # tail rows indexed per `index_pending` call
 ESTIMATE_SAMPLE = 1024  # live slots tested to estimate the share a large filter matches
 
@@ -86,6 +86,7 @@ class CollectionStats:
     checkpoint_time: float  # unix seconds; 0 when the index was never checkpointed
     log_bytes: int  # SQLite's write-ahead log
     changes_since_checkpoint: int  # items inserted or removed since the last index checkpoint
+    unindexed_rows: int = 0  # committed rows the HNSW index has not taken yet (searched exactly)
 
 
 class Collection:
@@ -275,7 +276,8 @@ class Collection:
         With `index` false the new rows are left for `index_pending` (searches scan them exactly
         meanwhile), unless the tail is already at its bound.
         """
-        while not index and self.unindexed_rows() >= MAX_UNINDEXED and self.index_pending():
+        limit = self._config.unindexed_limit
+        while not index and self.unindexed_rows() >= limit and self.index_pending():
             pass
         with self.write_lock:
             self._check_open()

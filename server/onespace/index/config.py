@@ -14,7 +14,9 @@ from typing import Any
 from onespace.errors import InvalidArgument
 
 __all__ = [
+    "DEFAULT_MAX_UNINDEXED",
     "MAX_DIMENSION",
+    "MAX_UNINDEXED_LIMIT",
     "TENANT_PATTERN",
     "CollectionConfig",
     "HnswParams",
@@ -31,6 +33,8 @@ MAX_DIMENSION = 16_384
 MAX_CONNECTIVITY = 256
 MAX_EXPANSION = 4096
 MAX_RERANK_FACTOR = 100
+DEFAULT_MAX_UNINDEXED = 16_384  # committed rows that may wait for HNSW when a config leaves it 0
+MAX_UNINDEXED_LIMIT = 1 << 20  # the most a config may allow: every search scans them exactly
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # tenant ids (onespace.auth.tenancy)
 
@@ -81,6 +85,14 @@ class CollectionConfig:
     hnsw: HnswParams = field(default_factory=HnswParams)
     rerank_factor: int = 4
     stored_dtype: StoredDtype = StoredDtype.F16
+    max_unindexed_rows: int = 0  # 0: DEFAULT_MAX_UNINDEXED (kept 0, so a backend can tell it was left)
+
+    @property
+    def unindexed_limit(self) -> int:
+        """How many committed rows writes may leave for the background indexer before they wait
+        for it: a bulk load raises it to ack at storage speed, paying with exact scans of the
+        tail in every search until the indexer catches up."""
+        return self.max_unindexed_rows or DEFAULT_MAX_UNINDEXED
 
     @property
     def shortlist_factor(self) -> int:
@@ -122,6 +134,7 @@ class CollectionConfig:
         _check_int("config.rerank_factor", self.rerank_factor, 1, MAX_RERANK_FACTOR)
         if not isinstance(self.stored_dtype, StoredDtype):
             raise InvalidArgument("config.stored_dtype", f"{self.stored_dtype!r} is not a StoredDtype")
+        _check_int("config.max_unindexed_rows", self.max_unindexed_rows, 0, MAX_UNINDEXED_LIMIT)
         return replace(self, index_dimension=index_dimension)
 
 
@@ -170,6 +183,7 @@ def config_to_json(config: CollectionConfig) -> dict[str, Any]:
         },
         "rerank_factor": config.rerank_factor,
         "stored_dtype": config.stored_dtype.value,
+        "max_unindexed_rows": config.max_unindexed_rows,
     }
 
 
@@ -189,6 +203,7 @@ def config_from_json(data: Any) -> CollectionConfig:
             hnsw=HnswParams(**hnsw),
             rerank_factor=data.get("rerank_factor", 4),
             stored_dtype=StoredDtype(data.get("stored_dtype", StoredDtype.F16.value)),
+            max_unindexed_rows=data.get("max_unindexed_rows", 0),  # absent before it existed
         )
     except KeyError as exc:
         raise InvalidArgument(f"config.{exc.args[0]}", "is missing") from exc

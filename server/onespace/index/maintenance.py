@@ -341,4 +341,5 @@ def stats(collection: Collection) -> CollectionStats:
         checkpoint_time=last.written_at if last else 0.0,
         log_bytes=wal.stat().st_size if wal.exists() else 0,
         changes_since_checkpoint=collection.changes_since_checkpoint,
+        unindexed_rows=collection.unindexed_rows(),
     )

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pymilvus import MilvusClient  # type: ignore[import-untyped]
 
-from onespace.errors import AlreadyExists, Internal, NotFound
+from onespace.errors import AlreadyExists, Internal, InvalidArgument, NotFound
 from onespace.index.backend import CollectionHandle
 from onespace.index.collection import CollectionStats
 from onespace.index.config import CollectionConfig
@@ -198,6 +198,12 @@ class MilvusBackend:
 
     def create(self, config: CollectionConfig) -> MilvusCollection:
         config = config.validated()
+        if config.max_unindexed_rows:
+            raise InvalidArgument(
+                "config.max_unindexed_rows",
+                "the milvus backend has no unindexed tail of its own (Milvus indexes on its own "
+                "schedule); leave it 0",
+            )
         name = config.name
         milvus_name = to_milvus(name)
         with self._lock:

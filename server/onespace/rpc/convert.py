@@ -287,6 +287,7 @@ def config_from_proto(pb: collections_pb2.CollectionConfig) -> CollectionConfig:
         hnsw=hnsw,
         rerank_factor=pb.rerank_factor or 4,
         stored_dtype=_enum(STORED_DTYPE_FROM_PROTO, pb.stored_dtype, "config.stored_dtype"),
+        max_unindexed_rows=pb.max_unindexed_rows,
     )
 
 
@@ -308,6 +309,7 @@ def collection_to_proto(
             ),
             rerank_factor=config.rerank_factor,
             stored_dtype=STORED_DTYPE_TO_PROTO[config.stored_dtype],
+            max_unindexed_rows=config.max_unindexed_rows,
         ),
         count=count,
     )
@@ -324,6 +326,7 @@ def collection_to_proto(
                 checkpoint_seq=stats.checkpoint_seq,
                 checkpoint_time=stats.checkpoint_time,
                 log_bytes=stats.log_bytes,
+                unindexed_rows=stats.unindexed_rows,
             )
         )
         pb.count = stats.items

@@ -52,6 +52,14 @@ def test_create_with_stored_dtype(gateway: FakeGateway, capsys: Capture) -> None
     assert request.config.dtype == collections_pb2.INDEX_DTYPE_I8
     assert run(gateway, "collections", "create", "plain") == 0
     assert gateway.state.requests[-1].config.stored_dtype == collections_pb2.STORED_DTYPE_UNSPECIFIED
+    assert "max unindexed    server default" in capsys.readouterr().out
+    assert gateway.state.requests[-1].config.max_unindexed_rows == 0
+
+
+def test_create_for_a_bulk_load(gateway: FakeGateway, capsys: Capture) -> None:
+    assert run(gateway, "collections", "create", "bulk", "--max-unindexed-rows", "200000") == 0
+    assert "max unindexed    200000" in capsys.readouterr().out.splitlines()
+    assert gateway.state.requests[-1].config.max_unindexed_rows == 200_000
 
 
 def _items(gateway: FakeGateway, n: int) -> None:
@@ -71,6 +79,7 @@ def test_get_shows_storage_stats(gateway: FakeGateway, capsys: Capture) -> None:
         "items             5",
         "dead rows         5",
         "index tombstones  5",
+        "unindexed rows    0",
         "disk bytes        9.2 KiB (9376 bytes)",
         "index bytes       2.0 KiB (2000 bytes)",
         "vector bytes      160 B",
@@ -86,7 +95,7 @@ def test_get_shows_storage_stats(gateway: FakeGateway, capsys: Capture) -> None:
     assert stats["checkpoint_time"] == 0 and stats["disk_bytes"] == "9376"
     assert set(stats) == {
         "items", "dead_rows", "index_tombstones", "disk_bytes", "index_bytes", "vector_bytes", "seq",
-        "checkpoint_seq", "checkpoint_time", "log_bytes",
+        "checkpoint_seq", "checkpoint_time", "log_bytes", "unindexed_rows",
     }  # fmt: skip
 
 

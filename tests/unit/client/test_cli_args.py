@@ -61,14 +61,15 @@ def test_collections_create() -> None:
         "collections", "create", "photos", "--model", "m", "--dimension", "1024", "--index-dimension", "256",
         "--metric", "ip", "--dtype", "i8", "--connectivity", "32", "--expansion-add", "200",
         "--expansion-search", "100", "--rerank-factor", "8", "--stored-dtype", "f32", "--json",
+        "--max-unindexed-rows", "100000",
     )  # fmt: skip
     assert (args.name, args.model, args.dimension, args.index_dimension) == ("photos", "m", 1024, 256)
-    assert args.stored_dtype == "f32"
+    assert (args.stored_dtype, args.max_unindexed_rows) == ("f32", 100_000)
     assert (args.metric, args.dtype, args.connectivity, args.expansion_add) == ("ip", "i8", 32, 200)
     assert (args.expansion_search, args.rerank_factor, args.json) == (100, 8, True)
     defaults = parse("collections", "create", "c")
     assert (defaults.metric, defaults.dtype, defaults.dimension, defaults.model) == (None, None, 0, "")
-    assert defaults.stored_dtype is None
+    assert (defaults.stored_dtype, defaults.max_unindexed_rows) == (None, 0)
     assert parse("collections", "get", "c").name == "c"
     assert parse("collections", "delete", "c").func is not None
 
@@ -90,6 +91,7 @@ def test_collections_checkpoint_and_compact(monkeypatch: pytest.MonkeyPatch) -> 
         ["collections", "create", "c", "--dimension", "-1"],
         ["collections", "create", "c", "--dtype", "f64"],
         ["collections", "create", "c", "--stored-dtype", "bf16"],
+        ["collections", "create", "c", "--max-unindexed-rows", "-5"],
         ["collections", "checkpoint"],
         ["collections", "compact"],
         ["collections", "compact", "a", "b"],

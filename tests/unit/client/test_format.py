@@ -111,10 +111,11 @@ def test_description_with_stats() -> None:
     )  # fmt: skip
     collection = collections_pb2.Collection(config=collections_pb2.CollectionConfig(name="c"), stats=stats)
     lines = describe(collection).splitlines()
-    assert lines[-10:] == [
+    assert lines[-11:] == [
         "items             3",
         "dead rows         2",
         "index tombstones  1",
+        "unindexed rows    0",
         "disk bytes        3.0 MiB (3145728 bytes)",
         "index bytes       1.5 KiB (1536 bytes)",
         "vector bytes      512 B",

@@ -20,6 +20,12 @@ def test_defaults_are_filled_in() -> None:
     assert config.dtype is IndexDtype.F16
     assert config.hnsw == HnswParams(16, 128, 64)
     assert config.rerank_factor == 4
+    assert config.max_unindexed_rows == 0 and config.unindexed_limit == 16_384  # 0 stays 0
+
+
+def test_a_tail_bound_of_its_own() -> None:
+    assert make(max_unindexed_rows=100).validated().unindexed_limit == 100
+    assert make(max_unindexed_rows=1 << 20).validated().unindexed_limit == 1 << 20
 
 
 def test_explicit_index_dimension_is_kept() -> None:
@@ -45,6 +51,9 @@ def test_explicit_index_dimension_is_kept() -> None:
         ({"hnsw": HnswParams(expansion_add=0)}, "config.hnsw.expansion_add", "minimum 1"),
         ({"hnsw": HnswParams(expansion_search=0)}, "config.hnsw.expansion_search", "minimum 1"),
         ({"rerank_factor": 0}, "config.rerank_factor", "minimum 1"),
+        ({"max_unindexed_rows": -1}, "config.max_unindexed_rows", "smaller than the minimum 0"),
+        ({"max_unindexed_rows": 2**20 + 1}, "config.max_unindexed_rows", "larger than the maximum 1048576"),
+        ({"max_unindexed_rows": "many"}, "config.max_unindexed_rows", "not an integer"),
     ],
 )
 def test_invalid_fields_are_named(changes: dict[str, object], field: str, reason_part: str) -> None:
@@ -65,8 +74,15 @@ def test_json_roundtrip() -> None:
         dtype=IndexDtype.BF16,
         hnsw=HnswParams(8, 40, 20),
         rerank_factor=7,
+        max_unindexed_rows=50_000,
     ).validated()
     assert config_from_json(config_to_json(config)) == config
+
+
+def test_json_written_before_the_tail_bound_existed_reads_as_the_default() -> None:
+    data = config_to_json(make().validated())
+    del data["max_unindexed_rows"]
+    assert config_from_json(data).max_unindexed_rows == 0
 
 
 def test_json_with_missing_field_names_it() -> None:

@@ -19,7 +19,8 @@ from onespace.index import (
     maintenance,
     search,
 )
-from onespace.index.collection import INDEX_STEP, MAX_UNINDEXED, Collection, _tail_rows
+from onespace.index.collection import INDEX_STEP, Collection, _tail_rows
+from onespace.index.config import DEFAULT_MAX_UNINDEXED
 from onespace.index.records import Condition
 from onespace.index.records import Test as Check
 from onespace.index.scoring import rank_vectors
@@ -83,12 +84,43 @@ def test_index_pending_goes_in_steps_and_the_tail_has_a_bound(tmp_path: Path) ->
     write(c, data, index=False)
     assert c.index_pending() and c.unindexed_rows() == 100
     assert c.index_pending() and c.unindexed_rows() == 0
-    more = mixture(MAX_UNINDEXED + 10, DIM, seed=4)
-    write(c, more[:MAX_UNINDEXED], 10_000, index=False)
-    assert c.unindexed_rows() == MAX_UNINDEXED
-    write(c, more[MAX_UNINDEXED:], 50_000, index=False)  # at the bound: indexes before committing
-    assert c.unindexed_rows() < MAX_UNINDEXED
+    more = mixture(DEFAULT_MAX_UNINDEXED + 10, DIM, seed=4)
+    write(c, more[:DEFAULT_MAX_UNINDEXED], 10_000, index=False)
+    assert c.unindexed_rows() == DEFAULT_MAX_UNINDEXED
+    write(c, more[DEFAULT_MAX_UNINDEXED:], 50_000, index=False)  # at the bound: indexes before committing
+    assert c.unindexed_rows() < DEFAULT_MAX_UNINDEXED
     store.close()
+
+
+def test_a_collection_sets_its_own_tail_bound_and_keeps_it_across_a_restart(tmp_path: Path) -> None:
+    """`max_unindexed_rows` moves the bound both ways: a bulk load lets more rows wait (acks at
+    storage speed), a small one keeps searches' exact scans short; stats report the tail."""
+    store = CollectionStore(tmp_path)
+    store.open()
+    bulk = store.create(replace(config(), name="bulk", max_unindexed_rows=DEFAULT_MAX_UNINDEXED + 4000))
+    data = mixture(DEFAULT_MAX_UNINDEXED + 4000, DIM, seed=6)
+    for start in range(0, len(data), 5000):  # past the default bound, nothing is indexed
+        write(bulk, data[start : start + 5000], start, index=False)
+    assert bulk.unindexed_rows() == len(data) and len(bulk.index) == 0
+    assert maintenance.stats(bulk).unindexed_rows == len(data)
+    write(bulk, mixture(1, DIM, seed=7), 90_000, index=False)  # at its bound: a step is indexed first
+    assert len(bulk.index) == INDEX_STEP and bulk.unindexed_rows() == len(data) + 1 - INDEX_STEP
+    assert [h.id for h in bulk.search(Query(data[-1], 1))] == [f"i{len(data) - 1}"]
+
+    small = store.create(replace(config(), name="small", max_unindexed_rows=300))
+    few = mixture(700, DIM, seed=8)
+    write(small, few[:300], index=False)
+    assert small.unindexed_rows() == 300 and len(small.index) == 0
+    write(small, few[300:], 300, index=False)  # indexes the 300 waiting, then commits 400 more
+    assert len(small.index) == 300 and small.unindexed_rows() == 400
+    store.close()
+
+    again = CollectionStore(tmp_path)
+    again.open()
+    assert again.get("bulk").config.max_unindexed_rows == DEFAULT_MAX_UNINDEXED + 4000
+    assert again.get("small").config.unindexed_limit == 300
+    assert again.get("small").unindexed_rows() == 0  # opening indexes the tail
+    again.close()
 
 
 def test_the_tail_survives_a_crash_and_a_clean_close(tmp_path: Path) -> None:
