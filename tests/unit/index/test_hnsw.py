@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +36,27 @@ def test_batch_search_is_one_call_and_sliced_by_counts() -> None:
     for n in (4, 1):  # usearch answers one query without a batch: padded the same way
         keys, counts = index.search_matrix(np.eye(n, 8, dtype=np.float32), 10, threads=1)
         assert keys.shape == (n, 10) and counts.tolist() == [3] * n
+
+
+def test_a_search_during_a_long_add_does_not_wait_for_all_of_it() -> None:
+    """usearch makes a search wait for the add call in progress; adds go in short slices, so a
+    search issued while a big add runs answers while that add is still going."""
+    config = cfg(dimension=32, index_dimension=32)
+    data = np.random.default_rng(1).normal(size=(10_000, 32)).astype(np.float32)
+    index = HnswIndex.build(config, np.arange(1000, dtype=np.uint64), data[:1000])
+    started = threading.Event()
+    adder = threading.Thread(
+        target=lambda: (started.set(), index.add(np.arange(1000, 10_000, dtype=np.uint64), data[1000:]))
+    )
+    adder.start()
+    started.wait()
+    while len(index) == 1000:  # the add has linked its first slice
+        pass
+    found = index.search(data[:1], 1, threads=1)
+    still_adding = len(index) < 10_000
+    adder.join()
+    assert int(found[0][0]) == 0 and still_adding
+    assert len(index) == 10_000
 
 
 def test_remove_counts_tombstones() -> None:
