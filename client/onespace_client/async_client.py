@@ -463,6 +463,39 @@ class AsyncClient:
         )
         return await self._unary(self._search.Search, request, timeout)
 
+    async def search_batch(
+        self,
+        collection: str,
+        query_vectors: Iterable[Sequence[float]] | Any,
+        *,
+        k: int = 10,
+        dimension: int | None = None,
+        modalities: Iterable[enums.ModalityLike] = (),
+        metadata: Mapping[str, str] | None = None,
+        conditions: Iterable[search_pb2.Condition] = (),
+        include_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> list[search_pb2.SearchResponse]:
+        """Nearest items to each row of `query_vectors` (a 2-D numpy array or a sequence of
+        vectors), in one `SearchBatch` RPC: one response per row, in order.
+
+        The server searches the rows together (one index call for the batch), so many queries
+        cost far less this way than as separate `search` calls. Every row shares `k`,
+        `dimension` and the filter (see `search`); at most the server's max items per request
+        (Info `limits`) rows per call. A bad row fails the call, naming it (`queries[i]`).
+        """
+        request = build.search_batch_request(
+            collection,
+            query_vectors,
+            k=k,
+            dimension=dimension,
+            modalities=modalities,
+            metadata=metadata,
+            conditions=conditions,
+            include_vectors=include_vectors,
+        )
+        return list((await self._unary(self._search.SearchBatch, request, timeout)).results)
+
     async def info(self, *, timeout: float | None = None) -> info_pb2.InfoResponse:
         """The provider, models (dimensions, modalities, limits) and the server's limits."""
         return await self._unary(self._info.Info, info_pb2.InfoRequest(), timeout)

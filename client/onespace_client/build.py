@@ -7,7 +7,7 @@ the same way (one query kind per search, enum names accepted) before anything hi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from onespace_client import enums, vectors
 from onespace_client.content import ContentLike, to_content
@@ -18,6 +18,7 @@ __all__ = [
     "collection_config",
     "embed_options",
     "item",
+    "search_batch_request",
     "search_request",
 ]
 
@@ -143,6 +144,41 @@ def search_request(
     if purpose is not None:
         request.purpose = enums.purpose(purpose)
     return request
+
+
+def search_batch_request(
+    collection: str,
+    query_vectors: Iterable[Sequence[float]] | Any,
+    *,
+    k: int = 10,
+    dimension: int | None = None,
+    modalities: Iterable[enums.ModalityLike] = (),
+    metadata: Mapping[str, str] | None = None,
+    conditions: Iterable[search_pb2.Condition] = (),
+    include_vectors: bool = False,
+) -> search_pb2.SearchBatchRequest:
+    """One SearchBatch request: a query per row of `query_vectors` (a 2-D numpy array or a
+    sequence of vectors), each with the same k, dimension and filter."""
+    if getattr(query_vectors, "ndim", 2) != 2:
+        raise ValueError("query_vectors must be 2-D, one row per query; wrap a single vector in a list")
+    template = search_request(
+        collection,
+        vector=(),
+        k=k,
+        dimension=dimension,
+        modalities=modalities,
+        metadata=metadata,
+        conditions=conditions,
+        include_vectors=include_vectors,
+    )
+    batch = search_pb2.SearchBatchRequest()
+    for row in query_vectors:
+        if isinstance(row, int | float):
+            raise ValueError("query_vectors must be 2-D, one row per query; wrap a single vector in a list")
+        query = batch.queries.add()
+        query.CopyFrom(template)
+        query.vector.f32 = vectors.pack(row)
+    return batch
 
 
 def _conditions(conditions: Iterable[search_pb2.Condition]) -> list[search_pb2.Condition]:

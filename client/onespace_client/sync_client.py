@@ -302,5 +302,33 @@ class Client:
             )
         )
 
+    def search_batch(
+        self,
+        collection: str,
+        query_vectors: Iterable[Sequence[float]] | Any,
+        *,
+        k: int = 10,
+        dimension: int | None = None,
+        modalities: Iterable[enums.ModalityLike] = (),
+        metadata: Mapping[str, str] | None = None,
+        conditions: Iterable[search_pb2.Condition] = (),
+        include_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> list[search_pb2.SearchResponse]:
+        """See `AsyncClient.search_batch`."""
+        return self._run(
+            self._aio.search_batch(
+                collection,
+                query_vectors,
+                k=k,
+                dimension=dimension,
+                modalities=modalities,
+                metadata=metadata,
+                conditions=conditions,
+                include_vectors=include_vectors,
+                timeout=timeout,
+            )
+        )
+
     def info(self, *, timeout: float | None = None) -> info_pb2.InfoResponse:
         return self._run(self._aio.info(timeout=timeout))

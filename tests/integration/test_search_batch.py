@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from onespace_client import AsyncClient, item, vector
+from onespace_client import AsyncClient, OnespaceClientError, item, vector, where
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
 from tests.harness import Running
 
@@ -167,3 +167,35 @@ async def test_the_client_sends_and_reads_packed_vectors(filled: tuple[Running, 
         np.testing.assert_allclose(vector(hits[0]), data[3] * (2 if hits[0].id == "np" else 1), rtol=1e-6)
         embedded = (await client.embed(["some text"])).results[0].embeddings[0]
         assert embedded.f32 and len(vector(embedded)) == len(embedded.f32) // 4
+
+
+async def test_the_client_searches_a_matrix_in_one_call(filled: tuple[Running, np.ndarray]) -> None:
+    """`AsyncClient.search_batch` takes a 2-D array (or a list of vectors) and gives what one
+    `search` per row gives, in order, with the shared filter, k and dimension."""
+    gw, data = filled
+    queries = vectors(24, seed=5)
+    async with AsyncClient(gw.target) as client:
+        batch = await client.search_batch("v", queries, k=4, include_vectors=True)
+        alone = [await client.search("v", vector=q, k=4, include_vectors=True) for q in queries]
+        listed = await client.search_batch("v", [q.tolist() for q in queries[:3]], k=4)
+        few = await client.search_batch(
+            "v", queries[:5], k=50, dimension=128, conditions=[where("n").range(lt=100)]
+        )
+        with pytest.raises(ValueError, match="2-D"):
+            await client.search_batch("v", queries[0])
+        with pytest.raises(ValueError, match="2-D"):
+            await client.search_batch("v", queries[0].tolist())
+        with pytest.raises(OnespaceClientError) as too_long:
+            await client.search_batch("v", np.ones((2, DIM + 1), dtype=np.float32))
+        with pytest.raises(OnespaceClientError) as unknown:
+            await client.search_batch("nope", queries[:2])
+    assert len(batch) == len(queries)
+    pairs = [[(h.id, h.score) for h in r.hits] for r in batch]
+    assert pairs == [[(h.id, h.score) for h in r.hits] for r in alone]
+    assert [[h.id for h in r.hits] for r in listed] == [[h.id for h in r.hits] for r in alone[:3]]
+    np.testing.assert_array_equal(vector(batch[0].hits[0]), data[int(batch[0].hits[0].id[1:])])
+    assert all(r.dimension == 128 and len(r.hits) == 50 for r in few)
+    assert all(int(h.id[1:]) < 100 for r in few for h in r.hits)
+    assert too_long.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "queries[0].vector" in too_long.value.details and f"length {DIM + 1}" in too_long.value.details
+    assert unknown.value.code is grpc.StatusCode.NOT_FOUND

@@ -386,6 +386,13 @@ class Search(search_pb2_grpc.SearchServiceServicer):
         dim = request.dimension if request.HasField("dimension") else DEFAULT_DIM
         return search_pb2.SearchResponse(hits=hits, model="fake-model", dimension=dim, timings=timings())
 
+    async def SearchBatch(
+        self, request: search_pb2.SearchBatchRequest, context: Any
+    ) -> search_pb2.SearchBatchResponse:
+        self.state.requests.append(request)
+        results = [await self.Search(q, context) for q in request.queries]
+        return search_pb2.SearchBatchResponse(results=results)
+
 
 INFO = info_pb2.InfoResponse(
     provider="fake",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import struct
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -312,11 +313,19 @@ def test_sync_client_mirrors_the_async_one(gateway: FakeGateway) -> None:
         exact = client.create_collection("exact", stored_dtype="f32")
         client.upsert("exact", [item("x", [1.0] * 8, {"n": "1"}), item("y", [1.0] * 8, {"n": "2"})])
         filtered = client.search("exact", id="x", conditions=[where("n").range(gte=2)])
+        later = [where("n").range(gte=2)]
+        batch = client.search_batch("exact", [[1.0] * 8, [0.5] * 8], k=1, conditions=later)
+        sent = next(r for r in gateway.state.requests if isinstance(r, search_pb2.SearchBatchRequest))
         checkpointed = client.checkpoint_collection("exact")
         client.delete("exact", ["x"])
         compacted = client.compact_collection("exact")
     assert exact.config.stored_dtype == collections_pb2.STORED_DTYPE_F32
     assert [h.id for h in filtered.hits] == ["y"]
+    assert [[h.id for h in r.hits] for r in batch] == [["y"], ["y"]]
+    assert [(q.collection, q.k, q.vector.f32, q.filter.conditions[0].key) for q in sent.queries] == [
+        ("exact", 1, struct.pack("<8f", *[1.0] * 8), "n"),
+        ("exact", 1, struct.pack("<8f", *[0.5] * 8), "n"),
+    ]
     assert checkpointed.stats.checkpoint_seq == 1 and compacted.stats.items == 1
     assert compacted.stats.dead_rows == 0
     assert all(a.stored for a in acks) and len(acks) == 10
