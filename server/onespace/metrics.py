@@ -245,6 +245,12 @@ class Metrics:
             "onespace_tenant_in_flight", "RPCs being served per tenant", ["tenant"], registry=r
         )
         self.index_items = Gauge("onespace_index_items", "Items stored", ["collection"], registry=r)
+        self.index_unindexed = Gauge(
+            "onespace_index_unindexed_rows",
+            "Committed rows waiting for the HNSW index (every search scans them exactly)",
+            ["collection"],
+            registry=r,
+        )
         self.commit_duration = Histogram(
             "onespace_commit_duration_seconds",
             "One group commit: vector file write + fsync and the SQLite transaction",

@@ -84,6 +84,7 @@ def test_the_dashboard_covers_what_an_operator_needs() -> None:
         "onespace_cache_requests_total",
         "onespace_provider_concurrency_limit",
         "onespace_index_items",
+        "onespace_index_unindexed_rows",
         "onespace_collection_bytes",
         "onespace_checkpoint_timestamp_seconds",
     ):

@@ -75,7 +75,11 @@ async def test_a_deleted_collection_leaves_no_series(tmp_path: Path) -> None:
                 if s.labels.get("collection") == "gone"
             }
 
-        assert {"onespace_index_items", "onespace_commit_duration_seconds_count"} <= series()
+        assert {
+            "onespace_index_items",
+            "onespace_index_unindexed_rows",
+            "onespace_commit_duration_seconds_count",
+        } <= series()
         await client.delete_collection("gone")
         assert series() == set()
 

@@ -68,6 +68,7 @@ class Maintainer:
         stats = self._store.stats(collection)
         name = collection.name
         self._metrics.index_items.labels(name).set(stats.items)
+        self._metrics.index_unindexed.labels(name).set(stats.unindexed_rows)
         self._metrics.checkpoint_timestamp.labels(name).set(stats.checkpoint_time)
         for kind, value in (
             ("disk", stats.disk_bytes),

@@ -128,6 +128,7 @@ class WriteBatcher:
         for waiter, result in zip(group, results, strict=True):
             if not waiter.future.done():
                 waiter.future.set_result((result, commit))
+        self._metrics.index_unindexed.labels(name).set(collection.unindexed_rows())
         if id(collection) not in self._indexing:
             task = asyncio.create_task(self._index(collection))
             self._indexing[id(collection)] = task
@@ -135,8 +136,9 @@ class WriteBatcher:
 
     async def _index(self, collection: Collection) -> None:
         """Index what the commits left, until a round finds nothing new (commits go on meanwhile)."""
+        waiting = self._metrics.index_unindexed.labels(collection.config.name)
         try:
             while await asyncio.to_thread(collection.index_pending):
-                pass
+                waiting.set(collection.unindexed_rows())
         except Exception:  # the rows stay durable and searchable by scan; the next commit retries
             log.exception("collection %s: indexing committed rows failed", collection.config.name)

@@ -55,6 +55,10 @@ class CollectionHandle(Protocol):
         """Bring derived search structures up to the last commit; whether there was work."""
         ...
 
+    def unindexed_rows(self) -> int:
+        """Committed rows `index_pending` has yet to take (searched exactly meanwhile); cheap."""
+        ...
+
     def get(
         self, ids: Sequence[str], include_vectors: bool = False, max_bytes: int | None = None
     ) -> list[StoredItem | None]: ...

@@ -255,6 +255,10 @@ class MilvusCollection:
         """Nothing to do: Milvus builds its indexes itself."""
         return False
 
+    def unindexed_rows(self) -> int:
+        """None that onespace tracks: Milvus searches its unindexed segments itself."""
+        return 0
+
     # --- helpers ---
 
     def _check_open(self) -> None:

@@ -89,3 +89,19 @@ async def test_a_failed_commit_fails_every_caller_in_it() -> None:
         return_exceptions=True,  # type: ignore[arg-type]
     )
     assert all(isinstance(r, NotFound) for r in results)  # the collection was deleted
+
+
+async def test_the_rows_waiting_for_the_index_are_published_as_a_gauge() -> None:
+    """`onespace_index_unindexed_rows`: what a commit leaves for the indexer, then 0 once indexed."""
+    c = fresh()
+    metrics = Metrics()
+    writes = WriteBatcher(metrics, policy="batch", max_wait_seconds=0.001, max_items=10_000)
+    op = c.prepare_upsert([Record(f"i{i}", vec(i)) for i in range(3000)])  # type: ignore[attr-defined]
+
+    def waiting() -> float | None:
+        return metrics.registry.get_sample_value("onespace_index_unindexed_rows", {"collection": "w"})
+
+    assert await writes.write(c, op, deadline=far()) == 3000  # type: ignore[arg-type]
+    assert waiting() == 3000  # published with the commit, before the indexer's first step
+    await writes.close()  # index upkeep done
+    assert waiting() == 0 and c.unindexed_rows() == 0  # type: ignore[attr-defined]
