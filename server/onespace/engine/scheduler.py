@@ -48,7 +48,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Histogram
@@ -213,10 +213,58 @@ class EmbedScheduler:
     # --- the caller's side ---------------------------------------------------------------------
     async def embed(self, item: EmbedInput, *, deadline: float, admission: Admission) -> EmbedOutcome:
         """Embed one checked input; raises an OnespaceError (never leaves the caller hanging)."""
+        start = self._clock()
+        started = await self._start(item, deadline, admission)
+        if isinstance(started, EmbedOutcome):
+            return started
+        pending, joined = started
+        return await self._wait(pending, deadline, start, joined)
+
+    async def embed_many(
+        self, items: Sequence[EmbedInput], *, deadline: float, admission: Admission
+    ) -> list[EmbedOutcome | OnespaceError]:
+        """Embed checked inputs as `embed` does each (cache, joins, admission, one deadline), with
+        one wait for them all instead of a task, a shield and a timeout per input: a stream's
+        group of items. Each input gets its outcome or its error; only cancellation is raised."""
+        start = self._clock()
+        out: list[EmbedOutcome | OnespaceError | tuple[Pending, bool]] = []
+        try:
+            for item in items:
+                try:
+                    out.append(await self._start(item, deadline, admission))
+                except OnespaceError as exc:
+                    out.append(exc)
+            waiting = {s[0].future for s in out if isinstance(s, tuple)}
+            if waiting:
+                await asyncio.wait(waiting, timeout=max(0.0, deadline - self._clock()))
+        except asyncio.CancelledError:
+            for started in out:
+                if isinstance(started, tuple) and not started[0].future.done():
+                    self._leave(started[0], "cancelled")
+            raise
+        return [s if not isinstance(s, tuple) else self._outcome(s[0], start, s[1]) for s in out]
+
+    def _outcome(self, pending: Pending, start: float, joined: bool) -> EmbedOutcome | OnespaceError:
+        """What `embed_many`'s wait left for one input: its outcome, its error, or the deadline."""
+        future = pending.future
+        if not future.done():
+            self._leave(pending, "deadline")
+            return DeadlineExceeded("deadline exceeded while waiting for the embedding provider")
+        if future.cancelled():  # dropped unsent (shutdown)
+            return Unavailable("the server is shutting down")
+        error = future.exception()
+        if error is not None:  # the call's error; anything else is a bug, reported as such
+            return error if isinstance(error, OnespaceError) else Internal(f"embedding failed: {error!r}")
+        return self._made(pending, future.result(), start, joined)
+
+    async def _start(
+        self, item: EmbedInput, deadline: float, admission: Admission
+    ) -> EmbedOutcome | tuple[Pending, bool]:
+        """A cached outcome, or the queued (or in-flight) item to wait for and whether it was
+        joined; waits for room in the queue under `admission`."""
         if self._closed:
             raise Unavailable("the server is shutting down")
         key = (item.content.digest(), item.model, item.dimension, item.purpose.value)
-        start = self._clock()
         if self._cache.capacity_bytes > 0:
             hit = self._cache.get(key)
             self._metrics.cache_requests.labels("hit" if hit else "miss").inc()
@@ -226,10 +274,9 @@ class EmbedScheduler:
         if pending is None:
             await self._admit(admission, deadline)
             pending = self._join(key, deadline)  # someone may have queued it while we waited
-        joined = pending is not None
-        if pending is None:
-            pending = self._enqueue(key, item, deadline)
-        return await self._wait(pending, deadline, start, joined)
+        if pending is not None:
+            return pending, True
+        return self._enqueue(key, item, deadline), False
 
     def _join(self, key: Hashable, deadline: float) -> Pending | None:
         pending = self._in_flight.get(key)
@@ -281,6 +328,10 @@ class EmbedScheduler:
         except asyncio.CancelledError:
             self._leave(pending, "cancelled")
             raise
+        return self._made(pending, result, start, joined)
+
+    @staticmethod
+    def _made(pending: Pending, result: ProviderResult, start: float, joined: bool) -> EmbedOutcome:
         return EmbedOutcome(
             result,
             False,

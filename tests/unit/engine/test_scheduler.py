@@ -496,3 +496,57 @@ async def test_a_throttled_call_under_the_limit_keeps_its_permit_and_sleeps_its_
     scheduler = await scheduler_for(Provider(), concurrency_initial=2, concurrency_max=2, cache_bytes=0)
     await scheduler.embed(text("once"), deadline=later(), admission=Admission.FAIL_FAST)
     assert seen == [1] and scheduler.limiter.limit == 2 and scheduler.limiter.in_flight == 0
+
+
+async def test_embed_many_gives_each_input_what_embed_gives_it(scheduler_for: Any) -> None:
+    """A stream's group: dedup within and across calls, the cache, one provider error for only
+    its input, all in input order, with one wait and no task per input."""
+    provider = RefusingProvider(max_batch_size=8)
+    scheduler = await scheduler_for(provider, max_batch_wait_ms=5)
+    warm = await scheduler.embed(text("warm"), deadline=later(), admission=Admission.WAIT)
+    items = [text(t) for t in ("a", "b", "a", "bad one", "warm", "c")]
+    outcomes = await scheduler.embed_many(items, deadline=later(), admission=Admission.WAIT)
+    assert [type(o).__name__ for o in outcomes] == ["EmbedOutcome"] * 3 + ["InvalidArgument"] + [
+        "EmbedOutcome"
+    ] * 2
+    for item, outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, EmbedOutcome):
+            expected = ScriptedProvider._vector(item).embeddings[0].vector
+            assert (outcome.result.embeddings[0].vector == expected).all()
+    assert isinstance(outcomes[3], InvalidArgument) and "'bad one'" in outcomes[3].message
+    assert outcomes[2].joined and not outcomes[0].joined  # type: ignore[union-attr]
+    assert outcomes[4].cached and outcomes[4].result == warm.result  # type: ignore[union-attr]
+    assert provider.refused[0] == 4  # a, b, "bad one", c: the repeated "a" went once
+    assert [i.content.text for i in provider.seen].count("warm") == 1  # then from the cache
+    assert (
+        scheduler.queued == 0
+        and await scheduler.embed_many([], deadline=later(), admission=Admission.WAIT) == []
+    )
+
+
+async def test_embed_many_past_its_deadline_or_cancelled_leaves_nothing_queued(scheduler_for: Any) -> None:
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate)
+    scheduler = await scheduler_for(provider, concurrency_initial=1, concurrency_max=1, cache_bytes=0)
+    blocker = asyncio.create_task(
+        scheduler.embed(text("blocker"), deadline=later(), admission=Admission.WAIT)
+    )
+    await provider.started.wait()  # the only slot is taken: what follows stays queued
+    late = await scheduler.embed_many(
+        [text("x"), text("y")], deadline=time.monotonic() + 0.05, admission=Admission.WAIT
+    )
+    assert all(isinstance(o, DeadlineExceeded) for o in late)
+    assert scheduler.queued == 0  # both dropped unsent
+    doomed = asyncio.create_task(
+        scheduler.embed_many([text("p"), text("q")], deadline=later(), admission=Admission.WAIT)
+    )
+    while scheduler.queued < 2:  # let it enqueue both (loop turns, no timing)
+        await asyncio.sleep(0)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert scheduler.queued == 0
+    gate.set()
+    await blocker
+    await scheduler.embed(text("after"), deadline=later(), admission=Admission.WAIT)
+    assert [i.content.text for i in provider.seen] == ["blocker", "after"]  # nothing else was sent
