@@ -25,7 +25,7 @@ from onespace.engine.maintenance import Maintainer
 from onespace.engine.scheduler import EmbedOutcome
 from onespace.engine.search import IndexCall
 from onespace.engine.writes import GroupCommit
-from onespace.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from onespace.errors import AlreadyExists, InvalidArgument, NotFound, OnespaceError, Unavailable
 from onespace.index import (
     CollectionConfig,
     CollectionStats,
@@ -46,6 +46,7 @@ from onespace.tracing import Tracer
 __all__ = ["EmbedOptions", "Embedded", "Gateway", "Health", "ItemIn", "SearchIn", "Timings", "gather_all"]
 
 T = TypeVar("T")
+E = TypeVar("E", bound=OnespaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +219,13 @@ class Gateway:
         self, item: EmbedInput, *, deadline: float, admission: Admission, normalize: bool = True
     ) -> tuple[Embedded, EmbedOutcome]:
         outcome = await self.scheduler.embed(item, deadline=deadline, admission=admission)
+        return self._served(item, outcome, normalize), outcome
+
+    def _served(self, item: EmbedInput, outcome: EmbedOutcome, normalize: bool) -> Embedded:
         if self.tracer is not None:
             _trace_embed(self.tracer, self.provider.name, item, outcome)
         result = _normalized(outcome.result) if normalize else outcome.result
-        return Embedded(result, outcome.cached), outcome
+        return Embedded(result, outcome.cached)
 
     async def embed(
         self, items: Sequence[Content], options: EmbedOptions, *, deadline: float, admission: Admission
@@ -324,38 +328,86 @@ class Gateway:
 
     async def upsert_each(
         self, name: str, items: Sequence[ItemIn], *, deadline: float, field: str = "item"
-    ) -> list[Timings | InvalidArgument]:
-        """Store raw-vector items as one write, each checked on its own (a stream's items): an
-        item that fails its checks gets its InvalidArgument, the rest are stored together, a
-        repeated id keeping its last item as if they came one after another. An error that is not
-        about one item (collection not found, the deadline, the commit) is raised for them all."""
+    ) -> list[Timings | OnespaceError]:
+        """Store a stream's items as one write, each checked and embedded on its own: an item
+        that fails (its checks, its embedding) gets its error, the rest are stored together, a
+        repeated id keeping its last item as if they came one after another. Contents are
+        embedded together (`EmbedScheduler.embed_many`: one wait, no task per item). An error
+        that is not about one item (collection not found, the deadline, the commit) is raised
+        for them all."""
         started = time.monotonic()
         collection = self.collection(name, "collection")
-        results: list[Timings | InvalidArgument] = []
+        results: list[Timings | OnespaceError] = [Timings() for _ in items]
+        vectors = await self._vectors_each(collection.config, items, results, deadline, field)
         stored: list[int] = []
         prepared: dict[str, PreparedRecord] = {}
-        for item in items:
+        for i, item in enumerate(items):
+            vector = vectors.get(i)
+            if vector is None:
+                continue
+            modality = item.content.modality if item.content is not None else None
             try:
-                if item.vector is None:
-                    raise InvalidArgument(f"{field}.source", "is not a vector")
-                record = Record(item.id, item.vector, None, dict(item.metadata))
+                record = Record(item.id, vector, modality, dict(item.metadata))
                 (checked,) = collection.prepare_upsert([record], field=field).records
             except InvalidArgument as exc:
-                results.append(exc)
+                results[i] = exc
                 continue
             prepared.pop(checked.id, None)  # a repeated id keeps its last record, in that position
             prepared[checked.id] = checked
-            stored.append(len(results))
-            results.append(Timings())
+            stored.append(i)
         if not stored:
             return results
         index_start = time.monotonic()
         await self._commit(collection, UpsertOp(tuple(prepared.values()), len(stored)), deadline)
         done = time.monotonic()
-        timings = Timings(index=done - index_start, total=done - started)
         for i in stored:
-            results[i] = timings
+            timing = results[i]
+            assert isinstance(timing, Timings)
+            timing.index, timing.total = done - index_start, done - started
         return results
+
+    async def _vectors_each(
+        self,
+        config: CollectionConfig,
+        items: Sequence[ItemIn],
+        results: list[Timings | OnespaceError],
+        deadline: float,
+        field: str,
+    ) -> dict[int, Vector]:
+        """The vector of each item that has one, embedding contents together; an item that fails
+        gets its error in `results`, and its embedding's queue and provider time goes into its
+        timings there."""
+        vectors: dict[int, Vector] = {}
+        inputs: list[tuple[int, EmbedInput]] = []
+        spec: ModelSpec | None = None
+        for i, item in enumerate(items):
+            try:
+                if item.content is not None:
+                    spec = spec or self.model(config.model)
+                    where = f"{field}.content"
+                    inputs.append(
+                        (i, self.prepare(item.content, spec, config.dimension, Purpose.GENERIC_INDEX, where))
+                    )
+                elif item.vector is not None:
+                    vectors[i] = item.vector
+                else:
+                    raise InvalidArgument(f"{field}.source", "set either content or vector")
+            except InvalidArgument as exc:
+                results[i] = exc
+        if not inputs:
+            return vectors
+        outcomes = await self.scheduler.embed_many(
+            [x for _, x in inputs], deadline=deadline, admission=Admission.WAIT
+        )
+        for (i, x), outcome in zip(inputs, outcomes, strict=True):
+            if isinstance(outcome, OnespaceError):
+                results[i] = _renamed(outcome, f"{field}.content")
+                continue
+            vectors[i] = self._served(x, outcome, normalize=True).result.embeddings[0].vector
+            timing = results[i]
+            assert isinstance(timing, Timings)
+            timing.add(outcome)
+        return vectors
 
     async def _vector_for(
         self, prepared: EmbedInput | None, item: ItemIn, deadline: float, admission: Admission
@@ -559,10 +611,20 @@ async def _named(aw: Awaitable[T], field: str) -> T:
     try:
         return await aw
     except InvalidArgument as exc:
-        if exc.field != "content" and not exc.field.startswith("content."):
+        named = _renamed(exc, field)
+        if named is exc:
             raise
-        named = InvalidArgument(field + exc.field[len("content") :], exc.reason, request_id=exc.request_id)
         raise named from exc
+
+
+def _renamed(exc: E, field: str) -> E | InvalidArgument:
+    """`exc`, or for an InvalidArgument about `content` (or `content.<x>`) the same naming
+    `field` (or `field.<x>`); see `_named`."""
+    if not isinstance(exc, InvalidArgument) or not (
+        exc.field == "content" or exc.field.startswith("content.")
+    ):
+        return exc
+    return InvalidArgument(field + exc.field[len("content") :], exc.reason, request_id=exc.request_id)
 
 
 def _normalized(result: ProviderResult) -> ProviderResult:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
+from onespace.errors import InvalidArgument
 from onespace_client import AsyncClient, item
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2
 from tests.harness import Running, running_gateway
@@ -238,9 +239,9 @@ async def test_packed_vectors_are_stored_a_group_at_a_time_each_answered_on_its_
     assert [i.id for i in got.items] == ["v0", "dup", "t5", "v9"] and list(got.missing_ids) == ["v1"]
     dup = next(i for i in got.items if i.id == "dup")
     assert list(dup.vector) == pytest.approx([-x for x in good], rel=1e-3)  # stored f16
-    # the vectors before and after the content item: two groups, two commits, plus the content item's
+    # the whole frame is one group (up to 16 items), the content item included: one commit
     commits = (value("onespace_commit_items_count", {"collection": "g"}) or 0.0) - commits_before
-    assert commits <= 3
+    assert commits == 1
     assert value("onespace_stream_items_total", {"method": "IngestPacked", "outcome": "OK"}) == 5
     assert (
         value("onespace_stream_items_total", {"method": "IngestPacked", "outcome": "INVALID_ARGUMENT"}) == 4
@@ -262,6 +263,66 @@ async def test_a_frame_of_vectors_is_one_write_per_group(gateway: Running) -> No
     value = gateway.app.metrics.registry.get_sample_value
     assert value("onespace_commit_items_count", {"collection": "w"}) == 1
     assert value("onespace_commit_items_sum", {"collection": "w"}) == 16
+
+
+class RefusingProvider(ScriptedProvider):
+    """Refuses a text with "bad" in it (InvalidArgument about `content.text`), as Bedrock does."""
+
+    async def embed(self, inputs: Any, *, deadline: float | None = None) -> Any:
+        bad = [i.content.text for i in inputs if "bad" in (i.content.text or "")]
+        if bad:
+            raise InvalidArgument("content.text", f"{bad[0]!r} is refused by the provider")
+        return await super().embed(inputs, deadline=deadline)
+
+
+async def test_a_frame_of_contents_is_embedded_together_and_written_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Content items of a group are embedded together (one wait; identical texts once) and
+    stored in one write, yet each keeps its own outcome: a text refused before embedding, one the
+    provider refuses (named under `item.content`), the rest stored and searchable."""
+    provider = RefusingProvider()
+    async with running_gateway(tmp_path / "data", provider) as gw:
+        await gw.collections.CreateCollection(
+            collections_pb2.CreateCollectionRequest(config=collections_pb2.CollectionConfig(name="c"))
+        )
+        texts = ["same", "same", "same", "a bad text", "", *(f"text {n}" for n in range(5, 15))]
+        requests = [
+            data_pb2.IngestRequest(
+                request_id=str(n),
+                collection="c",
+                item=data_pb2.Item(id=f"t{n}", content=common_pb2.Content(text=t)),
+            )
+            for n, t in enumerate(texts)
+        ]
+        requests.append(
+            data_pb2.IngestRequest(request_id="15", collection="c", item=item("v15", [1.0] * 256))
+        )
+        frame = data_pb2.IngestPackedRequest(requests=requests)
+        scheduler = gw.app.gateway.scheduler
+        groups: list[int] = []
+        embed_many = scheduler.embed_many
+
+        async def counted(inputs: Any, **kw: Any) -> Any:
+            groups.append(len(inputs))
+            return await embed_many(inputs, **kw)
+
+        monkeypatch.setattr(scheduler, "embed_many", counted)
+        monkeypatch.setattr(scheduler, "embed", None)  # no item may take the one-by-one path
+        acks = {a.request_id: a async for f in gw.data.IngestPacked(frames_of(frame)) for a in f.responses}
+        value = gw.app.metrics.registry.get_sample_value
+        assert value("onespace_commit_items_count", {"collection": "c"}) == 1
+        assert value("onespace_commit_items_sum", {"collection": "c"}) == 14
+        got = await gw.data.Get(data_pb2.GetRequest(collection="c", ids=["t0", "t2", "t14", "v15", "t3"]))
+    assert set(acks) == {str(n) for n in range(16)}
+    assert {n for n, a in acks.items() if not a.stored} == {"3", "4"}
+    assert acks["3"].error.code == INVALID.value[0]
+    assert acks["3"].error.message == "item.content.text: 'a bad text' is refused by the provider"
+    assert acks["4"].error.message.startswith("item.content.text: ")
+    assert [i.content.text for i in provider.seen].count("same") == 1  # three items, one embedding
+    assert groups == [14]  # the 15 contents but the empty text, in one call
+    assert [i.id for i in got.items] == ["t0", "t2", "t14", "v15"] and list(got.missing_ids) == ["t3"]
+    assert all(i.modality == common_pb2.MODALITY_TEXT for i in got.items[:3])
 
 
 async def test_fsync_always_still_commits_each_packed_vector_on_its_own(tmp_path: Path) -> None:

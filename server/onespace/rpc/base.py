@@ -78,17 +78,22 @@ class ServicerBase:
         """`stream` over frames of requests: the same window (counted in items), the same
         per-item answers, sent back in lists of whatever has finished (one frame each).
 
-        With `together`, the requests of a frame it accepts are answered in groups (of up to a
-        quarter of the window, so the next group is read while one is answered) by one call
-        each: one task per group instead of one per item."""
+        With `together`, a frame's requests are answered in groups (of up to a quarter of the
+        window, so the next group is read while one is answered) by one call each: one task per
+        group instead of one per item."""
         window = self.gateway.settings.stream_window
-        each = self._item_handler(method, answer, refuse)
-        size = max(1, window // 4) if together is not None else 1
-        handle = each if together is None else _either(together, each)
+        handle: Callable[[list[Req]], Awaitable[list[Resp]]]
+        if together is None:
+            size, handle = 1, self._item_handler(method, answer, refuse)
+        else:
+            size = max(1, window // 4)
+
+            async def handle(group: list[Req]) -> list[Resp]:
+                return list(await together.answer(group))
 
         async for batch in bounded_group_batches(
             # a BadFrame among the groups ends the stream (bounded_group_batches knows it)
-            _unpacked(frames, self.gateway.settings.max_items_per_request, size, together),
+            _unpacked(frames, self.gateway.settings.max_items_per_request, size),
             handle,
             window,
             self.metrics.stream_window.labels(method),
@@ -132,28 +137,11 @@ class ServicerBase:
 
 
 class Grouped(Protocol[Req_contra, Resp_co]):
-    """How a packed stream answers some of its requests together (see `packed_stream`)."""
-
-    def accepts(self, request: Req_contra) -> bool:
-        """Whether `request` may be answered in a group (one frame's accepted requests are)."""
-        ...
+    """How a packed stream answers its requests a group at a time (see `packed_stream`)."""
 
     async def answer(self, requests: Sequence[Req_contra]) -> Sequence[Resp_co]:
         """One response per request, in order; a bad item is answered, never raised."""
         ...
-
-
-def _either(
-    together: Grouped[Req, Resp], each: Callable[[list[Req]], Awaitable[list[Resp]]]
-) -> Callable[[list[Req]], Awaitable[list[Resp]]]:
-    """A group `together` accepts goes to it whole; any other (a single request) to `each`."""
-
-    async def handle(group: list[Req]) -> list[Resp]:
-        if together.accepts(group[0]):
-            return list(await together.answer(group))
-        return await each(group)
-
-    return handle
 
 
 class Packed(Protocol[Req_co]):
@@ -164,11 +152,11 @@ class Packed(Protocol[Req_co]):
 
 
 async def _unpacked(
-    frames: AsyncIterable[Packed[Req]], limit: int, size: int, together: Grouped[Req, Any] | None
+    frames: AsyncIterable[Packed[Req]], limit: int, size: int
 ) -> AsyncIterator[list[Req] | BadFrame]:
-    """The requests of each frame in turn, in groups: runs of requests `together` accepts, up to
-    `size` each, and every other request alone. A frame that did not decode or carries more than
-    `limit` requests ends the stream there (`frames[N]`), after the requests before it."""
+    """The requests of each frame in turn, in groups of up to `size`. A frame that did not decode
+    or carries more than `limit` requests ends the stream there (`frames[N]`), after the
+    requests before it."""
     number = 0
     async for frame in frames:
         if isinstance(frame, Undecodable):
@@ -182,18 +170,7 @@ async def _unpacked(
                 )
             )
             return
-        group: list[Req] = []
-        for request in frame.requests:
-            if together is None or not together.accepts(request):
-                if group:
-                    yield group
-                    group = []
-                yield [request]
-                continue
-            group.append(request)
-            if len(group) == size:
-                yield group
-                group = []
-        if group:
-            yield group
+        requests = list(frame.requests)
+        for start in range(0, len(requests), size):
+            yield requests[start : start + size]
         number += 1

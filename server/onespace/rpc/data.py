@@ -52,7 +52,7 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
     ) -> AsyncIterator[pb.IngestPackedResponse]:
         answer, refuse = self._ingest_item(context)
         # `--fsync always` promises each item a commit of its own: no groups then
-        together = _VectorGroups(self, context) if self.gateway.settings.fsync != "always" else None
+        together = _ItemGroups(self, context) if self.gateway.settings.fsync != "always" else None
         async for batch in self.packed_stream("IngestPacked", frames, answer, refuse, together):
             yield pb.IngestPackedResponse(responses=batch)
 
@@ -109,11 +109,11 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
         return pb.DeleteResponse(deleted=deleted)
 
 
-class _VectorGroups:
-    """IngestPacked's raw-vector items, answered a group at a time: one validation pass per item
-    and one write for the group (`Gateway.upsert_each`) instead of a task, an upsert and a commit
-    wait per item. Items with content go one by one (each waits for its own embedding). Not used
-    under `--fsync always`, where each item gets a commit of its own."""
+class _ItemGroups:
+    """IngestPacked's items, answered a group at a time: one validation pass per item, the
+    group's contents embedded together and one write for the group (`Gateway.upsert_each`)
+    instead of a task, an embedding wait, an upsert and a commit wait per item. Not used under
+    `--fsync always`, where each item gets a commit of its own."""
 
     METHOD = "IngestPacked"
 
@@ -122,9 +122,6 @@ class _VectorGroups:
         self._context = context
         self._latency = servicer.metrics.stream_item_duration.labels(self.METHOD)
         self._stored = servicer.metrics.stream_items.labels(self.METHOD, "OK")
-
-    def accepts(self, request: pb.IngestRequest) -> bool:
-        return request.item.WhichOneof("source") == "vector"
 
     async def answer(self, requests: Sequence[pb.IngestRequest]) -> list[pb.IngestResponse]:
         started = time.monotonic()
