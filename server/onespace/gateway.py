@@ -221,6 +221,17 @@ class Gateway:
         outcome = await self.scheduler.embed(item, deadline=deadline, admission=admission)
         return self._served(item, outcome, normalize), outcome
 
+    async def embed_inputs(
+        self, items: Sequence[EmbedInput], normalize: Sequence[bool], *, deadline: float, admission: Admission
+    ) -> list[tuple[Embedded, EmbedOutcome] | OnespaceError]:
+        """`embed_input` for each of a stream's group of inputs, waited for together
+        (`EmbedScheduler.embed_many`); each gets its result or its error."""
+        outcomes = await self.scheduler.embed_many(items, deadline=deadline, admission=admission)
+        return [
+            o if isinstance(o, OnespaceError) else (self._served(x, o, n), o)
+            for x, n, o in zip(items, normalize, outcomes, strict=True)
+        ]
+
     def _served(self, item: EmbedInput, outcome: EmbedOutcome, normalize: bool) -> Embedded:
         if self.tracer is not None:
             _trace_embed(self.tracer, self.provider.name, item, outcome)
@@ -396,17 +407,18 @@ class Gateway:
                 results[i] = exc
         if not inputs:
             return vectors
-        outcomes = await self.scheduler.embed_many(
-            [x for _, x in inputs], deadline=deadline, admission=Admission.WAIT
+        outcomes = await self.embed_inputs(
+            [x for _, x in inputs], [True] * len(inputs), deadline=deadline, admission=Admission.WAIT
         )
-        for (i, x), outcome in zip(inputs, outcomes, strict=True):
+        for (i, _), outcome in zip(inputs, outcomes, strict=True):
             if isinstance(outcome, OnespaceError):
                 results[i] = _renamed(outcome, f"{field}.content")
                 continue
-            vectors[i] = self._served(x, outcome, normalize=True).result.embeddings[0].vector
+            embedded, made = outcome
+            vectors[i] = embedded.result.embeddings[0].vector
             timing = results[i]
             assert isinstance(timing, Timings)
-            timing.add(outcome)
+            timing.add(made)
         return vectors
 
     async def _vector_for(

@@ -325,6 +325,49 @@ async def test_a_frame_of_contents_is_embedded_together_and_written_once(
     assert all(i.modality == common_pb2.MODALITY_TEXT for i in got.items[:3])
 
 
+async def test_a_frame_of_embeds_is_one_wait_each_answered_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EmbedStreamPacked groups: one embed_many per group, repeated texts embedded once, and per
+    item its own options (normalize, format), answer or error, as the one-item stream gives."""
+    provider = RefusingProvider()
+    async with running_gateway(tmp_path / "data", provider) as gw:
+        frame = embed_frame("same", "same", "a bad text", "other", "same")
+        frame.requests[1].options.normalize = False
+        frame.requests[3].options.vector_format = common_pb2.VECTOR_FORMAT_F32
+        frame.requests[4].options.dimension = 7  # not offered: refused before embedding
+        scheduler = gw.app.gateway.scheduler
+        groups: list[int] = []
+        embed_many = scheduler.embed_many
+
+        async def counted(inputs: Any, **kw: Any) -> Any:
+            groups.append(len(inputs))
+            return await embed_many(inputs, **kw)
+
+        monkeypatch.setattr(scheduler, "embed_many", counted)
+        monkeypatch.setattr(scheduler, "embed", None)  # no item may take the one-by-one path
+        packed = {
+            r.request_id: r async for f in gw.embed.EmbedStreamPacked(frames_of(frame)) for r in f.responses
+        }
+        monkeypatch.undo()
+
+        async def singles() -> AsyncIterator[embed_pb2.EmbedStreamRequest]:
+            for request in frame.requests:
+                yield request
+
+        alone = {r.request_id: r async for r in gw.embed.EmbedStream(singles())}
+    assert groups == [4]
+    assert [i.content.text for i in provider.seen].count("same") == 1
+    assert packed["2"].error.message == "content.text: 'a bad text' is refused by the provider"
+    assert packed["4"].error.code == INVALID.value[0] and packed["4"].error.message.startswith(
+        "options.dimension"
+    )
+    for key in ("0", "1", "3"):
+        assert packed[key].result.embeddings == alone[key].result.embeddings  # (those came from the cache)
+        assert packed[key].dimension == alone[key].dimension == 256
+    assert packed["3"].result.embeddings[0].f32 and not packed["3"].result.embeddings[0].values
+
+
 async def test_fsync_always_still_commits_each_packed_vector_on_its_own(tmp_path: Path) -> None:
     async with running_gateway(tmp_path / "data", fsync="always") as gw:
         await gw.collections.CreateCollection(

@@ -16,7 +16,7 @@ from onespace.rpc.status import bounded_details, status_for
 from onespace.rpc.streaming import STOPS_HERE, BadFrame, bounded_group_batches, flattened, singletons
 from onespace_client.v1 import common_pb2
 
-__all__ = ["MAX_ANSWERS_PER_FRAME", "Grouped", "Packed", "ServicerBase"]
+__all__ = ["MAX_ANSWERS_PER_FRAME", "GroupAnswers", "Grouped", "Packed", "ServicerBase"]
 
 # Answers per response frame of a packed stream: 64 answers of the largest vectors (3072 floats)
 # stay near 1 MiB, well under any client's 4 MiB default receive limit.
@@ -134,6 +134,30 @@ class ServicerBase:
         code = status_for(exc)
         self.metrics.stream_items.labels(method, code.name).inc()
         return common_pb2.ItemError(code=code.value[0], message=bounded_details(str(exc)))
+
+
+class GroupAnswers:
+    """What a packed stream's group answerers share: per-item errors and outcome metrics, counted
+    as the one-by-one path counts them (`ServicerBase._item_handler`)."""
+
+    def __init__(self, servicer: ServicerBase, context: Ctx, method: str) -> None:
+        self.servicer = servicer
+        self.context = context
+        self.method = method
+        self._latency = servicer.metrics.stream_item_duration.labels(method)
+        self._ok = servicer.metrics.stream_items.labels(method, "OK")
+
+    def error(self, exc: OnespaceError) -> common_pb2.ItemError:
+        """An item's answer for `exc`, counted under its status code."""
+        return self.servicer.item_error(self.method, exc)
+
+    def answered(self, count: int, ok: int, started: float) -> None:
+        """A group of `count` items answered, `ok` of them successfully (the rest were counted by
+        `error`); each item's latency is the group's."""
+        self._ok.inc(ok)
+        elapsed = time.monotonic() - started
+        for _ in range(count):
+            self._latency.observe(elapsed)
 
 
 class Grouped(Protocol[Req_contra, Resp_co]):

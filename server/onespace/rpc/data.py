@@ -12,7 +12,7 @@ from onespace.engine import Admission
 from onespace.errors import InvalidArgument, OnespaceError
 from onespace.gateway import ItemIn, Timings
 from onespace.rpc import convert
-from onespace.rpc.base import ServicerBase
+from onespace.rpc.base import GroupAnswers, ServicerBase
 from onespace.rpc.guard import stream_method, unary_method
 from onespace_client.v1 import common_pb2, data_pb2_grpc
 from onespace_client.v1 import data_pb2 as pb
@@ -109,25 +109,22 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
         return pb.DeleteResponse(deleted=deleted)
 
 
-class _ItemGroups:
+class _ItemGroups(GroupAnswers):
     """IngestPacked's items, answered a group at a time: one validation pass per item, the
     group's contents embedded together and one write for the group (`Gateway.upsert_each`)
     instead of a task, an embedding wait, an upsert and a commit wait per item. Not used under
     `--fsync always`, where each item gets a commit of its own."""
 
-    METHOD = "IngestPacked"
-
     def __init__(self, servicer: DataServicer, context: Ctx) -> None:
-        self._servicer = servicer
-        self._context = context
-        self._latency = servicer.metrics.stream_item_duration.labels(self.METHOD)
-        self._stored = servicer.metrics.stream_items.labels(self.METHOD, "OK")
+        super().__init__(servicer, context, "IngestPacked")
+        self._gateway = servicer.gateway
 
     async def answer(self, requests: Sequence[pb.IngestRequest]) -> list[pb.IngestResponse]:
         started = time.monotonic()
-        deadline = self._servicer.deadline(self._context)  # per group, as the per-item path does
+        deadline = self.servicer.deadline(self.context)  # per group, as the per-item path does
         out: list[pb.IngestResponse | None] = [None] * len(requests)
         by_collection: dict[str, list[tuple[int, ItemIn]]] = {}
+        stored = 0
         for i, request in enumerate(requests):
             try:
                 item = convert.item_from_proto(request.item, "item")
@@ -138,13 +135,12 @@ class _ItemGroups:
         for name, members in by_collection.items():
             results: Sequence[Timings | OnespaceError]
             try:
-                results = await self._servicer.gateway.upsert_each(
+                results = await self._gateway.upsert_each(
                     name, [item for _, item in members], deadline=deadline
                 )
             except OnespaceError as exc:  # about them all: the collection, the deadline, the commit
                 results = [exc] * len(members)
             message: common_pb2.Timings | None = None  # the write's timings, the same for each item
-            stored = 0
             for (i, _), result in zip(members, results, strict=True):
                 request = requests[i]
                 if isinstance(result, OnespaceError):
@@ -156,14 +152,10 @@ class _ItemGroups:
                     request_id=request.request_id, id=request.item.id, stored=True, timings=message
                 )
                 stored += 1
-            self._stored.inc(stored)
-        elapsed = time.monotonic() - started
-        for _ in requests:
-            self._latency.observe(elapsed)
         answered = [response for response in out if response is not None]
         assert len(answered) == len(requests), "every request in a group is answered"
+        self.answered(len(requests), stored, started)
         return answered
 
     def _refuse(self, request: pb.IngestRequest, exc: OnespaceError) -> pb.IngestResponse:
-        error = self._servicer.item_error(self.METHOD, exc)
-        return pb.IngestResponse(request_id=request.request_id, id=request.item.id, error=error)
+        return pb.IngestResponse(request_id=request.request_id, id=request.item.id, error=self.error(exc))

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from onespace.content import Purpose
 from onespace.engine import Admission
-from onespace.gateway import Timings
+from onespace.engine.scheduler import EmbedOutcome
+from onespace.errors import OnespaceError
+from onespace.gateway import Embedded, Gateway, Timings
+from onespace.providers.base import EmbedInput
 from onespace.rpc import convert
-from onespace.rpc.base import ServicerBase
+from onespace.rpc.base import GroupAnswers, ServicerBase
 from onespace.rpc.guard import stream_method, unary_method
 from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
 
@@ -51,7 +55,8 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
         self, frames: AsyncIterable[embed_pb2.EmbedStreamPackedRequest], context: Ctx
     ) -> AsyncIterator[embed_pb2.EmbedStreamPackedResponse]:
         answer, refuse = self._stream_item(context)
-        async for batch in self.packed_stream("EmbedStreamPacked", frames, answer, refuse):
+        together = _EmbedGroups(self, context)
+        async for batch in self.packed_stream("EmbedStreamPacked", frames, answer, refuse, together):
             yield embed_pb2.EmbedStreamPackedResponse(responses=batch)
 
     def _stream_item(
@@ -64,26 +69,14 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
 
         async def answer(request: embed_pb2.EmbedStreamRequest) -> embed_pb2.EmbedStreamResponse:
             started = time.monotonic()
-            options = convert.options_from_proto(request.options)
-            f32 = convert.vector_format(request.options.vector_format, "options.vector_format")
-            spec, dimension = self.gateway.resolve(options)
-            content = convert.content_from_proto(request.content, "content")
-            item = self.gateway.prepare(
-                content, spec, dimension, options.purpose or Purpose.GENERIC_INDEX, "content"
-            )
+            item = _StreamItem.parse(self.gateway, request)
             embedded, outcome = await self.gateway.embed_input(
-                item, deadline=self.deadline(context), admission=Admission.WAIT, normalize=options.normalize
+                item.input,
+                deadline=self.deadline(context),
+                admission=Admission.WAIT,
+                normalize=item.normalize,
             )
-            timings = Timings(
-                outcome.queue_seconds, outcome.provider_seconds, 0.0, time.monotonic() - started
-            )
-            return embed_pb2.EmbedStreamResponse(
-                request_id=request.request_id,
-                result=convert.embedded_to_proto(embedded, f32),
-                model=spec.id,
-                dimension=dimension,
-                timings=convert.timings_to_proto(timings),
-            )
+            return item.response(embedded, outcome, started)
 
         def refuse(
             request: embed_pb2.EmbedStreamRequest, error: common_pb2.ItemError
@@ -91,3 +84,81 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
             return embed_pb2.EmbedStreamResponse(request_id=request.request_id, error=error)
 
         return answer, refuse
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamItem:
+    """One streamed request, checked: what to embed and how to answer it."""
+
+    request: embed_pb2.EmbedStreamRequest
+    input: EmbedInput
+    model: str
+    dimension: int
+    normalize: bool
+    f32: bool
+
+    @classmethod
+    def parse(cls, gateway: Gateway, request: embed_pb2.EmbedStreamRequest) -> _StreamItem:
+        options = convert.options_from_proto(request.options)
+        f32 = convert.vector_format(request.options.vector_format, "options.vector_format")
+        spec, dimension = gateway.resolve(options)
+        content = convert.content_from_proto(request.content, "content")
+        item = gateway.prepare(content, spec, dimension, options.purpose or Purpose.GENERIC_INDEX, "content")
+        return cls(request, item, spec.id, dimension, options.normalize, f32)
+
+    def response(
+        self, embedded: Embedded, outcome: EmbedOutcome, started: float
+    ) -> embed_pb2.EmbedStreamResponse:
+        timings = Timings(outcome.queue_seconds, outcome.provider_seconds, 0.0, time.monotonic() - started)
+        return embed_pb2.EmbedStreamResponse(
+            request_id=self.request.request_id,
+            result=convert.embedded_to_proto(embedded, self.f32),
+            model=self.model,
+            dimension=self.dimension,
+            timings=convert.timings_to_proto(timings),
+        )
+
+
+class _EmbedGroups(GroupAnswers):
+    """EmbedStreamPacked's items, answered a group at a time: each checked on its own, all
+    embedded with one wait (`Gateway.embed_inputs`) instead of a task and a wait per item; each
+    item keeps its own answer or error."""
+
+    def __init__(self, servicer: EmbedServicer, context: Ctx) -> None:
+        super().__init__(servicer, context, "EmbedStreamPacked")
+        self._gateway = servicer.gateway
+
+    async def answer(
+        self, requests: Sequence[embed_pb2.EmbedStreamRequest]
+    ) -> list[embed_pb2.EmbedStreamResponse]:
+        started = time.monotonic()
+        out: list[embed_pb2.EmbedStreamResponse | None] = [None] * len(requests)
+        items: list[tuple[int, _StreamItem]] = []
+        for i, request in enumerate(requests):
+            try:
+                items.append((i, _StreamItem.parse(self._gateway, request)))
+            except OnespaceError as exc:
+                out[i] = self._refuse(request, exc)
+        done = 0
+        if items:
+            results = await self._gateway.embed_inputs(
+                [item.input for _, item in items],
+                [item.normalize for _, item in items],
+                deadline=self.servicer.deadline(self.context),
+                admission=Admission.WAIT,
+            )
+            for (i, item), result in zip(items, results, strict=True):
+                if isinstance(result, OnespaceError):
+                    out[i] = self._refuse(item.request, result)
+                    continue
+                out[i] = item.response(*result, started)
+                done += 1
+        answered = [response for response in out if response is not None]
+        assert len(answered) == len(requests), "every request in a group is answered"
+        self.answered(len(requests), done, started)
+        return answered
+
+    def _refuse(
+        self, request: embed_pb2.EmbedStreamRequest, exc: OnespaceError
+    ) -> embed_pb2.EmbedStreamResponse:
+        return embed_pb2.EmbedStreamResponse(request_id=request.request_id, error=self.error(exc))
