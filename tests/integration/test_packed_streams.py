@@ -265,6 +265,22 @@ async def test_a_frame_of_vectors_is_one_write_per_group(gateway: Running) -> No
     assert value("onespace_commit_items_sum", {"collection": "w"}) == 16
 
 
+def only_groups(gw: Running, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the scheduler's `embed_many` calls from now on; `embed` (the one-by-one path)
+    is removed, so an item that takes it fails the test."""
+    scheduler = gw.app.gateway.scheduler
+    groups: list[int] = []
+    embed_many = scheduler.embed_many
+
+    async def counted(inputs: Any, **kw: Any) -> Any:
+        groups.append(len(inputs))
+        return await embed_many(inputs, **kw)
+
+    monkeypatch.setattr(scheduler, "embed_many", counted)
+    monkeypatch.setattr(scheduler, "embed", None)
+    return groups
+
+
 class RefusingProvider(ScriptedProvider):
     """Refuses a text with "bad" in it (InvalidArgument about `content.text`), as Bedrock does."""
 
@@ -299,16 +315,7 @@ async def test_a_frame_of_contents_is_embedded_together_and_written_once(
             data_pb2.IngestRequest(request_id="15", collection="c", item=item("v15", [1.0] * 256))
         )
         frame = data_pb2.IngestPackedRequest(requests=requests)
-        scheduler = gw.app.gateway.scheduler
-        groups: list[int] = []
-        embed_many = scheduler.embed_many
-
-        async def counted(inputs: Any, **kw: Any) -> Any:
-            groups.append(len(inputs))
-            return await embed_many(inputs, **kw)
-
-        monkeypatch.setattr(scheduler, "embed_many", counted)
-        monkeypatch.setattr(scheduler, "embed", None)  # no item may take the one-by-one path
+        groups = only_groups(gw, monkeypatch)
         acks = {a.request_id: a async for f in gw.data.IngestPacked(frames_of(frame)) for a in f.responses}
         value = gw.app.metrics.registry.get_sample_value
         assert value("onespace_commit_items_count", {"collection": "c"}) == 1
@@ -336,16 +343,7 @@ async def test_a_frame_of_embeds_is_one_wait_each_answered_on_its_own(
         frame.requests[1].options.normalize = False
         frame.requests[3].options.vector_format = common_pb2.VECTOR_FORMAT_F32
         frame.requests[4].options.dimension = 7  # not offered: refused before embedding
-        scheduler = gw.app.gateway.scheduler
-        groups: list[int] = []
-        embed_many = scheduler.embed_many
-
-        async def counted(inputs: Any, **kw: Any) -> Any:
-            groups.append(len(inputs))
-            return await embed_many(inputs, **kw)
-
-        monkeypatch.setattr(scheduler, "embed_many", counted)
-        monkeypatch.setattr(scheduler, "embed", None)  # no item may take the one-by-one path
+        groups = only_groups(gw, monkeypatch)
         packed = {
             r.request_id: r async for f in gw.embed.EmbedStreamPacked(frames_of(frame)) for r in f.responses
         }
