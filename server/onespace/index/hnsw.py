@@ -75,7 +75,7 @@ class HnswIndex:
 
         A search of this index waits for an add call in progress to end (usearch 2.26's Python
         binding: a search issued during a 2,048-row add waited 1.2-2.8 s, during 64-row adds at
-        most 74 ms), so the rows go in slices of `ADD_SLICE`, which costs no measurable add rate.
+        most 74 ms), so the rows go in slices of `ADD_SLICE` (~0.2 ms per call, 1-2% at 256-d).
         """
         if len(keys) == 0:
             return
