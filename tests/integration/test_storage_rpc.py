@@ -300,14 +300,24 @@ async def test_cli_against_the_real_server_then_check_offline(
             captured = capsys.readouterr()
             return code, captured.out + captured.err
 
-        code, out = await cli("collections", "create", "c", "--dimension", "256", "--stored-dtype", "f32")
-        assert code == 0 and "stored dtype     f32" in out
+        code, out = await cli(
+            "collections", "create", "c", "--dimension", "256", "--stored-dtype", "f32",
+            "--max-unindexed-rows", "50000",
+        )  # fmt: skip
+        assert code == 0 and "stored dtype     f32" in out and "max unindexed    50000" in out
         async with AsyncClient(gw.target) as client:
             data = vectors(10, seed=5)
             await client.upsert("c", [item(f"i{n}", v.tolist(), {"n": str(n)}) for n, v in enumerate(data)])
             await client.delete("c", ["i0", "i1"])
         code, out = await cli("collections", "get", "c")
         assert code == 0 and "dead rows         2" in out and "checkpoint time   never" in out
+        lines = [line.split() for line in out.splitlines()]
+        assert ["max", "unindexed", "50000"] in lines
+        assert any(line[:2] == ["unindexed", "rows"] and line[2].isdigit() for line in lines)
+        code, out = await cli("collections", "create", "big", "--max-unindexed-rows", "2000000")
+        assert code == 1 and out == (
+            "error: INVALID_ARGUMENT: config.max_unindexed_rows: 2000000 is larger than the maximum 1048576\n"
+        )
         code, out = await cli(
             "search", "-c", "c", "--id", "i5", "-k", "20", "--where", "n>=5", "--where", "n!=in:7,8"
         )
