@@ -16,6 +16,7 @@ from onespace.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from onespace.emulator.config import FaultRates
 from onespace.models import LOCAL_MODEL, NOVA_MODEL, Modality
 from onespace.providers.local import embed_content
+from onespace_client import AsyncClient
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
 from tests import media
 from tests.harness import Running, running_gateway
@@ -95,6 +96,36 @@ async def test_collection_on_bedrock_ingests_and_searches(
     assert hits.hits[0].id == "i" and hits.hits[0].score == pytest.approx(1.0, abs=1e-3)
     purposes = [call for call in emulator.state.stats.recent if call["model"] == NOVA]
     assert len(purposes) == 3 and all(c["outcome"] == "ok" for c in purposes)
+
+
+async def test_a_streamed_ingest_embeds_each_distinct_content_once_through_bedrock(
+    gateway: Running, emulator: RunningEmulator
+) -> None:
+    """The client's ingest (IngestPacked: a group's contents embedded with one wait): one Nova call
+    per distinct valid content, a bad item refused before Bedrock, every other item stored."""
+    await gateway.collections.CreateCollection(
+        collections_pb2.CreateCollectionRequest(
+            config=collections_pb2.CollectionConfig(name="feed", dimension=1024, index_dimension=256)
+        )
+    )
+    contents = [
+        common_pb2.Content(text="river"),
+        common_pb2.Content(text="river"),
+        common_pb2.Content(text="mountain"),
+        common_pb2.Content(text=""),
+        common_pb2.Content(image=media.jpeg(4)),
+        common_pb2.Content(text="forest"),
+    ]
+    items = [data_pb2.Item(id=f"f{n}", content=c) for n, c in enumerate(contents)]
+    async with AsyncClient(gateway.target) as client:
+        acks = {a.id: a async for a in client.ingest("feed", items)}
+        hits = await client.search("feed", content=contents[4], k=1)
+    assert {i for i, a in acks.items() if a.HasField("stored")} == {"f0", "f1", "f2", "f4", "f5"}
+    assert acks["f3"].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert acks["f3"].error.message.startswith("item.content.text: ")
+    assert hits.hits[0].id == "f4"
+    calls = [c for c in emulator.state.stats.recent if c["model"] == NOVA]
+    assert len(calls) == 5 and all(c["outcome"] == "ok" for c in calls)  # 4 to index, 1 to search
 
 
 async def test_titan_and_cohere_families(gateway: Running) -> None:
