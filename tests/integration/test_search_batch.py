@@ -38,6 +38,9 @@ async def filled(gateway: Running) -> tuple[Running, np.ndarray]:
     ]
     for start in range(0, len(items), 200):
         await gateway.data.Upsert(data_pb2.UpsertRequest(collection="v", items=items[start : start + 200]))
+    # A checkpoint indexes what the writes left for the background indexer: the tests compare
+    # searches made one after another, and an HNSW graph still growing may answer differently.
+    await gateway.collections.CheckpointCollection(collections_pb2.CheckpointCollectionRequest(name="v"))
     return gateway, data
 
 
