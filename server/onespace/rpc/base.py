@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
@@ -136,28 +136,37 @@ class ServicerBase:
         return common_pb2.ItemError(code=code.value[0], message=bounded_details(str(exc)))
 
 
-class GroupAnswers:
-    """What a packed stream's group answerers share: per-item errors and outcome metrics, counted
-    as the one-by-one path counts them (`ServicerBase._item_handler`)."""
+class GroupAnswers(Generic[Req, Resp]):
+    """What a packed stream's group answerers share: the stream's own refusal of an item, and the
+    per-item outcome metrics, counted as the one-by-one path counts them (`_item_handler`).
+    A subclass names its RPC in `METHOD`."""
 
-    def __init__(self, servicer: ServicerBase, context: Ctx, method: str) -> None:
+    METHOD: str
+
+    def __init__(
+        self, servicer: ServicerBase, context: Ctx, refuse: Callable[[Req, common_pb2.ItemError], Resp]
+    ) -> None:
         self.servicer = servicer
+        self.gateway = servicer.gateway
         self.context = context
-        self.method = method
-        self._latency = servicer.metrics.stream_item_duration.labels(method)
-        self._ok = servicer.metrics.stream_items.labels(method, "OK")
+        self._refuse = refuse
+        self._latency = servicer.metrics.stream_item_duration.labels(self.METHOD)
+        self._ok = servicer.metrics.stream_items.labels(self.METHOD, "OK")
 
-    def error(self, exc: OnespaceError) -> common_pb2.ItemError:
-        """An item's answer for `exc`, counted under its status code."""
-        return self.servicer.item_error(self.method, exc)
+    def refused(self, request: Req, exc: OnespaceError) -> Resp:
+        """The stream's answer refusing `request` for `exc`, counted under its status code."""
+        return self._refuse(request, self.servicer.item_error(self.METHOD, exc))
 
-    def answered(self, count: int, ok: int, started: float) -> None:
-        """A group of `count` items answered, `ok` of them successfully (the rest were counted by
-        `error`); each item's latency is the group's."""
+    def answered(self, out: Sequence[Resp | None], ok: int, started: float) -> list[Resp]:
+        """A group's answers (every slot filled), `ok` of them successes (refusals were counted by
+        `refused`); each item's latency is the group's."""
+        answered = [response for response in out if response is not None]
+        assert len(answered) == len(out), "every request in a group is answered"
         self._ok.inc(ok)
         elapsed = time.monotonic() - started
-        for _ in range(count):
+        for _ in answered:
             self._latency.observe(elapsed)
+        return answered
 
 
 class Grouped(Protocol[Req_contra, Resp_co]):

@@ -52,7 +52,7 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
     ) -> AsyncIterator[pb.IngestPackedResponse]:
         answer, refuse = self._ingest_item(context)
         # `--fsync always` promises each item a commit of its own: no groups then
-        together = _ItemGroups(self, context) if self.gateway.settings.fsync != "always" else None
+        together = _ItemGroups(self, context, refuse) if self.gateway.settings.fsync != "always" else None
         async for batch in self.packed_stream("IngestPacked", frames, answer, refuse, together):
             yield pb.IngestPackedResponse(responses=batch)
 
@@ -109,15 +109,13 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
         return pb.DeleteResponse(deleted=deleted)
 
 
-class _ItemGroups(GroupAnswers):
+class _ItemGroups(GroupAnswers[pb.IngestRequest, pb.IngestResponse]):
     """IngestPacked's items, answered a group at a time: one validation pass per item, the
     group's contents embedded together and one write for the group (`Gateway.upsert_each`)
     instead of a task, an embedding wait, an upsert and a commit wait per item. Not used under
     `--fsync always`, where each item gets a commit of its own."""
 
-    def __init__(self, servicer: DataServicer, context: Ctx) -> None:
-        super().__init__(servicer, context, "IngestPacked")
-        self._gateway = servicer.gateway
+    METHOD = "IngestPacked"
 
     async def answer(self, requests: Sequence[pb.IngestRequest]) -> list[pb.IngestResponse]:
         started = time.monotonic()
@@ -129,13 +127,13 @@ class _ItemGroups(GroupAnswers):
             try:
                 item = convert.item_from_proto(request.item, "item")
             except OnespaceError as exc:
-                out[i] = self._refuse(request, exc)
+                out[i] = self.refused(request, exc)
                 continue
             by_collection.setdefault(request.collection, []).append((i, item))
         for name, members in by_collection.items():
             results: Sequence[Timings | OnespaceError]
             try:
-                results = await self._gateway.upsert_each(
+                results = await self.gateway.upsert_each(
                     name, [item for _, item in members], deadline=deadline
                 )
             except OnespaceError as exc:  # about them all: the collection, the deadline, the commit
@@ -144,7 +142,7 @@ class _ItemGroups(GroupAnswers):
             for (i, _), result in zip(members, results, strict=True):
                 request = requests[i]
                 if isinstance(result, OnespaceError):
-                    out[i] = self._refuse(request, result)
+                    out[i] = self.refused(request, result)
                     continue
                 if message is None:
                     message = convert.timings_to_proto(result)
@@ -152,10 +150,4 @@ class _ItemGroups(GroupAnswers):
                     request_id=request.request_id, id=request.item.id, stored=True, timings=message
                 )
                 stored += 1
-        answered = [response for response in out if response is not None]
-        assert len(answered) == len(requests), "every request in a group is answered"
-        self.answered(len(requests), stored, started)
-        return answered
-
-    def _refuse(self, request: pb.IngestRequest, exc: OnespaceError) -> pb.IngestResponse:
-        return pb.IngestResponse(request_id=request.request_id, id=request.item.id, error=self.error(exc))
+        return self.answered(out, stored, started)

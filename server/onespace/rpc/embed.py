@@ -55,7 +55,7 @@ class EmbedServicer(ServicerBase, embed_pb2_grpc.EmbedServiceServicer):
         self, frames: AsyncIterable[embed_pb2.EmbedStreamPackedRequest], context: Ctx
     ) -> AsyncIterator[embed_pb2.EmbedStreamPackedResponse]:
         answer, refuse = self._stream_item(context)
-        together = _EmbedGroups(self, context)
+        together = _EmbedGroups(self, context, refuse)
         async for batch in self.packed_stream("EmbedStreamPacked", frames, answer, refuse, together):
             yield embed_pb2.EmbedStreamPackedResponse(responses=batch)
 
@@ -119,14 +119,12 @@ class _StreamItem:
         )
 
 
-class _EmbedGroups(GroupAnswers):
+class _EmbedGroups(GroupAnswers[embed_pb2.EmbedStreamRequest, embed_pb2.EmbedStreamResponse]):
     """EmbedStreamPacked's items, answered a group at a time: each checked on its own, all
     embedded with one wait (`Gateway.embed_inputs`) instead of a task and a wait per item; each
     item keeps its own answer or error."""
 
-    def __init__(self, servicer: EmbedServicer, context: Ctx) -> None:
-        super().__init__(servicer, context, "EmbedStreamPacked")
-        self._gateway = servicer.gateway
+    METHOD = "EmbedStreamPacked"
 
     async def answer(
         self, requests: Sequence[embed_pb2.EmbedStreamRequest]
@@ -136,12 +134,12 @@ class _EmbedGroups(GroupAnswers):
         items: list[tuple[int, _StreamItem]] = []
         for i, request in enumerate(requests):
             try:
-                items.append((i, _StreamItem.parse(self._gateway, request)))
+                items.append((i, _StreamItem.parse(self.gateway, request)))
             except OnespaceError as exc:
-                out[i] = self._refuse(request, exc)
+                out[i] = self.refused(request, exc)
         done = 0
         if items:
-            results = await self._gateway.embed_inputs(
+            results = await self.gateway.embed_inputs(
                 [item.input for _, item in items],
                 [item.normalize for _, item in items],
                 deadline=self.servicer.deadline(self.context),
@@ -149,16 +147,8 @@ class _EmbedGroups(GroupAnswers):
             )
             for (i, item), result in zip(items, results, strict=True):
                 if isinstance(result, OnespaceError):
-                    out[i] = self._refuse(item.request, result)
+                    out[i] = self.refused(item.request, result)
                     continue
                 out[i] = item.response(*result, started)
                 done += 1
-        answered = [response for response in out if response is not None]
-        assert len(answered) == len(requests), "every request in a group is answered"
-        self.answered(len(requests), done, started)
-        return answered
-
-    def _refuse(
-        self, request: embed_pb2.EmbedStreamRequest, exc: OnespaceError
-    ) -> embed_pb2.EmbedStreamResponse:
-        return embed_pb2.EmbedStreamResponse(request_id=request.request_id, error=self.error(exc))
+        return self.answered(out, done, started)
