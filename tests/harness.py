@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from onespace.app import App
 from onespace.config import Settings
@@ -22,7 +23,7 @@ from onespace_client.v1 import (
     search_pb2_grpc,
 )
 
-__all__ = ["Running", "running_gateway", "test_settings"]
+__all__ = ["Running", "only_groups", "running_gateway", "test_settings"]
 
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -70,3 +71,19 @@ async def running_gateway(
     finally:
         await channel.close()
         await app.stop()
+
+
+def only_groups(gw: Running, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the scheduler's `embed_many` calls from now on; `embed` (the one-by-one path)
+    is removed, so an input that takes it fails the test."""
+    scheduler = gw.app.gateway.scheduler
+    groups: list[int] = []
+    embed_many = scheduler.embed_many
+
+    async def counted(inputs: Any, **kw: Any) -> Any:
+        groups.append(len(inputs))
+        return await embed_many(inputs, **kw)
+
+    monkeypatch.setattr(scheduler, "embed_many", counted)
+    monkeypatch.setattr(scheduler, "embed", None)
+    return groups

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from onespace.content import EmbeddingType
-from onespace.errors import OnespaceError, ResourceExhausted
+from onespace.errors import InvalidArgument, OnespaceError, ResourceExhausted
 from onespace.models import LOCAL_MODEL, ModelLimits, ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult
 
-__all__ = ["ScriptedProvider"]
+__all__ = ["RefusingProvider", "ScriptedProvider"]
 
 
 @dataclass
@@ -69,3 +69,23 @@ class ScriptedProvider(Provider):
         vector = np.random.default_rng(seed).standard_normal(item.dimension).astype(np.float32)
         vector /= np.linalg.norm(vector)
         return ProviderResult((ProviderEmbedding(vector, EmbeddingType.TEXT),))
+
+
+@dataclass
+class RefusingProvider(ScriptedProvider):
+    """Refuses (InvalidArgument about `content.text`) any call carrying a text with "bad" in it, as
+    Bedrock refuses a whole batch for one input; `on_refusal` runs at each refusal."""
+
+    refused: list[int] = field(default_factory=list)  # size of each refused call
+    on_refusal: Callable[[], None] = lambda: None
+
+    async def embed(
+        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+    ) -> list[ProviderResult]:
+        bad = [i.content.text for i in inputs if "bad" in (i.content.text or "")]
+        if bad:
+            self.refused.append(len(inputs))
+            self.seen.extend(inputs)
+            self.on_refusal()
+            raise InvalidArgument("content.text", f"{bad[0]!r} is refused by the provider")
+        return await super().embed(inputs, deadline=deadline)

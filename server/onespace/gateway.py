@@ -22,7 +22,7 @@ from onespace.config import Settings
 from onespace.content import Content, MediaLimits, Purpose
 from onespace.engine import Admission, EmbedScheduler, SearchBatcher, WriteBatcher
 from onespace.engine.maintenance import Maintainer
-from onespace.engine.scheduler import EmbedOutcome
+from onespace.engine.scheduler import EmbedOutcome, GivenUp
 from onespace.engine.search import IndexCall
 from onespace.engine.writes import GroupCommit
 from onespace.errors import AlreadyExists, InvalidArgument, NotFound, OnespaceError, Unavailable
@@ -232,6 +232,36 @@ class Gateway:
             for x, n, o in zip(items, normalize, outcomes, strict=True)
         ]
 
+    async def _embed_all(
+        self,
+        items: Sequence[EmbedInput],
+        fields: Sequence[str],
+        normalize: bool,
+        *,
+        deadline: float,
+        admission: Admission,
+    ) -> list[tuple[Embedded, EmbedOutcome]]:
+        """A unary request's inputs, waited for together (`EmbedScheduler.embed_many`, no task per
+        input); the request fails at its first failed input, with that input's error naming
+        its field (`fields[i]`)."""
+        if len(items) == 1:  # the common request: one wait, as `embed_input`
+            served = self.embed_input(items[0], deadline=deadline, admission=admission, normalize=normalize)
+            return [await _named(served, fields[0])]
+        outcomes = await self.scheduler.embed_many(
+            items, deadline=deadline, admission=admission, all_or_nothing=True
+        )
+        for outcome, where in zip(outcomes, fields, strict=True):
+            if isinstance(outcome, OnespaceError) and not isinstance(outcome, GivenUp):
+                renamed = _renamed(outcome, where)
+                if renamed is outcome:
+                    raise outcome
+                raise renamed from outcome
+        return [
+            (self._served(x, o, normalize), o)
+            for x, o in zip(items, outcomes, strict=True)
+            if not isinstance(o, OnespaceError)
+        ]
+
     def _served(self, item: EmbedInput, outcome: EmbedOutcome, normalize: bool) -> Embedded:
         if self.tracer is not None:
             _trace_embed(self.tracer, self.provider.name, item, outcome)
@@ -246,14 +276,9 @@ class Gateway:
         spec, dimension = self.resolve(options)
         purpose = options.purpose or Purpose.GENERIC_INDEX
         inputs = [self.prepare(c, spec, dimension, purpose, f"items[{i}]") for i, c in enumerate(items)]
-        done = await gather_all(
-            [
-                _named(
-                    self.embed_input(x, deadline=deadline, admission=admission, normalize=options.normalize),
-                    f"items[{i}]",
-                )
-                for i, x in enumerate(inputs)
-            ]
+        fields = [f"items[{i}]" for i in range(len(inputs))]
+        done = await self._embed_all(
+            inputs, fields, options.normalize, deadline=deadline, admission=admission
         )
         timings = Timings()
         for _, outcome in done:
@@ -302,32 +327,30 @@ class Gateway:
         collection = self.collection(name, "collection")
         config = collection.config
         spec = self.model(config.model)
-        prepared: list[EmbedInput | None] = []
-        named: list[str] = []  # each item's content field, for errors found while embedding it
+        contents: list[EmbedInput] = []
+        named: list[str] = []  # each content's field, for errors found while embedding it
         for i, item in enumerate(items):
             where = f"{field}[{i}]" if len(items) > 1 or field == "items" else field
-            named.append(f"{where}.content")
             if item.content is not None:
-                prepared.append(
+                named.append(f"{where}.content")
+                contents.append(
                     self.prepare(
                         item.content, spec, config.dimension, Purpose.GENERIC_INDEX, f"{where}.content"
                     )
                 )
-            elif item.vector is not None:
-                prepared.append(None)
-            else:
+            elif item.vector is None:
                 raise InvalidArgument(f"{where}.source", "set either content or vector")
-        embedded = await gather_all(
-            [
-                _named(self._vector_for(p, item, deadline, admission), content_field)
-                for p, item, content_field in zip(prepared, items, named, strict=True)
-            ]
-        )
+        embedded = iter(await self._embed_all(contents, named, True, deadline=deadline, admission=admission))
         timings = Timings()
         records = []
-        for item, (vector, outcome) in zip(items, embedded, strict=True):
-            if outcome is not None:
+        for item in items:
+            if item.content is not None:
+                done, outcome = next(embedded)
                 timings.add(outcome)
+                vector = done.result.embeddings[0].vector
+            else:
+                assert item.vector is not None
+                vector = item.vector
             modality = item.content.modality if item.content is not None else None
             records.append(Record(item.id, vector, modality, dict(item.metadata)))
         op = collection.prepare_upsert(records, field=field)
@@ -420,15 +443,6 @@ class Gateway:
             assert isinstance(timing, Timings)
             timing.add(made)
         return vectors
-
-    async def _vector_for(
-        self, prepared: EmbedInput | None, item: ItemIn, deadline: float, admission: Admission
-    ) -> tuple[Vector, EmbedOutcome | None]:
-        if prepared is None:
-            assert item.vector is not None
-            return item.vector, None
-        embedded, outcome = await self.embed_input(prepared, deadline=deadline, admission=admission)
-        return embedded.result.embeddings[0].vector, outcome
 
     async def get(self, name: str, ids: Sequence[str], include_vectors: bool) -> list[StoredItem | None]:
         collection = self.collection(name, "collection")

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
-from tests.harness import running_gateway
-from tests.scripted import ScriptedProvider
+from tests.harness import only_groups, running_gateway
+from tests.scripted import RefusingProvider, ScriptedProvider
 
 
 async def test_concurrent_searches_share_index_calls_and_match_solo_results(tmp_path: Path) -> None:
@@ -201,3 +202,45 @@ async def test_a_thousand_concurrent_embeds_of_a_hundred_inputs_make_a_hundred_c
         assert len(provider.calls) == 100  # warm cache: zero provider calls
         assert all(r.results[0].cached for r in again)
         assert registry.get_sample_value("onespace_cache_requests_total", {"result": "hit"}) == hits + 1000
+
+
+async def test_a_unary_requests_contents_are_embedded_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embed and Upsert of several contents wait for them as one group (no task per item); the
+    request fails at a refused input, naming it, and stores nothing."""
+    provider = RefusingProvider(max_batch_size=8)
+    async with running_gateway(tmp_path, provider, max_batch_wait_ms=5) as gw:
+        config = collections_pb2.CollectionConfig(name="g", dimension=256)
+        await gw.collections.CreateCollection(collections_pb2.CreateCollectionRequest(config=config))
+        groups = only_groups(gw, monkeypatch)
+        texts = ["one", "two", "one", "three"]
+        embedded = await gw.embed.Embed(
+            embed_pb2.EmbedRequest(items=[common_pb2.Content(text=t) for t in texts])
+        )
+        vectors = [list(e.embeddings[0].values) for e in embedded.results]
+        assert len(vectors) == 4 and vectors[0] == vectors[2] != vectors[1]
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await gw.embed.Embed(
+                embed_pb2.EmbedRequest(items=[common_pb2.Content(text=t) for t in ("four", "a bad one")])
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith("items[1].text:")
+        raw = common_pb2.Vector(values=[1.0] + [0.0] * 255)
+        items = [
+            data_pb2.Item(id="a", content=common_pb2.Content(text="one")),
+            data_pb2.Item(id="b", vector=raw),
+            data_pb2.Item(id="c", content=common_pb2.Content(text="five")),
+        ]
+        await gw.data.Upsert(data_pb2.UpsertRequest(collection="g", items=items))
+        bad = [*items[:2], data_pb2.Item(id="d", content=common_pb2.Content(text="bad too"))]
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await gw.data.Upsert(data_pb2.UpsertRequest(collection="g", items=bad))
+        assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (failed.value.details() or "").startswith("items[2].content.text:")
+        assert groups == [4, 2, 2, 2]  # contents only: the raw vector is not embedded
+        got = await gw.data.Get(
+            data_pb2.GetRequest(collection="g", ids=["a", "b", "c", "d"], include_vectors=True)
+        )
+        assert [i.id for i in got.items] == ["a", "b", "c"]
+        assert list(got.items[0].vector) == pytest.approx(vectors[0], abs=2e-4)  # stored f16

@@ -12,11 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
-from onespace.errors import InvalidArgument
 from onespace_client import AsyncClient, item
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2
-from tests.harness import Running, running_gateway
-from tests.scripted import ScriptedProvider
+from tests.harness import Running, only_groups, running_gateway
+from tests.scripted import RefusingProvider, ScriptedProvider
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -263,32 +262,6 @@ async def test_a_frame_of_vectors_is_one_write_per_group(gateway: Running) -> No
     value = gateway.app.metrics.registry.get_sample_value
     assert value("onespace_commit_items_count", {"collection": "w"}) == 1
     assert value("onespace_commit_items_sum", {"collection": "w"}) == 16
-
-
-def only_groups(gw: Running, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes of the scheduler's `embed_many` calls from now on; `embed` (the one-by-one path)
-    is removed, so an item that takes it fails the test."""
-    scheduler = gw.app.gateway.scheduler
-    groups: list[int] = []
-    embed_many = scheduler.embed_many
-
-    async def counted(inputs: Any, **kw: Any) -> Any:
-        groups.append(len(inputs))
-        return await embed_many(inputs, **kw)
-
-    monkeypatch.setattr(scheduler, "embed_many", counted)
-    monkeypatch.setattr(scheduler, "embed", None)
-    return groups
-
-
-class RefusingProvider(ScriptedProvider):
-    """Refuses a text with "bad" in it (InvalidArgument about `content.text`), as Bedrock does."""
-
-    async def embed(self, inputs: Any, *, deadline: float | None = None) -> Any:
-        bad = [i.content.text for i in inputs if "bad" in (i.content.text or "")]
-        if bad:
-            raise InvalidArgument("content.text", f"{bad[0]!r} is refused by the provider")
-        return await super().embed(inputs, deadline=deadline)
 
 
 async def test_a_frame_of_contents_is_embedded_together_and_written_once(

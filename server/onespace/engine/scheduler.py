@@ -58,6 +58,7 @@ from onespace.engine.cache import EmbeddingCache
 from onespace.engine.limiter import AdaptiveLimiter, Permit
 from onespace.engine.pending import GroupKey, Pending, State
 from onespace.errors import (
+    Cancelled,
     DeadlineExceeded,
     Internal,
     InvalidArgument,
@@ -68,7 +69,7 @@ from onespace.errors import (
 from onespace.metrics import Metrics, code_label
 from onespace.providers.base import EmbedInput, Provider, ProviderResult
 
-__all__ = ["Admission", "EmbedOutcome", "EmbedScheduler"]
+__all__ = ["Admission", "EmbedOutcome", "EmbedScheduler", "GivenUp"]
 
 log = logging.getLogger(__name__)
 _current_call: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("call", default=None)
@@ -77,6 +78,13 @@ _current_call: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("ca
 class Admission(enum.Enum):
     FAIL_FAST = "fail_fast"  # unary RPCs: RESOURCE_EXHAUSTED at once when the queue is full
     WAIT = "wait"  # streams: wait for room until the deadline
+
+
+class GivenUp(Cancelled):
+    """An input of an all-or-nothing group that another input's failure ended before it was done."""
+
+    def __init__(self) -> None:
+        super().__init__("given up: another input of the request failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,11 +229,21 @@ class EmbedScheduler:
         return await self._wait(pending, deadline, start, joined)
 
     async def embed_many(
-        self, items: Sequence[EmbedInput], *, deadline: float, admission: Admission
+        self,
+        items: Sequence[EmbedInput],
+        *,
+        deadline: float,
+        admission: Admission,
+        all_or_nothing: bool = False,
     ) -> list[EmbedOutcome | OnespaceError]:
         """Embed checked inputs as `embed` does each (cache, joins, admission, one deadline), with
-        one wait for them all instead of a task, a shield and a timeout per input: a stream's
-        group of items. Each input gets its outcome or its error; only cancellation is raised."""
+        one wait for them all instead of a task, a shield and a timeout per input. Each input gets
+        its outcome or its error; only cancellation is raised.
+
+        A stream's group wants every outcome. A unary request fails as a whole at its first
+        failed input (`all_or_nothing`): the wait ends there, and the inputs not done by then are
+        given up as a cancelled caller's are (queued ones nobody else waits for are dropped
+        unsent); their slots hold `GivenUp`, so the caller reports the failure that ended it."""
         start = self._clock()
         out: list[EmbedOutcome | OnespaceError | tuple[Pending, bool]] = []
         try:
@@ -234,15 +252,36 @@ class EmbedScheduler:
                     out.append(await self._start(item, deadline, admission))
                 except OnespaceError as exc:
                     out.append(exc)
+                    if all_or_nothing:
+                        return self._given_up(out, len(items), start)
             waiting = {s[0].future for s in out if isinstance(s, tuple)}
             if waiting:
-                await asyncio.wait(waiting, timeout=max(0.0, deadline - self._clock()))
+                until = asyncio.FIRST_EXCEPTION if all_or_nothing else asyncio.ALL_COMPLETED
+                await asyncio.wait(waiting, timeout=max(0.0, deadline - self._clock()), return_when=until)
         except asyncio.CancelledError:
             for started in out:
                 if isinstance(started, tuple) and not started[0].future.done():
                     self._leave(started[0], "cancelled")
             raise
+        if all_or_nothing and any(f.done() and not f.cancelled() and f.exception() for f in waiting):
+            return self._given_up(out, len(items), start)
         return [s if not isinstance(s, tuple) else self._outcome(s[0], start, s[1]) for s in out]
+
+    def _given_up(
+        self, out: list[EmbedOutcome | OnespaceError | tuple[Pending, bool]], count: int, start: float
+    ) -> list[EmbedOutcome | OnespaceError]:
+        """An all-or-nothing group failed: what is done keeps its outcome, the rest is left as a
+        cancelled caller leaves it, and each such slot (started or not) holds `GivenUp`."""
+        done: list[EmbedOutcome | OnespaceError] = []
+        for started in out:
+            if not isinstance(started, tuple):
+                done.append(started)
+            elif started[0].future.done():
+                done.append(self._outcome(started[0], start, started[1]))
+            else:
+                self._leave(started[0], "cancelled")
+                done.append(GivenUp())
+        return done + [GivenUp() for _ in range(count - len(out))]
 
     def _outcome(self, pending: Pending, start: float, joined: bool) -> EmbedOutcome | OnespaceError:
         """What `embed_many`'s wait left for one input: its outcome, its error, or the deadline."""

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,14 @@ import pytest
 from onespace.config import Settings
 from onespace.content import Content, Purpose
 from onespace.engine import Admission, EmbedScheduler
-from onespace.engine.scheduler import EmbedOutcome
+from onespace.engine.scheduler import EmbedOutcome, GivenUp
 from onespace.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, Unavailable
 from onespace.metrics import Metrics
 from onespace.models import Modality
 from onespace.providers.base import EmbedInput, ProviderResult
 from onespace_client.v1 import common_pb2, embed_pb2
 from tests.harness import running_gateway
-from tests.scripted import ScriptedProvider
+from tests.scripted import RefusingProvider, ScriptedProvider
 
 
 def text(s: str) -> EmbedInput:
@@ -299,26 +298,6 @@ async def test_a_group_queued_while_another_waited_to_fill_is_served_after_it(sc
     assert scheduler.queued == 0
 
 
-@dataclass
-class RefusingProvider(ScriptedProvider):
-    """Refuses (InvalidArgument) any call carrying a text with "bad" in it, as Bedrock refuses a
-    whole batch for one input; `on_refusal` runs at each refusal."""
-
-    refused: list[int] = field(default_factory=list)  # size of each refused call
-    on_refusal: Callable[[], None] = lambda: None
-
-    async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
-    ) -> list[ProviderResult]:
-        bad = [i.content.text for i in inputs if "bad" in (i.content.text or "")]
-        if bad:
-            self.refused.append(len(inputs))
-            self.seen.extend(inputs)
-            self.on_refusal()
-            raise InvalidArgument("content.text", f"{bad[0]!r} is refused by the provider")
-        return await super().embed(inputs, deadline=deadline)
-
-
 async def test_one_refused_input_fails_only_its_caller(scheduler_for: Any) -> None:
     provider = RefusingProvider(max_batch_size=8)
     metrics = Metrics()
@@ -522,6 +501,54 @@ async def test_embed_many_gives_each_input_what_embed_gives_it(scheduler_for: An
         scheduler.queued == 0
         and await scheduler.embed_many([], deadline=later(), admission=Admission.WAIT) == []
     )
+
+
+async def test_all_or_nothing_ends_at_the_first_failure_without_waiting_for_the_rest(
+    scheduler_for: Any,
+) -> None:
+    """A unary request's group: the provider refuses one input while another is still in flight;
+    the wait ends at the refusal (the gate stays shut), the unfinished input is given up, and
+    its call runs on for the cache and later callers."""
+    gate = asyncio.Event()
+    provider = RefusingProvider(max_batch_size=1, gate=gate)
+    scheduler = await scheduler_for(provider, concurrency_initial=2, concurrency_max=2)
+    group = scheduler.embed_many(
+        [text("slow"), text("bad one")], deadline=later(), admission=Admission.WAIT, all_or_nothing=True
+    )
+    outcomes = await asyncio.wait_for(group, 30)  # a guard only: it must not wait for the gate
+    assert not gate.is_set()
+    assert isinstance(outcomes[0], GivenUp) and isinstance(outcomes[1], InvalidArgument)
+    assert provider.refused == [1]
+    gate.set()  # the given-up call was sent: it still answers, into the cache
+    again = await scheduler.embed(text("slow"), deadline=later(), admission=Admission.WAIT)
+    assert again.cached or again.joined
+    assert [i.content.text for i in provider.seen].count("slow") == 1
+
+
+async def test_all_or_nothing_stops_queueing_at_a_refused_admission(scheduler_for: Any) -> None:
+    """Past the queue's capacity a fail-fast group stops at the refused input: nothing after it is
+    queued, and what it had queued is dropped unsent."""
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate)
+    scheduler = await scheduler_for(
+        provider, concurrency_initial=1, concurrency_max=1, queue_capacity=2, cache_bytes=0
+    )
+    blocker = asyncio.create_task(
+        scheduler.embed(text("blocker"), deadline=later(), admission=Admission.WAIT)
+    )
+    await provider.started.wait()  # the only slot is taken: what follows stays queued
+    items = [text(t) for t in ("a", "b", "c", "d")]
+    outcomes = await scheduler.embed_many(
+        items, deadline=later(), admission=Admission.FAIL_FAST, all_or_nothing=True
+    )
+    assert [type(o) for o in outcomes] == [GivenUp, GivenUp, ResourceExhausted, GivenUp]
+    assert scheduler.queued == 0
+    each = await scheduler.embed_many(items, deadline=later(0.5), admission=Admission.FAIL_FAST)
+    waited = [DeadlineExceeded, DeadlineExceeded, ResourceExhausted, ResourceExhausted]
+    assert [type(o) for o in each] == waited  # each input its own outcome, after the wait
+    gate.set()
+    await blocker
+    assert [i.content.text for i in provider.seen] == ["blocker"]
 
 
 async def test_embed_many_past_its_deadline_or_cancelled_leaves_nothing_queued(scheduler_for: Any) -> None:
