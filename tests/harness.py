@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from onespace_client.v1 import (
     search_pb2_grpc,
 )
 
-__all__ = ["Running", "only_groups", "running_gateway", "test_settings"]
+__all__ = ["Running", "index_all", "only_groups", "running_gateway", "test_settings"]
 
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -87,3 +88,13 @@ def only_groups(gw: Running, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(scheduler, "embed_many", counted)
     monkeypatch.setattr(scheduler, "embed", None)
     return groups
+
+
+async def index_all(gw: Running, collection: str) -> None:
+    """Wait until the background indexer has added every committed row of `collection` to its
+    HNSW graph (it adds them in steps; searches scan what it has not taken yet exactly). A test
+    that compares approximate searches made at different moments needs the final graph, and a
+    removal leaves a usearch tombstone only for a row the graph holds."""
+    handle = gw.app.gateway.store.get(collection)
+    while await asyncio.to_thread(handle.index_pending):
+        pass

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
-from tests.harness import only_groups, running_gateway
+from tests.harness import index_all, only_groups, running_gateway
 from tests.scripted import RefusingProvider, ScriptedProvider
 
 
@@ -40,8 +40,7 @@ async def test_concurrent_searches_share_index_calls_and_match_solo_results(tmp_
         # Index every acked row first: rows still in the tail are scanned exactly, so the solo
         # searches (while background indexing runs) and the batched ones (after it) could
         # otherwise differ by HNSW's approximation, not by batching.
-        while await asyncio.to_thread(collection.index_pending):
-            pass
+        await index_all(gw, "v")
         queries = rng.standard_normal((200, 256)).astype(np.float32)
 
         def request(q: np.ndarray) -> search_pb2.SearchRequest:

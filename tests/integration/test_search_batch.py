@@ -8,7 +8,7 @@ import pytest
 
 from onespace_client import AsyncClient, OnespaceClientError, item, vector, where
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
-from tests.harness import Running
+from tests.harness import Running, index_all
 
 DIM = 256
 F32 = common_pb2.VECTOR_FORMAT_F32
@@ -38,9 +38,7 @@ async def filled(gateway: Running) -> tuple[Running, np.ndarray]:
     ]
     for start in range(0, len(items), 200):
         await gateway.data.Upsert(data_pb2.UpsertRequest(collection="v", items=items[start : start + 200]))
-    # A checkpoint indexes what the writes left for the background indexer: the tests compare
-    # searches made one after another, and an HNSW graph still growing may answer differently.
-    await gateway.collections.CheckpointCollection(collections_pb2.CheckpointCollectionRequest(name="v"))
+    await index_all(gateway, "v")  # the tests compare searches made one after another
     return gateway, data
 
 

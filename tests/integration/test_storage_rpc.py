@@ -17,7 +17,7 @@ from onespace.index.check import check_data_dir
 from onespace_client import AsyncClient, OnespaceClientError, item, vector, where
 from onespace_client.cli import main as cli_main
 from onespace_client.v1 import collections_pb2, common_pb2, search_pb2
-from tests.harness import Running, running_gateway
+from tests.harness import Running, index_all, running_gateway
 
 DIM = 256
 
@@ -51,11 +51,7 @@ async def test_stats_checkpoint_and_compaction(gateway: Running) -> None:
             checkpointed.checkpoint_time,
         )
 
-        # A removal leaves a usearch tombstone only for a row the graph already holds (a row
-        # still in the unindexed tail is never added), so the background indexer must be done.
-        collection = gateway.app.gateway.store.get("docs")
-        while await asyncio.to_thread(collection.index_pending):
-            pass
+        await index_all(gateway, "docs")  # so that every removal leaves a tombstone
         gone = [f"d{i}" for i in range(0, 200, 2)]
         assert await client.delete("docs", gone) == 100
         deleted = (await client.get_collection("docs")).stats
