@@ -5,7 +5,8 @@ subprocess, this process its gRPC client on one channel, side by side in one run
    the cache (no provider work), both from 64 concurrent callers; one-item unary Embed calls made
    one after another against one EmbedStream carrying the same cached items one per message (and
    4 streams), and against the client's `embed_stream`, which packs the items that are ready
-   into EmbedStreamPacked frames. The Info RPC once more over a pool of 4 channels, each its own TCP
+   into EmbedStreamPacked frames; unary Embed RPCs of 64 cached texts each (one group wait in the
+   gateway, no task per text). The Info RPC once more over a pool of 4 channels, each its own TCP
    connection: whether one HTTP/2 connection limits a client here (a reason to pool channels).
 2. Burst: 5,000 unary RPCs opened at once on one channel: how many fail (grpc-core's default
    pending-call limits cancelled ~40% of them before onespace raised them).
@@ -46,6 +47,7 @@ from tests.reliability.serve import Server
 CALLERS = 64
 CALLS = 3_000
 SEQUENTIAL = 500
+PER_REQUEST = 64  # texts in each request of the multi-item unary Embed run
 STREAM_ITEMS = 5_000
 BURST = 5_000
 OVERLOAD_SECONDS = 3.0
@@ -98,6 +100,13 @@ async def overhead(target: str) -> dict[str, list[float]]:
         for r in requests:  # warm the cache
             await embed.Embed(r)
         info_request = info_pb2.InfoRequest()
+        lists = [
+            embed_pb2.EmbedRequest(
+                items=[requests[(j + k) % len(requests)].items[0] for k in range(PER_REQUEST)],
+                options=requests[0].options,
+            )
+            for j in range(len(requests))
+        ]
 
         async def stream_rate(streams: int) -> float:
             per = STREAM_ITEMS // streams
@@ -145,6 +154,9 @@ async def overhead(target: str) -> dict[str, list[float]]:
             rate, lat = await _rate(lambda i: embed.Embed(requests[i % len(requests)]), CALLS, CALLERS)
             runs.setdefault("embed_cached", []).append(rate)
             runs.setdefault("embed_cached_p50_ms", []).append(_p(lat, 0.5))
+            rate, lat = await _rate(lambda i: embed.Embed(lists[i % len(lists)]), CALLS // 16, CALLERS // 8)
+            runs.setdefault("embed_lists", []).append(rate * PER_REQUEST)
+            runs.setdefault("embed_lists_p50_ms", []).append(_p(lat, 0.5))
             rate, lat = await _rate(lambda i: embed.Embed(requests[i % len(requests)]), SEQUENTIAL, 1)
             runs.setdefault("embed_sequential", []).append(rate)
             runs.setdefault("embed_sequential_p50_ms", []).append(_p(lat, 0.5))
@@ -271,6 +283,13 @@ def run(data_dir: Path) -> None:
             m["embed_sequential"],
             m["embed_sequential"] / m["info"],
             f"p50 {m['embed_sequential_p50_ms']:.2f} ms",
+        ],
+        [
+            f"Embed RPC, {PER_REQUEST} cached texts per request",
+            f"{CALLERS // 8} callers",
+            m["embed_lists"],
+            m["embed_lists"] / m["info"],
+            f"p50 {m['embed_lists_p50_ms']:.1f} ms a request",
         ],
         ["EmbedStream, cached texts", "1 stream (window 64)", m["stream_1"], m["stream_1"] / m["info"], ""],
         ["EmbedStream, cached texts", "4 streams", m["stream_4"], m["stream_4"] / m["info"], ""],
