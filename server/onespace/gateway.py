@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import numpy as np
 
@@ -252,10 +252,7 @@ class Gateway:
         )
         for outcome, where in zip(outcomes, fields, strict=True):
             if isinstance(outcome, OnespaceError) and not isinstance(outcome, GivenUp):
-                renamed = _renamed(outcome, where)
-                if renamed is outcome:
-                    raise outcome
-                raise renamed from outcome
+                _raise_named(outcome, where)
         return [
             (self._served(x, o, normalize), o)
             for x, o in zip(items, outcomes, strict=True)
@@ -637,10 +634,15 @@ async def _named(aw: Awaitable[T], field: str) -> T:
     try:
         return await aw
     except InvalidArgument as exc:
-        named = _renamed(exc, field)
-        if named is exc:
-            raise
-        raise named from exc
+        _raise_named(exc, field)
+
+
+def _raise_named(exc: OnespaceError, field: str) -> NoReturn:
+    """Raise `exc`, naming `field` instead when it is about the generic `content` (`_renamed`)."""
+    named = _renamed(exc, field)
+    if named is exc:
+        raise exc
+    raise named from exc
 
 
 def _renamed(exc: E, field: str) -> E | InvalidArgument:
