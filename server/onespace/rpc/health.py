@@ -66,6 +66,7 @@ class ClosingHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]  #
             if status != last:
                 await context.write(_Status(status=status))
                 last = status
+                continue  # the write yields: look again before ending or waiting (close() may have run)
             if self._closed:
                 return
             await changed.wait()
