@@ -46,9 +46,13 @@ Figures (medians of the runs, contenders interleaved): items/s, per-item latency
 request leaving the client: RPC start, stream write, or the call after the semaphore), failed
 items, throttled calls (the emulator's counters) and their share of all calls, the fraction of the
 quota-bound ceiling, CPU per item (gateway process for the gateway, this process for the bare
-loops) and its ratio to the aioboto3 + Semaphore(32) loop's. For the throttled scenarios the
-gateway's concurrency limit is sampled from its /metrics every 100 ms during the unary runs and
-plotted into docs/benchmarks/limiter.png (matplotlib, the `bench` extra; skipped without it).
+loops) and its ratio to the aioboto3 + Semaphore(32) loop's. The gateway's concurrency limit is
+sampled from its /metrics every 100 ms during every unary run and plotted for the throttled
+scenarios into docs/benchmarks/limiter.png (matplotlib, the `bench` extra; skipped without it).
+Each gateway run with random throttles comes right after an unthrottled run of the same contender
+(fixed 40 ms, same size, same sampling), and its 'x unthrottled' is the median of those pairs'
+ratios: the VM's speed drifts over the minutes between the fixed scenario's runs and the random
+one's, and a ratio of runs that far apart measured that drift as much as the gateway.
 Asserts only counts (every item answered or failed, one result per success), never time.
 
 Results go into docs/benchmarks.md (section `bedrock-fanout`) and docs/benchmarks/bedrock-fanout.json.
@@ -647,6 +651,8 @@ async def litellm_gather(
 # --- measuring -------------------------------------------------------------------------------------
 
 ONCE = {"aioboto3 no semaphore", "boto3 sequential", "litellm"}  # slow, for reference: one run each
+PAIRED = ("gateway unary", "gateway stream")  # random-throttle runs paired with an unthrottled one
+UNTHROTTLED = "random-unthrottled"  # results key of those unthrottled runs
 CONTENDERS = (
     ("gateway unary", f"onespace unary `Embed`, {CLIENTS} concurrent clients"),
     ("gateway stream", f"onespace `EmbedStream`, {STREAM_WINDOW} in flight"),
@@ -681,7 +687,7 @@ async def measure(
         async with gateway(emulator.url, tmp / tag) as gw:
             await _warm_up(gw.target)
             await emulator.reset()
-            sample = contender == "gateway unary" and scenario.key != "fixed"
+            sample = contender == "gateway unary"  # in every scenario: both sides of a ratio pay for it
             async with _sampling(http, gw, sample) as samples:
                 cpu0, client0, start = _cpu_seconds(gw.pid), time.process_time(), time.perf_counter()
                 ok, failed, latencies, errors = await call(gw.target, texts)
@@ -785,6 +791,11 @@ async def run(tmp: Path) -> dict[str, Any]:
                     if repeat and name in ONCE:
                         continue
                     tag = f"{scenario.key}-{name.replace(' ', '-').replace('+', '')}-{repeat}"
+                    if scenario.key == "random" and name in PAIRED:
+                        reference = await measure(
+                            name, SCENARIOS[0], emulator, http, tmp, f"{tag}-unthrottled"
+                        )
+                        results.setdefault(UNTHROTTLED, {}).setdefault(name, []).append(reference)
                     result = await measure(name, scenario, emulator, http, tmp, tag)
                     runs[name].append(result)
                     assert result.ok + result.failed == result.items or result.extrapolated_from
@@ -818,7 +829,6 @@ def report(
         "x bare CPU",
     ]
     rows: list[list[object]] = []
-    fixed_rates = {name: _median(runs, lambda r: r.rate) for name, runs in results.get("fixed", {}).items()}
     for scenario in SCENARIOS:
         runs_by = results[scenario.key]
         bare_cpu = _median(runs_by["aioboto3 + semaphore"], lambda r: r.cpu_per_item)
@@ -834,7 +844,7 @@ def report(
                     label,
                     f"{runs[0].extrapolated_from or runs[0].items:,} x {len(runs)}",
                     rate,
-                    f"{rate / fixed_rates[name]:.2f}" if scenario.key == "random" else "",
+                    f"{_unthrottled_ratio(results, name):.2f}" if scenario.key == "random" else "",
                     f"{rate / scenario.ceiling:.1%}" if scenario.ceiling else "",
                     _ms(_median(runs, lambda r: r.percentile(0.5))),
                     _ms(_median(runs, lambda r: r.percentile(0.99))),
@@ -847,13 +857,20 @@ def report(
             )
     title = (
         f"Bedrock fan-out, Nova text {DIMENSION}-d, medians of the runs; x unthrottled = items/s / the "
-        "same contender's fixed-latency items/s; x bare CPU = CPU per item / the aioboto3 + "
-        f"Semaphore({CLIENTS}) loop's in the same scenario"
+        "same contender's unthrottled items/s (the gateway: median of the paired runs' ratios); x bare "
+        f"CPU = CPU per item / the aioboto3 + Semaphore({CLIENTS}) loop's in the same scenario"
     )
     print_table(title, header, rows)
     target_header = ["target", "contender", "figure", "met"]
     target_rows = _targets(results)
     print_table("targets", target_header, target_rows)
+    pair_header = ["contender", "unthrottled items/s", "20% random throttles items/s", "ratio"]
+    pair_rows = [
+        [name, u.rate, t.rate, f"{t.rate / u.rate:.2f}"]
+        for name, references in results.get(UNTHROTTLED, {}).items()
+        for u, t in zip(references, results["random"][name], strict=True)
+    ]
+    print_table("random throttles, paired with an unthrottled run", pair_header, pair_rows)
     limits = _limit_figures(results)
     limit_rows = [[s, *v] for s, v in limits.items()]
     limit_header = ["scenario", "limit min", "limit median", "limit max", "final limit"]
@@ -896,8 +913,11 @@ def report(
             markdown_table(header, rows),
             "The issue's targets, computed from the table above:",
             markdown_table(target_header, target_rows),
+            "Random throttles against unthrottled, each gateway run paired with the unthrottled run (fixed "
+            "40 ms, same contender, same size and sampling) made just before it:",
+            markdown_table(pair_header, pair_rows),
             "Gateway concurrency limit (unary runs, sampled from /metrics every 100 ms, all repeats; the "
-            "sampling costs the gateway a little CPU in these scenarios):",
+            "sampling costs the gateway a little CPU, in every scenario alike):",
             markdown_table(limit_header, limit_rows),
             plot,
         ]
@@ -958,6 +978,16 @@ def _litellm_finding(results: dict[str, dict[str, list[Run]]]) -> str:
     return f"LiteLLM {LITELLM.version}: " + "; ".join(notes) + "."
 
 
+def _unthrottled_ratio(results: dict[str, dict[str, list[Run]]], name: str) -> float:
+    """Random-throttle items/s over unthrottled items/s: for the gateway the median of each run's
+    ratio to the unthrottled run just before it, for the others the ratio of the two medians."""
+    pairs = results.get(UNTHROTTLED, {}).get(name)
+    throttled = results["random"][name]
+    if pairs:
+        return statistics.median(t.rate / u.rate for t, u in zip(throttled, pairs, strict=True))
+    return _median(throttled, lambda r: r.rate) / _median(results["fixed"][name], lambda r: r.rate)
+
+
 def _targets(results: dict[str, dict[str, list[Run]]]) -> list[list[object]]:
     """The issue's targets, each with the figure it is judged by."""
     rows: list[list[object]] = []
@@ -979,7 +1009,7 @@ def _targets(results: dict[str, dict[str, list[Run]]]) -> list[list[object]]:
                         "yes" if of >= 0.95 and share <= 0.05 else "no",
                     ]
                 )
-        ratio = rate("random", name) / rate("fixed", name)
+        ratio = _unthrottled_ratio(results, name)
         failed = max(r.failed for r in results["random"][name])
         rows.append(
             [
