@@ -69,12 +69,16 @@ a hard cap of 16 it averaged about 0.67 of the cap (AIMD's sawtooth between C/2 
   decrease (slow start, resumed when a cut is undone), then +1/8 per window. Below the limit that
   last failed (`w_max`, as in CUBIC) it climbs back one permit per window to one under it and
   holds there for 1, 2, 4 ... 16 windows (doubling each time a probe fails) before probing it
-  again. A probe that passes moves `w_max` one permit up at a time, each step held for 4 windows:
-  an RPM bucket's burst hides an overload for a window or two, and forgetting `w_max` there (then
-  +1/8 per window, or halfway back at once) drained the burst and ended in a run of throttles
-  every ~2 s (6% of calls at a quota of 9,000/min; 4.7% in the simulation with these rules). So
-  against a hard cap it sits at the cap and probes above it now and then, and if the capacity
-  grows it follows, a permit every 4 windows.
+  again. A probe that fails goes back to the level it started from, whatever share of permits its
+  window saw throttled: which permit is throttled varies (whichever call finds the upstream
+  full), so one permit too many can show as two or three, and cutting by that share took a cap of
+  16 from 17 to 15 after most failed probes (the gateway's DEBUG log against the emulator), 3
+  windows or more below the cap each time. A probe that passes moves `w_max` one permit up at a
+  time, each step held for 4 windows: an RPM bucket's burst hides an overload for a window or
+  two, and forgetting `w_max` there (then +1/8 per window, or halfway back at once) drained the
+  burst and ended in a run of throttles every ~2 s (6% of calls at a quota of 9,000/min; 4.7% in
+  the simulation with these rules). So against a hard cap it sits at the cap and probes above it
+  now and then, and if the capacity grows it follows, a permit every 4 windows.
 
 These rules were tuned on a discrete-event simulation of permits, attempts and backoffs (not part
 of the repository) against a concurrency cap, an RPM token bucket and random throttles, with and
@@ -208,6 +212,7 @@ class AdaptiveLimiter:
         self._background = 0.0
         self._w_max: int | None = None
         self._hold = 1  # windows to hold one under w_max before probing it
+        self._probed_from: int | None = None  # the held level a probe of one permit more started from
         self._held = 0
         self._series: _Series | None = None
         self._chain: tuple[float, int | None, int, bool] | None = None  # state before a run of cuts
@@ -428,6 +433,7 @@ class AdaptiveLimiter:
             self._decrease(excess - self._background, rate, n, cost, goodput, early)
             return
         self._chain = None
+        self._probed_from = None  # a probe that got through a window passed it
         if saturated and self._series is None:
             self._increase()
 
@@ -452,6 +458,12 @@ class AdaptiveLimiter:
 
     def _cut(self, new: int) -> None:
         level = self.limit
+        if self._probed_from is not None:
+            # a probe of one permit over a level that held failed: back to that level. Which
+            # permit is throttled varies (whichever call finds the upstream full), so a window
+            # can count two or three throttled permits for the one too many, and cutting by
+            # that share took the limit below the level that held (17 -> 15 against a cap of 16)
+            new = max(new, self._probed_from)
         if max(new, self.floor) >= level:
             return
         if self._w_max is not None and level >= self._w_max:
@@ -474,6 +486,7 @@ class AdaptiveLimiter:
         level = self.limit
         if level >= self.ceiling:
             return
+        self._probed_from = None
         if self._slow_start:
             target = max(level * 1.5, level + 1.0)
             self._grown_from = level
@@ -486,12 +499,14 @@ class AdaptiveLimiter:
             # time, each held like a probe, until one fails again
             self._w_max, self._hold, self._held = level + 2, _PASSED_HOLD, 0
             target = float(level + 1)
+            self._probed_from = level
         else:  # one under w_max: hold, then probe it
             self._held += 1
             if self._held < self._hold:
                 return
             self._held = 0
             target = float(level + 1)
+            self._probed_from = level
         self._limit = min(float(self.ceiling), target)
         self.increases += 1
         if self.limit != level:
@@ -502,6 +517,7 @@ class AdaptiveLimiter:
         before = self.limit
         self._limit = min(float(self.ceiling), max(float(self.floor), value))
         self._epoch += 1  # outcomes of permits issued before now describe the old limit
+        self._probed_from = None
         self._grown_from = None
         self._measuring = False
         self._ok = self._throttled = self._throttled_permits = 0  # a window begun under it too
