@@ -458,11 +458,7 @@ class AdaptiveLimiter:
 
     def _cut(self, new: int) -> None:
         level = self.limit
-        if self._probed_from is not None:
-            # a probe of one permit over a level that held failed: back to that level. Which
-            # permit is throttled varies (whichever call finds the upstream full), so a window
-            # can count two or three throttled permits for the one too many, and cutting by
-            # that share took the limit below the level that held (17 -> 15 against a cap of 16)
+        if self._probed_from is not None:  # a failed probe: back to the level that held (see Increase)
             new = max(new, self._probed_from)
         if max(new, self.floor) >= level:
             return
