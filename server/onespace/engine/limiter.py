@@ -482,7 +482,6 @@ class AdaptiveLimiter:
         level = self.limit
         if level >= self.ceiling:
             return
-        self._probed_from = None
         if self._slow_start:
             target = max(level * 1.5, level + 1.0)
             self._grown_from = level
