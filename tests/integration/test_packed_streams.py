@@ -77,11 +77,11 @@ async def test_each_packed_item_is_answered_like_the_one_item_stream(gateway: Ru
 async def test_a_frame_over_the_item_limit_ends_the_stream_after_the_frames_before_it(tmp_path: Path) -> None:
     async with running_gateway(tmp_path / "data", max_items_per_request=4) as gw:
         got: list[embed_pb2.EmbedStreamResponse] = []
+        # the bad frame goes last: a write after the server ended the stream can make the asyncio
+        # client report INTERNAL instead of the server's status (grpc/grpc#36066)
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             async for answer in gw.embed.EmbedStreamPacked(
-                frames_of(
-                    embed_frame("a", "b"), embed_frame("c", "d", "e", "f", "g", start=2), embed_frame("h")
-                )
+                frames_of(embed_frame("a", "b"), embed_frame("c", "d", "e", "f", "g", start=2))
             ):
                 got.extend(answer.responses)
     assert failed.value.code() is INVALID
