@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from onespace_client.v1 import (
     search_pb2_grpc,
 )
 
-__all__ = ["Running", "index_all", "only_groups", "running_gateway", "test_settings"]
+__all__ = ["Running", "index_all", "only_groups", "running_gateway", "test_settings", "until"]
 
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -88,6 +89,17 @@ def only_groups(gw: Running, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(scheduler, "embed_many", counted)
     monkeypatch.setattr(scheduler, "embed", None)
     return groups
+
+
+async def until(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    """Yield to the event loop until `condition` holds: a state the server reaches through loop
+    turns and I/O, not after a time. `limit` only turns a bug that never gets there into a
+    failure naming `what` instead of a hung test."""
+    give_up = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"not reached within {limit} s: {what}")
+        await asyncio.sleep(0)
 
 
 async def index_all(gw: Running, collection: str) -> None:

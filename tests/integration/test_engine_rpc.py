@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
-from tests.harness import index_all, only_groups, running_gateway
+from tests.harness import index_all, only_groups, running_gateway, until
 from tests.scripted import RefusingProvider, ScriptedProvider
 
 
@@ -129,10 +129,12 @@ async def test_a_stream_faster_than_the_provider_keeps_memory_bounded(tmp_path: 
 
 
 async def test_a_cancelled_stream_stops_its_pending_items(tmp_path: Path) -> None:
-    provider = ScriptedProvider(latency=0.05)
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate)
     async with running_gateway(
         tmp_path, provider, concurrency_initial=1, concurrency_max=1, stream_window=32
     ) as gw:
+        scheduler = gw.app.gateway.scheduler
 
         async def requests() -> AsyncIterator[embed_pb2.EmbedStreamRequest]:
             for n in range(32):
@@ -142,41 +144,41 @@ async def test_a_cancelled_stream_stops_its_pending_items(tmp_path: Path) -> Non
             await asyncio.Event().wait()  # keep the stream open
 
         call = gw.embed.EmbedStream(requests())
-        first = await call.read()
-        assert first.WhichOneof("outcome") == "result"
+        await provider.started.wait()  # "c0" holds the only slot, at the gate
+        await until(lambda: scheduler.queued == 31, "the other 31 items queued")
         call.cancel()
-        for _ in range(100):
-            if gw.app.gateway.scheduler.queued == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert gw.app.gateway.scheduler.queued == 0
-        await asyncio.sleep(0.1)
-        assert len(provider.seen) < 8, len(provider.seen)
+        await until(lambda: scheduler.queued == 0, "the queued items dropped")
+        gate.set()
+        # items go out in order: once a later one is answered, no dropped one was sent before it
+        await gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text="after")]))
+        assert [i.content.text for i in provider.seen] == ["c0", "after"]
         dropped = gw.app.metrics.registry.get_sample_value(
             "onespace_items_dropped_total", {"reason": "cancelled"}
         )
-        assert dropped and dropped >= 20
+        assert dropped == 31
 
 
 async def test_deadline_exceeded_items_are_never_sent(tmp_path: Path) -> None:
-    provider = ScriptedProvider(latency=0.3)
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate)
     async with running_gateway(tmp_path, provider, concurrency_initial=1, concurrency_max=1) as gw:
         blocker = asyncio.ensure_future(
             gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text="b")]))
         )
-        await asyncio.sleep(0.05)
+        await provider.started.wait()  # "b" holds the only slot, at the gate
         late = [
             gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text=f"late {i}")]), timeout=0.1)
             for i in range(5)
         ]
         outcomes = await asyncio.gather(*late, return_exceptions=True)
+        gate.set()
         await blocker
         assert all(
             isinstance(o, grpc.aio.AioRpcError) and o.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             for o in outcomes
         )
-        await asyncio.sleep(0.05)
-        assert [i.content.text for i in provider.seen] == ["b"]
+        await gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text="after")]))
+        assert [i.content.text for i in provider.seen] == ["b", "after"]
 
 
 async def test_a_thousand_concurrent_embeds_of_a_hundred_inputs_make_a_hundred_calls(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ class FakeState:
     ingest_max_outstanding: int = 0
     ack_delay: float = 0.0
     frame_sizes: list[int] = field(default_factory=list)  # items per packed request frame
+    ingest_ended: threading.Event = field(default_factory=threading.Event)  # an Ingest stream's handler ended
 
 
 async def _unpacked(frames: AsyncIterator[Any], state: FakeState) -> AsyncIterator[Any]:
@@ -298,6 +299,7 @@ class Data(data_pb2_grpc.DataServiceServicer):
                 yield ack
         finally:
             reader.cancel()
+            self.state.ingest_ended.set()
 
     async def IngestPacked(
         self, request_iterator: AsyncIterator[data_pb2.IngestPackedRequest], context: Any

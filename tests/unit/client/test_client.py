@@ -179,7 +179,7 @@ async def test_leaving_a_stream_early_cancels_it(gateway: FakeGateway) -> None:
             if ack.request_id == "20":
                 break
         await stream.aclose()  # type: ignore[attr-defined]
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(gateway.state.ingest_ended.wait, 30)  # the server saw it end
         count = (await client.get_collection("docs")).count
     assert 20 <= count <= 40
 

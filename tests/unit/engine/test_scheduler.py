@@ -179,12 +179,13 @@ async def test_stream_admission_waits_instead_of_failing(scheduler_for: Any) -> 
 
 
 async def test_items_past_their_deadline_in_the_queue_are_never_sent(scheduler_for: Any) -> None:
-    provider = ScriptedProvider(latency=0.1)
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate)
     scheduler = await scheduler_for(provider, concurrency_initial=1, concurrency_max=1, cache_bytes=0)
     blocker = asyncio.create_task(
         scheduler.embed(text("blocker"), deadline=later(), admission=Admission.FAIL_FAST)
     )
-    await asyncio.sleep(0.01)
+    await provider.started.wait()  # the blocker holds the only concurrency slot
     short = [
         asyncio.create_task(
             scheduler.embed(text(f"d{i}"), deadline=later(0.03), admission=Admission.FAIL_FAST)
@@ -192,11 +193,13 @@ async def test_items_past_their_deadline_in_the_queue_are_never_sent(scheduler_f
         for i in range(5)
     ]
     results = await asyncio.gather(*short, return_exceptions=True)
-    await blocker
     assert all(isinstance(r, DeadlineExceeded) for r in results)
-    await asyncio.sleep(0.05)
-    assert [i.content.text for i in provider.seen] == ["blocker"]
     assert scheduler.queued == 0
+    gate.set()
+    await blocker
+    # Items go out in order: once a later item is answered, no expired one was sent before it.
+    await scheduler.embed(text("after"), deadline=later(), admission=Admission.FAIL_FAST)
+    assert [i.content.text for i in provider.seen] == ["blocker", "after"]
 
 
 async def test_cancelled_callers_items_are_dropped_unsent(scheduler_for: Any) -> None:
@@ -246,7 +249,9 @@ async def test_stop_fails_queued_items_and_refuses_new_ones() -> None:
         asyncio.create_task(scheduler.embed(text(f"z{i}"), deadline=later(), admission=Admission.FAIL_FAST))
         for i in range(5)
     ]
-    await asyncio.sleep(0.01)
+    await provider.started.wait()  # z0 is under way (its call takes 0.1 s of the 1 s grace)
+    while scheduler.queued < 4:  # and the rest queued behind it (loop turns, no timing)
+        await asyncio.sleep(0)
     await scheduler.stop(1.0)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert not isinstance(results[0], Exception)  # the call under way finished

@@ -195,11 +195,12 @@ def _texts(*values: str, dimension: int = 256) -> list[EmbedInput]:
 
 
 async def _waiting(p: LocalProvider, calls: int) -> None:
-    for _ in range(200):
-        if len(p._waiting) >= calls:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"{calls} calls never queued")
+    """Until `calls` calls wait for the next batch (loop turns; 30 s only to fail, not to hang)."""
+    give_up = time.monotonic() + 30
+    while len(p._waiting) < calls:
+        if time.monotonic() > give_up:
+            raise AssertionError(f"{calls} calls never queued")
+        await asyncio.sleep(0)
 
 
 async def test_calls_arriving_during_a_batch_share_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
