@@ -6,21 +6,23 @@ sends what it has read, one request per message or, on the packed methods, every
 at that moment in one frame (gRPC's cost per message is most of a small item's cost).
 grpc.aio would swallow an exception raised by a request iterator (it just cancels the call); the
 writer records it instead and re-raises it to the reader, while gRPC failures become
-`OnespaceClientError` with the status code intact.
+`OnespaceClientError` with the status code intact: the server's, even when a write was under way
+as the server ended the call (`_EndStatus`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
+import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
 from onespace_client.content import ContentLike, to_content
-from onespace_client.errors import OnespaceClientError
+from onespace_client.errors import OnespaceClientError, pushback_ms
 from onespace_client.v1 import common_pb2, data_pb2, embed_pb2
 
 __all__ = [
@@ -93,6 +95,49 @@ async def bounded_packed(
         yield response
 
 
+# What grpc.aio reports for a write that failed because the call had ended (grpc/grpc#36066).
+_WRITE_AFTER_END = (grpc.StatusCode.INTERNAL, "Internal error from Core")
+
+
+def _ready(accessor: Coroutine[Any, Any, _T]) -> _T | None:
+    """The value of an ended call's accessor (`code()`, `details()`, ...), read without waiting:
+    once the call has a status they return at once. None if one would have to wait."""
+    try:
+        accessor.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    accessor.close()
+    return None
+
+
+class _EndStatus:
+    """The status the server ended a stream with, kept before grpc.aio can replace it.
+
+    When a write is under way (waiting for flow control, say) as the server ends the call, grpc.aio
+    replaces the server's status with INTERNAL "Internal error from Core" whenever it learns of the
+    failed write after the status (grpc/grpc#36066). A bulk ingest whose server shuts down then
+    fails with that instead of UNAVAILABLE "the server is shutting down" (2 runs in 10 here), and
+    the caller cannot tell it may resend. The call's done callbacks run at every status it takes,
+    so the server's is seen here before it is replaced."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall[Any, Any]) -> None:
+        self.error: OnespaceClientError | None = None
+        call.add_done_callback(self._ended)
+
+    def _ended(self, call: grpc.aio.Call) -> None:
+        code, details = _ready(call.code()), _ready(call.details())
+        if code is None or (code, details) == _WRITE_AFTER_END:
+            return
+        metadata = _ready(call.trailing_metadata())
+        self.error = OnespaceClientError(code, details or "", retry_pushback_ms=pushback_ms(metadata))
+
+    def of(self, exc: grpc.aio.AioRpcError) -> OnespaceClientError:
+        """The caller's error for `exc`: the server's status where grpc.aio replaced it."""
+        if (exc.code(), exc.details()) == _WRITE_AFTER_END and self.error is not None:
+            return self.error
+        return OnespaceClientError.from_rpc_error(exc)
+
+
 async def _bounded(
     call: grpc.aio.StreamStreamCall[Any, Any],
     requests: AsyncIterable[_Req],
@@ -148,6 +193,7 @@ async def _bounded(
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             return  # the call is over; the reader reports its status
 
+    ended = _EndStatus(call)
     tasks = [asyncio.create_task(read()), asyncio.create_task(write())]
     try:
         async for answer in call:
@@ -157,7 +203,7 @@ async def _bounded(
     except grpc.aio.AioRpcError as exc:
         if failure:
             raise failure[0] from exc
-        raise OnespaceClientError.from_rpc_error(exc) from exc
+        raise ended.of(exc) from exc
     except asyncio.CancelledError:
         if failure:
             raise failure[0] from None
