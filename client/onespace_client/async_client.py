@@ -314,8 +314,9 @@ class AsyncClient:
 
         `stored_dtype` is "f16" (the default: half the bytes, ~1e-3 relative rounding) or "f32"
         (vectors read back exactly as written); `dtype` is the HNSW index's. `max_unindexed_rows`
-        (0: the server's 16,384) is how many written rows may wait for the HNSW index before
-        writes wait for it: raise it for a bulk load, and searches scan those rows exactly meanwhile.
+        (0: the server's default, 16,384 rows from a 1024-d index up, 43,008 for a 256-d one)
+        is how many written rows may wait for the HNSW index before writes wait for it: raise it
+        for a bulk load, and searches scan those rows meanwhile.
         """
         config = build.collection_config(
             name,

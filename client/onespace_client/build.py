@@ -77,7 +77,8 @@ def collection_config(
     `dtype` is the HNSW index's scalar type; `stored_dtype` ("f16", the default, or "f32") is the
     full vectors' on disk, what reranking and Get read back (f32: exactly what was written).
     `max_unindexed_rows` lets that many written rows wait for the HNSW index before writes wait
-    for it (0: 16,384); raise it for a bulk load, at the price of exact scans in searches meanwhile.
+    for it (0: the server's default, 16,384 from a 1024-d index up, 43,008 at 256-d); raise it
+    for a bulk load, at the price of scans of those rows in searches meanwhile.
     """
     return collections_pb2.CollectionConfig(
         name=name,

@@ -247,7 +247,7 @@ class Metrics:
         self.index_items = Gauge("onespace_index_items", "Items stored", ["collection"], registry=r)
         self.index_unindexed = Gauge(
             "onespace_index_unindexed_rows",
-            "Committed rows waiting for the HNSW index (every search scans them exactly)",
+            "Committed rows waiting for the HNSW index (every search scans them)",
             ["collection"],
             registry=r,
         )

@@ -241,8 +241,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-unindexed-rows",
         type=uint,
         default=0,
-        help="written rows that may wait for the HNSW index before writes wait for it (default "
-        "16384); raise it for a bulk load: acks at storage speed, searches scan those rows meanwhile",
+        help="written rows that may wait for the HNSW index before writes wait for it (default: "
+        "16384 from a 1024-d index up, 43008 for a 256-d one); raise it for a bulk load: acks "
+        "at storage speed, searches scan those rows meanwhile",
     )
     create.set_defaults(func=_create)
 

@@ -155,10 +155,11 @@ class CollectionConfig(_message.Message):
     stored_dtype: Global___StoredDtype.ValueType
     max_unindexed_rows: _builtins.int
     """Committed rows that may wait for the background HNSW indexer (embedded store): acks do not
-    wait for indexing until this many are pending, and every search scans them exactly meanwhile.
-    Raise it for a bulk load (acks at storage speed, slower searches during the load); the tail
-    is indexed as fast either way. 0: the default, 16,384; at most 1,048,576. Milvus indexes on
-    its own schedule: the Milvus backend accepts only 0.
+    wait for indexing until this many are pending, and every search scans them meanwhile (at the
+    index dimension). Raise it for a bulk load (acks at storage speed, slower searches during the
+    load); the tail is indexed as fast either way. 0: the default, the tail that costs a search
+    what 16,384 rows of 1024-d do (43,008 rows for a 256-d index, 16,384 from 1024-d up); at most
+    1,048,576. Milvus indexes on its own schedule: the Milvus backend accepts only 0.
     """
     @_builtins.property
     def hnsw(self) -> Global___HnswParams: ...

@@ -9,7 +9,7 @@ by itself; when the lane is idle a group waits at most `max_wait` for company.
 
 After the acks, the lane's index upkeep (`index_pending`: the HNSW adds of the rows just committed)
 runs in another worker thread, so it overlaps the next group's fsync and SQLite commit instead of
-delaying every ack; committed rows are searchable meanwhile (the collection scans them exactly).
+delaying every ack; committed rows are searchable meanwhile (the collection scans them).
 
 With `policy="always"` every operation is committed on its own (no grouping): each ack still
 follows an fsync, only throughput differs. A caller that leaves before its group is cut is dropped

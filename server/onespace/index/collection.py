@@ -4,15 +4,16 @@ Write path (`apply`, called by the write batcher with a group of operations from
 allocate keys, append the vectors to the vector file and fsync it, commit one SQLite transaction
 (which fsyncs its WAL), then publish the new slots to readers. Only then do the callers get their
 acks, so an ack means the write is on disk — and searchable: rows not yet in the HNSW index (the
-*tail*, every live key at or above `indexed_below`) are scanned exactly by every search and merged
+*tail*, every live key at or above `indexed_below`) are scanned by every search and merged
 with the index's shortlist.
 
 Indexing (`index_pending`) adds the tail to HNSW and applies queued removals. `apply(ops)` does it
 before returning; the write batcher calls `apply(ops, index=False)` and runs `index_pending` in
 another worker thread after the acks, so the next group commit (fsync, SQLite) overlaps this
 group's HNSW adds — the single-threaded usearch add is the slowest step of a write. The tail is
-bounded (`config.unindexed_limit`, 16,384 rows unless the collection was created with another
-`max_unindexed_rows`): past it, `apply` indexes before committing more (backpressure).
+bounded (`config.unindexed_limit`: 16,384 rows from a 1024-d index up, 43,008 at 256-d, unless
+the collection was created with another `max_unindexed_rows`): past it, `apply` indexes before
+committing more (backpressure).
 
 Locks: the write lock serialises commits; the index lock serialises index mutation (add, remove,
 save, swap, memory_usage: usearch corrupts a save that overlaps an add). Order: index lock, then
@@ -273,7 +274,7 @@ class Collection:
     def apply(self, ops: Sequence[WriteOp], *, index: bool = True) -> list[int]:
         """Commit a group of operations as one durable transaction; one result per operation.
 
-        With `index` false the new rows are left for `index_pending` (searches scan them exactly
+        With `index` false the new rows are left for `index_pending` (searches scan them
         meanwhile), unless the tail is already at its bound.
         """
         limit = self._config.unindexed_limit

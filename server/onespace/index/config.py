@@ -33,8 +33,11 @@ MAX_DIMENSION = 16_384
 MAX_CONNECTIVITY = 256
 MAX_EXPANSION = 4096
 MAX_RERANK_FACTOR = 100
-DEFAULT_MAX_UNINDEXED = 16_384  # committed rows that may wait for HNSW when a config leaves it 0
-MAX_UNINDEXED_LIMIT = 1 << 20  # the most a config may allow: every search scans them exactly
+DEFAULT_MAX_UNINDEXED = 16_384  # committed rows that may wait for HNSW when a config leaves it 0 ...
+_UNINDEXED_BUDGET_DIMENSION = 1024  # ... at an index dimension of 1024 or more (more rows below it)
+_ROW_COST_DIMENSIONS = 200  # ... a scanned row costing about as much as this many dimensions more
+_UNINDEXED_MAX_SCALE = 4  # ... up to 4x as many rows
+MAX_UNINDEXED_LIMIT = 1 << 20  # the most a config may allow: every search scans them
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # tenant ids (onespace.auth.tenancy)
 
@@ -85,14 +88,24 @@ class CollectionConfig:
     hnsw: HnswParams = field(default_factory=HnswParams)
     rerank_factor: int = 4
     stored_dtype: StoredDtype = StoredDtype.F16
-    max_unindexed_rows: int = 0  # 0: DEFAULT_MAX_UNINDEXED (kept 0, so a backend can tell it was left)
+    max_unindexed_rows: int = 0  # 0: `unindexed_limit`'s default (kept 0, so a backend can tell it was left)
 
     @property
     def unindexed_limit(self) -> int:
         """How many committed rows writes may leave for the background indexer before they wait
-        for it: a bulk load raises it to ack at storage speed, paying with exact scans of the
-        tail in every search until the indexer catches up."""
-        return self.max_unindexed_rows or DEFAULT_MAX_UNINDEXED
+        for it: a bulk load raises it to ack at storage speed, paying with scans of the tail in
+        every search until the indexer catches up. Searches scan the tail at the index dimension
+        at most (`index.search`), so by default the bound is the tail that costs a search what
+        16,384 rows of 1024 dimensions do. A scanned row costs about as much as 200 dimensions
+        more (the kernel's per-row work, measured), so that is 16,384 x 1224 / (d + 200) rows
+        for an index dimension d, in steps of 1,024, between 16,384 and 65,536: 43,008 at 256-d,
+        27,648 at 512-d, 16,384 from 1024-d up."""
+        if self.max_unindexed_rows:
+            return self.max_unindexed_rows
+        index_dimension = self.index_dimension or self.dimension
+        budget = DEFAULT_MAX_UNINDEXED * (_UNINDEXED_BUDGET_DIMENSION + _ROW_COST_DIMENSIONS)
+        rows = budget // (index_dimension + _ROW_COST_DIMENSIONS) // 1024 * 1024
+        return min(_UNINDEXED_MAX_SCALE * DEFAULT_MAX_UNINDEXED, max(DEFAULT_MAX_UNINDEXED, rows))
 
     @property
     def shortlist_factor(self) -> int:

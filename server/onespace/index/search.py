@@ -41,7 +41,15 @@ import numpy.typing as npt
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.matryoshka import prefix
-from onespace.index.scoring import CHUNK_ROWS, rank_vectors, score_block, score_rows, top_k, top_k_order
+from onespace.index.scoring import (
+    CHUNK_ROWS,
+    prefix_cosines,
+    rank_vectors,
+    score_block,
+    score_rows,
+    top_k,
+    top_k_order,
+)
 from onespace.index.slots import SlotView
 from onespace.index.validate import CheckedQuery, index_normalises
 
@@ -134,14 +142,22 @@ def search_batch(
             if i not in ranked:
                 shortlists[i] = shortlist[shortlist >= 0]
     if tail is not None and merge_tail:
-        unfiltered = [i for i in shortlists if plans[i].candidates is None]
+        # A query ranked above the index dimension takes the tail's best rows by their index
+        # prefixes, as if the tail had joined the index; one ranked at it scans the tail exactly.
+        deep = [i for i in shortlists if len(plans[i].rank_vector) > config.index_dimension]
+        if deep:
+            joined = _tail_shortlists(table, config, [plans[i] for i in deep], tail)
+            for i, tail_rows in zip(deep, joined, strict=True):
+                shortlists[i] = np.union1d(shortlists[i], tail_rows)
+        exact = [i for i in shortlists if i not in set(deep)]
+        unfiltered = [i for i in exact if plans[i].candidates is None]
         with_tail = _rank_with_tail(
             table, config, [plans[i] for i in unfiltered], [shortlists[i] for i in unfiltered], tail
         )
         ranked.update((i, r) for i, r in zip(unfiltered, with_tail, strict=True) if r is not None)
-        for i, found_rows in shortlists.items():
+        for i in exact:
             if i not in ranked:
-                shortlists[i] = np.union1d(found_rows, tail)
+                shortlists[i] = np.union1d(shortlists[i], tail)
     return [ranked.get(i) or _finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
 
 
@@ -221,6 +237,26 @@ def _rank_shortlists(
     best_rows = np.take_along_axis(rows, order, axis=1)
     best_scores = np.take_along_axis(scores, order, axis=1)
     return [Ranked(best_rows[i, : p.query.k], best_scores[i, : p.query.k]) for i, p in enumerate(plans)]
+
+
+def _tail_shortlists(
+    table: SlotView, config: CollectionConfig, plans: Sequence[_Plan], tail: Rows
+) -> list[Rows]:
+    """Each plan's `count` best tail rows (sorted slots) by the cosine of their index prefixes,
+    the order the index ranks them in (its prefixes are renormalised whenever they are shorter
+    than the vectors): the tail (sorted live slots not yet indexed) searched the way the index
+    will be, by a flat scan at the index dimension, and its rows then join the shortlist's rerank
+    at the rank dimension like the index's. One pass over the tail for all the plans."""
+    d = config.index_dimension
+    units = _index_vectors(config, [p.query for p in plans])
+    scores = np.empty((len(plans), len(tail)), dtype=np.float32)
+    first, end = int(tail[0]), int(tail[-1]) + 1
+    for start in range(first, end, CHUNK_ROWS):
+        stop = min(end, start + CHUNK_ROWS)
+        inside = slice(*np.searchsorted(tail, [start, stop]))
+        block = np.asarray(table.vectors[start:stop])[:, :d]
+        scores[:, inside] = prefix_cosines(block, units)[:, tail[inside] - start]
+    return [np.sort(top_k(tail, scores[i], p.count)[0]) for i, p in enumerate(plans)]
 
 
 def _rank_with_tail(

@@ -20,7 +20,7 @@ def test_defaults_are_filled_in() -> None:
     assert config.dtype is IndexDtype.F16
     assert config.hnsw == HnswParams(16, 128, 64)
     assert config.rerank_factor == 4
-    assert config.max_unindexed_rows == 0 and config.unindexed_limit == 16_384  # 0 stays 0
+    assert config.max_unindexed_rows == 0 and config.unindexed_limit == 43_008  # 0 stays 0; a 256-d index
 
 
 def test_a_tail_bound_of_its_own() -> None:

@@ -26,7 +26,7 @@ from onespace.index.records import Test as Check
 from onespace.index.scoring import rank_vectors
 from onespace.index.writes import DeleteOp
 from onespace.models import Modality
-from tests.unit.index.helpers import mixture, reference_top
+from tests.unit.index.helpers import mixture, reference_scores, reference_top
 
 DIM = 32
 
@@ -84,11 +84,12 @@ def test_index_pending_goes_in_steps_and_the_tail_has_a_bound(tmp_path: Path) ->
     write(c, data, index=False)
     assert c.index_pending() and c.unindexed_rows() == 100
     assert c.index_pending() and c.unindexed_rows() == 0
-    more = mixture(DEFAULT_MAX_UNINDEXED + 10, DIM, seed=4)
-    write(c, more[:DEFAULT_MAX_UNINDEXED], 10_000, index=False)
-    assert c.unindexed_rows() == DEFAULT_MAX_UNINDEXED
-    write(c, more[DEFAULT_MAX_UNINDEXED:], 50_000, index=False)  # at the bound: indexes before committing
-    assert c.unindexed_rows() < DEFAULT_MAX_UNINDEXED
+    bound = c.config.unindexed_limit
+    more = mixture(bound + 10, DIM, seed=4)
+    write(c, more[:bound], 10_000, index=False)
+    assert c.unindexed_rows() == bound
+    write(c, more[bound:], 100_000, index=False)  # at the bound: indexes before committing
+    assert c.unindexed_rows() < bound
     store.close()
 
 
@@ -143,8 +144,10 @@ def test_the_tail_survives_a_crash_and_a_clean_close(tmp_path: Path) -> None:
 
 
 def test_the_tail_scored_once_per_batch_gives_the_scores_of_ranking_the_union(tmp_path: Path) -> None:
-    """With a tail, unfiltered queries score it once per rank dimension, read in place; every hit
-    and score must be what ranking each query's shortlist joined with the tail gives, bit for bit."""
+    """With a tail, a query ranked at the index dimension scores all of it (once per batch, read
+    in place), one ranked above it joins its shortlist with the tail's best rows by index prefix
+    (one pass for the batch); every hit and score must be what ranking that union alone gives,
+    bit for bit, whichever queries share the batch."""
     store = CollectionStore(tmp_path)
     store.open()
     c = store.create(replace(config(), index_dimension=16, rerank_factor=2))
@@ -167,7 +170,65 @@ def test_the_tail_scored_once_per_batch_gives_the_scores_of_ranking_the_union(tm
         plan = search._plan(cfg, view, index, q, None, v)
         assert plan.count, "every query takes the HNSW path"
         found = view.rows_for_keys(index.search(search._index_vectors(cfg, [q]), plan.count, 1)[0])
-        alone = search._finish(view, cfg, plan, np.union1d(found[found >= 0], tail))
+        joined = (
+            tail if len(v) == cfg.index_dimension else search._tail_shortlists(view, cfg, [plan], tail)[0]
+        )
+        alone = search._finish(view, cfg, plan, np.union1d(found[found >= 0], joined))
         np.testing.assert_array_equal(ranked.rows, alone.rows)
         np.testing.assert_array_equal(ranked.scores, alone.scores)
     assert got[-1].scores[0] == got[-1].scores[1]  # the tie, both rows
+
+
+def test_a_prefix_index_searches_its_tail_at_the_index_dimension(tmp_path: Path) -> None:
+    """Above the index dimension the tail is searched the way the index will be: its best rows by
+    index prefix (as many as the index's shortlist) join the rerank at the query's dimension. The
+    shortlist is the reference's best rows by prefix (ties within rounding aside), a tail row is
+    found by its own vector, and recall against an exact scan is what it is once all is indexed."""
+    store = CollectionStore(tmp_path)
+    store.open()
+    c = store.create(replace(config(), index_dimension=8, rerank_factor=4))
+    data = mixture(3000, DIM, seed=9, decay=0.5)
+    write(c, data[:1000], index=True)
+    write(c, data[1000:], 1000, index=False)
+    view, cfg = c.view, c.config
+    tail = _tail_rows(view, c.indexed_below)
+    assert len(tail) == 2000 and cfg.unindexed_limit == 4 * DEFAULT_MAX_UNINDEXED  # an 8-d index
+    queries = mixture(30, DIM, seed=10, decay=0.5)
+    checked = [c.check_query(Query(q, 10)) for q in queries]
+    plans = [
+        search._plan(cfg, view, c.index, q, None, v)
+        for q, v in zip(checked, rank_vectors(cfg, checked), strict=True)
+    ]
+    for q, plan, rows in zip(queries, plans, search._tail_shortlists(view, cfg, plans, tail), strict=True):
+        assert plan.count == 64 and len(rows) == 64 and np.all(np.diff(rows) > 0)
+        reference = reference_scores(data[1000:], q, Metric.COSINE, 8)  # tail slots are rows 1000...
+        cutoff = np.sort(reference)[-64]
+        assert np.all(reference[rows - 1000] >= cutoff - 1e-3)
+
+    def recall() -> float:
+        hits = 0
+        for q in queries:
+            want = reference_top(data, q, Metric.COSINE, 10)
+            hits += len(set(want) & {int(h.id[1:]) for h in c.search(Query(q, 10))})
+        return hits / (10 * len(queries))
+
+    with_tail = recall()
+    for n in (1000, 1777, 2999):  # the tail's own rows, found first by their own vectors
+        assert c.search(Query(data[n], 1))[0].id == f"i{n}"
+    drain(c)
+    assert c.unindexed_rows() == 0
+    assert with_tail >= recall() - 0.02  # an 8-d prefix limits both alike (~0.9 here)
+    store.close()
+
+
+def test_the_default_tail_bound_follows_the_index_dimension() -> None:
+    """A tail costs searches about in proportion to the index dimension plus 200 (a row's own
+    cost), so the default bound is the tail that costs what 16,384 rows of 1024 do, in steps of
+    1,024 within 1x-4x that many rows; a bound the collection sets is kept."""
+    at = {
+        d: CollectionConfig(name="c", model="m", dimension=3072, index_dimension=d).unindexed_limit
+        for d in (64, 256, 384, 512, 1024, 3072)
+    }
+    assert at == {64: 65_536, 256: 43_008, 384: 33_792, 512: 27_648, 1024: 16_384, 3072: 16_384}
+    assert CollectionConfig(name="c", model="m", dimension=1024).validated().unindexed_limit == 16_384
+    assert replace(config(), index_dimension=8, max_unindexed_rows=500).unindexed_limit == 500
