@@ -215,6 +215,11 @@ def test_a_prefix_index_searches_its_tail_at_the_index_dimension(tmp_path: Path)
     with_tail = recall()
     for n in (1000, 1777, 2999):  # the tail's own rows, found first by their own vectors
         assert c.search(Query(data[n], 1))[0].id == f"i{n}"
+    odd = Filter(conditions=(Condition("odd", Check.IN, values=("1",)),))
+    for q in queries[:5]:  # a filter applies to the tail's rows as to the index's
+        hits = c.search(Query(q, 10, filter=odd))
+        assert len(hits) == 10 and all(int(h.id[1:]) % 2 for h in hits)
+    assert c.search(Query(data[2001], 1, filter=odd))[0].id == "i2001"
     drain(c)
     assert c.unindexed_rows() == 0
     assert with_tail >= recall() - 0.02  # an 8-d prefix limits both alike (~0.9 here)
