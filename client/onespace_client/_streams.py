@@ -125,10 +125,14 @@ class _EndStatus:
         call.add_done_callback(self._ended)
 
     def _ended(self, call: grpc.aio.Call) -> None:
-        code, details = _ready(call.code()), _ready(call.details())
-        if code is None or (code, details) == _WRITE_AFTER_END:
-            return
-        metadata = _ready(call.trailing_metadata())
+        try:
+            code, details = _ready(call.code()), _ready(call.details())
+            if code is None or (code, details) == _WRITE_AFTER_END:
+                return
+            metadata = _ready(call.trailing_metadata())
+        except Exception:  # best effort: a callback must never raise into grpc's status delivery,
+            return  # and a grpc.aio whose accessors differ keeps its own status
+
         self.error = OnespaceClientError(code, details or "", retry_pushback_ms=pushback_ms(metadata))
 
     def of(self, exc: grpc.aio.AioRpcError) -> OnespaceClientError:

@@ -10,6 +10,12 @@ Per query, the plan is one of:
   collections, selective filters), or — decided after stage 1 — when the filtered shortlist has
   fewer than `k` rows although more match. So results are always `min(k, matching)` long.
 
+Rows committed but not yet in the index (the tail) join every HNSW shortlist: all of them when the
+query is ranked at the index dimension (scored exactly, the tail read in place once per batch);
+above it, the tail's `count` best rows by index-prefix cosine (one flat pass for the batch), the
+rows the index would shortlist once they join it, so the tail costs what it does at the index
+dimension.
+
 Filters are resolved before planning. A filter matching few items arrives as `candidates`, the
 sorted live slots that pass (from SQLite's indexes and the modality codes), so it is ranked
 exactly on them or shortlisted and intersected; one matching many arrives as a `Predicate`, which
@@ -145,11 +151,12 @@ def search_batch(
         # A query ranked above the index dimension takes the tail's best rows by their index
         # prefixes, as if the tail had joined the index; one ranked at it scans the tail exactly.
         deep = [i for i in shortlists if len(plans[i].rank_vector) > config.index_dimension]
+        taken = set(deep)
         if deep:
             joined = _tail_shortlists(table, config, [plans[i] for i in deep], tail)
             for i, tail_rows in zip(deep, joined, strict=True):
                 shortlists[i] = np.union1d(shortlists[i], tail_rows)
-        exact = [i for i in shortlists if i not in set(deep)]
+        exact = [i for i in shortlists if i not in taken]
         unfiltered = [i for i in exact if plans[i].candidates is None]
         with_tail = _rank_with_tail(
             table, config, [plans[i] for i in unfiltered], [shortlists[i] for i in unfiltered], tail
