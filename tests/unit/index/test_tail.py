@@ -46,6 +46,20 @@ def write(c: Collection, data: np.ndarray, start: int = 0, *, index: bool) -> No
     c.apply([c.prepare_upsert(records)], index=index)
 
 
+def prefix_collection_with_tail(
+    path: Path, index_dimension: int, rerank_factor: int, *, seed: int, indexed: int
+) -> tuple[CollectionStore, Collection, np.ndarray]:
+    """A collection on a prefix index of 3,000 MRL-like rows: the first `indexed` in HNSW, the
+    rest its tail."""
+    store = CollectionStore(path)
+    store.open()
+    c = store.create(replace(config(), index_dimension=index_dimension, rerank_factor=rerank_factor))
+    data = mixture(3000, DIM, seed=seed, decay=0.5)
+    write(c, data[:indexed], index=True)
+    write(c, data[indexed:], indexed, index=False)
+    return store, c, data
+
+
 def drain(c: Collection) -> None:
     while c.index_pending():
         pass
@@ -148,12 +162,7 @@ def test_the_tail_scored_once_per_batch_gives_the_scores_of_ranking_the_union(tm
     in place), one ranked above it joins its shortlist with the tail's best rows by index prefix
     (one pass for the batch); every hit and score must be what ranking that union alone gives,
     bit for bit, whichever queries share the batch."""
-    store = CollectionStore(tmp_path)
-    store.open()
-    c = store.create(replace(config(), index_dimension=16, rerank_factor=2))
-    data = mixture(3000, DIM, seed=5, decay=0.5)
-    write(c, data[:2000], index=True)
-    write(c, data[2000:], 2000, index=False)
+    store, c, data = prefix_collection_with_tail(tmp_path, 16, 2, seed=5, indexed=2000)
     c.apply([DeleteOp(("i2100", "i2555", "i2998"))], index=False)  # dead slots inside the tail
     data[5] = data[2400]  # an indexed row and a tail row that tie
     write(c, data[5:6], 5, index=False)
@@ -177,6 +186,7 @@ def test_the_tail_scored_once_per_batch_gives_the_scores_of_ranking_the_union(tm
         np.testing.assert_array_equal(ranked.rows, alone.rows)
         np.testing.assert_array_equal(ranked.scores, alone.scores)
     assert got[-1].scores[0] == got[-1].scores[1]  # the tie, both rows
+    store.close()
 
 
 def test_a_prefix_index_searches_its_tail_at_the_index_dimension(tmp_path: Path) -> None:
@@ -184,12 +194,7 @@ def test_a_prefix_index_searches_its_tail_at_the_index_dimension(tmp_path: Path)
     index prefix (as many as the index's shortlist) join the rerank at the query's dimension. The
     shortlist is the reference's best rows by prefix (ties within rounding aside), a tail row is
     found by its own vector, and recall against an exact scan is what it is once all is indexed."""
-    store = CollectionStore(tmp_path)
-    store.open()
-    c = store.create(replace(config(), index_dimension=8, rerank_factor=4))
-    data = mixture(3000, DIM, seed=9, decay=0.5)
-    write(c, data[:1000], index=True)
-    write(c, data[1000:], 1000, index=False)
+    store, c, data = prefix_collection_with_tail(tmp_path, 8, 4, seed=9, indexed=1000)
     view, cfg = c.view, c.config
     tail = _tail_rows(view, c.indexed_below)
     assert len(tail) == 2000 and cfg.unindexed_limit == 4 * DEFAULT_MAX_UNINDEXED  # an 8-d index
