@@ -130,15 +130,29 @@ class WriteBatcher:
                 waiter.future.set_result((result, commit))
         self._metrics.index_unindexed.labels(name).set(collection.unindexed_rows())
         if id(collection) not in self._indexing:
-            task = asyncio.create_task(self._index(collection))
-            self._indexing[id(collection)] = task
-            task.add_done_callback(lambda _: self._indexing.pop(id(collection), None))
+            self._indexing[id(collection)] = asyncio.create_task(self._index(collection))
 
     async def _index(self, collection: Collection) -> None:
-        """Index what the commits left, until a round finds nothing new (commits go on meanwhile)."""
+        """Index what the commits left, until a step finds nothing new (commits go on meanwhile).
+
+        A step looks at the tail in a worker thread, so a commit can land after it found nothing
+        and before this task ends; that commit sees the task running and starts none. So the task
+        looks again on the event loop, where commits register, and leaves `_indexing` in the same
+        loop turn: a later commit starts a new task. (Without this, rows committed in that moment
+        waited for the next write, and with none, for ever.)"""
         waiting = self._metrics.index_unindexed.labels(collection.config.name)
         try:
-            while await asyncio.to_thread(collection.index_pending):
-                waiting.set(collection.unindexed_rows())
+            retried = False
+            while True:
+                if await asyncio.to_thread(collection.index_pending):
+                    retried = False
+                    waiting.set(collection.unindexed_rows())
+                elif collection.unindexed_rows() and not retried:
+                    retried = True  # committed after the step looked: one more step takes them
+                else:
+                    break  # (a tail no step can take, a closed collection: the next commit retries)
         except Exception:  # the rows stay durable and searchable by scan; the next commit retries
             log.exception("collection %s: indexing committed rows failed", collection.config.name)
+        finally:
+            if self._indexing.get(id(collection)) is asyncio.current_task():
+                del self._indexing[id(collection)]

@@ -4,6 +4,7 @@ that leave or whose deadline passed are not written; a failed commit fails every
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -105,3 +106,29 @@ async def test_the_rows_waiting_for_the_index_are_published_as_a_gauge() -> None
     assert waiting() == 3000  # published with the commit, before the indexer's first step
     await writes.close()  # index upkeep done
     assert waiting() == 0 and c.unindexed_rows() == 0  # type: ignore[attr-defined]
+
+
+async def test_rows_committed_while_the_indexer_finds_nothing_are_still_indexed() -> None:
+    """The indexer's last step looks at the tail in a worker thread and finds it empty; a commit
+    lands before the indexer's task has ended, sees it still running and starts none. Those rows
+    must not wait for the next write (with none, forever: a benchmark hung on it)."""
+    c = fresh()
+    writes = WriteBatcher(Metrics(), policy="always", max_wait_seconds=0.0, max_items=10_000)
+    real = c.index_pending  # type: ignore[attr-defined]
+    found_nothing, resume = threading.Event(), threading.Event()
+
+    def index_pending() -> bool:
+        did = bool(real())
+        if not did and not resume.is_set():
+            found_nothing.set()
+            assert resume.wait(30)  # the step has looked; its answer is not back yet
+        return did
+
+    c.index_pending = index_pending  # type: ignore[attr-defined]
+    await writes.write(c, c.prepare_upsert([Record("a", vec(1))]), deadline=far())  # type: ignore
+    assert await asyncio.to_thread(found_nothing.wait, 30)
+    await writes.write(c, c.prepare_upsert([Record("b", vec(2))]), deadline=far())  # type: ignore
+    assert c.unindexed_rows() == 1  # type: ignore[attr-defined]
+    resume.set()
+    await writes.close()  # index upkeep done
+    assert c.unindexed_rows() == 0 and len(c.index) == 2  # type: ignore[attr-defined]
