@@ -62,6 +62,7 @@ class WriteBatcher:
         self._max_items = max_items
         self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self._indexing: dict[int, asyncio.Task[None]] = {}  # per collection, at most one
+        self._committed: set[int] = set()  # collections with commits their indexer has not seen
         self.commits = 0
 
     async def close(self) -> None:
@@ -129,30 +130,28 @@ class WriteBatcher:
             if not waiter.future.done():
                 waiter.future.set_result((result, commit))
         self._metrics.index_unindexed.labels(name).set(collection.unindexed_rows())
+        self._committed.add(id(collection))
         if id(collection) not in self._indexing:
             self._indexing[id(collection)] = asyncio.create_task(self._index(collection))
 
     async def _index(self, collection: Collection) -> None:
-        """Index what the commits left, until a step finds nothing new (commits go on meanwhile).
+        """Index what the commits left, until a step finds nothing new (commits go on meanwhile),
+        and again while commits came since the last round began.
 
         A step looks at the tail in a worker thread, so a commit can land after it found nothing
-        and before this task ends; that commit sees the task running and starts none. So the task
-        looks again on the event loop, where commits register, and leaves `_indexing` in the same
-        loop turn: a later commit starts a new task. (Without this, rows committed in that moment
-        waited for the next write, and with none, for ever.)"""
+        and before this task ends; that commit sees the task running and starts none, but marks
+        the collection, so the task takes another round. The task leaves `_indexing` in the loop
+        turn of its last look at the mark: a later commit starts a new task. (Without the mark,
+        rows committed in that moment waited for the next write, and with none, for ever.)"""
+        key = id(collection)
         waiting = self._metrics.index_unindexed.labels(collection.config.name)
         try:
-            retried = False
-            while True:
-                if await asyncio.to_thread(collection.index_pending):
-                    retried = False
+            while key in self._committed:
+                self._committed.discard(key)
+                while await asyncio.to_thread(collection.index_pending):
                     waiting.set(collection.unindexed_rows())
-                elif collection.unindexed_rows() and not retried:
-                    retried = True  # committed after the step looked: one more step takes them
-                else:
-                    break  # (a tail no step can take, a closed collection: the next commit retries)
         except Exception:  # the rows stay durable and searchable by scan; the next commit retries
             log.exception("collection %s: indexing committed rows failed", collection.config.name)
         finally:
-            if self._indexing.get(id(collection)) is asyncio.current_task():
-                del self._indexing[id(collection)]
+            if self._indexing.get(key) is asyncio.current_task():
+                del self._indexing[key]
