@@ -114,7 +114,8 @@ async def test_stored_dtype_f32_is_exact_and_f16_is_close(gateway: Running) -> N
 
 async def test_a_bulk_load_collection_keeps_its_tail_bound_and_reports_its_tail(gateway: Running) -> None:
     """`max_unindexed_rows` goes through CreateCollection, ListCollections and GetCollection; the
-    rows a streamed ingest leaves to the indexer are in `stats.unindexed_rows` and searchable."""
+    rows a streamed ingest leaves to the indexer are in `stats.unindexed_rows` and searchable, and
+    `stats.unindexed_limit` is the bound in force (the default one where none was set)."""
     data = vectors(3000, seed=4)
     async with AsyncClient(gateway.target) as client:
         created = await client.create_collection("bulk", dimension=DIM, max_unindexed_rows=500_000)
@@ -125,8 +126,10 @@ async def test_a_bulk_load_collection_keeps_its_tail_bound_and_reports_its_tail(
         assert listed == {"bulk": 500_000, "plain": 0}
         acks = [a async for a in client.ingest("bulk", [item(f"b{i}", v) for i, v in enumerate(data)])]
         assert sum(a.HasField("stored") for a in acks) == 3000
-        waiting = (await client.get_collection("bulk")).stats.unindexed_rows
-        assert 0 <= waiting <= 3000
+        bulk = (await client.get_collection("bulk")).stats
+        assert 0 <= bulk.unindexed_rows <= 3000 and bulk.unindexed_limit == 500_000
+        # the default bound follows the index dimension: 16,384 x 1224 / (256 + 200), in 1,024s
+        assert (await client.get_collection("plain")).stats.unindexed_limit == 43_008
         hits = (await client.search("bulk", vector=data[2999].tolist(), k=1)).hits
         assert [h.id for h in hits] == ["b2999"]
         await index_all(gateway, "bulk")  # the background indexer drains the tail

@@ -71,7 +71,9 @@ def stats_pairs(stats: collections_pb2.CollectionStats) -> list[tuple[str, objec
         ("items", stats.items),
         ("dead rows", stats.dead_rows),
         ("index tombstones", stats.index_tombstones),
-        ("unindexed rows", stats.unindexed_rows),
+        ("unindexed rows", f"{stats.unindexed_rows} (writes wait past {stats.unindexed_limit})")
+        if stats.unindexed_limit
+        else ("unindexed rows", stats.unindexed_rows),
         ("disk bytes", size(stats.disk_bytes)),
         ("index bytes", size(stats.index_bytes)),
         ("vector bytes", size(stats.vector_bytes)),

@@ -25,51 +25,51 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1donespace/v1/collections.proto\x12\x0bonespace.v1\"S\n\nHnswParams\x12\x14\n\x0c\x63onnectivity\x18\x01 \x01(\r\x12\x15\n\rexpansion_add\x18\x02 \x01(\r\x12\x18\n\x10\x65xpansion_search\x18\x03 \x01(\r\"\xb2\x02\n\x10\x43ollectionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12\x17\n\x0findex_dimension\x18\x04 \x01(\r\x12#\n\x06metric\x18\x05 \x01(\x0e\x32\x13.onespace.v1.Metric\x12&\n\x05\x64type\x18\x06 \x01(\x0e\x32\x17.onespace.v1.IndexDtype\x12%\n\x04hnsw\x18\x07 \x01(\x0b\x32\x17.onespace.v1.HnswParams\x12\x15\n\rrerank_factor\x18\x08 \x01(\r\x12.\n\x0cstored_dtype\x18\t \x01(\x0e\x32\x18.onespace.v1.StoredDtype\x12\x1a\n\x12max_unindexed_rows\x18\n \x01(\r\"\xf5\x01\n\x0f\x43ollectionStats\x12\r\n\x05items\x18\x01 \x01(\x04\x12\x11\n\tdead_rows\x18\x02 \x01(\x04\x12\x18\n\x10index_tombstones\x18\x03 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x04 \x01(\x04\x12\x13\n\x0bindex_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cvector_bytes\x18\x06 \x01(\x04\x12\x0b\n\x03seq\x18\x07 \x01(\x04\x12\x16\n\x0e\x63heckpoint_seq\x18\x08 \x01(\x04\x12\x17\n\x0f\x63heckpoint_time\x18\t \x01(\x01\x12\x11\n\tlog_bytes\x18\n \x01(\x04\x12\x16\n\x0eunindexed_rows\x18\x0b \x01(\x04\"w\n\nCollection\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.onespace.v1.CollectionConfig\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12+\n\x05stats\x18\x03 \x01(\x0b\x32\x1c.onespace.v1.CollectionStats\"H\n\x17\x43reateCollectionRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.onespace.v1.CollectionConfig\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"\x18\n\x16ListCollectionsRequest\"G\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.onespace.v1.Collection\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"+\n\x1b\x43heckpointCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x1c\x43heckpointCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"(\n\x18\x43ompactCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x19\x43ompactCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection*\\\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\x18\n\x14METRIC_INNER_PRODUCT\x10\x02\x12\r\n\tMETRIC_L2\x10\x03*}\n\nIndexDtype\x12\x1b\n\x17INDEX_DTYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_DTYPE_F32\x10\x01\x12\x13\n\x0fINDEX_DTYPE_F16\x10\x02\x12\x14\n\x10INDEX_DTYPE_BF16\x10\x03\x12\x12\n\x0eINDEX_DTYPE_I8\x10\x04*W\n\x0bStoredDtype\x12\x1c\n\x18STORED_DTYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10STORED_DTYPE_F16\x10\x01\x12\x14\n\x10STORED_DTYPE_F32\x10\x02\x32\xdc\x04\n\x11\x43ollectionService\x12_\n\x10\x43reateCollection\x12$.onespace.v1.CreateCollectionRequest\x1a%.onespace.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.onespace.v1.GetCollectionRequest\x1a\".onespace.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.onespace.v1.ListCollectionsRequest\x1a$.onespace.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.onespace.v1.DeleteCollectionRequest\x1a%.onespace.v1.DeleteCollectionResponse\x12k\n\x14\x43heckpointCollection\x12(.onespace.v1.CheckpointCollectionRequest\x1a).onespace.v1.CheckpointCollectionResponse\x12\x62\n\x11\x43ompactCollection\x12%.onespace.v1.CompactCollectionRequest\x1a&.onespace.v1.CompactCollectionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1donespace/v1/collections.proto\x12\x0bonespace.v1\"S\n\nHnswParams\x12\x14\n\x0c\x63onnectivity\x18\x01 \x01(\r\x12\x15\n\rexpansion_add\x18\x02 \x01(\r\x12\x18\n\x10\x65xpansion_search\x18\x03 \x01(\r\"\xb2\x02\n\x10\x43ollectionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12\x17\n\x0findex_dimension\x18\x04 \x01(\r\x12#\n\x06metric\x18\x05 \x01(\x0e\x32\x13.onespace.v1.Metric\x12&\n\x05\x64type\x18\x06 \x01(\x0e\x32\x17.onespace.v1.IndexDtype\x12%\n\x04hnsw\x18\x07 \x01(\x0b\x32\x17.onespace.v1.HnswParams\x12\x15\n\rrerank_factor\x18\x08 \x01(\r\x12.\n\x0cstored_dtype\x18\t \x01(\x0e\x32\x18.onespace.v1.StoredDtype\x12\x1a\n\x12max_unindexed_rows\x18\n \x01(\r\"\x8e\x02\n\x0f\x43ollectionStats\x12\r\n\x05items\x18\x01 \x01(\x04\x12\x11\n\tdead_rows\x18\x02 \x01(\x04\x12\x18\n\x10index_tombstones\x18\x03 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x04 \x01(\x04\x12\x13\n\x0bindex_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cvector_bytes\x18\x06 \x01(\x04\x12\x0b\n\x03seq\x18\x07 \x01(\x04\x12\x16\n\x0e\x63heckpoint_seq\x18\x08 \x01(\x04\x12\x17\n\x0f\x63heckpoint_time\x18\t \x01(\x01\x12\x11\n\tlog_bytes\x18\n \x01(\x04\x12\x16\n\x0eunindexed_rows\x18\x0b \x01(\x04\x12\x17\n\x0funindexed_limit\x18\x0c \x01(\x04\"w\n\nCollection\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.onespace.v1.CollectionConfig\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12+\n\x05stats\x18\x03 \x01(\x0b\x32\x1c.onespace.v1.CollectionStats\"H\n\x17\x43reateCollectionRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.onespace.v1.CollectionConfig\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"\x18\n\x16ListCollectionsRequest\"G\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.onespace.v1.Collection\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"+\n\x1b\x43heckpointCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x1c\x43heckpointCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"(\n\x18\x43ompactCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x19\x43ompactCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection*\\\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\x18\n\x14METRIC_INNER_PRODUCT\x10\x02\x12\r\n\tMETRIC_L2\x10\x03*}\n\nIndexDtype\x12\x1b\n\x17INDEX_DTYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_DTYPE_F32\x10\x01\x12\x13\n\x0fINDEX_DTYPE_F16\x10\x02\x12\x14\n\x10INDEX_DTYPE_BF16\x10\x03\x12\x12\n\x0eINDEX_DTYPE_I8\x10\x04*W\n\x0bStoredDtype\x12\x1c\n\x18STORED_DTYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10STORED_DTYPE_F16\x10\x01\x12\x14\n\x10STORED_DTYPE_F32\x10\x02\x32\xdc\x04\n\x11\x43ollectionService\x12_\n\x10\x43reateCollection\x12$.onespace.v1.CreateCollectionRequest\x1a%.onespace.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.onespace.v1.GetCollectionRequest\x1a\".onespace.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.onespace.v1.ListCollectionsRequest\x1a$.onespace.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.onespace.v1.DeleteCollectionRequest\x1a%.onespace.v1.DeleteCollectionResponse\x12k\n\x14\x43heckpointCollection\x12(.onespace.v1.CheckpointCollectionRequest\x1a).onespace.v1.CheckpointCollectionResponse\x12\x62\n\x11\x43ompactCollection\x12%.onespace.v1.CompactCollectionRequest\x1a&.onespace.v1.CompactCollectionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onespace_client.v1.collections_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRIC']._serialized_start=1470
-  _globals['_METRIC']._serialized_end=1562
-  _globals['_INDEXDTYPE']._serialized_start=1564
-  _globals['_INDEXDTYPE']._serialized_end=1689
-  _globals['_STOREDDTYPE']._serialized_start=1691
-  _globals['_STOREDDTYPE']._serialized_end=1778
+  _globals['_METRIC']._serialized_start=1495
+  _globals['_METRIC']._serialized_end=1587
+  _globals['_INDEXDTYPE']._serialized_start=1589
+  _globals['_INDEXDTYPE']._serialized_end=1714
+  _globals['_STOREDDTYPE']._serialized_start=1716
+  _globals['_STOREDDTYPE']._serialized_end=1803
   _globals['_HNSWPARAMS']._serialized_start=46
   _globals['_HNSWPARAMS']._serialized_end=129
   _globals['_COLLECTIONCONFIG']._serialized_start=132
   _globals['_COLLECTIONCONFIG']._serialized_end=438
   _globals['_COLLECTIONSTATS']._serialized_start=441
-  _globals['_COLLECTIONSTATS']._serialized_end=686
-  _globals['_COLLECTION']._serialized_start=688
-  _globals['_COLLECTION']._serialized_end=807
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=809
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=881
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=883
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=954
-  _globals['_GETCOLLECTIONREQUEST']._serialized_start=956
-  _globals['_GETCOLLECTIONREQUEST']._serialized_end=992
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=994
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1062
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1064
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1088
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1090
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1161
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1163
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1202
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1204
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1230
-  _globals['_CHECKPOINTCOLLECTIONREQUEST']._serialized_start=1232
-  _globals['_CHECKPOINTCOLLECTIONREQUEST']._serialized_end=1275
-  _globals['_CHECKPOINTCOLLECTIONRESPONSE']._serialized_start=1277
-  _globals['_CHECKPOINTCOLLECTIONRESPONSE']._serialized_end=1352
-  _globals['_COMPACTCOLLECTIONREQUEST']._serialized_start=1354
-  _globals['_COMPACTCOLLECTIONREQUEST']._serialized_end=1394
-  _globals['_COMPACTCOLLECTIONRESPONSE']._serialized_start=1396
-  _globals['_COMPACTCOLLECTIONRESPONSE']._serialized_end=1468
-  _globals['_COLLECTIONSERVICE']._serialized_start=1781
-  _globals['_COLLECTIONSERVICE']._serialized_end=2385
+  _globals['_COLLECTIONSTATS']._serialized_end=711
+  _globals['_COLLECTION']._serialized_start=713
+  _globals['_COLLECTION']._serialized_end=832
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=834
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=906
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=908
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=979
+  _globals['_GETCOLLECTIONREQUEST']._serialized_start=981
+  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1017
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1019
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1087
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1089
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1113
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1115
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1186
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1188
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1227
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1229
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1255
+  _globals['_CHECKPOINTCOLLECTIONREQUEST']._serialized_start=1257
+  _globals['_CHECKPOINTCOLLECTIONREQUEST']._serialized_end=1300
+  _globals['_CHECKPOINTCOLLECTIONRESPONSE']._serialized_start=1302
+  _globals['_CHECKPOINTCOLLECTIONRESPONSE']._serialized_end=1377
+  _globals['_COMPACTCOLLECTIONREQUEST']._serialized_start=1379
+  _globals['_COMPACTCOLLECTIONREQUEST']._serialized_end=1419
+  _globals['_COMPACTCOLLECTIONRESPONSE']._serialized_start=1421
+  _globals['_COMPACTCOLLECTIONRESPONSE']._serialized_end=1493
+  _globals['_COLLECTIONSERVICE']._serialized_start=1806
+  _globals['_COLLECTIONSERVICE']._serialized_end=2410
 # @@protoc_insertion_point(module_scope)

@@ -204,6 +204,7 @@ class CollectionStats(_message.Message):
     CHECKPOINT_TIME_FIELD_NUMBER: _builtins.int
     LOG_BYTES_FIELD_NUMBER: _builtins.int
     UNINDEXED_ROWS_FIELD_NUMBER: _builtins.int
+    UNINDEXED_LIMIT_FIELD_NUMBER: _builtins.int
     items: _builtins.int
     dead_rows: _builtins.int
     """deleted or replaced rows not yet reclaimed by compaction"""
@@ -224,7 +225,9 @@ class CollectionStats(_message.Message):
     log_bytes: _builtins.int
     """the store's write-ahead log"""
     unindexed_rows: _builtins.int
-    """committed rows the HNSW index has not taken yet (searched exactly)"""
+    """committed rows the HNSW index has not taken yet (searches scan them)"""
+    unindexed_limit: _builtins.int
+    """the bound in force on them: the config's max_unindexed_rows, or the"""
     def __init__(
         self,
         *,
@@ -239,10 +242,11 @@ class CollectionStats(_message.Message):
         checkpoint_time: _builtins.float = ...,
         log_bytes: _builtins.int = ...,
         unindexed_rows: _builtins.int = ...,
+        unindexed_limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_seq", b"checkpoint_seq", "checkpoint_time", b"checkpoint_time", "dead_rows", b"dead_rows", "disk_bytes", b"disk_bytes", "index_bytes", b"index_bytes", "index_tombstones", b"index_tombstones", "items", b"items", "log_bytes", b"log_bytes", "seq", b"seq", "unindexed_rows", b"unindexed_rows", "vector_bytes", b"vector_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_seq", b"checkpoint_seq", "checkpoint_time", b"checkpoint_time", "dead_rows", b"dead_rows", "disk_bytes", b"disk_bytes", "index_bytes", b"index_bytes", "index_tombstones", b"index_tombstones", "items", b"items", "log_bytes", b"log_bytes", "seq", b"seq", "unindexed_limit", b"unindexed_limit", "unindexed_rows", b"unindexed_rows", "vector_bytes", b"vector_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

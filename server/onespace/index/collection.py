@@ -87,7 +87,8 @@ class CollectionStats:
     checkpoint_time: float  # unix seconds; 0 when the index was never checkpointed
     log_bytes: int  # SQLite's write-ahead log
     changes_since_checkpoint: int  # items inserted or removed since the last index checkpoint
-    unindexed_rows: int = 0  # committed rows the HNSW index has not taken yet (searched exactly)
+    unindexed_rows: int = 0  # committed rows the HNSW index has not taken yet (searches scan them)
+    unindexed_limit: int = 0  # the bound in force on them (`config.unindexed_limit`); 0: no such tail
 
 
 class Collection:

@@ -342,4 +342,5 @@ def stats(collection: Collection) -> CollectionStats:
         log_bytes=wal.stat().st_size if wal.exists() else 0,
         changes_since_checkpoint=collection.changes_since_checkpoint,
         unindexed_rows=collection.unindexed_rows(),
+        unindexed_limit=collection.config.unindexed_limit,
     )

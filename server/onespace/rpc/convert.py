@@ -327,6 +327,7 @@ def collection_to_proto(
                 checkpoint_time=stats.checkpoint_time,
                 log_bytes=stats.log_bytes,
                 unindexed_rows=stats.unindexed_rows,
+                unindexed_limit=stats.unindexed_limit,
             )
         )
         pb.count = stats.items

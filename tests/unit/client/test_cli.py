@@ -95,7 +95,7 @@ def test_get_shows_storage_stats(gateway: FakeGateway, capsys: Capture) -> None:
     assert stats["checkpoint_time"] == 0 and stats["disk_bytes"] == "9376"
     assert set(stats) == {
         "items", "dead_rows", "index_tombstones", "disk_bytes", "index_bytes", "vector_bytes", "seq",
-        "checkpoint_seq", "checkpoint_time", "log_bytes", "unindexed_rows",
+        "checkpoint_seq", "checkpoint_time", "log_bytes", "unindexed_rows", "unindexed_limit",
     }  # fmt: skip
 
 

@@ -175,3 +175,9 @@ def test_json_and_text_vectors(tmp_path: Path) -> None:
         load_vector(tmp_path / "c.json")
     with pytest.raises(ValueError, match="two"):
         load_vector(tmp_path / "d.txt")
+
+
+def test_the_tail_is_shown_with_the_bound_in_force() -> None:
+    stats = collections_pb2.CollectionStats(items=3, unindexed_rows=120, unindexed_limit=43_008)
+    collection = collections_pb2.Collection(config=collections_pb2.CollectionConfig(name="c"), stats=stats)
+    assert "unindexed rows    120 (writes wait past 43008)" in describe(collection).splitlines()
