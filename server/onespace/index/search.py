@@ -36,6 +36,7 @@ batch of one.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -254,16 +255,27 @@ def _tail_shortlists(
     than the vectors): the tail (sorted live slots not yet indexed) searched the way the index
     will be, by a flat scan at the index dimension, and its rows then join the shortlist's rerank
     at the rank dimension like the index's. One pass over the tail for all the plans."""
-    d = config.index_dimension
     units = _index_vectors(config, [p.query for p in plans])
-    scores = np.empty((len(plans), len(tail)), dtype=np.float32)
+    scores = _score_tail(table, tail, config.index_dimension, lambda block: prefix_cosines(block, units))
+    return [np.sort(top_k(tail, scores[i], p.count)[0]) for i, p in enumerate(plans)]
+
+
+def _score_tail(
+    table: SlotView, tail: Rows, d: int, score: Callable[[npt.NDArray[np.generic]], Scores]
+) -> Scores:
+    """`score` of every tail row (sorted live slots, the last of the vector file) cut to `d`, one
+    column per row: each chunk is read in place, never gathered, and scored for all the queries."""
     first, end = int(tail[0]), int(tail[-1]) + 1
+    out: Scores | None = None
     for start in range(first, end, CHUNK_ROWS):
         stop = min(end, start + CHUNK_ROWS)
         inside = slice(*np.searchsorted(tail, [start, stop]))
-        block = np.asarray(table.vectors[start:stop])[:, :d]
-        scores[:, inside] = prefix_cosines(block, units)[:, tail[inside] - start]
-    return [np.sort(top_k(tail, scores[i], p.count)[0]) for i, p in enumerate(plans)]
+        scored = score(np.asarray(table.vectors[start:stop])[:, :d])
+        if out is None:
+            out = np.empty((len(scored), len(tail)), dtype=np.float32)
+        out[:, inside] = scored[:, tail[inside] - start]
+    assert out is not None  # a tail has a row
+    return out
 
 
 def _rank_with_tail(
@@ -276,18 +288,13 @@ def _rank_with_tail(
     order as ranking the union alone; None where the union is shorter than `_finish` accepts."""
     out: list[Ranked | None] = [None] * len(plans)
     full = table.vectors.shape[1]
-    first, end = int(tail[0]), int(tail[-1]) + 1
     dimensions: dict[int, list[int]] = defaultdict(list)
     for j, plan in enumerate(plans):
         dimensions[len(plan.rank_vector)].append(j)
     for d, members in dimensions.items():
         queries = np.stack([plans[j].rank_vector for j in members])
-        tail_scores = np.empty((len(members), len(tail)), dtype=np.float32)
-        for start in range(first, end, CHUNK_ROWS):
-            stop = min(end, start + CHUNK_ROWS)
-            inside = slice(*np.searchsorted(tail, [start, stop]))
-            block = np.asarray(table.vectors[start:stop])[:, :d]
-            tail_scores[:, inside] = score_block(block, queries, config.metric, full)[:, tail[inside] - start]
+        scorer = functools.partial(score_block, queries=queries, metric=config.metric, full=full)
+        tail_scores = _score_tail(table, tail, d, scorer)
         for at, j in enumerate(members):
             plan = plans[j]
             own = shortlists[j][~_members(shortlists[j], tail)]  # a row indexed meanwhile is in both

@@ -22,7 +22,7 @@ from onespace.metrics import Metrics
 from onespace.models import Modality
 from onespace.providers.base import EmbedInput, ProviderResult
 from onespace_client.v1 import common_pb2, embed_pb2
-from tests.harness import running_gateway
+from tests.harness import running_gateway, until
 from tests.scripted import RefusingProvider, ScriptedProvider
 
 
@@ -250,8 +250,7 @@ async def test_stop_fails_queued_items_and_refuses_new_ones() -> None:
         for i in range(5)
     ]
     await provider.started.wait()  # z0 is under way (its call takes 0.1 s of the 1 s grace)
-    while scheduler.queued < 4:  # and the rest queued behind it (loop turns, no timing)
-        await asyncio.sleep(0)
+    await until(lambda: scheduler.queued == 4, "the other 4 queued behind it")
     await scheduler.stop(1.0)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert not isinstance(results[0], Exception)  # the call under way finished

@@ -22,6 +22,7 @@ from onespace.providers.local.decoding import Decoding, short_reason
 from onespace.providers.local.embed import Job
 from onespace.providers.local.provider import default_workers
 from tests import media
+from tests.harness import until
 
 from .helpers import audio, image, text, video
 
@@ -132,6 +133,7 @@ import hashlib
 from onespace.content import Content, Modality
 from onespace.providers.local import embed_content
 from tests import media
+from tests.harness import until
 contents = [
     Content(Modality.TEXT, text="same in every process"),
     Content(Modality.IMAGE, data=media.png(11)),
@@ -195,12 +197,7 @@ def _texts(*values: str, dimension: int = 256) -> list[EmbedInput]:
 
 
 async def _waiting(p: LocalProvider, calls: int) -> None:
-    """Until `calls` calls wait for the next batch (loop turns; 30 s only to fail, not to hang)."""
-    give_up = time.monotonic() + 30
-    while len(p._waiting) < calls:
-        if time.monotonic() > give_up:
-            raise AssertionError(f"{calls} calls never queued")
-        await asyncio.sleep(0)
+    await until(lambda: len(p._waiting) >= calls, f"{calls} calls waiting for the next batch")
 
 
 async def test_calls_arriving_during_a_batch_share_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
