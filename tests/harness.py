@@ -30,7 +30,13 @@ __all__ = ["Running", "index_all", "only_groups", "running_gateway", "test_setti
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
     base = Settings(
-        host="127.0.0.1", port=0, metrics_port=0, data_dir=data_dir, grace_seconds=2.0, local_workers=2
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        data_dir=data_dir,
+        grace_seconds=2.0,
+        local_workers=2,
+        local_executor="thread",  # no process to start per gateway; test_local_processes covers them
     )
     return base.replace(**overrides)
 

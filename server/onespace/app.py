@@ -32,7 +32,11 @@ def build_provider(settings: Settings) -> Provider:
     if settings.provider == "local":
         from onespace.providers.local import LocalProvider
 
-        return LocalProvider(workers=settings.local_workers, limits=MediaLimits.of(settings))
+        return LocalProvider(
+            workers=settings.local_workers,
+            processes=settings.local_executor == "process",
+            limits=MediaLimits.of(settings),
+        )
     if settings.provider == "bedrock":
         from onespace.providers.bedrock import BedrockProvider
 

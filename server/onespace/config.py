@@ -177,7 +177,15 @@ class Settings:
     )
     # --- local provider ---
     local_workers: int = _opt(
-        0, "threads decoding and featurising for the local provider; 0: one fewer than the cores (at least 1)"
+        0,
+        "workers decoding and featurising for the local provider (processes or threads, see "
+        "--local-executor); 0: one fewer than the cores (at least 1)",
+    )
+    local_executor: str = _opt(
+        "process",
+        "where the local provider's workers run: process = worker processes, so featurising never "
+        "holds the gateway's GIL (each starts in ~0.4 s); thread = threads of the gateway's process",
+        choices=("process", "thread"),
     )
     # --- media decoding ---
     decode_budget_bytes: int = _opt(

@@ -48,6 +48,18 @@ class OnespaceError(Exception):
             return f"{self.message} (request id {self.request_id})"
         return self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle with every attribute (a local provider's worker process sends errors back): the
+        default would call `cls(message)`, which InvalidArgument(field, reason) cannot take."""
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[OnespaceError], args: tuple[object, ...], state: dict[str, object]) -> OnespaceError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidArgument(OnespaceError):
     """The request itself is wrong; `field` is its path, e.g. `items[3].image`."""

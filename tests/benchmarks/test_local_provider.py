@@ -13,13 +13,16 @@ Side by side in one run, `N` distinct synthetic texts (8-40 words drawn from a Z
     client's and server's default window) into a 1024-d collection with default settings (1024-d
     f16 HNSW, f16 stored rows, fsync batch): embedding plus storage;
 (c0), (d0) the same loads through a gateway whose provider does no work (it returns one constant
-    vector): the gateway's own ceiling on this machine, which bounds (c) and (d).
+    vector): the gateway's own ceiling on this machine, which bounds (c) and (d);
+(c1), (d1) (c) and (d) with the featurizer on threads of the gateway's process
+    (`--local-executor thread`) instead of its worker processes (the server's default).
 
 The gateway runs in this process; the gRPC load comes from a child process
 (`python -m tests.benchmarks.test_local_provider client ...`), so this process's CPU time
-(`time.process_time`, all its threads) over a run is the gateway's own CPU per item, and the
-client's is reported apart. Both share the machine's cores. The hashed-token tables are warm in
-every mode (as in a running server): the texts of every run are new, their words mostly not.
+(`time.process_time`, all its threads) plus its worker processes' over a run is the gateway's own
+CPU per item, and the client's is reported apart. Both share the machine's cores. The hashed-token
+tables are warm in every mode (as in a running server): the texts of every run are new, their
+words mostly not.
 
 Figures: items/s, ratio to (b), CPU ms per item, and for (c)/(d) the featurizer batches the local
 provider ran (calls coalesced while a batch was running). Correctness only is asserted: (a) and
@@ -44,8 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,10 +60,8 @@ from onespace.content import Content, EmbeddingType, Modality
 from onespace.models import LOCAL_MODEL, ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult
 from onespace.providers.local import embed_content, embed_many
-from onespace.providers.local import provider as local_provider
-from onespace.providers.local.decoding import Decoding
-from onespace.providers.local.embed import Job, warm_up
-from onespace.providers.local.provider import MAX_BATCH, default_workers
+from onespace.providers.local.embed import warm_up
+from onespace.providers.local.provider import MAX_BATCH, LocalProvider, default_workers
 from onespace_client import AsyncClient
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, embed_pb2_grpc
 from tests.benchmarks._common import print_table
@@ -183,7 +183,7 @@ class Run:
     mode: str
     items: int
     seconds: float
-    cpu_seconds: float  # this process (the featurizer, or the gateway with all its threads)
+    cpu_seconds: float  # this process (the featurizer), or the gateway: its threads and worker processes
     client_cpu_seconds: float = 0.0
     batches: int = 0  # featurizer batches the local provider ran
 
@@ -196,25 +196,18 @@ class Run:
         return 1e3 * self.cpu_seconds / self.items
 
 
-class _BatchCounter:
-    """Counts the local provider's featurizer batches (its one worker task per batch)."""
-
-    def __init__(self) -> None:
-        self.batches = 0
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        run = local_provider._run
-
-        def counted(calls: list[list[Job]], decoding: Decoding) -> list[Any]:
-            self.batches += 1
-            return run(calls, decoding)
-
-        local_provider._run = counted
+def _children_cpu(exclude: int) -> float:
+    """CPU seconds of this process's child processes but `exclude` (the local provider's worker
+    processes, and their resource tracker): the gateway's CPU outside its own process."""
+    me, total = os.getpid(), 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            yield
-        finally:
-            local_provider._run = run
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == me and int(stat.parent.name) != exclude:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _in_process(mode: str, texts: list[str]) -> tuple[Run, list[np.ndarray]]:
@@ -253,16 +246,16 @@ async def _through_gateway(
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None
-    counter = _BatchCounter()
+    provider = gw.app.gateway.provider
+    batches = provider.batches if isinstance(provider, LocalProvider) else 0
     try:
         ready = await asyncio.wait_for(proc.stdout.readline(), 120)
         assert ready.strip() == b"ready", ready
-        with counter.installed():
-            cpu = time.process_time()
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-            done = await asyncio.wait_for(proc.stdout.readline(), 600)
-            cpu_seconds = time.process_time() - cpu
+        cpu = time.process_time() + _children_cpu(proc.pid)
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        done = await asyncio.wait_for(proc.stdout.readline(), 600)
+        cpu_seconds = time.process_time() + _children_cpu(proc.pid) - cpu
         assert done.strip() == b"done", done
     finally:
         if proc.returncode is None:
@@ -276,7 +269,8 @@ async def _through_gateway(
         np.testing.assert_allclose(np.array(result["sample"], dtype=np.float32), expected, rtol=0, atol=1e-6)
     if load == "ingest":
         assert len(gw.app.gateway.store.get(collection)) == n
-    return Run(mode, n, result["seconds"], cpu_seconds, result["cpu_seconds"], counter.batches)
+    batches = provider.batches - batches if isinstance(provider, LocalProvider) else 0
+    return Run(mode, n, result["seconds"], cpu_seconds, result["cpu_seconds"], batches)
 
 
 async def _create(gw: Running, name: str) -> None:
@@ -297,19 +291,19 @@ MODES = {
     "ingest": f"(d) gateway, local provider: one `IngestPacked` stream of texts, {IN_FLIGHT} in flight",
     "unary-ceiling": "(c0) as (c), provider doing no work (gateway ceiling)",
     "ingest-ceiling": "(d0) as (d), provider doing no work (gateway ceiling)",
-    "unary-percore": "(c1) as (c), one featurizer thread per core (the default before)",
-    "ingest-percore": "(d1) as (d), one featurizer thread per core (the default before)",
+    "unary-thread": "(c1) as (c), the featurizer on a thread of the gateway's process (the default before)",
+    "ingest-thread": "(d1) as (d), the featurizer on a thread of the gateway's process (the default before)",
 }
 
 
 async def _gateway_runs(
-    data_dir: Path, mode: str, provider: Provider | None, *, workers: int = 0
+    data_dir: Path, mode: str, provider: Provider | None, *, executor: str = "process"
 ) -> list[Run]:
-    """`workers` 0: the local provider's default thread count (not the test harness's 2)."""
+    """The local provider's default worker count (not the test harness's 2), on `executor`."""
     runs = []
     seeds = {"unary": 100, "ingest": 200, "unary-ceiling": 300, "ingest-ceiling": 400}
     base = seeds.get(mode, seeds[mode.split("-")[0]])  # (c1)/(d1) take (c)/(d)'s texts
-    async with running_gateway(data_dir / mode, provider, local_workers=workers) as gw:
+    async with running_gateway(data_dir / mode, provider, local_workers=0, local_executor=executor) as gw:
         for r in range(REPEATS):
             if mode.startswith("ingest"):
                 name = f"texts{r}"
@@ -339,9 +333,8 @@ async def run(data_dir: Path) -> dict[str, Any]:
     runs["ingest"] = await _gateway_runs(data_dir, "ingest", None)
     runs["unary-ceiling"] = await _gateway_runs(data_dir, "unary-ceiling", ConstantProvider())
     runs["ingest-ceiling"] = await _gateway_runs(data_dir, "ingest-ceiling", ConstantProvider())
-    per_core = os.cpu_count() or 1
-    runs["unary-percore"] = await _gateway_runs(data_dir, "unary-percore", None, workers=per_core)
-    runs["ingest-percore"] = await _gateway_runs(data_dir, "ingest-percore", None, workers=per_core)
+    runs["unary-thread"] = await _gateway_runs(data_dir, "unary-thread", None, executor="thread")
+    runs["ingest-thread"] = await _gateway_runs(data_dir, "ingest-thread", None, executor="thread")
 
     medians = {mode: _median(rs) for mode, rs in runs.items()}
     batched_rate = medians["batched"].rate
@@ -350,7 +343,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
         "items/s (median of 3)",
         "all runs, items/s",
         "x (b)",
-        "CPU ms/item, this process",
+        "CPU ms/item, gateway",
         "client CPU ms/item",
         "featurizer batches (mean texts)",
     ]
@@ -358,7 +351,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
     for mode, label in MODES.items():
         m = medians[mode]
         gateway = mode not in ("per-item", "batched")
-        local = mode in ("unary", "ingest", "unary-percore", "ingest-percore")
+        local = mode in ("unary", "ingest", "unary-thread", "ingest-thread")
         rows.append(
             [
                 label,
@@ -378,15 +371,16 @@ async def run(data_dir: Path) -> dict[str, Any]:
             f"{N:,} distinct synthetic texts per run (8-40 words from a Zipf vocabulary of {VOCABULARY:,} "
             f"made-up words), {DIMENSION}-d, median of {REPEATS} runs on fresh texts. (a) and (b) in this "
             "process; (c) and (d) through a real gateway in this process on 127.0.0.1 (local provider "
-            f"with its default threads, one fewer than the cores: {default_workers()} here; the test "
-            "harness's settings otherwise) with the gRPC load "
-            "from a child process, so 'CPU ms/item, this process' is the gateway's own CPU (all its "
-            "threads, featurizer included), the client's apart; both share the cores. (d) stores into "
+            f"with the server's defaults: worker processes, one fewer than the cores: {default_workers()} "
+            "here; the test harness's settings otherwise) with the gRPC load "
+            "from a child process, so 'CPU ms/item, gateway' is the gateway's own CPU (all its "
+            "threads, and its worker processes: the featurizer), the client's apart; all share the "
+            "cores. (d) stores into "
             "a 1024-d collection with default settings (1024-d f16 HNSW, f16 rows, fsync batch), so "
             "it includes storage. (c0) and (d0) repeat (c) and (d) with a provider that does no work: "
             "what the gateway itself sustains here, an upper bound for (c) and (d). (c1) and (d1) "
-            f"repeat (c) and (d) on the same texts with {os.cpu_count() or 1} featurizer threads, one "
-            "per core (the default before). 'Featurizer "
+            f"repeat (c) and (d) on the same texts with {default_workers()} featurizer thread(s) in the "
+            "gateway's process instead (`--local-executor thread`, the default before). 'Featurizer "
             "batches': the local provider's worker tasks (concurrent calls coalesced while a batch "
             "runs). The hashed-token tables are warm in every mode, as in a running server. Checked: "
             "(a) = (b) bit for bit; a sample of (c)'s vectors = in-process vectors to float32 rounding "

@@ -1,9 +1,17 @@
-"""`LocalProvider`: the embedded default provider, one worker-thread hop per batch.
+"""`LocalProvider`: the embedded default provider, one worker hop per batch.
 
-Decoding and featurising are CPU work, so they run on the provider's own threads, never on the
-event loop, one task per *batch* (`embed_outcomes`): the per-input Python work (hashing text
-n-grams, decoding media) and then one batched projection per feature space, whose numpy calls
-release the GIL (Pillow, libsndfile and FFmpeg release it while decoding too).
+Decoding and featurising are CPU work, so they run on the provider's workers, never on the event
+loop, one task per *batch* (`embed_outcomes`): the per-input Python work (hashing text n-grams,
+decoding media) and then one batched projection per feature space.
+
+Workers are processes (`processes=True`, the server's default) or threads. Hashing n-grams is
+Python and holds the GIL, so on a thread the featurizer and the event loop take turns on one
+interpreter. A worker process has its own: the gateway's loop keeps its GIL, and a batch crosses
+in one pickled message each way (texts out; ~4 KB per 1024-d vector back). On 2 cores, unary
+`Embed` of one text from 64 callers carried ~30% more texts per second on a worker process than
+on a thread (docs/benchmarks.md, local provider); a stream of texts into a collection is bound by
+storage and gained nothing. Threads suit tests and library use (no process to start); numpy,
+Pillow, libsndfile and FFmpeg release the GIL, so media gain less from processes.
 
 Calls are coalesced: at most `workers` batches run at once, and calls that arrive meanwhile wait
 in one queue and go together in the next batch (up to `MAX_BATCH` inputs; a larger call runs
@@ -15,19 +23,31 @@ alone: an input that fails fails only its own call. An idle provider starts a ca
 The provider declares the model's `max_batch` (one input per call) to the engine: coalescing
 gives it the batches, and a failed media input then fails no other caller.
 
-The provider owns its decoding bounds (`Decoding`): the media limits it is given, and one decode
-budget that every decode on its workers shares.
+The provider owns its decoding bounds: the media limits it is given, and one decode budget that
+every decode on its workers shares (threads: one `Decoding`; processes: each of the `workers`
+processes decodes one input at a time within `decode_budget_bytes / workers`, so all of them
+together stay within the budget). A worker process that dies (killed, out of memory) fails the
+calls of its batch UNAVAILABLE, and the next batch starts a new pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import dataclasses
 import functools
+import logging
+import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from onespace.content import MediaLimits
@@ -38,6 +58,10 @@ from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.embed import Job, embed_outcomes, warm_up
 
 __all__ = ["MAX_BATCH", "LocalProvider", "default_workers"]
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 # Inputs coalesced into one batch: enough that the per-batch costs (a thread hop, a few dozen
 # numpy calls) vanish per input, few enough that a batch stays short (~80 ms of CPU for 256 short
@@ -55,7 +79,7 @@ class _Call:
 
 
 def _run(calls: list[list[Job]], decoding: Decoding) -> list[_Outcome]:
-    """One batch, on a worker thread: each call's results, or the first failure among its inputs."""
+    """One batch, on a worker: each call's results, or the first failure among its inputs."""
     outcomes = embed_outcomes([job for jobs in calls for job in jobs], decoding)
     out: list[_Outcome] = []
     start = 0
@@ -65,6 +89,46 @@ def _run(calls: list[list[Job]], decoding: Decoding) -> list[_Outcome]:
         failure = next((o for o in mine if isinstance(o, OnespaceError)), None)
         out.append(failure if failure is not None else [o for o in mine if isinstance(o, ProviderResult)])
     return out
+
+
+def _worker_start(parent: int) -> None:
+    """A worker process's start: it lives no longer than the gateway that started it, leaves
+    SIGINT to it, and builds the projections before its first batch.
+
+    Without the first, a SIGKILLed gateway left its worker running (it holds both ends of its call
+    queue's pipe, so it never reads an end of file), and with it the gateway's stdout and stderr
+    open. Linux's parent-death signal ends it at once; elsewhere a thread checks every second.
+    A Ctrl-C reaches the whole process group: the gateway drains and then shuts the pool down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not _die_with_parent():
+        threading.Thread(target=_watch_parent, args=(parent,), name="onespace-parent", daemon=True).start()
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(0)
+    warm_up()
+
+
+def _die_with_parent() -> bool:
+    """Ask Linux to SIGKILL this process when its parent ends; False where that is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return int(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _run_in_process(calls: list[list[Job]], limits: MediaLimits) -> list[_Outcome]:
+    """`_run` in a worker process, within its share of the decode budget (`limits`). The process
+    runs one batch at a time and decodes one input at a time, so a budget made per batch bounds
+    its decodes as one kept for the process's life would."""
+    return _run(calls, Decoding.of(limits))
 
 
 def default_workers() -> int:
@@ -84,19 +148,44 @@ class LocalProvider(Provider):
 
     name = "local"
 
-    def __init__(self, workers: int = 0, *, limits: MediaLimits | None = None) -> None:
-        """`workers` threads (0: `default_workers()`); `limits` bound each decode (None: the
-        defaults), and `limits.decode_budget_bytes` all of this provider's decodes at once."""
+    def __init__(
+        self, workers: int = 0, *, processes: bool = False, limits: MediaLimits | None = None
+    ) -> None:
+        """`workers` threads, or processes when `processes` (0: `default_workers()`); `limits`
+        bound each decode (None: the defaults), and `limits.decode_budget_bytes` all of this
+        provider's decodes at once."""
         self._workers = workers or default_workers()
+        self._processes = processes
         self._decoding = Decoding.of(limits)
-        self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="onespace-local")
+        # each worker process's share of the decode budget (it decodes one input at a time)
+        share = max(1, self._decoding.limits.decode_budget_bytes // self._workers)
+        self._process_limits = dataclasses.replace(self._decoding.limits, decode_budget_bytes=share)
+        self._executor = self._new_executor()
+        self.pools_started = 1  # executors made so far (a dead worker process costs one more)
+        self.batches = 0  # batches handed to the workers (calls coalesced while others ran)
         self._waiting: deque[_Call] = deque()
         self._running = 0
         self._closed = False
 
+    def _new_executor(self) -> Executor:
+        if self._processes:
+            # spawn: a fork would copy the gRPC server's threads and locks into the child
+            context = multiprocessing.get_context("spawn")
+            # processes start from the event loop's thread (submit), so the parent-death signal,
+            # tied to the thread that forked, comes only when the gateway's process ends
+            return ProcessPoolExecutor(
+                self._workers, mp_context=context, initializer=_worker_start, initargs=(os.getpid(),)
+            )
+        return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="onespace-local")
+
     @property
     def workers(self) -> int:
         return self._workers
+
+    @property
+    def processes(self) -> bool:
+        """Whether the workers are processes (else threads of the gateway's process)."""
+        return self._processes
 
     @property
     def decoding(self) -> Decoding:
@@ -144,23 +233,35 @@ class LocalProvider(Provider):
                 size += len(call.jobs)
             if not batch:
                 return
+            jobs = [call.jobs for call in batch]
+            loop, executor = asyncio.get_running_loop(), self._executor
             try:
-                done = asyncio.get_running_loop().run_in_executor(
-                    self._executor, _run, [call.jobs for call in batch], self._decoding
-                )
-            except RuntimeError:  # the executor was shut down by a concurrent close()
-                self._fail(batch, lambda: Unavailable("the local provider is closed"))
-                return
+                if self._processes:
+                    done = loop.run_in_executor(executor, _run_in_process, jobs, self._process_limits)
+                else:
+                    done = loop.run_in_executor(executor, _run, jobs, self._decoding)
+            except RuntimeError:  # shut down by a concurrent close(), or a worker process died
+                if self._closed:
+                    self._fail(batch, lambda: Unavailable("the local provider is closed"))
+                    return
+                self._waiting.extendleft(reversed(batch))  # not started: they go to the new pool
+                self._replace_executor(executor)
+                continue
             self._running += 1
-            done.add_done_callback(functools.partial(self._finished, batch))
+            self.batches += 1
+            done.add_done_callback(functools.partial(self._finished, batch, executor))
 
-    def _finished(self, batch: list[_Call], done: asyncio.Future[list[_Outcome]]) -> None:
+    def _finished(self, batch: list[_Call], executor: Executor, done: asyncio.Future[list[_Outcome]]) -> None:
         self._running -= 1
         if done.cancelled():  # only when the loop itself is going away
             self._fail(batch, lambda: Unavailable("the local provider is closed"))
             return
         try:
             outcomes = done.result()
+        except BrokenProcessPool:  # a worker process died (killed, out of memory) during the batch
+            self._fail(batch, _worker_died)
+            if not self._closed:
+                self._replace_executor(executor)
         except OnespaceError as exc:  # not one input's failure: every call of the batch gets it
             failure = exc
             self._fail(batch, lambda: failure)
@@ -178,6 +279,15 @@ class LocalProvider(Provider):
         if not self._closed:
             self._start_batches()
 
+    def _replace_executor(self, broken: Executor) -> None:
+        """A new pool for the next batches, once `broken` broke (its other batches fail too)."""
+        if broken is not self._executor:
+            return  # already replaced after another batch of the same pool failed
+        log.warning("a local provider worker process died; starting a new pool")
+        self._executor.shutdown(wait=False)
+        self._executor = self._new_executor()
+        self.pools_started += 1
+
     @staticmethod
     def _fail(
         calls: Sequence[_Call], error: Callable[[], OnespaceError], cause: BaseException | None = None
@@ -190,10 +300,28 @@ class LocalProvider(Provider):
                 call.future.set_exception(exc)
 
     async def start(self) -> None:
-        """Build the projections before the first request, off the event loop."""
+        """Build the projections before the first request, off the event loop (and start every
+        worker process, each building its own: one task per worker starts them all)."""
         if self._closed:
             raise Unavailable("the local provider is closed")
-        await asyncio.get_running_loop().run_in_executor(self._executor, warm_up)
+        loop = asyncio.get_running_loop()
+        starting = self._workers if self._processes else 1
+        try:
+            await asyncio.gather(*(loop.run_in_executor(self._executor, warm_up) for _ in range(starting)))
+        except (RuntimeError, OSError) as exc:
+            if not self._processes:
+                raise
+            # e.g. a script without `if __name__ == "__main__":` (a spawned process imports it again)
+            log.warning(
+                "the local provider could not start its worker processes (%s: %s); featurising on "
+                "threads of this process instead (--local-executor thread)",
+                type(exc).__name__,
+                (str(exc).strip().splitlines() or [""])[0],
+            )
+            self._executor.shutdown(wait=False)
+            self._processes = False
+            self._executor = self._new_executor()
+            await loop.run_in_executor(self._executor, warm_up)
 
     async def close(self) -> None:
         """Stop accepting work, fail calls not started, wait for running work (off the event loop)."""
@@ -204,3 +332,9 @@ class LocalProvider(Provider):
         self._waiting.clear()
         self._fail(waiting, lambda: Unavailable("the local provider is closed"))
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+
+
+def _worker_died() -> OnespaceError:
+    return Unavailable(
+        "a local provider worker process died during the call; retry it", retry_after_seconds=0.1
+    )
