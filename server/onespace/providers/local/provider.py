@@ -8,9 +8,9 @@ Workers are processes (`processes=True`, the server's default) or threads. Hashi
 Python and holds the GIL, so on a thread the featurizer and the event loop take turns on one
 interpreter. A worker process has its own: the gateway's loop keeps its GIL, and a batch crosses
 in one pickled message each way (texts out; ~4 KB per 1024-d vector back). On 2 cores, unary
-`Embed` of one text from 64 callers carried ~30% more texts per second on a worker process than
-on a thread (docs/benchmarks.md, local provider); a stream of texts into a collection is bound by
-storage and gained nothing. Threads suit tests and library use (no process to start); numpy,
+`Embed` of one text from 64 callers carried 30-38% more texts per second on a worker process
+than on a thread (docs/benchmarks.md, local provider); a stream of texts into a collection, bound
+by its window and by storage, gained nothing. Threads suit tests and library use (no process to start); numpy,
 Pillow, libsndfile and FFmpeg release the GIL, so media gain less from processes.
 
 Calls are coalesced: at most `workers` batches run at once, and calls that arrive meanwhile wait
