@@ -21,6 +21,7 @@ from onespace.errors import InvalidArgument, Unavailable
 from onespace.models import LOCAL_MODEL
 from onespace.providers.base import EmbedInput
 from onespace.providers.local import LocalProvider
+from onespace.providers.local import provider as local_provider
 from onespace.providers.local.provider import MAX_BATCH
 from onespace_client.v1 import common_pb2, embed_pb2
 from tests import media
@@ -213,3 +214,23 @@ def test_a_sigkilled_gateway_leaves_no_worker_process(tmp_path: Path) -> None:
     finally:
         server.kill()  # SIGKILL; `reap` also waits for the end of its output, which the worker held
     assert _ended(worker, 30), f"worker {worker} outlived the gateway it served"
+
+
+async def test_a_platform_without_process_pools_featurises_on_threads(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where multiprocessing has no working semaphores (no /dev/shm, e.g. some sandboxes) a
+    process pool cannot even be made: the provider says so and runs on threads."""
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise ImportError("This platform lacks a functioning sem_open implementation")
+
+    monkeypatch.setattr(local_provider, "ProcessPoolExecutor", unavailable)
+    p = LocalProvider(workers=1, processes=True)
+    try:
+        assert not p.processes
+        assert "could not start its worker processes (ImportError: This platform lacks" in caplog.text
+        await p.start()
+        assert len((await p.embed(_inputs()))[0].embeddings[0].vector) == 256
+    finally:
+        await p.close()

@@ -10,8 +10,9 @@ interpreter. A worker process has its own: the gateway's loop keeps its GIL, and
 in one pickled message each way (texts out; ~4 KB per 1024-d vector back). On 2 cores, unary
 `Embed` of one text from 64 callers carried 30-38% more texts per second on a worker process
 than on a thread (docs/benchmarks.md, local provider); a stream of texts into a collection, bound
-by its window and by storage, gained nothing. Threads suit tests and library use (no process to start); numpy,
-Pillow, libsndfile and FFmpeg release the GIL, so media gain less from processes.
+by its window and by storage, gained nothing. Threads suit tests and library use (no process to
+start); numpy, Pillow, libsndfile and FFmpeg release the GIL, so media gain less from processes.
+Where a process pool cannot be made or started, the provider warns and uses threads.
 
 Calls are coalesced: at most `workers` batches run at once, and calls that arrive meanwhile wait
 in one queue and go together in the next batch (up to `MAX_BATCH` inputs; a larger call runs
@@ -160,12 +161,26 @@ class LocalProvider(Provider):
         # each worker process's share of the decode budget (it decodes one input at a time)
         share = max(1, self._decoding.limits.decode_budget_bytes // self._workers)
         self._process_limits = dataclasses.replace(self._decoding.limits, decode_budget_bytes=share)
-        self._executor = self._new_executor()
+        try:
+            self._executor = self._new_executor()
+        except (OSError, ImportError, NotImplementedError) as exc:  # no working sem_open (no /dev/shm)
+            self._use_threads(exc)
         self.pools_started = 1  # executors made so far (a dead worker process costs one more)
         self.batches = 0  # batches handed to the workers (calls coalesced while others ran)
         self._waiting: deque[_Call] = deque()
         self._running = 0
         self._closed = False
+
+    def _use_threads(self, why: BaseException) -> None:
+        """Worker processes cannot start here: say why, and featurise on threads instead."""
+        log.warning(
+            "the local provider could not start its worker processes (%s: %s); featurising on "
+            "threads of this process instead (--local-executor thread)",
+            type(why).__name__,
+            (str(why).strip().splitlines() or [""])[0],
+        )
+        self._processes = False
+        self._executor = self._new_executor()
 
     def _new_executor(self) -> Executor:
         if self._processes:
@@ -312,15 +327,8 @@ class LocalProvider(Provider):
             if not self._processes:
                 raise
             # e.g. a script without `if __name__ == "__main__":` (a spawned process imports it again)
-            log.warning(
-                "the local provider could not start its worker processes (%s: %s); featurising on "
-                "threads of this process instead (--local-executor thread)",
-                type(exc).__name__,
-                (str(exc).strip().splitlines() or [""])[0],
-            )
             self._executor.shutdown(wait=False)
-            self._processes = False
-            self._executor = self._new_executor()
+            self._use_threads(exc)
             await loop.run_in_executor(self._executor, warm_up)
 
     async def close(self) -> None:
