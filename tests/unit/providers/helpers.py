@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from onespace.content import Content, Modality, TruncationMode, VideoMode
-from onespace.providers.base import Vector
+from onespace.content import Content, Modality, Purpose, TruncationMode, VideoMode
+from onespace.models import LOCAL_MODEL
+from onespace.providers.base import EmbedInput, Vector
 from onespace.providers.local import embed_content
+from tests import media
 
 
 def text(value: str, truncation: TruncationMode = TruncationMode.END) -> Content:
@@ -38,3 +40,16 @@ def assert_unit(v: Vector, dimension: int) -> None:
     assert v.shape == (dimension,)
     assert np.all(np.isfinite(v))
     assert abs(float(np.linalg.norm(v.astype(np.float64))) - 1.0) < 1e-5
+
+
+def mixed_inputs(dimension: int = 256, purpose: Purpose = Purpose.GENERIC_INDEX) -> list[EmbedInput]:
+    """One input of every modality for the local model (a video in two embeddings), texts first
+    and last."""
+    contents = [
+        text("first"),
+        image(media.png(1)),
+        audio(media.wav(440)),
+        video(media.mp4(1), VideoMode.AUDIO_VIDEO_SEPARATE),
+        text("last"),
+    ]
+    return [EmbedInput(c, LOCAL_MODEL.id, dimension, purpose) for c in contents]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onespace.content import MediaLimits, Purpose, VideoMode
+from onespace.content import MediaLimits, Purpose
 from onespace.errors import InvalidArgument, Unavailable
 from onespace.models import LOCAL_MODEL
 from onespace.providers.base import EmbedInput
@@ -24,24 +24,12 @@ from onespace.providers.local import LocalProvider
 from onespace.providers.local import provider as local_provider
 from onespace.providers.local.provider import MAX_BATCH
 from onespace_client.v1 import common_pb2, embed_pb2
-from tests import media
 from tests.harness import running_gateway, until
 from tests.reliability.serve import Server
 
-from .helpers import audio, image, text, video
+from .helpers import image, mixed_inputs, text
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _inputs(dimension: int = 256) -> list[EmbedInput]:
-    contents = [
-        text("first"),
-        image(media.png(1)),
-        audio(media.wav(440)),
-        video(media.mp4(1), VideoMode.AUDIO_VIDEO_SEPARATE),
-        text("last"),
-    ]
-    return [EmbedInput(c, LOCAL_MODEL.id, dimension, Purpose.GENERIC_INDEX) for c in contents]
 
 
 def _workers(parent: int = 0) -> list[int]:
@@ -88,7 +76,7 @@ async def test_worker_processes_give_the_threads_vectors_bit_for_bit(provider: L
     await threads.start()
     try:
         for dimension in (256, 1024):
-            inputs = _inputs(dimension)
+            inputs = mixed_inputs(dimension)
             got, expected = await asyncio.gather(provider.embed(inputs), threads.embed(inputs))
             for a, b in zip(got, expected, strict=True):
                 assert [(e.type, e.truncated_char_length, e.vector.tobytes()) for e in a.embeddings] == [
@@ -101,7 +89,7 @@ async def test_worker_processes_give_the_threads_vectors_bit_for_bit(provider: L
 
 async def test_a_bad_input_fails_only_its_call_with_its_field(provider: LocalProvider) -> None:
     bad = EmbedInput(image(b"\x89PNG\r\n\x1a\nnot really"), LOCAL_MODEL.id, 256, Purpose.GENERIC_INDEX)
-    good = _inputs()[0]
+    good = mixed_inputs()[0]
     outcomes = await asyncio.gather(provider.embed([bad]), provider.embed([good]), return_exceptions=True)
     assert isinstance(outcomes[0], InvalidArgument)
     assert outcomes[0].field == "content.image" and "decode" in outcomes[0].reason
@@ -123,7 +111,7 @@ async def test_a_worker_killed_during_a_batch_fails_it_unavailable_and_a_new_poo
     os.kill(pid, signal.SIGKILL)  # the batch takes ~0.1-1 s of CPU: it is still running or queued
     with pytest.raises(Unavailable, match="worker process died"):
         await call
-    results = await provider.embed(_inputs())
+    results = await provider.embed(mixed_inputs())
     assert len(results) == 5 and provider.pools_started == 2
     assert pid not in _workers() and len(_workers()) == 1
 
@@ -134,7 +122,7 @@ async def test_a_worker_found_dead_before_a_batch_is_replaced_and_the_batch_serv
     (pid,) = _workers()
     os.kill(pid, signal.SIGKILL)
     await until(lambda: pid not in _workers(), "the pool to notice and reap its dead worker")
-    results = await provider.embed(_inputs())  # never started on the broken pool: not failed
+    results = await provider.embed(mixed_inputs())  # never started on the broken pool: not failed
     assert len(results) == 5 and provider.pools_started == 2
 
 
@@ -200,7 +188,7 @@ async def test_a_worker_ignores_sigint_left_to_the_gateway(provider: LocalProvid
     """Ctrl-C reaches the whole process group; the gateway drains and then stops its workers."""
     (pid,) = _workers()
     os.kill(pid, signal.SIGINT)
-    results = await provider.embed(_inputs())
+    results = await provider.embed(mixed_inputs())
     assert len(results) == 5 and provider.pools_started == 1 and _workers() == [pid]
 
 
@@ -231,6 +219,6 @@ async def test_a_platform_without_process_pools_featurises_on_threads(
         assert not p.processes
         assert "could not start its worker processes (ImportError: This platform lacks" in caplog.text
         await p.start()
-        assert len((await p.embed(_inputs()))[0].embeddings[0].vector) == 256
+        assert len((await p.embed(mixed_inputs()))[0].embeddings[0].vector) == 256
     finally:
         await p.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from onespace.content import EmbeddingType, MediaLimits, Purpose, VideoMode
+from onespace.content import EmbeddingType, MediaLimits, Purpose
 from onespace.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from onespace.models import LOCAL_MODEL
 from onespace.providers.base import EmbedInput
@@ -24,20 +24,9 @@ from onespace.providers.local.provider import default_workers
 from tests import media
 from tests.harness import until
 
-from .helpers import audio, image, text, video
+from .helpers import audio, image, mixed_inputs, text
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _inputs(dimension: int = 256, purpose: Purpose = Purpose.GENERIC_INDEX) -> list[EmbedInput]:
-    contents = [
-        text("first"),
-        image(media.png(1)),
-        audio(media.wav(440)),
-        video(media.mp4(1), VideoMode.AUDIO_VIDEO_SEPARATE),
-        text("last"),
-    ]
-    return [EmbedInput(c, LOCAL_MODEL.id, dimension, purpose) for c in contents]
 
 
 @pytest.fixture
@@ -49,7 +38,7 @@ async def provider() -> AsyncIterator[LocalProvider]:
 
 
 async def test_embed_returns_results_in_input_order(provider: LocalProvider) -> None:
-    inputs = _inputs()
+    inputs = mixed_inputs()
     results = await provider.embed(inputs)
     assert [[e.type for e in r.embeddings] for r in results] == [
         [EmbeddingType.TEXT],
@@ -66,8 +55,8 @@ async def test_embed_returns_results_in_input_order(provider: LocalProvider) -> 
 
 
 async def test_purpose_does_not_change_the_vector(provider: LocalProvider) -> None:
-    index = await provider.embed(_inputs(purpose=Purpose.GENERIC_INDEX))
-    query = await provider.embed(_inputs(purpose=Purpose.TEXT_RETRIEVAL))
+    index = await provider.embed(mixed_inputs(purpose=Purpose.GENERIC_INDEX))
+    query = await provider.embed(mixed_inputs(purpose=Purpose.TEXT_RETRIEVAL))
     for a, b in zip(index, query, strict=True):
         assert [e.vector.tobytes() for e in a.embeddings] == [e.vector.tobytes() for e in b.embeddings]
 
@@ -80,7 +69,7 @@ async def test_concurrent_embedding_is_deterministic(provider: LocalProvider) ->
 
 
 async def test_first_failure_in_input_order_fails_the_call(provider: LocalProvider) -> None:
-    inputs = _inputs()
+    inputs = mixed_inputs()
     bad = EmbedInput(image(b"\x89PNG\r\n\x1a\n broken"), LOCAL_MODEL.id, 256, Purpose.GENERIC_INDEX)
     worse = EmbedInput(audio(b"RIFF\x00\x00\x00\x00WAVE"), LOCAL_MODEL.id, 256, Purpose.GENERIC_INDEX)
     with pytest.raises(InvalidArgument) as info:
@@ -95,7 +84,7 @@ async def test_unknown_model_is_not_found(provider: LocalProvider) -> None:
 
 async def test_past_deadline_is_refused_up_front(provider: LocalProvider) -> None:
     with pytest.raises(DeadlineExceeded):
-        await provider.embed(_inputs()[:1], deadline=time.monotonic() - 1.0)
+        await provider.embed(mixed_inputs()[:1], deadline=time.monotonic() - 1.0)
 
 
 async def test_closed_provider_is_unavailable() -> None:
@@ -103,7 +92,7 @@ async def test_closed_provider_is_unavailable() -> None:
     await p.close()
     await p.close()  # idempotent
     with pytest.raises(Unavailable):
-        await p.embed(_inputs()[:1])
+        await p.embed(mixed_inputs()[:1])
     with pytest.raises(Unavailable):
         await p.start()
 

@@ -255,13 +255,13 @@ class LocalProvider(Provider):
                     done = loop.run_in_executor(executor, _run_in_process, jobs, self._process_limits)
                 else:
                     done = loop.run_in_executor(executor, _run, jobs, self._decoding)
-            except RuntimeError:  # shut down by a concurrent close(), or a worker process died
-                if self._closed:
-                    self._fail(batch, lambda: Unavailable("the local provider is closed"))
-                    return
-                self._waiting.extendleft(reversed(batch))  # not started: they go to the new pool
+            except BrokenProcessPool:  # a worker died before this batch: it goes to a new pool
+                self._waiting.extendleft(reversed(batch))
                 self._replace_executor(executor)
                 continue
+            except RuntimeError:  # the executor was shut down by a concurrent close()
+                self._fail(batch, lambda: Unavailable("the local provider is closed"))
+                return
             self._running += 1
             self.batches += 1
             done.add_done_callback(functools.partial(self._finished, batch, executor))
