@@ -347,7 +347,7 @@ def run(data_dir: Path) -> None:
         "the gateway's event loop is close to saturated (a refusal costs it about what an Info RPC does, "
         "and each admitted Bedrock call ~1.5 ms), and where it saturates the calls queue in grpc-core "
         "before any handler runs and the refusal latency measures that queue: 15 ms to 1.9 s p99 between "
-        "runs of the same code when an Info RPC cost ~0.4 ms here (~2,300 Info RPS), 12-39 ms in 3 runs "
+        "runs of the same code when an Info RPC cost ~0.4 ms here (~2,300 Info RPS), 12-39 ms in four runs on 2026-11-27 "
         "when it cost ~0.2 ms (~4,700 Info RPS). "
         "At 200 ms (~75 RPS, 5x ~370 RPS) the loop has room and it measures the gateway's admission. "
         f"The pooled Info run spreads the same {CALLERS} callers over {POOL} channels, each its own TCP "
