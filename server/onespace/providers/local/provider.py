@@ -139,8 +139,11 @@ def default_workers() -> int:
     the workers and the event loop take turns on the GIL, and every batch smaller. Side by side on
     the 2-core VM, one worker carried 12-13% more texts per second than two through unary Embed
     and through Ingest, at 15% less gateway CPU per text, in batches of ~22-28 texts instead of ~7
-    (docs/benchmarks.md, local provider). Media decoders release the GIL, so more cores still
-    get more workers."""
+    (docs/benchmarks.md, local provider). Worker processes do not share the GIL, but they share
+    the cores with the event loop: on the same VM two processes carried 1,319-1,627 texts/s
+    through unary Embed where one carried 1,506-1,788, and 1,536-1,612 through Ingest where one
+    carried 1,605-1,758 (3 runs each, twice), at more CPU per text. Media decoders release the
+    GIL, so more cores still get more workers."""
     return max(1, (os.cpu_count() or 1) - 1)
 
 
