@@ -7,15 +7,17 @@ assert on wall time (shared 2-core machines are noisy, about ±30% run to run).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Stopwatch", "closed_loop", "clustered", "print_table", "stopwatch"]
+__all__ = ["Stopwatch", "closed_loop", "clustered", "print_table", "process_stat", "stopwatch"]
 
 Matrix = npt.NDArray[np.float32]
 
@@ -111,3 +113,10 @@ async def closed_loop(
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     return time.perf_counter() - started, sorted(latencies), results
+
+
+def process_stat(pid: int) -> tuple[int, float]:
+    """Process `pid`'s parent pid and the CPU seconds it has used (user + system), from
+    /proc/<pid>/stat (read after the command name, which may hold spaces and parentheses)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

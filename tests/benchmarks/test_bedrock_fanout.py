@@ -88,7 +88,7 @@ from onespace.models import NOVA_MODEL
 from onespace_client import AsyncClient, build
 from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
 from tests.aws import AWS_VARIABLES, dummy_aws_environment
-from tests.benchmarks._common import print_table
+from tests.benchmarks._common import print_table, process_stat
 from tests.benchmarks._report import RAW, ROOT, load_average, markdown_table, write_section
 
 pytestmark = pytest.mark.benchmark
@@ -287,8 +287,7 @@ async def _process(
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return process_stat(pid)[1]
 
 
 class Emulator:

@@ -64,7 +64,7 @@ from onespace.providers.local.embed import warm_up
 from onespace.providers.local.provider import MAX_BATCH, LocalProvider, default_workers
 from onespace_client import AsyncClient
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, embed_pb2_grpc
-from tests.benchmarks._common import print_table
+from tests.benchmarks._common import print_table, process_stat
 from tests.benchmarks._report import ROOT, load_average, markdown_table, write_section
 from tests.harness import Running, running_gateway
 
@@ -201,12 +201,13 @@ def _children_cpu(exclude: int) -> float:
     processes, and their resource tracker): the gateway's CPU outside its own process."""
     me, total = os.getpid(), 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
+        pid = int(stat.parent.name)
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parent, cpu = process_stat(pid)
         except OSError:  # it ended meanwhile
             continue
-        if int(fields[1]) == me and int(stat.parent.name) != exclude:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if parent == me and pid != exclude:
+            total += cpu
     return total
 
 
