@@ -170,6 +170,11 @@ class Metrics:
             "Current adaptive limit on concurrent provider calls",
             registry=r,
         )
+        self.provider_pace = Gauge(
+            "onespace_provider_pace",
+            "Provider attempts per second the gateway spaces its calls to (0 = not pacing)",
+            registry=r,
+        )
         self.provider_throttles = Counter(
             "onespace_provider_throttles_total",
             "Throttling answers from the provider",

@@ -134,6 +134,7 @@ class EmbedScheduler:
             settings.concurrency_min,
             settings.concurrency_max,
             on_change=metrics.concurrency_limit.set,
+            on_pace=metrics.provider_pace.set,
         )
         # each group's items in arrival order; items that left (DROPPED) stay until they reach
         # the head or are cut, and are skipped then
@@ -182,10 +183,12 @@ class EmbedScheduler:
         call = _current_call.get()
         if call is not None and call.permit is not None and self.limiter.over_limit:
             await self._requeue(call, delay)
+            await self.limiter.paced()
             return
         await asyncio.sleep(delay)
         if call is not None and call.permit is not None and self.limiter.over_limit:  # cut meanwhile
             await self._requeue(call, 0.0)
+        await self.limiter.paced()
 
     async def _requeue(self, call: _Call, pause: float) -> None:
         """Give the permit of a call over the limit back, pause, then queue first for the next one."""
@@ -560,6 +563,7 @@ class EmbedScheduler:
         self, batch: list[Pending], call: _Call, started: float, *, split: bool
     ) -> OnespaceError | None:
         """One provider call; answers the batch on success, returns the error otherwise."""
+        await self.limiter.paced()
         model = batch[0].input.model
         modality = batch[0].input.content.modality.value
         now = self._clock()

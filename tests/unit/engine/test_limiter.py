@@ -4,7 +4,6 @@ from a fake clock, so every window closes exactly when the test says (no sleeps,
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import deque
 
 import pytest
@@ -24,7 +23,8 @@ class Upstream:
     """Keeps `in_flight` permits busy (at most the limit) and finishes them one at a time, the oldest
     first, each outcome `seconds` after the previous one, a share `rate` of them throttled (spread
     evenly). Throttles are reported like the Bedrock provider does: `throttled()` and, for a call
-    that gives up, `release(throttled=True)`; here every throttled call gives up."""
+    that gives up, `release(throttled=True)`; here every throttled call gives up. Each call takes
+    its slot from the limiter's pace when it is taken (the clock moves on by the wait)."""
 
     def __init__(self, limiter: AdaptiveLimiter, clock: Clock) -> None:
         self.limiter, self.clock = limiter, clock
@@ -35,6 +35,7 @@ class Upstream:
     async def fill(self, in_flight: int) -> None:
         while len(self.held) < in_flight and self.limiter.in_flight < self.limiter.limit:
             self.held.append(await self.limiter.acquire())
+            self.clock.now += self.limiter.pacer.reserve()  # waiting for its slot
 
     async def window(self, rate: float, *, seconds: float = 0.01, in_flight: int | None = None) -> int:
         """Run until the limiter closes one window; returns the limit after it."""
@@ -107,6 +108,34 @@ async def test_a_quota_that_binds_is_followed_down_even_if_the_rate_falls_slowly
     assert lim.restores == 0 and lim.background == 0.0
 
 
+async def test_a_cut_that_halves_the_rate_on_one_window_waits_for_another_before_a_verdict() -> None:
+    # against a quota a first cut can leave the limit still over it: the throttle rate halves,
+    # 0.44 -> 0.22 on 32 outcomes each (between 1 and 2 standard errors apart), while the cost
+    # of a success hardly falls (the window before the cut spent the quota's burst). Taken for
+    # "cutting did not help", that was learned as a background of 0.22 and held the limit over
+    # the quota for the rest of the run
+    lim, up = await limiter(16, ceiling=16)
+    first = await up.window(0.44, seconds=0.002)
+    assert first == 9
+    assert await up.window(0.22, seconds=0.0045) == first  # no verdict, and no further cut
+    assert lim.restores == 0 and lim.testing
+    assert await up.window(0.22, seconds=0.0045) < first  # pooled: it helped; still over: cut on
+    assert lim.restores == 0 and lim.background == 0.0
+
+
+async def test_a_restore_refuted_by_its_first_window_unlearns_the_background() -> None:
+    # a first window that spent a quota's burst looks better than the quota is (0.41 throttled
+    # at 16), so the cut to 10 (0.31: still over the quota) looks like no help and is undone,
+    # learning 0.31 as background; back at 16 the throttles are heavy at once: the restore was
+    # wrong, the background goes back to what it was, and the limit is cut again
+    lim, up = await limiter(16, ceiling=16)
+    assert await up.window(0.41, seconds=0.002) == 10
+    assert await up.window(0.31, seconds=0.0035) == 16
+    assert lim.restores == 1 and lim.background == pytest.approx(0.3125)
+    assert await up.window(0.85) < 16
+    assert lim.background == 0.0 and lim.testing
+
+
 async def test_no_undo_when_conditions_changed_under_the_test() -> None:
     # a quota's burst runs out just after the first cut: throttling and the cost of a success
     # grow although the limit fell; that says nothing about the cut, so it is not undone
@@ -175,33 +204,67 @@ async def test_the_limit_grows_only_when_it_is_reached() -> None:
     assert lim.increases == 2
 
 
-async def test_against_a_hard_cap_it_holds_under_it_and_probes_less_and_less() -> None:
+def capped(lim: AdaptiveLimiter, cap: int = 16, latency: float = 0.16) -> float:
+    """The throttle rate a cap of `cap` calls gives: the calls over it are throttled, and retried
+    (twice a round, say); with a pace, `pace x latency` calls are in flight at most."""
+    busy = lim.limit if lim.pace is None else min(lim.limit, lim.pace * latency)
+    return min(1.0, 2 * max(0.0, busy - cap) / busy)
+
+
+async def test_against_a_hard_cap_it_holds_under_it_then_paces_one_over() -> None:
     lim, up = await limiter(16, ceiling=64)
     assert await up.window(0.0) == 24  # slow start
     limits = []
-    probes = []
-    for _ in range(40):
-        before = lim.limit
-        # a cap of 16: the permits beyond it are throttled, and retried (twice a round, say)
-        after = await up.window(min(1.0, 2 * max(0, before - 16) / before))
-        limits.append(after)
-        if after > before:
-            probes.append(lim.windows)
+    for _ in range(5):
+        limits.append(await up.window(capped(lim)))
     # the slow start's overshoot is cut within its first round (by the share of permits
     # throttled so far: 24 -> 18 here, where throttles come evenly; 24 -> 16 when the 8 added
-    # permits are all throttled at once, see below), then once more, then back up a permit per
-    # window to the cap, probing one over
-    assert limits[:5] == [18, 14, 15, 16, 17], limits
-    assert max(limits[5:]) == 17 and min(limits[5:]) >= 15, limits
-    # climbing back to one under the level that failed (17 -> 15 by the share of permits
-    # throttled); from then on every probe over the cap that fails goes back to the cap it
-    # started from, never below: which permit gets throttled varies, so a window counts two or
-    # three throttled permits for the one too many (it went to 15 each time before)
-    assert limits[5] == 15 and min(limits[6:]) == 16, limits
-    assert sum(1 for x in limits if x == 16) > 0.6 * len(limits)
-    gaps = [b - a for a, b in itertools.pairwise(probes)]
-    assert len(gaps) >= 4 and max(gaps[-2:]) > max(gaps[:2]), probes  # held longer and longer
+    # permits are all throttled at once, see below), then once more (the cut helped: the
+    # throttles are ours), then back up a permit per window to the cap, probing one over
+    assert limits == [18, 14, 15, 16, 17], limits
+    assert lim.pace is None
+    # the probe fails: the limit keeps the permit and a pace takes over, a little under what
+    # the cap let through while it throttled
+    await up.window(capped(lim))
+    assert lim.limit == 17 and lim.pace is not None and lim.pace < 100
+    paces = []
+    throttles = up.throttles
+    for _ in range(60):
+        await up.window(capped(lim))
+        assert lim.pace is not None
+        paces.append(lim.pace)
+    # it feels its way up to the cap's rate (16 in flight / 0.16 s = 100/s) and holds just
+    # under it: a throttled window takes 3% off, a clean one in which the pace held calls back
+    # adds 1%
+    assert lim.limit == 17 and max(paces[-20:]) < 104 and min(paces[-20:]) > 90, paces
+    assert up.throttles - throttles < 0.02 * 60 * 32
     assert lim.restores == 0 and lim.background == 0.0
+
+
+async def test_a_pace_that_holds_nothing_back_ends_and_the_limit_probes_again() -> None:
+    lim, up = await limiter(16, ceiling=64)
+    await up.window(0.0)
+    while lim.pace is None:
+        await up.window(capped(lim))
+    assert lim.limit == 17
+    # the cap goes away: the pace climbs a percent a window while it holds calls back, then
+    # stops pacing once it held nothing back for 4 windows, and the limit probes above again
+    windows = 0
+    while lim.pace is not None:
+        await up.window(0.0)
+        windows += 1
+    assert windows < 40
+    for _ in range(6):
+        await up.window(0.0)
+    assert lim.limit > 17
+
+
+async def test_random_throttles_never_start_a_pace() -> None:
+    lim, up = await limiter(16, ceiling=64)
+    for _ in range(80):  # 20% throttled at any limit; a success costs the same permit-time
+        await up.window(0.2, seconds=0.32 / lim.limit)
+        assert lim.pace is None
+    assert lim.background > 0.1
 
 
 async def test_a_probe_that_passes_moves_the_ceiling_up_a_permit_at_a_time() -> None:

@@ -481,6 +481,43 @@ async def test_a_throttled_call_under_the_limit_keeps_its_permit_and_sleeps_its_
     assert seen == [1] and scheduler.limiter.limit == 2 and scheduler.limiter.in_flight == 0
 
 
+async def test_every_attempt_retries_included_takes_a_slot_from_the_pace(scheduler_for: Any) -> None:
+    slots: list[str] = []
+
+    class Provider(ScriptedProvider):
+        async def embed(
+            self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        ) -> list[ProviderResult]:
+            assert self.events is not None
+            slots.append("attempt")
+            if inputs[0].content.text == "throttled twice":
+                self.events.throttled(inputs[0].model)
+                await self.events.backoff(inputs[0].model, "throttling", 0.001)
+                slots.append("attempt")  # the retry
+                self.events.throttled(inputs[0].model)
+                await self.events.backoff(inputs[0].model, "throttling", 0.001)
+                slots.append("attempt")
+            return [self._vector(i) for i in inputs]
+
+    scheduler = await scheduler_for(Provider(), cache_bytes=0)
+    pacer = scheduler.limiter.pacer
+    reserve = pacer.reserve
+
+    def counted() -> float:
+        slots.append("slot")
+        return reserve()
+
+    pacer.reserve = counted  # type: ignore[method-assign]
+    await scheduler.embed(text("plain"), deadline=later(), admission=Admission.FAIL_FAST)
+    await scheduler.embed(text("throttled twice"), deadline=later(), admission=Admission.FAIL_FAST)
+    # a slot before the first attempt of each call, and before each retry after its backoff
+    assert slots == ["slot", "attempt"] + ["slot", "attempt"] * 3
+    # paced: the slots are spaced out (the wait itself is the pacer's, tested on a fake clock)
+    pacer.rate = 1000.0
+    await scheduler.embed(text("paced"), deadline=later(), admission=Admission.FAIL_FAST)
+    assert slots[-2:] == ["slot", "attempt"] and pacer.delayed == 0
+
+
 async def test_embed_many_gives_each_input_what_embed_gives_it(scheduler_for: Any) -> None:
     """A stream's group: dedup within and across calls, the cache, one provider error for only
     its input, all in input order, with one wait and no task per input."""
