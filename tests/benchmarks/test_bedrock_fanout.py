@@ -46,9 +46,10 @@ Figures (medians of the runs, contenders interleaved): items/s, per-item latency
 request leaving the client: RPC start, stream write, or the call after the semaphore), failed
 items, throttled calls (the emulator's counters) and their share of all calls, the fraction of the
 quota-bound ceiling, CPU per item (gateway process for the gateway, this process for the bare
-loops) and its ratio to the aioboto3 + Semaphore(32) loop's. The gateway's concurrency limit is
-sampled from its /metrics every 100 ms during every unary run and plotted for the throttled
-scenarios into docs/benchmarks/limiter.png (matplotlib, the `bench` extra; skipped without it).
+loops) and its ratio to the aioboto3 + Semaphore(32) loop's. The gateway's concurrency limit and
+pace are sampled from its /metrics every 100 ms during every unary run and plotted for the
+throttled scenarios into docs/benchmarks/limiter.png (matplotlib, the `bench` extra; skipped
+without it).
 Each gateway run with random throttles comes right after an unthrottled run of the same contender
 (fixed 40 ms, same size, same sampling), and its 'x unthrottled' is the median of those pairs'
 ratios: the VM's speed drifts over the minutes between the fixed scenario's runs and the random
@@ -186,6 +187,7 @@ class Run:
     calls: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     limits: list[tuple[float, int]] = field(default_factory=list)
+    paces: list[tuple[float, float]] = field(default_factory=list)  # 0 = not pacing
     extrapolated_from: int | None = None
     client_cpu_seconds: float | None = None
     note: str | None = None  # LiteLLM: the request body it sent, and the first failure if any
@@ -340,25 +342,29 @@ async def gateway(emulator_url: str, data_dir: Path) -> AsyncIterator[Gateway]:
         yield Gateway(proc.pid, match.group(1), f"http://127.0.0.1:{match.group(2)}/metrics")
 
 
-async def _limit(http: aiohttp.ClientSession, url: str) -> int | None:
+async def _limiter(http: aiohttp.ClientSession, url: str) -> tuple[int, float] | None:
+    """The gateway's concurrency limit and pace (attempts/s, 0 = not pacing) from /metrics."""
     async with http.get(url) as r:
         text = await r.text()
-    found = re.search(r"^onespace_provider_concurrency_limit ([\d.e+]+)$", text, re.M)
-    return int(float(found.group(1))) if found else None
+    limit = re.search(r"^onespace_provider_concurrency_limit ([\d.e+]+)$", text, re.M)
+    pace = re.search(r"^onespace_provider_pace ([\d.e+]+)$", text, re.M)
+    if limit is None:
+        return None
+    return int(float(limit.group(1))), float(pace.group(1)) if pace else 0.0
 
 
 @contextlib.asynccontextmanager
 async def _sampling(
     http: aiohttp.ClientSession, gw: Gateway, on: bool
-) -> AsyncIterator[list[tuple[float, int]]]:
-    samples: list[tuple[float, int]] = []
+) -> AsyncIterator[list[tuple[float, int, float]]]:
+    samples: list[tuple[float, int, float]] = []
     start = time.perf_counter()
 
     async def sample() -> None:
         while True:
-            limit = await _limit(http, gw.metrics_url)
-            if limit is not None:
-                samples.append((time.perf_counter() - start, limit))
+            state = await _limiter(http, gw.metrics_url)
+            if state is not None:
+                samples.append((time.perf_counter() - start, *state))
             await asyncio.sleep(SAMPLE_EVERY)
 
     task = asyncio.create_task(sample()) if on else None
@@ -678,6 +684,7 @@ async def measure(
     texts = _texts(tag, scenario.items(contender))
     await emulator.configure(scenario)
     limits: list[tuple[float, int]] = []
+    paces: list[tuple[float, float]] = []
     client_cpu: float | None = None
     note: str | None = None
     if contender.startswith("gateway"):
@@ -692,10 +699,12 @@ async def measure(
                 ok, failed, latencies, errors = await call(gw.target, texts)
                 seconds = time.perf_counter() - start
                 cpu, client_cpu = _cpu_seconds(gw.pid) - cpu0, time.process_time() - client0
-            limits = list(samples)
-            final = await _limit(http, gw.metrics_url)
+            limits = [(t, limit) for t, limit, _ in samples]
+            paces = [(t, pace) for t, _, pace in samples]
+            final = await _limiter(http, gw.metrics_url)
             if not limits and final is not None:
-                limits.append((seconds, final))
+                limits.append((seconds, final[0]))
+                paces.append((seconds, final[1]))
     elif contender == "litellm":
         ok, failed, latencies, errors, cpu, seconds, note = await litellm_gather(emulator, texts, tag)
     else:
@@ -729,6 +738,7 @@ async def measure(
         sum(calls.values()),
         errors,
         limits,
+        paces,
         client_cpu_seconds=client_cpu,
         note=note,
     )
@@ -872,7 +882,15 @@ def report(
     print_table("random throttles, paired with an unthrottled run", pair_header, pair_rows)
     limits = _limit_figures(results)
     limit_rows = [[s, *v] for s, v in limits.items()]
-    limit_header = ["scenario", "limit min", "limit median", "limit max", "final limit"]
+    limit_header = [
+        "scenario",
+        "limit min",
+        "limit median",
+        "limit max",
+        "final limit",
+        "samples paced",
+        "pace median (calls/s)",
+    ]
     print_table(
         "gateway concurrency limit during the unary runs (samples every 100 ms, all repeats)",
         limit_header,
@@ -943,6 +961,7 @@ def report(
                         "client_cpu_seconds": r.client_cpu_seconds,
                         "extrapolated_from": r.extrapolated_from,
                         "limits": r.limits,
+                        "paces": r.paces,
                         "note": r.note,
                     }
                     for r in runs
@@ -1037,12 +1056,16 @@ def _limit_figures(results: dict[str, dict[str, list[Run]]]) -> dict[str, list[o
         runs = results[scenario.key]["gateway unary"]
         values = [v for r in runs for _, v in r.limits]
         finals = [r.limits[-1][1] for r in runs if r.limits]
+        paces = [p for r in runs for _, p in r.paces]
+        paced = [p for p in paces if p > 0]
         if values:
             out[scenario.label] = [
                 min(values),
                 statistics.median(values),
                 max(values),
                 "/".join(map(str, finals)),
+                f"{len(paced) / len(paces):.0%}" if paces else "",
+                f"{statistics.median(paced):.0f}" if paced else "",
             ]
     return out
 
@@ -1061,10 +1084,19 @@ def _plot(results: dict[str, dict[str, list[Run]]]) -> str:
     throttled = [s for s in SCENARIOS if s.key != "fixed"]
     fig, axes = plt.subplots(1, len(throttled), figsize=(4.2 * len(throttled), 3.2), sharey=True)
     for ax, scenario in zip(axes, throttled, strict=True):
+        right = ax.twinx()  # the pace, where there is one
         for i, r in enumerate(results[scenario.key]["gateway unary"]):
             if r.limits:
                 t, v = zip(*r.limits, strict=True)
-                ax.step(t, v, where="post", lw=1.2, alpha=0.8, label=f"run {i + 1}")
+                line = ax.step(t, v, where="post", lw=1.2, alpha=0.8, label=f"run {i + 1}")[0]
+                paced = [(t, p) for t, p in r.paces if p > 0]
+                if paced:
+                    pt, pv = zip(*paced, strict=True)
+                    right.plot(pt, pv, ".", ms=2, color=line.get_color(), alpha=0.6)
+        right.set_ylabel("pace, calls/s (dots)", fontsize=8)
+        right.tick_params(labelsize=7)
+        if scenario.ceiling:
+            right.axhline(scenario.ceiling, color="grey", ls=":", lw=1)
         if scenario.cap:
             ax.axhline(scenario.cap, color="grey", ls="--", lw=1, label="the cap")
         ax.set_title(scenario.label, fontsize=9)
