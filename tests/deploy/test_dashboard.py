@@ -83,6 +83,7 @@ def test_the_dashboard_covers_what_an_operator_needs() -> None:
         "onespace_provider_batch_size_sum",
         "onespace_cache_requests_total",
         "onespace_provider_concurrency_limit",
+        "onespace_provider_pace",
         "onespace_index_items",
         "onespace_index_unindexed_rows",
         "onespace_collection_bytes",
