@@ -48,8 +48,9 @@ a hard cap of 16 it averaged about 0.67 of the cap (AIMD's sawtooth between C/2 
   If the rate or the cost *rose* although the limit fell (by 2 standard errors, by 30%),
   conditions changed under the test (a quota's burst ran out): no verdict, judge afresh.
   If neither fell after at least a quarter of the limit was cut (the rate within one standard
-  error of the reference), the throttles are not our doing: the limit goes back to where it was before the run of cuts and their rate becomes the
-  background (unless it is above `max_background`: heavy throttling is treated as overload
+  error of the reference), the throttles are not our doing: the limit goes back to where it was
+  before the run of cuts and their rate becomes the background (unless it is above
+  `max_background`: heavy throttling is treated as overload
   whatever its cause, and the limit keeps falling, to the floor if need be). Each window moves
   the background 1% of the way down to its own rate when that is lower (half-life ~70 windows
   once throttling stops), never up, and a cut that helped lowers it to the rate seen after the
@@ -79,39 +80,39 @@ a hard cap of 16 it averaged about 0.67 of the cap (AIMD's sawtooth between C/2 
   burst and ended in a run of throttles every ~2 s (6% of calls at a quota of 9,000/min; 4.7% in
   the simulation with these rules). So against a hard cap it sits at the cap and probes above it
   now and then, and if the capacity grows it follows, a permit every 4 windows.
-
-- **No verdict yet.** A rate lower than the reference by one to two standard errors proves
-  nothing either way: the limit stays (no further cut) and the next full window at it is pooled
-  with this one. Against a quota a first cut often leaves the limit still over it: 16 -> 9
-  against 9,000/min at 40 ms took the rate from 0.44 to 0.22 on 32 outcomes each, and read as
-  "no help" that was learned as a background of 0.22 that then held the limit over the quota,
-  at ~50% of calls throttled, for the rest of the run.
+- **No verdict yet.** A rate lower than the reference by one to two standard errors proves nothing
+  either way: the limit stays (no further cut) and the next full window at it is pooled with this
+  one; if the two together are no clearer, a sustained rate cuts on (the reference is one window,
+  so pooling more cannot sharpen the comparison much). Against a quota a first cut often leaves
+  the limit still over it: 16 -> 9 against 9,000/min at 40 ms took the rate from 0.44 to 0.22 on
+  32 outcomes each, and read as "no help" that was learned as a background of 0.22 that then held
+  the limit over the quota, at ~50% of calls throttled, for the rest of the run.
 - **Pacing.** A limit on calls in flight moves in whole calls, each worth 1/latency calls a
   second: at ~45 ms a call, 6 carry ~133/s and 7 ~155/s, so a quota of 150/s sits between two
   limits. The limiter then alternates: at 6 it wastes a tenth of the quota while the quota's
-  bucket refills, at 7 or 8 the bucket's burst hides the overload for a window or two (the
-  probe passes) and then drains into throttles (4-5% of calls, two runs in three over 5%).
-  So once throttling has been shown to be ours (a cut helped since the background was last
-  learned), throttling that becomes sustained again at or under the level that last failed
-  (`w_max`: a failed probe, or a burst running out) is answered with a pace instead of a cut:
-  the limit keeps its permit and attempts are spaced out (engine/pacer.py) to 97% of the
-  goodput of that window (what the upstream let through while throttling). Each full window
-  then steers the pace: down by the excess throttle rate (3% at least, at most half) when the
-  window was throttled beyond what the background explains (`_Z` standard errors; with no
-  background, any throttle), and the window after that is not judged (its attempts were paced
-  before the fall); up 1% when the pace held calls back and nothing was throttled; and after
-  `_PACE_IDLE` windows in which it held nothing back, pacing stops and the limit may probe a
-  permit more (capacity grew, or demand fell). Throttling heavy enough to close a window early
-  ends pacing and cuts as above. The limit does not grow while pacing: the pace binds, not it.
-  Random throttles never start a pace: no cut helps against them. Every attempt takes a slot,
-  retries included (`paced`, awaited by the scheduler before each). Against 9,000/min at 40 ms
-  (the scheduler in process, 1,500 calls a run) this carried 97.0-99.5% of the quota with
-  2.2-3.7% of calls throttled over 6 runs, where the limit alone carried 97.3-97.8% with
-  4.8-5.3% throttled over 3.
-- **A restore is tested too.** If the first window back at the restored limit is throttled
-  beyond the background just learned, the throttles were ours after all (a quota's burst had
-  flattered the window the cut was compared with: 0.41 at 16, 0.31 at 10, then 0.86 at 16):
-  the background goes back to what it was, and the window is judged with it.
+  bucket refills, at 7 or 8 the bucket's burst hides the overload for a window or two (the probe
+  passes) and then drains into throttles (4-5% of calls). So once throttling has been shown to be
+  ours (a cut helped since the background was last learned), throttling that becomes sustained
+  again at or under the level that last failed (`w_max`: a failed probe, or a burst running out)
+  is answered with a pace instead of a cut: the limit keeps its permit and attempts are spaced out
+  (engine/pacer.py) to 97% of that window's goodput (what the upstream let through while
+  throttling) or of the last healthy window's if that was more (against a cap the throttled calls'
+  backoffs hide a tenth of its rate). Each full window then steers the pace: down by the excess
+  throttle rate (3% at least, at most half) when the window was throttled beyond what the
+  background explains (`_Z` standard errors; with no background, any throttle), and the window
+  after that is not judged (its attempts were paced before the fall); up 1% when the pace held
+  calls back and nothing was throttled; and after `_PACE_IDLE` windows in which it held nothing
+  back, pacing stops and the limit may probe a permit more (capacity grew, or demand fell).
+  Throttling heavy enough to close a window early ends pacing and cuts as above. The limit does
+  not grow while pacing: the pace binds, not it. Random throttles never start a pace: no cut helps
+  against them. Every attempt takes a slot, retries included (`paced`, awaited by the scheduler
+  before each). Against 9,000/min at 40 ms (the scheduler in process, 1,500 calls a run) this
+  carried 97.1-99.1% of the quota with 2.1-3.5% of calls throttled over 4 runs, where the limit
+  alone carried 97.3-97.8% with 4.8-5.3% over 3.
+- **A restore is tested too.** If the first window back at the restored limit is throttled beyond
+  the background just learned, the throttles were ours after all (a quota's burst had flattered
+  the window the cut was compared with: 0.41 at 16, 0.31 at 10, then 0.86 at 16): the background
+  goes back to what it was, and the window is judged with it.
 
 These rules were tuned on a discrete-event simulation of permits, attempts and backoffs (not part
 of the repository) against a concurrency cap, an RPM token bucket and random throttles, with and
@@ -194,11 +195,14 @@ class _Series:
     pooled_at: float = 0.0  # the limit of the windows pooled since the last cut ...
     pooled_outcomes: int = 0  # ... their outcomes
     pooled_throttles: int = 0  # ... and throttles
+    pooled_windows: int = 0  # ... and how many
 
     def pool(self, limit: float, outcomes: int, throttles: int) -> tuple[float, int]:
         """The throttle rate and outcomes of the full windows at `limit` since the last cut."""
         if limit != self.pooled_at:
             self.pooled_at, self.pooled_outcomes, self.pooled_throttles = limit, 0, 0
+            self.pooled_windows = 0
+        self.pooled_windows += 1
         self.pooled_outcomes += outcomes
         self.pooled_throttles += throttles
         return self.pooled_throttles / self.pooled_outcomes, self.pooled_outcomes
@@ -250,6 +254,7 @@ class AdaptiveLimiter:
         self._unlearn: float | None = None  # the background before the last restore, until a window judged it
         self._pace_quiet = 0  # windows to wait before judging the pace again (it just fell)
         self._pace_idle = 0  # windows in a row in which the pace held nothing back
+        self._held_goodput = 0.0  # the goodput of the last healthy saturated window
         # the current window: outcomes of permits issued under the current limit
         self._ok = 0
         self._throttled = 0
@@ -503,9 +508,9 @@ class AdaptiveLimiter:
             elif cut >= _CONTRAST and rate <= self.max_background and rate >= base - change / 2:
                 self._restore(series, min(rate, base))  # cutting did not help: not our doing
                 return
-            elif cut >= _CONTRAST and rate <= self.max_background:
+            elif cut >= _CONTRAST and rate <= self.max_background and series.pooled_windows == 1:
                 # lower by 1-2 standard errors: no verdict yet, and no further cut either; the next
-                # window at this limit is pooled with this one (see "Did the cut help?")
+                # window at this limit is pooled with this one (see "No verdict yet")
                 return
             elif not sustained:  # too small a cut to tell, and no longer needed
                 self._series = None
@@ -515,13 +520,15 @@ class AdaptiveLimiter:
                 return
             self._set_pace(None)  # heavy throttling at a pace: cut as without one
         elif sustained and not early and series is None and self._ours and self.limit <= (self._w_max or 0):
-            self._start_pacing(goodput)  # a level at or over the one that failed before: see Pacing
+            self._start_pacing(max(goodput, self._held_goodput))  # at or over a level that failed: see Pacing
             return
         if sustained:
             self._decrease(excess - self._background, rate, n, cost, goodput, early)
             return
         self._chain = None
         self._probed_from = None  # a probe that got through a window passed it
+        if saturated and not early:
+            self._held_goodput = goodput
         if saturated and self._series is None:
             self._increase()
 
@@ -601,8 +608,9 @@ class AdaptiveLimiter:
     # --- pacing --------------------------------------------------------------------------------
     def _start_pacing(self, goodput: float) -> None:
         """Throttling became sustained at a level no higher than one that failed before: keep the
-        limit, and space the calls out to a little under the rate the upstream let through while
-        it throttled, from where the pace feels its way."""
+        limit, and space the calls out to a little under `goodput` (what the upstream let through
+        while it throttled, or in the healthy window before if that was more: against a cap the
+        throttled calls' backoffs hide a tenth of its rate), from where the pace feels its way."""
         self._probed_from = None
         self._w_max, self._held = self.limit, 0
         self._slow_start = False
