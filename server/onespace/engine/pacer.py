@@ -30,6 +30,7 @@ class Pacer:
         self._rate: float | None = None
         self._next = 0.0  # the theoretical time of the next call's slot
         self.delayed = 0  # calls that had to wait for their slot (read and reset by the limiter)
+        self.taken = 0  # slots taken while pacing (read and reset by the limiter)
 
     @property
     def rate(self) -> float | None:
@@ -47,6 +48,7 @@ class Pacer:
         if self._rate is None:
             return 0.0
         now = self._clock()
+        self.taken += 1
         interval = 1.0 / self._rate
         slot = max(self._next, now - (self._burst - 1) * interval)
         self._next = slot + interval
