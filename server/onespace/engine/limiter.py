@@ -95,19 +95,19 @@ a hard cap of 16 it averaged about 0.67 of the cap (AIMD's sawtooth between C/2 
   background explains (`_Z` standard errors; with no background, any throttle), and the window
   after that is not judged (its attempts were paced before the fall); up 1% after a clean window
   in which it bound (attempts went out at 90% of it or more); after `_PACE_IDLE` windows in a row
-  in which it did not bind, pacing stops and the limit may probe a permit more (capacity grew,
-  or demand fell); and when the last `_PACE_FUTILE` judged windows pooled were throttled more
-  than the tolerance over the background, the throttles are not ours: pacing stops and their
-  rate becomes the background (a pace keeps a quota's throttles to a trickle, one in a few
-  windows; random throttles go on at any pace). Random throttles start a pace only when a chance verdict took a cut for
-  help: in process one in 8 runs at 20% did, and the pace fell with them (613 -> 503/s in one
-  step); one benchmark stream run at 20% carried 21 items/s, likely the same. Throttling heavy
-  enough to close a window early ends pacing and cuts as above. The limit does not grow while
-  pacing: the pace binds, not it. Every attempt takes a slot, retries included (`paced`, awaited by the scheduler
-  before each). Against 9,000/min at 40 ms (the scheduler in process, 1,500 calls a run) this
-  carried 96.8-100.3% of the quota with 2.5-4.1% of calls throttled over 6 runs (the 4 whose
-  first restore was refuted paid ~15 throttles for it), where the limit alone carried 97.3-97.8%
-  with 4.8-5.3% over 3; at 20% random throttles 345-410 calls/s over 8 runs (277-390 before).
+  in which it did not bind, pacing stops and the limit may probe a permit more (capacity grew, or
+  demand fell); and when the last `_PACE_FUTILE` judged windows pooled were throttled more than
+  the tolerance over the background, the throttles are not ours: pacing stops and their rate
+  becomes the background (a pace keeps a quota's throttles to a trickle, one in a few windows;
+  random throttles go on at any pace). Random throttles start a pace only when a chance verdict
+  took a cut for help (in process, 1 run in 8 at 20%: the pace then fell with them, 613 -> 503/s
+  in one step, until this rule). Throttling heavy enough to close a window early ends pacing and
+  cuts as above. The limit does not grow while pacing: the pace binds, not it. Every attempt takes
+  a slot, retries included (`paced`, awaited by the scheduler before each). Against 9,000/min at
+  40 ms (the scheduler in process, 1,500 calls a run) this carried 96.8-100.3% of the quota with
+  2.5-4.1% of calls throttled over 6 runs (the 4 whose first restore was refuted paid ~15
+  throttles for it), where the limit alone carried 97.3-97.8% with 4.8-5.3% over 3; at 20% random
+  throttles 345-410 calls/s over 8 runs (277-390 before).
 - **A restore is tested too.** The windows back at the restored limit test it: if the first one,
   or the first two pooled, were throttled more than `_Z` standard errors over the background just
   learned, the throttles were ours after all and the background goes back to what it was. A
@@ -476,7 +476,9 @@ class AdaptiveLimiter:
                 f", testing a cut from {series.limit:.0f}" if series else "",
             )
             if self.pacer.rate is not None:
-                log.debug("  pace %.1f/s, %.1f attempts/s, %d held back", self.pacer.rate, sent / elapsed, delayed)
+                log.debug(
+                    "  pace %.1f/s, %.1f attempts/s, %d held back", self.pacer.rate, sent / elapsed, delayed
+                )
         if self.windows == 1 and not early:
             return  # the first window ramps up (connections, callers arriving): a poor reference
         if series is not None and not early and not series.based:
@@ -566,7 +568,7 @@ class AdaptiveLimiter:
         pooled = tally[2] / tally[1]
         if pooled > learned + _Z * math.sqrt(learned * (1.0 - learned) / tally[1]):
             assert self._unlearn is not None
-            log.debug("the restore to %d is refuted (%.3f): background back to %.3f", self.limit, pooled, self._unlearn)
+            log.debug("restore refuted (%.3f): background back to %.3f", pooled, self._unlearn)
             self._background, self._ours, self._unlearn = self._unlearn, True, None
         elif tally[0] >= _RESTORE_TEST:
             self._unlearn = None
