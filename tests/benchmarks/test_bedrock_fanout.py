@@ -1085,6 +1085,7 @@ def _plot(results: dict[str, dict[str, list[Run]]]) -> str:
     fig, axes = plt.subplots(1, len(throttled), figsize=(4.2 * len(throttled), 3.2), sharey=True)
     for ax, scenario in zip(axes, throttled, strict=True):
         right = ax.twinx()  # the pace, where there is one
+        any_paced = False
         for i, r in enumerate(results[scenario.key]["gateway unary"]):
             if r.limits:
                 t, v = zip(*r.limits, strict=True)
@@ -1093,10 +1094,14 @@ def _plot(results: dict[str, dict[str, list[Run]]]) -> str:
                 if paced:
                     pt, pv = zip(*paced, strict=True)
                     right.plot(pt, pv, ".", ms=2, color=line.get_color(), alpha=0.6)
-        right.set_ylabel("pace, calls/s (dots)", fontsize=8)
-        right.tick_params(labelsize=7)
-        if scenario.ceiling:
-            right.axhline(scenario.ceiling, color="grey", ls=":", lw=1)
+                    any_paced = True
+        if any_paced:
+            right.set_ylabel("pace, calls/s (dots; dotted: the ceiling)", fontsize=8)
+            right.tick_params(labelsize=7)
+            if scenario.ceiling:
+                right.axhline(scenario.ceiling, color="grey", ls=":", lw=1)
+        else:
+            right.set_axis_off()
         if scenario.cap:
             ax.axhline(scenario.cap, color="grey", ls="--", lw=1, label="the cap")
         ax.set_title(scenario.label, fontsize=9)
