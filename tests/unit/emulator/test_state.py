@@ -11,14 +11,7 @@ from onespace.emulator.errors import EmulatedError
 from onespace.emulator.state import EmulatorState, TokenBucket
 from onespace.emulator.vectors import cohere_types
 from onespace.models import COHERE_EMBED_V4, NOVA_MODEL
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def test_token_bucket_refills_at_the_rpm_rate() -> None:
@@ -30,7 +23,7 @@ def test_token_bucket_refills_at_the_rpm_rate() -> None:
 
 
 def test_quota_uses_burst_and_per_model_overrides() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     state = EmulatorState(EmulatorConfig(rpm=60, burst=1, rpm_by_model={COHERE_EMBED_V4.id: 0}), clock)
     state.check_quota(NOVA_MODEL.id)
     with pytest.raises(EmulatedError) as info:

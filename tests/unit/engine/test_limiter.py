@@ -9,14 +9,7 @@ from collections import deque
 import pytest
 
 from onespace.engine.limiter import AdaptiveLimiter, Permit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 class Upstream:
@@ -26,7 +19,7 @@ class Upstream:
     that gives up, `release(throttled=True)`; here every throttled call gives up. Each call takes
     its slot from the limiter's pace when it is taken (the clock moves on by the wait)."""
 
-    def __init__(self, limiter: AdaptiveLimiter, clock: Clock) -> None:
+    def __init__(self, limiter: AdaptiveLimiter, clock: FakeClock) -> None:
         self.limiter, self.clock = limiter, clock
         self.held: deque[Permit] = deque()
         self.outcomes = 0
@@ -56,7 +49,7 @@ class Upstream:
 
 async def limiter(initial: int, *, floor: int = 1, ceiling: int = 64) -> tuple[AdaptiveLimiter, Upstream]:
     """A limiter past its first window (a ramp-up the limiter learns nothing from)."""
-    clock = Clock()
+    clock = FakeClock()
     lim = AdaptiveLimiter(initial, floor, ceiling, clock=clock)
     up = Upstream(lim, clock)
     await up.window(0.0)

@@ -7,24 +7,17 @@ import asyncio
 import pytest
 
 from onespace.engine.pacer import Pacer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def test_not_pacing_never_waits() -> None:
-    pacer = Pacer(clock=Clock())
+    pacer = Pacer(clock=FakeClock(100.0))
     assert [pacer.reserve() for _ in range(100)] == [0.0] * 100
     assert pacer.delayed == 0
 
 
 def test_calls_asked_for_at_once_get_successive_slots() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     pacer = Pacer(clock=clock)
     pacer.rate = 50.0
     waits = [pacer.reserve() for _ in range(5)]
@@ -35,7 +28,7 @@ def test_calls_asked_for_at_once_get_successive_slots() -> None:
 
 
 def test_an_idle_spell_earns_no_more_than_the_burst() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     pacer = Pacer(burst=3, clock=clock)
     pacer.rate = 10.0
     pacer.reserve()
@@ -44,7 +37,7 @@ def test_an_idle_spell_earns_no_more_than_the_burst() -> None:
 
 
 def test_calls_spaced_wider_than_the_pace_never_wait() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     pacer = Pacer(clock=clock)
     pacer.rate = 100.0
     for _ in range(50):
@@ -54,7 +47,7 @@ def test_calls_spaced_wider_than_the_pace_never_wait() -> None:
 
 
 def test_a_new_rate_applies_from_the_next_slot() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     pacer = Pacer(clock=clock)
     pacer.rate = 10.0
     assert pacer.reserve() == 0.0
