@@ -630,8 +630,8 @@ class AdaptiveLimiter:
         """Feel for the upstream's rate: up while the pace binds (attempts go out at it) and
         nothing is throttled, down when a window is throttled beyond what the background explains
         (by the excess, at least `_PACE_DOWN`); stop pacing when it no longer binds (the limit or
-        the demand does: a permit more may be worth a probe), or when every fall of it was
-        followed by throttling again."""
+        the demand does: a permit more may be worth a probe), or when throttling went on whatever
+        the pace (`_PACE_FUTILE` judged windows pooled over the tolerance)."""
         assert self.pacer.rate is not None
         if self._pace_quiet > 0:  # the window after a fall still saw attempts paced before it
             self._pace_quiet -= 1
@@ -665,7 +665,7 @@ class AdaptiveLimiter:
     def _set_pace(self, rate: float | None) -> None:
         self.pacer.rate = None if rate is None else min(rate, 1e6)
         if self._on_pace is not None:
-            self._on_pace(0.0 if rate is None else self.pacer.rate or 0.0)
+            self._on_pace(self.pacer.rate or 0.0)
 
     def _set(self, value: float) -> None:
         before = self.limit
