@@ -4,10 +4,11 @@ values known); validation of meaning (limits, formats) happens in `onespace.cont
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from onespace.content import (
     Content,
@@ -39,12 +40,12 @@ from onespace.providers.base import Vector
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, info_pb2, search_pb2
 
 __all__ = [
+    "add_hits",
     "collection_to_proto",
     "config_from_proto",
     "content_from_proto",
     "embedded_to_proto",
     "filter_from_proto",
-    "hit_to_proto",
     "item_from_proto",
     "modality_to_proto",
     "model_to_proto",
@@ -377,16 +378,23 @@ def condition_from_proto(pb: search_pb2.Condition, where: str) -> Condition:
     raise InvalidArgument(f"{where}.test", "set one of equals, not_equals, in, not_in or range")
 
 
-def hit_to_proto(hit: Hit, f32: bool = False) -> search_pb2.SearchHit:
-    pb = search_pb2.SearchHit(
-        id=hit.id, score=hit.score, modality=modality_to_proto(hit.modality), metadata=hit.metadata
-    )
-    if hit.vector is not None:
-        if f32:
-            pb.vector_f32 = packed(hit.vector)
-        else:
-            pb.vector.extend(hit.vector.tolist())
-    return pb
+def add_hits(
+    target: RepeatedCompositeFieldContainer[search_pb2.SearchHit], hits: Sequence[Hit], f32: bool = False
+) -> None:
+    """Append `hits` to a response's repeated field, each built in place: `add()` then the map's
+    `update` cost ~1.0 us a hit against ~1.6 for a `SearchHit(..., metadata=)` appended
+    (protobuf 7.36, upb; hits with two metadata keys), and building hits is the most of a search's GIL time
+    spent in one place (docs/architecture.md, "Threads")."""
+    add = target.add
+    for hit in hits:
+        pb = add(id=hit.id, score=hit.score, modality=modality_to_proto(hit.modality))
+        if hit.metadata:
+            pb.metadata.update(hit.metadata)
+        if hit.vector is not None:
+            if f32:
+                pb.vector_f32 = packed(hit.vector)
+            else:
+                pb.vector.extend(hit.vector.tolist())
 
 
 def stored_item_to_proto(item: StoredItem, f32: bool = False) -> data_pb2.StoredItem:

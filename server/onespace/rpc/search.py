@@ -46,12 +46,11 @@ def _search_in(request: pb.SearchRequest) -> tuple[SearchIn, bool]:
 def _response(
     f32: bool, hits: list[Hit], collection: CollectionHandle, dimension: int, timings: Timings
 ) -> pb.SearchResponse:
-    return pb.SearchResponse(
-        hits=[convert.hit_to_proto(h, f32) for h in hits],
-        model=collection.config.model,
-        dimension=dimension,
-        timings=convert.timings_to_proto(timings),
+    response = pb.SearchResponse(
+        model=collection.config.model, dimension=dimension, timings=convert.timings_to_proto(timings)
     )
+    convert.add_hits(response.hits, hits, f32)
+    return response
 
 
 class SearchServicer(ServicerBase, search_pb2_grpc.SearchServiceServicer):
