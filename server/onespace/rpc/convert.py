@@ -383,8 +383,8 @@ def add_hits(
 ) -> None:
     """Append `hits` to a response's repeated field, each built in place: `add()` then the map's
     `update` cost ~1.0 us a hit against ~1.6 for a `SearchHit(..., metadata=)` appended
-    (protobuf 7.36, upb; hits with two metadata keys), and building hits is the most of a search's GIL time
-    spent in one place (docs/architecture.md, "Threads")."""
+    (protobuf 7.36, upb; hits with two metadata keys). Building hits was the largest single
+    share of a search's GIL time (docs/architecture.md, "Threads")."""
     add = target.add
     for hit in hits:
         pb = add(id=hit.id, score=hit.score, modality=modality_to_proto(hit.modality))
