@@ -183,12 +183,11 @@ class EmbedScheduler:
         call = _current_call.get()
         if call is not None and call.permit is not None and self.limiter.over_limit:
             await self._requeue(call, delay)
-            await self.limiter.paced()
-            return
-        await asyncio.sleep(delay)
-        if call is not None and call.permit is not None and self.limiter.over_limit:  # cut meanwhile
-            await self._requeue(call, 0.0)
-        await self.limiter.paced()
+        else:
+            await asyncio.sleep(delay)
+            if call is not None and call.permit is not None and self.limiter.over_limit:  # cut meanwhile
+                await self._requeue(call, 0.0)
+        await self.limiter.paced()  # the retry takes its slot like any attempt
 
     async def _requeue(self, call: _Call, pause: float) -> None:
         """Give the permit of a call over the limit back, pause, then queue first for the next one."""
