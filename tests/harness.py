@@ -15,6 +15,7 @@ import pytest
 
 from onespace.app import App
 from onespace.config import Settings
+from onespace.engine.scheduler import EmbedOutcome
 from onespace.providers.base import Provider
 from onespace.tracing import Tracer
 from onespace_client.v1 import (
@@ -25,7 +26,7 @@ from onespace_client.v1 import (
     search_pb2_grpc,
 )
 
-__all__ = ["Running", "index_all", "only_groups", "running_gateway", "test_settings", "until"]
+__all__ = ["Groups", "Running", "index_all", "only_groups", "running_gateway", "test_settings", "until"]
 
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -81,18 +82,36 @@ async def running_gateway(
         await app.stop()
 
 
-def only_groups(gw: Running, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes of the scheduler's `embed_many` calls from now on; `embed` (the one-by-one path)
-    is removed, so an input that takes it fails the test."""
+class Groups(list[int]):
+    """The sizes of the scheduler's group waits; `waves` holds, for each list of outcomes a
+    stream's group was handed, how many of them were embeddings (not errors)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waves: list[int] = []
+
+
+def only_groups(gw: Running, monkeypatch: pytest.MonkeyPatch) -> Groups:
+    """The sizes of the scheduler's group waits from now on (`embed_many` for a unary request,
+    `embed_as_done` for a stream's group); `embed` (the one-by-one path) is removed, so an input
+    that takes it fails the test."""
     scheduler = gw.app.gateway.scheduler
-    groups: list[int] = []
-    embed_many = scheduler.embed_many
+    groups = Groups()
+    embed_many, embed_as_done = scheduler.embed_many, scheduler.embed_as_done
 
     async def counted(inputs: Any, **kw: Any) -> Any:
         groups.append(len(inputs))
         return await embed_many(inputs, **kw)
 
+    async def counted_as_done(inputs: Any, **kw: Any) -> Any:
+        groups.append(len(inputs))
+        async with contextlib.aclosing(embed_as_done(inputs, **kw)) as waves:
+            async for wave in waves:
+                groups.waves.append(sum(isinstance(o, EmbedOutcome) for _, o in wave))
+                yield wave
+
     monkeypatch.setattr(scheduler, "embed_many", counted)
+    monkeypatch.setattr(scheduler, "embed_as_done", counted_as_done)
     monkeypatch.setattr(scheduler, "embed", None)
     return groups
 

@@ -35,6 +35,7 @@ class ScriptedProvider(Provider):
     peak: int = 0
     name: str = "scripted"
     gate: asyncio.Event | None = None  # when set, calls wait for it before answering
+    gated_text: str | None = None  # ... only the calls carrying this text, when set
     started: asyncio.Event = field(default_factory=asyncio.Event)  # set when any call begins
 
     def models(self) -> Sequence[ModelSpec]:
@@ -50,7 +51,9 @@ class ScriptedProvider(Provider):
             self.calls.append(len(inputs))
             self.seen.extend(inputs)
             self.started.set()
-            if self.gate is not None:
+            if self.gate is not None and (
+                self.gated_text is None or any(i.content.text == self.gated_text for i in inputs)
+            ):
                 await self.gate.wait()
             if self.capacity is not None and self.in_flight > self.capacity:
                 self.throttles += 1

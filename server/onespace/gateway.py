@@ -8,8 +8,9 @@ scheduler; searches go through the batcher.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NoReturn, TypeVar
 
@@ -223,14 +224,18 @@ class Gateway:
 
     async def embed_inputs(
         self, items: Sequence[EmbedInput], normalize: Sequence[bool], *, deadline: float, admission: Admission
-    ) -> list[tuple[Embedded, EmbedOutcome] | OnespaceError]:
-        """`embed_input` for each of a stream's group of inputs, waited for together
-        (`EmbedScheduler.embed_many`); each gets its result or its error."""
-        outcomes = await self.scheduler.embed_many(items, deadline=deadline, admission=admission)
-        return [
-            o if isinstance(o, OnespaceError) else (self._served(x, o, n), o)
-            for x, n, o in zip(items, normalize, outcomes, strict=True)
-        ]
+    ) -> AsyncGenerator[list[tuple[int, tuple[Embedded, EmbedOutcome] | OnespaceError]], None]:
+        """`embed_input` for each of a stream's group of inputs, with one wait for them all
+        (`EmbedScheduler.embed_as_done`); each gets its result or its error (by its position in
+        `items`) as soon as it is known, in lists of those known together."""
+        async with contextlib.aclosing(
+            self.scheduler.embed_as_done(items, deadline=deadline, admission=admission)
+        ) as waves:
+            async for wave in waves:
+                yield [
+                    (i, o if isinstance(o, OnespaceError) else (self._served(items[i], o, normalize[i]), o))
+                    for i, o in wave
+                ]
 
     async def _embed_all(
         self,
@@ -359,56 +364,21 @@ class Gateway:
 
     async def upsert_each(
         self, name: str, items: Sequence[ItemIn], *, deadline: float, field: str = "item"
-    ) -> list[Timings | OnespaceError]:
-        """Store a stream's items as one write, each checked and embedded on its own: an item
-        that fails (its checks, its embedding) gets its error, the rest are stored together, a
-        repeated id keeping its last item as if they came one after another. Contents are
-        embedded together (`EmbedScheduler.embed_many`: one wait, no task per item). An error
-        that is not about one item (collection not found, the deadline, the commit) is raised
-        for them all."""
+    ) -> AsyncGenerator[list[tuple[int, Timings | OnespaceError]], None]:
+        """Store a stream's group of items, each checked and embedded on its own, and hand each
+        item's outcome back (by its position in `items`) once it is stored or has failed, in lists
+        of those settled together: each set of contents whose embeddings came back together
+        (`embed_inputs`: one wait, no task per item) is stored in one write, so no item waits for
+        a slower one's embedding; items given as vectors go in the first write. An item that
+        fails (its checks, its embedding) gets its error. A repeated id keeps its last item as if
+        they came one after another: a group that repeats an id is stored in one write once
+        every embedding is back. An error that is not about one item (collection not found, the
+        deadline, the commit) is raised for the items not yet handed back."""
         started = time.monotonic()
         collection = self.collection(name, "collection")
-        results: list[Timings | OnespaceError] = [Timings() for _ in items]
-        vectors = await self._vectors_each(collection.config, items, results, deadline, field)
-        stored: list[int] = []
-        prepared: dict[str, PreparedRecord] = {}
-        for i, item in enumerate(items):
-            vector = vectors.get(i)
-            if vector is None:
-                continue
-            modality = item.content.modality if item.content is not None else None
-            try:
-                record = Record(item.id, vector, modality, dict(item.metadata))
-                (checked,) = collection.prepare_upsert([record], field=field).records
-            except InvalidArgument as exc:
-                results[i] = exc
-                continue
-            prepared.pop(checked.id, None)  # a repeated id keeps its last record, in that position
-            prepared[checked.id] = checked
-            stored.append(i)
-        if not stored:
-            return results
-        index_start = time.monotonic()
-        await self._commit(collection, UpsertOp(tuple(prepared.values()), len(stored)), deadline)
-        done = time.monotonic()
-        for i in stored:
-            timing = results[i]
-            assert isinstance(timing, Timings)
-            timing.index, timing.total = done - index_start, done - started
-        return results
-
-    async def _vectors_each(
-        self,
-        config: CollectionConfig,
-        items: Sequence[ItemIn],
-        results: list[Timings | OnespaceError],
-        deadline: float,
-        field: str,
-    ) -> dict[int, Vector]:
-        """The vector of each item that has one, embedding contents together; an item that fails
-        gets its error in `results`, and its embedding's queue and provider time goes into its
-        timings there."""
-        vectors: dict[int, Vector] = {}
+        config = collection.config
+        timings = [Timings() for _ in items]
+        ready: dict[int, Vector | OnespaceError] = {}
         inputs: list[tuple[int, EmbedInput]] = []
         spec: ModelSpec | None = None
         for i, item in enumerate(items):
@@ -420,26 +390,72 @@ class Gateway:
                         (i, self.prepare(item.content, spec, config.dimension, Purpose.GENERIC_INDEX, where))
                     )
                 elif item.vector is not None:
-                    vectors[i] = item.vector
+                    ready[i] = item.vector
                 else:
                     raise InvalidArgument(f"{field}.source", "set either content or vector")
             except InvalidArgument as exc:
-                results[i] = exc
-        if not inputs:
-            return vectors
-        outcomes = await self.embed_inputs(
-            [x for _, x in inputs], [True] * len(inputs), deadline=deadline, admission=Admission.WAIT
-        )
-        for (i, _), outcome in zip(inputs, outcomes, strict=True):
-            if isinstance(outcome, OnespaceError):
-                results[i] = _renamed(outcome, f"{field}.content")
+                ready[i] = exc
+        in_one_write = len({item.id for item in items}) < len(items)
+        if inputs:
+            embeddings = self.embed_inputs(
+                [x for _, x in inputs], [True] * len(inputs), deadline=deadline, admission=Admission.WAIT
+            )
+            async with contextlib.aclosing(embeddings) as waves:
+                async for wave in waves:
+                    for j, outcome in wave:
+                        i = inputs[j][0]
+                        if isinstance(outcome, OnespaceError):
+                            ready[i] = _renamed(outcome, f"{field}.content")
+                            continue
+                        embedded, made = outcome
+                        ready[i] = embedded.result.embeddings[0].vector
+                        timings[i].add(made)
+                    if not in_one_write:
+                        yield await self._store_each(
+                            collection, items, ready, timings, started, deadline, field
+                        )
+                        ready = {}
+        if ready:
+            yield await self._store_each(collection, items, ready, timings, started, deadline, field)
+
+    async def _store_each(
+        self,
+        collection: CollectionHandle,
+        items: Sequence[ItemIn],
+        ready: Mapping[int, Vector | OnespaceError],
+        timings: Sequence[Timings],
+        started: float,
+        deadline: float,
+        field: str,
+    ) -> list[tuple[int, Timings | OnespaceError]]:
+        """Store the items of `ready` that have a vector, in one write (in position order, a
+        repeated id keeping its last item); each item's timings, or its error."""
+        results: list[tuple[int, Timings | OnespaceError]] = []
+        prepared: dict[str, PreparedRecord] = {}
+        for i in sorted(ready):
+            vector = ready[i]
+            if isinstance(vector, OnespaceError):
+                results.append((i, vector))
                 continue
-            embedded, made = outcome
-            vectors[i] = embedded.result.embeddings[0].vector
-            timing = results[i]
-            assert isinstance(timing, Timings)
-            timing.add(made)
-        return vectors
+            item = items[i]
+            modality = item.content.modality if item.content is not None else None
+            try:
+                record = Record(item.id, vector, modality, dict(item.metadata))
+                (checked,) = collection.prepare_upsert([record], field=field).records
+            except InvalidArgument as exc:
+                results.append((i, exc))
+                continue
+            prepared.pop(checked.id, None)  # a repeated id keeps its last record, in that position
+            prepared[checked.id] = checked
+            results.append((i, timings[i]))
+        stored = [timing for _, timing in results if isinstance(timing, Timings)]
+        if stored:
+            index_start = time.monotonic()
+            await self._commit(collection, UpsertOp(tuple(prepared.values()), len(stored)), deadline)
+            done = time.monotonic()
+            for timing in stored:
+                timing.index, timing.total = done - index_start, done - started
+        return results
 
     async def get(self, name: str, ids: Sequence[str], include_vectors: bool) -> list[StoredItem | None]:
         collection = self.collection(name, "collection")

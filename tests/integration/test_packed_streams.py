@@ -46,6 +46,14 @@ async def frames_of(*frames: Any) -> AsyncIterator[Any]:
         yield frame
 
 
+async def rest_of(call: Any) -> list[Any]:
+    """Every answer left on a packed stream read with `read()` (grpc.aio forbids mixing in `async for`)."""
+    answers: list[Any] = []
+    while (frame := await call.read()) is not grpc.aio.EOF:
+        answers.extend(frame.responses)
+    return answers
+
+
 async def test_each_packed_item_is_answered_like_the_one_item_stream(gateway: Running) -> None:
     texts = ["alpha", "", "gamma", "delta", "epsilon"]  # "" is a bad item: its own error
     packed: dict[str, embed_pb2.EmbedStreamResponse] = {}
@@ -268,8 +276,9 @@ async def test_a_frame_of_contents_is_embedded_together_and_written_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Content items of a group are embedded together (one wait; identical texts once) and
-    stored in one write, yet each keeps its own outcome: a text refused before embedding, one the
-    provider refuses (named under `item.content`), the rest stored and searchable."""
+    stored one write per set of embeddings that came back together (the vector item in the
+    first), yet each keeps its own outcome: a text refused before embedding, one the provider
+    refuses (named under `item.content`), the rest stored and searchable."""
     provider = RefusingProvider()
     async with running_gateway(tmp_path / "data", provider) as gw:
         await gw.collections.CreateCollection(
@@ -291,7 +300,8 @@ async def test_a_frame_of_contents_is_embedded_together_and_written_once(
         groups = only_groups(gw, monkeypatch)
         acks = {a.request_id: a async for f in gw.data.IngestPacked(frames_of(frame)) for a in f.responses}
         value = gw.app.metrics.registry.get_sample_value
-        assert value("onespace_commit_items_count", {"collection": "c"}) == 1
+        writes = sum(1 for n, embedded in enumerate(groups.waves) if embedded or n == 0)
+        assert value("onespace_commit_items_count", {"collection": "c"}) == writes
         assert value("onespace_commit_items_sum", {"collection": "c"}) == 14
         got = await gw.data.Get(data_pb2.GetRequest(collection="c", ids=["t0", "t2", "t14", "v15", "t3"]))
     assert set(acks) == {str(n) for n in range(16)}
@@ -351,3 +361,48 @@ async def test_fsync_always_still_commits_each_packed_vector_on_its_own(tmp_path
         assert len(acks) == 6 and all(a.stored for a in acks)
         value = gw.app.metrics.registry.get_sample_value
         assert value("onespace_commit_items_count", {"collection": "a"}) == 6
+
+
+async def test_a_slow_item_holds_back_no_other_answer_of_its_group(tmp_path: Path) -> None:
+    """A group's answers go out as they finish: while one item's embedding is held (a call
+    backing off after a throttle, say), the rest of its group are answered (EmbedStreamPacked),
+    and stored and acked (IngestPacked); the held item is answered once it is back."""
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate, gated_text="slow")
+    async with running_gateway(tmp_path / "data", provider) as gw:
+        await gw.collections.CreateCollection(
+            collections_pb2.CreateCollectionRequest(config=collections_pb2.CollectionConfig(name="c"))
+        )
+        embeds = gw.embed.EmbedStreamPacked(frames_of(embed_frame("one", "slow", "two", "three")))
+        ingest = gw.data.IngestPacked(
+            frames_of(
+                data_pb2.IngestPackedRequest(
+                    requests=[
+                        data_pb2.IngestRequest(
+                            request_id=str(n),
+                            collection="c",
+                            item=data_pb2.Item(id=t, content=common_pb2.Content(text=t)),
+                        )
+                        for n, t in enumerate(["four", "slow", "five"])
+                    ]
+                )
+            )
+        )
+        answered: dict[str, embed_pb2.EmbedStreamResponse] = {}
+        acked: dict[str, data_pb2.IngestResponse] = {}
+        async with asyncio.timeout(60):  # a guard only: without answers in parts this waits for the gate
+            while len(answered) < 3:
+                answered.update((r.request_id, r) for r in (await embeds.read()).responses)
+            while len(acked) < 2:
+                acked.update((a.request_id, a) for a in (await ingest.read()).responses)
+            stored = await gw.data.Get(data_pb2.GetRequest(collection="c", ids=["four", "five", "slow"]))
+        assert not gate.is_set()
+        assert set(answered) == {"0", "2", "3"} and all(r.HasField("result") for r in answered.values())
+        assert set(acked) == {"0", "2"} and all(a.stored for a in acked.values())
+        assert [i.id for i in stored.items] == ["four", "five"] and list(stored.missing_ids) == ["slow"]
+        gate.set()
+        answered.update((r.request_id, r) for r in await rest_of(embeds))
+        acked.update((a.request_id, a) for a in await rest_of(ingest))
+        assert answered["1"].HasField("result") and acked["1"].stored
+        got = await gw.data.Get(data_pb2.GetRequest(collection="c", ids=["slow"]))
+        assert [i.id for i in got.items] == ["slow"]

@@ -48,7 +48,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Histogram
@@ -242,10 +242,20 @@ class EmbedScheduler:
         one wait for them all instead of a task, a shield and a timeout per input. Each input gets
         its outcome or its error; only cancellation is raised.
 
-        A stream's group wants every outcome. A unary request fails as a whole at its first
-        failed input (`all_or_nothing`): the wait ends there, and the inputs not done by then are
-        given up as a cancelled caller's are (queued ones nobody else waits for are dropped
-        unsent); their slots hold `GivenUp`, so the caller reports the failure that ended it."""
+        Without `all_or_nothing`, every outcome once all are known (`embed_as_done` as they
+        come). A unary request fails as a whole at its first failed input (`all_or_nothing`): the
+        wait ends there, and the inputs not done by then are given up as a cancelled caller's are
+        (queued ones nobody else waits for are dropped unsent); their slots hold `GivenUp`, so
+        the caller reports the failure that ended it."""
+        if not all_or_nothing:
+            each: list[EmbedOutcome | OnespaceError | None] = [None] * len(items)
+            async with contextlib.aclosing(
+                self.embed_as_done(items, deadline=deadline, admission=admission)
+            ) as waves:
+                async for wave in waves:
+                    for i, outcome in wave:
+                        each[i] = outcome
+            return [o for o in each if o is not None]
         start = self._clock()
         out: list[EmbedOutcome | OnespaceError | tuple[Pending, bool]] = []
         try:
@@ -254,20 +264,60 @@ class EmbedScheduler:
                     out.append(await self._start(item, deadline, admission))
                 except OnespaceError as exc:
                     out.append(exc)
-                    if all_or_nothing:
-                        return self._given_up(out, len(items), start)
+                    return self._given_up(out, len(items), start)
             waiting = {s[0].future for s in out if isinstance(s, tuple)}
             if waiting:
-                until = asyncio.FIRST_EXCEPTION if all_or_nothing else asyncio.ALL_COMPLETED
-                await asyncio.wait(waiting, timeout=max(0.0, deadline - self._clock()), return_when=until)
+                remaining = max(0.0, deadline - self._clock())
+                await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
         except asyncio.CancelledError:
             for started in out:
                 if isinstance(started, tuple) and not started[0].future.done():
                     self._leave(started[0], "cancelled")
             raise
-        if all_or_nothing and any(f.done() and not f.cancelled() and f.exception() for f in waiting):
+        if any(f.done() and not f.cancelled() and f.exception() for f in waiting):
             return self._given_up(out, len(items), start)
         return [s if not isinstance(s, tuple) else self._outcome(s[0], start, s[1]) for s in out]
+
+    async def embed_as_done(
+        self, items: Sequence[EmbedInput], *, deadline: float, admission: Admission
+    ) -> AsyncGenerator[list[tuple[int, EmbedOutcome | OnespaceError]], None]:
+        """A stream's group: `embed_many`'s one wait for many inputs, but each input's outcome or
+        error (by its position in `items`) is handed back as soon as it is known, in lists of
+        those known together (cached and refused ones first), so no input waits for a slower
+        one: under random throttling, a group of 16 almost always holds a call that is backing
+        off. Only cancellation is raised. Inputs still unfinished when the consumer is
+        cancelled or stops iterating are left as a cancelled caller leaves them."""
+        start = self._clock()
+        known: list[tuple[int, EmbedOutcome | OnespaceError]] = []
+        waiting: dict[asyncio.Future[ProviderResult], list[tuple[int, Pending, bool]]] = {}
+        try:
+            for i, item in enumerate(items):
+                try:
+                    started = await self._start(item, deadline, admission)
+                except OnespaceError as exc:
+                    known.append((i, exc))
+                    continue
+                if isinstance(started, EmbedOutcome):
+                    known.append((i, started))
+                else:  # an input repeated in the group joins the same pending item
+                    waiting.setdefault(started[0].future, []).append((i, *started))
+            if known:
+                yield known
+            while waiting:
+                remaining = deadline - self._clock()
+                done: set[asyncio.Future[ProviderResult]] = set()
+                if remaining > 0:
+                    done, _ = await asyncio.wait(
+                        waiting.keys(), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                # past the deadline, every input left gets DeadlineExceeded (`_outcome`)
+                wave = [entry for future in done or list(waiting) for entry in waiting.pop(future)]
+                yield [(i, self._outcome(pending, start, joined)) for i, pending, joined in wave]
+        finally:
+            for entries in waiting.values():
+                for _, pending, _ in entries:
+                    if not pending.future.done():
+                        self._leave(pending, "cancelled")
 
     def _given_up(
         self, out: list[EmbedOutcome | OnespaceError | tuple[Pending, bool]], count: int, start: float

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
@@ -25,8 +25,6 @@ MAX_ANSWERS_PER_FRAME = 64
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Req_co = TypeVar("Req_co", covariant=True)
-Req_contra = TypeVar("Req_contra", contravariant=True)
-Resp_co = TypeVar("Resp_co", covariant=True)
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -80,16 +78,13 @@ class ServicerBase:
 
         With `together`, a frame's requests are answered in groups (of up to a quarter of the
         window, so the next group is read while one is answered) by one call each: one task per
-        group instead of one per item."""
+        group instead of one per item, its answers sent as they finish."""
         window = self.gateway.settings.stream_window
-        handle: Callable[[list[Req]], Awaitable[list[Resp]]]
+        handle: Callable[[list[Req]], AsyncGenerator[list[Resp], None]]
         if together is None:
             size, handle = 1, self._item_handler(method, answer, refuse)
         else:
-            size = max(1, window // 4)
-
-            async def handle(group: list[Req]) -> list[Resp]:
-                return list(await together.answer(group))
+            size, handle = max(1, window // 4), together.answer
 
         async for batch in bounded_group_batches(
             # a BadFrame among the groups ends the stream (bounded_group_batches knows it)
@@ -107,13 +102,12 @@ class ServicerBase:
         method: str,
         answer: Callable[[Req], Awaitable[Resp]],
         refuse: Callable[[Req, common_pb2.ItemError], Resp],
-    ) -> Callable[[list[Req]], Awaitable[list[Resp]]]:
+    ) -> Callable[[list[Req]], AsyncGenerator[list[Resp], None]]:
         """Each request of a group answered on its own, in turn (streams make groups of one)."""
         items = self.metrics.stream_items
         latency = self.metrics.stream_item_duration.labels(method)
 
-        async def each(group: list[Req]) -> list[Resp]:
-            out = []
+        async def each(group: list[Req]) -> AsyncGenerator[list[Resp], None]:
             for request in group:
                 started = time.monotonic()
                 try:
@@ -124,8 +118,7 @@ class ServicerBase:
                     items.labels(method, "OK").inc()
                 finally:
                     latency.observe(time.monotonic() - started)
-                out.append(response)
-            return out
+                yield [response]
 
         return each
 
@@ -157,23 +150,22 @@ class GroupAnswers(Generic[Req, Resp]):
         """The stream's answer refusing `request` for `exc`, counted under its status code."""
         return self._refuse(request, self.servicer.item_error(self.METHOD, exc))
 
-    def answered(self, out: Sequence[Resp | None], ok: int, started: float) -> list[Resp]:
-        """A group's answers (every slot filled), `ok` of them successes (refusals were counted by
-        `refused`); each item's latency is the group's."""
-        answered = [response for response in out if response is not None]
-        assert len(answered) == len(out), "every request in a group is answered"
+    def answered(self, part: list[Resp], ok: int, started: float) -> list[Resp]:
+        """A part of a group's answers, `ok` of them successes (refusals were counted by
+        `refused`); each item's latency is from the group's start to its part."""
         self._ok.inc(ok)
         elapsed = time.monotonic() - started
-        for _ in answered:
+        for _ in part:
             self._latency.observe(elapsed)
-        return answered
+        return part
 
 
-class Grouped(Protocol[Req_contra, Resp_co]):
+class Grouped(Protocol[Req, Resp]):
     """How a packed stream answers its requests a group at a time (see `packed_stream`)."""
 
-    async def answer(self, requests: Sequence[Req_contra]) -> Sequence[Resp_co]:
-        """One response per request, in order; a bad item is answered, never raised."""
+    def answer(self, requests: list[Req]) -> AsyncGenerator[list[Resp], None]:
+        """Answers in parts as they finish, every request answered once; a bad item is
+        answered, never raised."""
         ...
 
 

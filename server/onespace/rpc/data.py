@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from onespace.engine import Admission
 from onespace.errors import InvalidArgument, OnespaceError
-from onespace.gateway import ItemIn, Timings
+from onespace.gateway import ItemIn
 from onespace.rpc import convert
 from onespace.rpc.base import GroupAnswers, ServicerBase
 from onespace.rpc.guard import stream_method, unary_method
@@ -111,43 +112,55 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
 
 class _ItemGroups(GroupAnswers[pb.IngestRequest, pb.IngestResponse]):
     """IngestPacked's items, answered a group at a time: one validation pass per item, the
-    group's contents embedded together and one write for the group (`Gateway.upsert_each`)
-    instead of a task, an embedding wait, an upsert and a commit wait per item. Not used under
-    `--fsync always`, where each item gets a commit of its own."""
+    group's contents embedded with one wait and stored one write per set of embeddings that
+    came back together (`Gateway.upsert_each`), each acked once stored, instead of a task, an
+    embedding wait, an upsert and a commit wait per item. Not used under `--fsync always`,
+    where each item gets a commit of its own."""
 
     METHOD = "IngestPacked"
 
-    async def answer(self, requests: Sequence[pb.IngestRequest]) -> list[pb.IngestResponse]:
+    async def answer(self, requests: list[pb.IngestRequest]) -> AsyncGenerator[list[pb.IngestResponse], None]:
         started = time.monotonic()
         deadline = self.servicer.deadline(self.context)  # per group, as the per-item path does
-        out: list[pb.IngestResponse | None] = [None] * len(requests)
+        refused: list[pb.IngestResponse] = []
         by_collection: dict[str, list[tuple[int, ItemIn]]] = {}
-        stored = 0
         for i, request in enumerate(requests):
             try:
                 item = convert.item_from_proto(request.item, "item")
             except OnespaceError as exc:
-                out[i] = self.refused(request, exc)
+                refused.append(self.refused(request, exc))
                 continue
             by_collection.setdefault(request.collection, []).append((i, item))
+        if refused:
+            yield self.answered(refused, 0, started)
         for name, members in by_collection.items():
-            results: Sequence[Timings | OnespaceError]
+            unanswered = {i for i, _ in members}
+            writes = self.gateway.upsert_each(name, [item for _, item in members], deadline=deadline)
             try:
-                results = await self.gateway.upsert_each(
-                    name, [item for _, item in members], deadline=deadline
-                )
-            except OnespaceError as exc:  # about them all: the collection, the deadline, the commit
-                results = [exc] * len(members)
-            message: common_pb2.Timings | None = None  # the write's timings, the same for each item
-            for (i, _), result in zip(members, results, strict=True):
-                request = requests[i]
-                if isinstance(result, OnespaceError):
-                    out[i] = self.refused(request, result)
-                    continue
-                if message is None:
-                    message = convert.timings_to_proto(result)
-                out[i] = pb.IngestResponse(
-                    request_id=request.request_id, id=request.item.id, stored=True, timings=message
-                )
-                stored += 1
-        return self.answered(out, stored, started)
+                async with contextlib.aclosing(writes) as waves:
+                    async for wave in waves:
+                        part: list[pb.IngestResponse] = []
+                        stored = 0
+                        message: common_pb2.Timings | None = None  # the write's, the same for each item
+                        for j, result in wave:
+                            i = members[j][0]
+                            unanswered.discard(i)
+                            if isinstance(result, OnespaceError):
+                                part.append(self.refused(requests[i], result))
+                                continue
+                            if message is None:
+                                message = convert.timings_to_proto(result)
+                            part.append(
+                                pb.IngestResponse(
+                                    request_id=requests[i].request_id,
+                                    id=requests[i].item.id,
+                                    stored=True,
+                                    timings=message,
+                                )
+                            )
+                            stored += 1
+                        yield self.answered(part, stored, started)
+            except OnespaceError as exc:  # about the rest: the collection, the deadline, a commit
+                if unanswered:
+                    rest = [self.refused(requests[i], exc) for i in sorted(unanswered)]
+                    yield self.answered(rest, 0, started)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,34 +122,40 @@ class _StreamItem:
 
 class _EmbedGroups(GroupAnswers[embed_pb2.EmbedStreamRequest, embed_pb2.EmbedStreamResponse]):
     """EmbedStreamPacked's items, answered a group at a time: each checked on its own, all
-    embedded with one wait (`Gateway.embed_inputs`) instead of a task and a wait per item; each
-    item keeps its own answer or error."""
+    embedded with one wait (`Gateway.embed_inputs`) instead of a task and a wait per item, and
+    answered as their embeddings come back; each item keeps its own answer or error."""
 
     METHOD = "EmbedStreamPacked"
 
     async def answer(
-        self, requests: Sequence[embed_pb2.EmbedStreamRequest]
-    ) -> list[embed_pb2.EmbedStreamResponse]:
+        self, requests: list[embed_pb2.EmbedStreamRequest]
+    ) -> AsyncGenerator[list[embed_pb2.EmbedStreamResponse], None]:
         started = time.monotonic()
-        out: list[embed_pb2.EmbedStreamResponse | None] = [None] * len(requests)
-        items: list[tuple[int, _StreamItem]] = []
-        for i, request in enumerate(requests):
+        refused: list[embed_pb2.EmbedStreamResponse] = []
+        items: list[_StreamItem] = []
+        for request in requests:
             try:
-                items.append((i, _StreamItem.parse(self.gateway, request)))
+                items.append(_StreamItem.parse(self.gateway, request))
             except OnespaceError as exc:
-                out[i] = self.refused(request, exc)
-        done = 0
-        if items:
-            results = await self.gateway.embed_inputs(
-                [item.input for _, item in items],
-                [item.normalize for _, item in items],
-                deadline=self.servicer.deadline(self.context),
-                admission=Admission.WAIT,
-            )
-            for (i, item), result in zip(items, results, strict=True):
-                if isinstance(result, OnespaceError):
-                    out[i] = self.refused(item.request, result)
-                    continue
-                out[i] = item.response(*result, started)
-                done += 1
-        return self.answered(out, done, started)
+                refused.append(self.refused(request, exc))
+        if refused:
+            yield self.answered(refused, 0, started)
+        if not items:
+            return
+        embeddings = self.gateway.embed_inputs(
+            [item.input for item in items],
+            [item.normalize for item in items],
+            deadline=self.servicer.deadline(self.context),
+            admission=Admission.WAIT,
+        )
+        async with contextlib.aclosing(embeddings) as waves:
+            async for wave in waves:
+                part: list[embed_pb2.EmbedStreamResponse] = []
+                done = 0
+                for i, result in wave:
+                    if isinstance(result, OnespaceError):
+                        part.append(self.refused(items[i].request, result))
+                        continue
+                    part.append(items[i].response(*result, started))
+                    done += 1
+                yield self.answered(part, done, started)

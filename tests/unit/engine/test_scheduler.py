@@ -544,6 +544,31 @@ async def test_embed_many_gives_each_input_what_embed_gives_it(scheduler_for: An
     )
 
 
+async def test_embed_as_done_hands_each_outcome_back_as_soon_as_it_is_known(scheduler_for: Any) -> None:
+    """A stream's group: the cached and refused inputs first, then each embedding as its call
+    returns (a repeated input with the one it joined), while a held call answers nothing; a
+    consumer that stops iterating leaves the held input as a cancelled caller does."""
+    gate = asyncio.Event()
+    provider = RefusingProvider(gate=gate, gated_text="held")
+    scheduler = await scheduler_for(provider)
+    await scheduler.embed(text("warm"), deadline=later(), admission=Admission.WAIT)
+    items = [text(t) for t in ("warm", "held", "a", "bad one", "a")]
+    waves = scheduler.embed_as_done(items, deadline=later(), admission=Admission.WAIT)
+    first = await anext(waves)
+    assert [(i, o.cached) for i, o in first] == [(0, True)]  # type: ignore[union-attr]
+    rest: dict[int, object] = {}
+    while len(rest) < 3:
+        rest.update(await anext(waves))
+    assert isinstance(rest[3], InvalidArgument) and not gate.is_set()
+    assert rest[2].result == rest[4].result and rest[4].joined  # type: ignore[attr-defined]
+    assert scheduler.queued == 0 and provider.in_flight == 1  # only "held" is still out
+    await waves.aclose()
+    gate.set()  # the call still answers, into the cache, for whoever asks next
+    again = await scheduler.embed(text("held"), deadline=later(), admission=Admission.WAIT)
+    assert again.cached or again.joined
+    assert [i.content.text for i in provider.seen].count("held") == 1
+
+
 async def test_all_or_nothing_ends_at_the_first_failure_without_waiting_for_the_rest(
     scheduler_for: Any,
 ) -> None:

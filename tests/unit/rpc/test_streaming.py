@@ -27,8 +27,8 @@ def bounded_batches(
 ) -> AsyncGenerator[list[Resp], None]:
     """A one-item stream as the servicers build it: groups of one, each answered by `handle`."""
 
-    async def each(group: list[Req]) -> list[Resp]:
-        return [await handle(group[0])]
+    async def each(group: list[Req]) -> AsyncGenerator[list[Resp], None]:
+        yield [await handle(group[0])]
 
     return bounded_group_batches(singletons(requests), each, window, in_window, stop, max_batch)
 
@@ -222,11 +222,11 @@ async def test_a_group_holds_a_window_slot_per_request_and_starts_only_when_all_
         for g in range(5):
             yield [3 * g, 3 * g + 1, 3 * g + 2]
 
-    async def handle(group: list[int]) -> list[int]:
+    async def handle(group: list[int]) -> AsyncGenerator[list[int], None]:
         started.append(group[0] // 3)
         moved.set()
         await gates[group[0] // 3].wait()
-        return [r * 10 for r in group]
+        yield [r * 10 for r in group]
 
     batches = bounded_group_batches(groups(), handle, 8, gauge, max_batch=4)
     first = asyncio.ensure_future(anext(batches))
@@ -253,9 +253,50 @@ async def test_a_group_larger_than_the_window_fails_the_stream() -> None:
     async def groups() -> AsyncIterator[list[int] | BadFrame]:
         yield [1, 2, 3]
 
-    async def handle(group: list[int]) -> list[int]:
-        return group
+    async def handle(group: list[int]) -> AsyncGenerator[list[int], None]:
+        yield group
 
     with pytest.raises(ValueError, match="a group of 3 requests does not fit a window of 2"):
         async for _ in bounded_group_batches(groups(), handle, 2):
+            pass
+
+
+async def test_a_group_answered_in_parts_frees_a_slot_per_answer_and_must_answer_every_request() -> None:
+    """Window 4, one group of 4 answered in two parts: the first part's two slots free up (and
+    the next group's first request is read) while the rest of the group still works; a handler
+    that ends with a request unanswered fails the stream."""
+    gauge = Gauge()
+    rest = asyncio.Event()
+    started: list[int] = []
+    moved = asyncio.Event()
+
+    async def groups() -> AsyncIterator[list[int] | BadFrame]:
+        yield [0, 1, 2, 3]
+        yield [4, 5]
+
+    async def handle(group: list[int]) -> AsyncGenerator[list[int], None]:
+        started.append(group[0])
+        moved.set()
+        if group[0] == 0:
+            yield group[:2]
+            await rest.wait()
+            yield group[2:]
+        else:
+            yield group
+
+    batches = bounded_group_batches(groups(), handle, 4, gauge, max_batch=8)
+    assert await anext(batches) == [0, 1]
+    while len(started) < 2:  # the freed slots let the second group in, before the first ends
+        await moved.wait()
+        moved.clear()
+    assert gauge.value == 4 and not rest.is_set()
+    rest.set()
+    got = [r async for batch in batches for r in batch]
+    assert sorted(got) == [2, 3, 4, 5] and gauge.value == 0 and gauge.peak == 4
+
+    async def short(group: list[int]) -> AsyncGenerator[list[int], None]:
+        yield group[:1]
+
+    with pytest.raises(RuntimeError, match=r"left 3 request\(s\) unanswered"):
+        async for _ in bounded_group_batches(groups(), short, 4):
             pass
