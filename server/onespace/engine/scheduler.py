@@ -248,14 +248,13 @@ class EmbedScheduler:
         (queued ones nobody else waits for are dropped unsent); their slots hold `GivenUp`, so
         the caller reports the failure that ended it."""
         if not all_or_nothing:
-            each: list[EmbedOutcome | OnespaceError | None] = [None] * len(items)
+            each: dict[int, EmbedOutcome | OnespaceError] = {}
             async with contextlib.aclosing(
                 self.embed_as_done(items, deadline=deadline, admission=admission)
             ) as waves:
                 async for wave in waves:
-                    for i, outcome in wave:
-                        each[i] = outcome
-            return [o for o in each if o is not None]
+                    each.update(wave)
+            return [each[i] for i in range(len(items))]  # every input has its outcome
         start = self._clock()
         out: list[EmbedOutcome | OnespaceError | tuple[Pending, bool]] = []
         try:
