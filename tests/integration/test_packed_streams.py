@@ -272,7 +272,7 @@ async def test_a_frame_of_vectors_is_one_write_per_group(gateway: Running) -> No
     assert value("onespace_commit_items_sum", {"collection": "w"}) == 16
 
 
-async def test_a_frame_of_contents_is_embedded_together_and_written_once(
+async def test_a_frame_of_contents_is_embedded_together_and_written_as_it_comes_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Content items of a group are embedded together (one wait; identical texts once) and
