@@ -252,9 +252,7 @@ class Gateway:
         if len(items) == 1:  # the common request: one wait, as `embed_input`
             served = self.embed_input(items[0], deadline=deadline, admission=admission, normalize=normalize)
             return [await _named(served, fields[0])]
-        outcomes = await self.scheduler.embed_many(
-            items, deadline=deadline, admission=admission, all_or_nothing=True
-        )
+        outcomes = await self.scheduler.embed_many(items, deadline=deadline, admission=admission)
         for outcome, where in zip(outcomes, fields, strict=True):
             if isinstance(outcome, OnespaceError) and not isinstance(outcome, GivenUp):
                 _raise_named(outcome, where)

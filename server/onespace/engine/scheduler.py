@@ -231,30 +231,15 @@ class EmbedScheduler:
         return await self._wait(pending, deadline, start, joined)
 
     async def embed_many(
-        self,
-        items: Sequence[EmbedInput],
-        *,
-        deadline: float,
-        admission: Admission,
-        all_or_nothing: bool = False,
+        self, items: Sequence[EmbedInput], *, deadline: float, admission: Admission
     ) -> list[EmbedOutcome | OnespaceError]:
-        """Embed checked inputs as `embed` does each (cache, joins, admission, one deadline), with
-        one wait for them all instead of a task, a shield and a timeout per input. Each input gets
-        its outcome or its error; only cancellation is raised.
-
-        Without `all_or_nothing`, every outcome once all are known (`embed_as_done` as they
-        come). A unary request fails as a whole at its first failed input (`all_or_nothing`): the
-        wait ends there, and the inputs not done by then are given up as a cancelled caller's are
-        (queued ones nobody else waits for are dropped unsent); their slots hold `GivenUp`, so
-        the caller reports the failure that ended it."""
-        if not all_or_nothing:
-            each: dict[int, EmbedOutcome | OnespaceError] = {}
-            async with contextlib.aclosing(
-                self.embed_as_done(items, deadline=deadline, admission=admission)
-            ) as waves:
-                async for wave in waves:
-                    each.update(wave)
-            return [each[i] for i in range(len(items))]  # every input has its outcome
+        """A unary request's inputs: embed checked inputs as `embed` does each (cache, joins,
+        admission, one deadline), with one wait for them all instead of a task, a shield and a
+        timeout per input, all or nothing. The wait ends at the first input that fails, and the
+        inputs not done by then are given up as a cancelled caller's are (queued ones nobody else
+        waits for are dropped unsent); their slots hold `GivenUp`, so the caller reports the
+        failure that ended it. Otherwise each input gets its outcome; only cancellation is
+        raised. (A stream's group wants every outcome, as it comes: `embed_as_done`.)"""
         start = self._clock()
         out: list[EmbedOutcome | OnespaceError | tuple[Pending, bool]] = []
         try:
@@ -335,7 +320,7 @@ class EmbedScheduler:
         return done + [GivenUp() for _ in range(count - len(out))]
 
     def _outcome(self, pending: Pending, start: float, joined: bool) -> EmbedOutcome | OnespaceError:
-        """What `embed_many`'s wait left for one input: its outcome, its error, or the deadline."""
+        """What a group's wait left for one input: its outcome, its error, or the deadline."""
         future = pending.future
         if not future.done():
             self._leave(pending, "deadline")

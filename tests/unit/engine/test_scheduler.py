@@ -5,6 +5,7 @@ input a provider refused. Assertions are on call counts and overlap, never wall 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -17,7 +18,14 @@ from onespace.config import Settings
 from onespace.content import Content, Purpose
 from onespace.engine import Admission, EmbedScheduler
 from onespace.engine.scheduler import EmbedOutcome, GivenUp
-from onespace.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, Unavailable
+from onespace.errors import (
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    OnespaceError,
+    ResourceExhausted,
+    Unavailable,
+)
 from onespace.metrics import Metrics
 from onespace.models import Modality
 from onespace.providers.base import EmbedInput, ProviderResult
@@ -34,6 +42,17 @@ def text(s: str) -> EmbedInput:
 
 def later(seconds: float = 30.0) -> float:
     return time.monotonic() + seconds
+
+
+async def each_outcome(
+    scheduler: EmbedScheduler, items: list[EmbedInput], **kw: Any
+) -> list[EmbedOutcome | OnespaceError]:
+    """Every outcome of a stream's group (`embed_as_done`), in input order, once all are known."""
+    each: dict[int, EmbedOutcome | OnespaceError] = {}
+    async with contextlib.aclosing(scheduler.embed_as_done(items, **kw)) as waves:
+        async for wave in waves:
+            each.update(wave)
+    return [each[i] for i in range(len(items))]
 
 
 @pytest.fixture
@@ -518,14 +537,14 @@ async def test_every_attempt_retries_included_takes_a_slot_from_the_pace(schedul
     assert slots[-2:] == ["slot", "attempt"] and pacer.delayed == 0
 
 
-async def test_embed_many_gives_each_input_what_embed_gives_it(scheduler_for: Any) -> None:
+async def test_a_streams_group_gives_each_input_what_embed_gives_it(scheduler_for: Any) -> None:
     """A stream's group: dedup within and across calls, the cache, one provider error for only
     its input, all in input order, with one wait and no task per input."""
     provider = RefusingProvider(max_batch_size=8)
     scheduler = await scheduler_for(provider, max_batch_wait_ms=5)
     warm = await scheduler.embed(text("warm"), deadline=later(), admission=Admission.WAIT)
     items = [text(t) for t in ("a", "b", "a", "bad one", "warm", "c")]
-    outcomes = await scheduler.embed_many(items, deadline=later(), admission=Admission.WAIT)
+    outcomes = await each_outcome(scheduler, items, deadline=later(), admission=Admission.WAIT)
     assert [type(o).__name__ for o in outcomes] == ["EmbedOutcome"] * 3 + ["InvalidArgument"] + [
         "EmbedOutcome"
     ] * 2
@@ -540,7 +559,7 @@ async def test_embed_many_gives_each_input_what_embed_gives_it(scheduler_for: An
     assert [i.content.text for i in provider.seen].count("warm") == 1  # then from the cache
     assert (
         scheduler.queued == 0
-        and await scheduler.embed_many([], deadline=later(), admission=Admission.WAIT) == []
+        and await each_outcome(scheduler, [], deadline=later(), admission=Admission.WAIT) == []
     )
 
 
@@ -578,9 +597,7 @@ async def test_all_or_nothing_ends_at_the_first_failure_without_waiting_for_the_
     gate = asyncio.Event()
     provider = RefusingProvider(max_batch_size=1, gate=gate)
     scheduler = await scheduler_for(provider, concurrency_initial=2, concurrency_max=2)
-    group = scheduler.embed_many(
-        [text("slow"), text("bad one")], deadline=later(), admission=Admission.WAIT, all_or_nothing=True
-    )
+    group = scheduler.embed_many([text("slow"), text("bad one")], deadline=later(), admission=Admission.WAIT)
     outcomes = await asyncio.wait_for(group, 30)  # a guard only: it must not wait for the gate
     assert not gate.is_set()
     assert isinstance(outcomes[0], GivenUp) and isinstance(outcomes[1], InvalidArgument)
@@ -604,12 +621,10 @@ async def test_all_or_nothing_stops_queueing_at_a_refused_admission(scheduler_fo
     )
     await provider.started.wait()  # the only slot is taken: what follows stays queued
     items = [text(t) for t in ("a", "b", "c", "d")]
-    outcomes = await scheduler.embed_many(
-        items, deadline=later(), admission=Admission.FAIL_FAST, all_or_nothing=True
-    )
+    outcomes = await scheduler.embed_many(items, deadline=later(), admission=Admission.FAIL_FAST)
     assert [type(o) for o in outcomes] == [GivenUp, GivenUp, ResourceExhausted, GivenUp]
     assert scheduler.queued == 0
-    each = await scheduler.embed_many(items, deadline=later(0.5), admission=Admission.FAIL_FAST)
+    each = await each_outcome(scheduler, items, deadline=later(0.5), admission=Admission.FAIL_FAST)
     waited = [DeadlineExceeded, DeadlineExceeded, ResourceExhausted, ResourceExhausted]
     assert [type(o) for o in each] == waited  # each input its own outcome, after the wait
     gate.set()
@@ -617,7 +632,9 @@ async def test_all_or_nothing_stops_queueing_at_a_refused_admission(scheduler_fo
     assert [i.content.text for i in provider.seen] == ["blocker"]
 
 
-async def test_embed_many_past_its_deadline_or_cancelled_leaves_nothing_queued(scheduler_for: Any) -> None:
+async def test_a_streams_group_past_its_deadline_or_cancelled_leaves_nothing_queued(
+    scheduler_for: Any,
+) -> None:
     gate = asyncio.Event()
     provider = ScriptedProvider(gate=gate)
     scheduler = await scheduler_for(provider, concurrency_initial=1, concurrency_max=1, cache_bytes=0)
@@ -625,13 +642,13 @@ async def test_embed_many_past_its_deadline_or_cancelled_leaves_nothing_queued(s
         scheduler.embed(text("blocker"), deadline=later(), admission=Admission.WAIT)
     )
     await provider.started.wait()  # the only slot is taken: what follows stays queued
-    late = await scheduler.embed_many(
-        [text("x"), text("y")], deadline=time.monotonic() + 0.05, admission=Admission.WAIT
+    late = await each_outcome(
+        scheduler, [text("x"), text("y")], deadline=time.monotonic() + 0.05, admission=Admission.WAIT
     )
     assert all(isinstance(o, DeadlineExceeded) for o in late)
     assert scheduler.queued == 0  # both dropped unsent
     doomed = asyncio.create_task(
-        scheduler.embed_many([text("p"), text("q")], deadline=later(), admission=Admission.WAIT)
+        each_outcome(scheduler, [text("p"), text("q")], deadline=later(), admission=Admission.WAIT)
     )
     while scheduler.queued < 2:  # let it enqueue both (loop turns, no timing)
         await asyncio.sleep(0)
