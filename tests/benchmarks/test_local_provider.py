@@ -15,7 +15,11 @@ Side by side in one run, `N` distinct synthetic texts (8-40 words drawn from a Z
 (c0), (d0) the same loads through a gateway whose provider does no work (it returns one constant
     vector): the gateway's own ceiling on this machine, which bounds (c) and (d);
 (c1), (d1) (c) and (d) with the featurizer on threads of the gateway's process
-    (`--local-executor thread`) instead of its worker processes (the server's default).
+    (`--local-executor thread`) instead of its worker processes (the server's default);
+(e) the HNSW add every stored item costs, alone: (b)'s vectors added to a fresh index with (d)'s
+    settings in process, one thread (as the gateway adds). With (b), it bounds (d): featurising
+    and indexing alone take (b)'s plus (e)'s CPU per item, so no gateway on these cores stores
+    more than `cores / (both)` items a second.
 
 The gateway runs in this process; the gRPC load comes from a child process
 (`python -m tests.benchmarks.test_local_provider client ...`), so this process's CPU time
@@ -57,6 +61,8 @@ import numpy as np
 import pytest
 
 from onespace.content import Content, EmbeddingType, Modality
+from onespace.index import CollectionConfig
+from onespace.index.hnsw import HnswIndex
 from onespace.models import LOCAL_MODEL, ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderEmbedding, ProviderResult
 from onespace.providers.local import embed_content, embed_many
@@ -211,6 +217,19 @@ def _children_cpu(exclude: int) -> float:
     return total
 
 
+def _index_add(vectors: list[np.ndarray]) -> Run:
+    """(e): the gateway's own HNSW add (`HnswIndex.add_stored`, one thread) of `vectors` into a
+    fresh index configured as (d)'s collection."""
+    index = HnswIndex(CollectionConfig(name="texts", model=LOCAL_MODEL.id, dimension=DIMENSION).validated())
+    stored = np.stack(vectors).astype(np.float16)  # (d) stores f16 rows and indexes those
+    keys = np.arange(len(vectors), dtype=np.uint64)
+    start, cpu = time.perf_counter(), time.process_time()
+    index.add_stored(keys, stored)
+    run = Run("index-add", len(vectors), time.perf_counter() - start, time.process_time() - cpu)
+    assert len(index) == len(vectors)
+    return run
+
+
 def _in_process(mode: str, texts: list[str]) -> tuple[Run, list[np.ndarray]]:
     contents = _contents(texts)
     start, cpu = time.perf_counter(), time.process_time()
@@ -294,6 +313,7 @@ MODES = {
     "ingest-ceiling": "(d0) as (d), provider doing no work (gateway ceiling)",
     "unary-thread": "(c1) as (c), the featurizer on a thread of the gateway's process (the default before)",
     "ingest-thread": "(d1) as (d), the featurizer on a thread of the gateway's process (the default before)",
+    "index-add": "(e) HNSW add alone: (b)'s vectors into a fresh index as (d)'s, in process, one thread",
 }
 
 
@@ -330,6 +350,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
         assert all(a.tobytes() == b.tobytes() for a, b in zip(per_item, batched, strict=True))
         runs["per-item"].append(one)
         runs["batched"].append(many)
+        runs["index-add"].append(_index_add(batched))
     runs["unary"] = await _gateway_runs(data_dir, "unary", None)
     runs["ingest"] = await _gateway_runs(data_dir, "ingest", None)
     runs["unary-ceiling"] = await _gateway_runs(data_dir, "unary-ceiling", ConstantProvider())
@@ -351,7 +372,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
     rows: list[list[object]] = []
     for mode, label in MODES.items():
         m = medians[mode]
-        gateway = mode not in ("per-item", "batched")
+        gateway = mode not in ("per-item", "batched", "index-add")
         local = mode in ("unary", "ingest", "unary-thread", "ingest-thread")
         rows.append(
             [
@@ -367,6 +388,15 @@ async def run(data_dir: Path) -> dict[str, Any]:
     title = f"local provider, {N:,} texts per run at {DIMENSION}-d; x (b) = items/s / batched in-process"
     print_table(title, header, rows)
     ratios = {mode: medians[mode].rate / batched_rate for mode in MODES}
+    cores = os.cpu_count() or 1
+    needed = medians["batched"].cpu_ms + medians["index-add"].cpu_ms
+    bound = 1e3 * cores / needed
+    bound_line = (
+        f"Bound for (d): featurising and indexing alone take {needed:.3f} ms of CPU an item ((b) + "
+        f"(e)), so no gateway on these {cores} cores stores more than {bound:,.0f} items/s: "
+        f"x{bound / batched_rate:.2f} of (b), against (d)'s x{ratios['ingest']:.2f}."
+    )
+    print(bound_line)
     body = "\n\n".join(
         [
             f"{N:,} distinct synthetic texts per run (8-40 words from a Zipf vocabulary of {VOCABULARY:,} "
@@ -387,6 +417,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
             "(a) = (b) bit for bit; a sample of (c)'s vectors = in-process vectors to float32 rounding "
             "(the gateway renormalises); every (d) item stored.",
             markdown_table(header, rows),
+            bound_line,
         ]
     )
     write_section(
@@ -403,6 +434,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
                 for mode, rs in runs.items()
             },
             "ratio_to_batched": ratios,
+            "ingest_bound": {"cpu_ms_per_item": needed, "cores": cores, "items_per_second": bound},
         },
         document=N == DEFAULT_N,
     )
