@@ -141,7 +141,9 @@ class Settings:
     commit_max_wait_ms: float = _opt(1.0, "how long an idle group commit waits for more writes to join it")
     commit_max_items: int = _opt(8192, "most items in one group commit")
     checkpoint_interval_seconds: float = _opt(
-        300.0, "checkpoint a collection's index this often while it changes (restart replays less)"
+        300.0,
+        "checkpoint a collection's index this long after its first change since the last checkpoint "
+        "(restart replays less)",
     )
     checkpoint_changes: int = _opt(100_000, "checkpoint a collection's index after this many changed items")
     maintenance_interval_seconds: float = _opt(

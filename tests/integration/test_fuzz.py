@@ -77,8 +77,11 @@ class Background:
 def served(data_dir: Path) -> Iterator[tuple[Background, Running]]:
     bg = Background()
     try:
-        # Background maintenance runs often, so it meets collections the fuzz creates and deletes.
-        gateway = running_gateway(data_dir, maintenance_interval_seconds=0.05)
+        # Background maintenance runs often and checkpoints any change at once, so it meets
+        # collections the fuzz creates and deletes.
+        gateway = running_gateway(
+            data_dir, maintenance_interval_seconds=0.05, checkpoint_interval_seconds=0.0
+        )
         running = bg.run(gateway.__aenter__())
         try:
             yield bg, running

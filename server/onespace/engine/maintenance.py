@@ -1,7 +1,9 @@
 """The background maintainer: index checkpoints and compactions, one at a time, off the loop.
 
-Every `interval` it looks at each collection: a checkpoint is due after `changes` changed items
-or, when anything changed, after `max_age` seconds; a compaction when dead rows or removed index
+Every `interval` it looks at each collection: a checkpoint is due after `changes` changed items,
+or `max_age` seconds after the first change it does not hold yet (so a burst of writes into an
+idle or new collection goes into one checkpoint after the burst, not into one of its first
+second and another later); a compaction when dead rows or removed index
 entries pass their thresholds (`index.maintenance`). Work runs in a worker thread; the write lock
 is held only for usearch's save and a compaction's short catch-up, so searches and writes go on.
 """
@@ -50,8 +52,7 @@ class Maintainer:
     def _maintain(self, collection: CollectionHandle, now: float) -> None:
         stats = self._store.stats(collection)
         pending = stats.changes_since_checkpoint
-        age = now - stats.checkpoint_time
-        if pending >= self._changes or (pending and age >= self._max_age):
+        if pending >= self._changes or (pending and now - stats.unsaved_since >= self._max_age):
             self.checkpoint(collection)
         if self._store.compact(collection):
             self._metrics.compactions.labels(collection.name).inc()

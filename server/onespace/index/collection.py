@@ -34,6 +34,7 @@ import logging
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class CollectionStats:
     checkpoint_time: float  # unix seconds; 0 when the index was never checkpointed
     log_bytes: int  # SQLite's write-ahead log
     changes_since_checkpoint: int  # items inserted or removed since the last index checkpoint
+    unsaved_since: float = 0.0  # unix seconds of the first of those changes; 0: none
     unindexed_rows: int = 0  # committed rows the HNSW index has not taken yet (searches scan them)
     unindexed_limit: int = 0  # the bound in force on them (`config.unindexed_limit`); 0: no such tail
 
@@ -122,6 +124,7 @@ class Collection:
         self.maintenance_lock = threading.Lock()  # one checkpoint or compaction at a time
         self.checkpoint: Checkpoint | None = None
         self.changes_since_checkpoint = 0  # items inserted or removed since the last checkpoint
+        self.unsaved_since = 0.0  # unix seconds of the first of them (0: none)
         self.checkpointer: subprocess.Popen[str] | None = None  # a background checkpoint running
         self.closed = False
         self._view = self._make_view()
@@ -354,6 +357,8 @@ class Collection:
             raise Internal(f"writing to collection {self.name!r} failed: {exc}") from exc
         self.seq = seq
         self.next_key += n
+        if not self.changes_since_checkpoint:
+            self.unsaved_since = time.time()
         self.changes_since_checkpoint += n + len(removed)
         # Durable from here on; now make it visible: slots first, then the index.
         if n:

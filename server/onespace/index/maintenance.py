@@ -182,6 +182,7 @@ def checkpoint(collection: Collection, *, background: bool = False) -> Checkpoin
             if last is not None and last.seq == collection.seq:
                 return None
             collection.changes_since_checkpoint = 0
+            collection.unsaved_since = 0.0
             if not background:  # the saved index must reflect every commit up to `seq`
                 collection._index_tail(holding_write_lock=True)
                 seq, count, tombstones = collection.seq, len(collection.index), collection.index.tombstones
@@ -341,6 +342,7 @@ def stats(collection: Collection) -> CollectionStats:
         checkpoint_time=last.written_at if last else 0.0,
         log_bytes=wal.stat().st_size if wal.exists() else 0,
         changes_since_checkpoint=collection.changes_since_checkpoint,
+        unsaved_since=collection.unsaved_since,
         unindexed_rows=collection.unindexed_rows(),
         unindexed_limit=collection.config.unindexed_limit,
     )
