@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
@@ -35,6 +36,7 @@ __all__ = [
     "bounded_packed",
     "embed_requests",
     "ingest_requests",
+    "sharded",
 ]
 
 # What one frame of a packed stream carries at most: as many items as the server's default
@@ -218,6 +220,69 @@ async def _bounded(
         call.cancel()
     if failure:
         raise failure[0]
+
+
+_END = object()  # the end of a shard's requests
+
+
+async def sharded(
+    requests: AsyncIterable[_Req],
+    shards: int,
+    key: Callable[[_Req], str],
+    stream: Callable[[AsyncIterable[_Req]], AsyncIterator[_Resp]],
+    max_in_flight: int,
+) -> AsyncIterator[_Resp]:
+    """The responses of `shards` streams opened with `stream`, each given the requests whose
+    `key` hashes to it (CRC-32), so requests with one key go on one stream in their order.
+
+    One stream's window, and its server's, bounds what it has in flight; more streams carry more
+    at once. Each shard queues at most `max_in_flight` requests read ahead of its stream, and a
+    full one holds the reading back; the merged responses wait for the caller one per shard at
+    most. A failed stream or source fails the whole, and leaving early cancels every stream.
+    """
+    if shards < 1:
+        raise ValueError(f"streams must be at least 1, got {shards}")
+    inboxes: list[asyncio.Queue[Any]] = [asyncio.Queue(max_in_flight) for _ in range(shards)]
+    merged: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(shards)
+
+    async def deal() -> None:
+        try:
+            async for request in requests:
+                await inboxes[zlib.crc32(key(request).encode()) % shards].put(request)
+        except Exception as exc:  # the caller's source failed
+            await merged.put(("failed", exc))
+            return
+        for inbox in inboxes:
+            await inbox.put(_END)
+
+    async def inbox_requests(inbox: asyncio.Queue[Any]) -> AsyncIterator[_Req]:
+        while (request := await inbox.get()) is not _END:
+            yield request
+
+    async def run(inbox: asyncio.Queue[Any]) -> None:
+        try:
+            async for response in stream(inbox_requests(inbox)):
+                await merged.put(("response", response))
+        except Exception as exc:
+            await merged.put(("failed", exc))
+            return
+        await merged.put(("ended", None))
+
+    tasks = [asyncio.create_task(deal())] + [asyncio.create_task(run(inbox)) for inbox in inboxes]
+    try:
+        ended = 0
+        while ended < shards:
+            kind, value = await merged.get()
+            if kind == "failed":
+                raise value
+            if kind == "ended":
+                ended += 1
+            else:
+                yield value
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def embed_requests(

@@ -246,10 +246,16 @@ class Client:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         timeout: float | None = None,
         packed: bool = True,
+        streams: int = 1,
     ) -> Iterator[data_pb2.IngestResponse]:
         """See `AsyncClient.ingest`."""
         stream = self._aio.ingest(
-            collection, _offloaded(items), max_in_flight=max_in_flight, timeout=timeout, packed=packed
+            collection,
+            _offloaded(items),
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            packed=packed,
+            streams=streams,
         )
         return self._iterate(stream)
 

@@ -17,6 +17,7 @@ Side by side in one run, `N` distinct synthetic texts (8-40 words drawn from a Z
     machine, which bounds (c) and (d);
 (c1), (d1) (c) and (d) with the featurizer on threads of the gateway's process
     (`--local-executor thread`) instead of its worker processes (the server's default);
+(d2) (d) over 2 streams (`AsyncClient.ingest(..., streams=2)`: items spread by id, a window each);
 (e) the HNSW add every stored item costs, alone: (b)'s vectors added to a fresh index with (d)'s
     settings in process, one thread (as the gateway adds). With (b), it bounds (d): featurising
     and indexing alone take (b)'s plus (e)'s CPU per item, so no gateway on these cores stores
@@ -86,6 +87,7 @@ REPEATS = 3
 DIMENSION = 1024
 CALLERS = 64
 IN_FLIGHT = 64
+STREAMS = 2  # (d2)
 SAMPLE = 32  # gateway vectors compared with in-process ones, per run
 VOCABULARY = 5000
 KEY = "local-provider"
@@ -187,8 +189,9 @@ async def _client(mode: str, target: str, n: int, seed: int, collection: str) ->
             items = [
                 data_pb2.Item(id=f"t{i}", content=common_pb2.Content(text=t)) for i, t in enumerate(texts)
             ]
+            streams = STREAMS if mode == "ingest-streams" else 1
             async with AsyncClient(target) as client:
-                async for ack in client.ingest(collection, items, max_in_flight=IN_FLIGHT):
+                async for ack in client.ingest(collection, items, max_in_flight=IN_FLIGHT, streams=streams):
                     ok += ack.HasField("stored")
             seconds = time.perf_counter() - start
         return {"ok": ok, "seconds": seconds, "cpu_seconds": time.process_time() - cpu, "sample": sample}
@@ -273,7 +276,7 @@ def _in_process(mode: str, texts: list[str]) -> tuple[Run, list[np.ndarray]]:
 async def _through_gateway(
     gw: Running, scratch: Path, mode: str, n: int, seed: int, *, collection: str = "-", check: bool = True
 ) -> Run:
-    load = "unary" if mode.startswith("unary") else "ingest"
+    load = "unary" if mode.startswith("unary") else "ingest-streams" if mode == "ingest-streams" else "ingest"
     out = scratch / f"client-{mode}-{seed}.json"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -300,7 +303,7 @@ async def _through_gateway(
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
         done = await asyncio.wait_for(proc.stdout.readline(), 600)
-        if load == "ingest":  # acks come before the HNSW adds: count them, and keep them in this run
+        if load != "unary":  # acks come before the HNSW adds: count them, and keep them in this run
             stored = gw.app.gateway.store.get(collection)
             while await asyncio.to_thread(stored.index_pending):
                 pass
@@ -316,7 +319,7 @@ async def _through_gateway(
         texts = corpus(n, seed)[:SAMPLE]
         expected = np.stack([r.embeddings[0].vector for r in embed_many(_contents(texts), DIMENSION)])
         np.testing.assert_allclose(np.array(result["sample"], dtype=np.float32), expected, rtol=0, atol=1e-6)
-    if load == "ingest":
+    if load != "unary":
         assert len(gw.app.gateway.store.get(collection)) == n
     batches = provider.batches - batches if isinstance(provider, LocalProvider) else 0
     return Run(mode, n, result["seconds"], cpu_seconds, result["cpu_seconds"], batches)
@@ -342,6 +345,7 @@ MODES = {
     "ingest-ceiling": "(d0) as (d), provider doing no work (gateway ceiling)",
     "unary-thread": "(c1) as (c), the featurizer on a thread of the gateway's process (the default before)",
     "ingest-thread": "(d1) as (d), the featurizer on a thread of the gateway's process (the default before)",
+    "ingest-streams": f"(d2) as (d) over {STREAMS} streams (`ingest(..., streams={STREAMS})`), a window each",
     "index-add": "(e) HNSW add alone: (b)'s vectors into a fresh index as (d)'s, in process, one thread",
 }
 
@@ -354,7 +358,7 @@ async def _gateway_runs(
 ) -> list[Run]:
     """The local provider's default worker count (not the test harness's 2), on `executor`."""
     runs = []
-    base = SEEDS.get(mode, SEEDS[mode.split("-")[0]])  # (c1)/(d1) take (c)/(d)'s texts
+    base = SEEDS.get(mode, SEEDS[mode.split("-")[0]])  # (c1)/(d1)/(d2) take (c)/(d)'s texts
     async with running_gateway(data_dir / mode, provider, local_workers=0, local_executor=executor) as gw:
         for r in range(REPEATS):
             if mode.startswith("ingest"):
@@ -389,6 +393,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
         runs[mode] = await _gateway_runs(data_dir, mode, PrecomputedProvider(texts))
     runs["unary-thread"] = await _gateway_runs(data_dir, "unary-thread", None, executor="thread")
     runs["ingest-thread"] = await _gateway_runs(data_dir, "ingest-thread", None, executor="thread")
+    runs["ingest-streams"] = await _gateway_runs(data_dir, "ingest-streams", None)
 
     medians = {mode: _median(rs) for mode, rs in runs.items()}
     batched_rate = medians["batched"].rate
@@ -405,7 +410,7 @@ async def run(data_dir: Path) -> dict[str, Any]:
     for mode, label in MODES.items():
         m = medians[mode]
         gateway = mode not in ("per-item", "batched", "index-add")
-        local = mode in ("unary", "ingest", "unary-thread", "ingest-thread")
+        local = mode in ("unary", "ingest", "unary-thread", "ingest-thread", "ingest-streams")
         rows.append(
             [
                 label,
@@ -445,7 +450,8 @@ async def run(data_dir: Path) -> dict[str, Any]:
             "does no work (it looks up the featurizer's vector for each text, made before the run): "
             "what the gateway itself sustains here, an upper bound for (c) and (d). (c1) and (d1) "
             f"repeat (c) and (d) on the same texts with {default_workers()} featurizer thread(s) in the "
-            "gateway's process instead (`--local-executor thread`, the default before). 'Featurizer "
+            "gateway's process instead (`--local-executor thread`, the default before). (d2) repeats (d) "
+            f"over {STREAMS} streams, the items spread by id, each with its own window. 'Featurizer "
             "batches': the local provider's worker tasks (concurrent calls coalesced while a batch "
             "runs). The hashed-token tables are warm in every mode, as in a running server. Checked: "
             "(a) = (b) bit for bit; a sample of (c)'s vectors = in-process vectors to float32 rounding "

@@ -185,6 +185,20 @@ async def test_the_client_packs_what_is_ready_and_answers_item_by_item(gateway: 
     assert value("onespace_stream_items_total", {"method": "EmbedStream", "outcome": "OK"}) == 100
 
 
+async def test_the_client_spreads_an_ingest_over_streams_each_id_in_order(gateway: Running) -> None:
+    ids = [f"v{k}" for k in range(6)]
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("c", dimension=256)
+        items = [item(ids[n % 6], [float(n + 1)] * 256, {"n": str(n)}) for n in range(120)]  # 20 an id
+        acks = [a async for a in client.ingest("c", items, max_in_flight=8, streams=3)]
+        got = await client.get("c", ids)
+    assert sorted(int(a.request_id) for a in acks) == list(range(120)) and all(a.stored for a in acks)
+    assert {i.id: i.metadata["n"] for i in got.items} == {ids[k]: str(114 + k) for k in range(6)}
+    value = gateway.app.metrics.registry.get_sample_value
+    assert value("onespace_stream_items_total", {"method": "IngestPacked", "outcome": "OK"}) == 120
+    assert value("onespace_stream_duration_seconds_count", {"method": "IngestPacked", "code": "OK"}) == 3
+
+
 async def test_packed_vectors_are_stored_a_group_at_a_time_each_answered_on_its_own(gateway: Running) -> None:
     """A frame's raw vectors go as one write per group, but each item keeps its own outcome: bad
     vectors, bad ids and unknown collections are refused alone, a repeated id keeps its last

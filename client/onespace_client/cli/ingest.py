@@ -2,9 +2,10 @@
 
 The collection is looked up first, so a wrong name stops the run with one line before any file
 is read. Sources are walked and read lazily in a worker thread, one item at a time, and the
-client keeps at most `--max-in-flight` items between reading and the server's ack, so a folder
-of any size streams in bounded memory. Per-item failures (local or from the server) do not stop
-the run; they are listed after the summary (`--json`: grouped by reason) and make the exit code 1.
+client keeps at most `--max-in-flight` items between reading and the server's ack (per stream;
+`--streams` spreads the items over more, by id), so a folder of any size streams in bounded
+memory. Per-item failures (local or from the server) do not stop the run; they are listed after
+the summary (`--json`: grouped by reason) and make the exit code 1.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ async def _ingest(args: argparse.Namespace) -> int:
                     yield item
 
         try:
-            acks = client.ingest(args.collection, items(), max_in_flight=args.max_in_flight)
+            acks = client.ingest(
+                args.collection, items(), max_in_flight=args.max_in_flight, streams=args.streams
+            )
             async for ack in acks:
                 if ack.HasField("error"):
                     reason = f"{status_name(ack.error.code)}: {ack.error.message}"
@@ -191,7 +194,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--metadata", action="append", type=key_value, metavar="KEY=VALUE", help="metadata for every item"
     )
     parser.add_argument(
-        "--max-in-flight", type=positive, default=32, help="items sent but not yet acked (default 32)"
+        "--max-in-flight",
+        type=positive,
+        default=32,
+        help="items sent but not yet acked, per stream (default 32)",
+    )
+    parser.add_argument(
+        "--streams",
+        type=positive,
+        default=1,
+        help="streams to spread the items over, by id, each with its own window: more items in flight "
+        "for a large load (default 1)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.add_argument(

@@ -76,6 +76,8 @@ class FakeState:
     ack_delay: float = 0.0
     frame_sizes: list[int] = field(default_factory=list)  # items per packed request frame
     ingest_ended: threading.Event = field(default_factory=threading.Event)  # an Ingest stream's handler ended
+    ingest_streams: list[int] = field(default_factory=list)  # requests each ended Ingest stream received
+    ingest_streams_ended: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
 
 async def _unpacked(frames: AsyncIterator[Any], state: FakeState) -> AsyncIterator[Any]:
@@ -299,7 +301,9 @@ class Data(data_pb2_grpc.DataServiceServicer):
                 yield ack
         finally:
             reader.cancel()
+            self.state.ingest_streams.append(counts["received"])
             self.state.ingest_ended.set()
+            self.state.ingest_streams_ended.release()
 
     async def IngestPacked(
         self, request_iterator: AsyncIterator[data_pb2.IngestPackedRequest], context: Any

@@ -353,6 +353,23 @@ def test_ingest_json_summary_groups_failures(gateway: FakeGateway, tmp_path: Pat
     assert report["elapsed_seconds"] >= 0 and report["items_per_second"] >= 0
 
 
+def test_ingest_over_several_streams(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
+    manifest = tmp_path / "list.jsonl"
+    lines = [f'{{"id": "t{n}", "text": "text {n}"}}\n' for n in range(40)]
+    manifest.write_text("".join(lines), encoding="utf-8")
+    assert run(gateway, "collections", "create", "c") == 0
+    capsys.readouterr()
+    assert run(gateway, "ingest", "-c", "c", str(manifest), "--streams", "3", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["sent"], report["stored"], report["failed"]) == (40, 40, 0)
+    for _ in range(3):  # three streams, each ended on the server
+        assert gateway.state.ingest_streams_ended.acquire(timeout=30)
+    assert len(gateway.state.ingest_streams) == 3 and sum(gateway.state.ingest_streams) == 40
+    with pytest.raises(SystemExit) as refused:
+        run(gateway, "ingest", "-c", "c", str(manifest), "--streams", "0")
+    assert refused.value.code == 2 and "--streams" in capsys.readouterr().err
+
+
 def test_ingest_json_into_a_missing_collection(gateway: FakeGateway, tmp_path: Path, capsys: Capture) -> None:
     (tmp_path / "a.txt").write_text("a", encoding="utf-8")
     assert run(gateway, "ingest", "-c", "nope", str(tmp_path), "--json") == 1

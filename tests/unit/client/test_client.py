@@ -184,6 +184,70 @@ async def test_leaving_a_stream_early_cancels_it(gateway: FakeGateway) -> None:
     assert 20 <= count <= 40
 
 
+async def test_ingest_over_several_streams_keeps_each_ids_items_in_order(gateway: FakeGateway) -> None:
+    gateway.state.ack_delay = 0.001
+    ids = [f"doc-{k}" for k in range(8)]
+    items = [item(ids[n % 8], f"text {n}", {"n": str(n)}) for n in range(80)]  # each id 10 times
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("docs")
+        acks = [a async for a in client.ingest("docs", items, max_in_flight=4, streams=3)]
+        got = await client.get("docs", ids)
+    assert sorted(int(a.request_id) for a in acks) == list(range(80))  # the position, across streams
+    assert all(a.stored for a in acks)
+    streams = gateway.state.ingest_streams
+    assert len(streams) == 3 and sum(streams) == 80
+    assert sum(1 for received in streams if received) >= 2  # the ids spread over the streams
+    assert 1 <= gateway.state.ingest_max_outstanding <= 4  # each stream within its window
+    # one id's items went on one stream, in order: its last one is what is stored
+    assert {i.id: i.metadata["n"] for i in got.items} == {ids[k]: str(72 + k) for k in range(8)}
+
+
+async def test_ingest_over_several_streams_fails_as_one_stream_does(gateway: FakeGateway) -> None:
+    def failing() -> Iterator[data_pb2.Item]:
+        yield from (item(f"doc-{n}", "text") for n in range(5))
+        raise RuntimeError("disk on fire")
+
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("docs")
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            async for _ in client.ingest("docs", failing(), streams=2):
+                pass
+        with pytest.raises(OnespaceClientError) as missing:
+            async for _ in client.ingest("missing", [item(f"a{n}", "x") for n in range(10)], streams=2):
+                pass
+        with pytest.raises(ValueError, match="streams must be at least 1"):
+            async for _ in client.ingest("docs", [item("a", "x")], streams=0):
+                pass
+    assert missing.value.code is grpc.StatusCode.NOT_FOUND
+
+
+async def test_leaving_an_ingest_over_several_streams_early_cancels_each(gateway: FakeGateway) -> None:
+    produced = 0
+
+    async def endless() -> AsyncIterator[data_pb2.Item]:
+        nonlocal produced
+        while True:
+            produced += 1
+            yield item(f"doc-{produced}", "x")
+
+    async with AsyncClient(gateway.target) as client:
+        await client.create_collection("docs")
+        stream = client.ingest("docs", endless(), max_in_flight=8, streams=2)
+        acked = 0
+        async for _ in stream:
+            acked += 1
+            if acked == 20:
+                break
+        await stream.aclose()  # type: ignore[attr-defined]
+        for _ in range(2):  # the server saw both streams end
+            assert await asyncio.to_thread(gateway.state.ingest_streams_ended.acquire, True, 30)
+        count = (await client.get_collection("docs")).count
+    assert len(gateway.state.ingest_streams) == 2
+    # read ahead of the acks taken, per stream: its window, the one waiting for a slot in it, its
+    # queue, two answers on their way (to the merge, in it); and the one the dealer holds
+    assert 20 <= count <= produced <= 20 + 2 * (8 + 1 + 8 + 2) + 1
+
+
 async def test_collections_upsert_search_delete(gateway: FakeGateway) -> None:
     async with AsyncClient(gateway.target) as client:
         created = await client.create_collection(
