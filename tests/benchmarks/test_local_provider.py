@@ -202,6 +202,7 @@ def client_main(argv: list[str]) -> None:
     result = asyncio.run(_client(mode, target, int(n), int(seed), collection))
     Path(out).write_text(json.dumps(result), "utf-8")
     print("done", flush=True)
+    sys.stdin.readline()  # until the gateway's CPU is read: an ended, reaped client would count in it
 
 
 # ------------------------------------------------------------------ measurements
@@ -226,12 +227,13 @@ class Run:
 
 
 def _children_cpu(exclude: int) -> float:
-    """CPU seconds of this process's child processes but `exclude` (the client): the local
-    provider's worker processes and their resource tracker, and the collections' background
-    checkpoint processes. Those still running (or not yet reaped) are read from /proc, those
-    ended and reaped from getrusage, so a checkpoint process that starts or ends during a run
-    is counted for the part of its work the run saw (reading only the live ones once counted
-    an ended one's whole CPU against the next run: a run came out at 0.07 ms an item)."""
+    """CPU seconds of this process's child processes but `exclude` (the client, which lives until
+    the run's CPU is read): the local provider's worker processes and their resource tracker,
+    and the collections' background checkpoint processes. Those still running (or not yet
+    reaped) are read from /proc, those ended and reaped from getrusage, so a checkpoint process
+    that starts or ends during a run is counted for the part of its work the run saw (reading
+    only the live ones once counted an ended one's whole CPU against the next run: a run came
+    out at 0.07 ms an item)."""
     me, total = os.getpid(), 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         pid = int(stat.parent.name)
@@ -310,8 +312,8 @@ async def _through_gateway(
         cpu_seconds = time.process_time() + _children_cpu(proc.pid) - cpu
         assert done.strip() == b"done", done
     finally:
-        if proc.returncode is None:
-            await proc.wait()
+        proc.stdin.close()  # the client ends
+        await proc.wait()
     assert proc.returncode == 0
     result = json.loads(out.read_text("utf-8"))
     assert result["ok"] == n, f"{mode}: {result['ok']} of {n} items came back right"
