@@ -3,9 +3,9 @@
 Every `interval` it looks at each collection: a checkpoint is due after `changes` changed items,
 or `max_age` seconds after the first change it does not hold yet (so a burst of writes into an
 idle or new collection goes into one checkpoint after the burst, not into one of its first
-second and another later); a compaction when dead rows or removed index
-entries pass their thresholds (`index.maintenance`). Work runs in a worker thread; the write lock
-is held only for usearch's save and a compaction's short catch-up, so searches and writes go on.
+second and another later); a compaction when dead rows or removed index entries pass their
+thresholds (`index.maintenance`). Work runs in a worker thread; the write lock is held only for
+usearch's save and a compaction's short catch-up, so searches and writes go on.
 """
 
 from __future__ import annotations
