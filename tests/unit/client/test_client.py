@@ -366,6 +366,7 @@ def test_sync_client_mirrors_the_async_one(gateway: FakeGateway) -> None:
     with Client(gateway.target) as client:
         client.create_collection("docs")
         acks = list(client.ingest("docs", (item(f"d{n}", f"text {n}") for n in range(10)), max_in_flight=3))
+        spread = list(client.ingest("docs", (item(f"s{n}", "x") for n in range(10)), streams=2))
         responses = list(client.embed_stream(iter(["a", "bb"])))
         hits = client.search("docs", text="q", k=3)
         response = client.embed(["hello"], dimension=2)
@@ -383,6 +384,7 @@ def test_sync_client_mirrors_the_async_one(gateway: FakeGateway) -> None:
         checkpointed = client.checkpoint_collection("exact")
         client.delete("exact", ["x"])
         compacted = client.compact_collection("exact")
+    assert sorted(int(a.request_id) for a in spread) == list(range(10)) and all(a.stored for a in spread)
     assert exact.config.stored_dtype == collections_pb2.STORED_DTYPE_F32
     assert [h.id for h in filtered.hits] == ["y"]
     assert [[h.id for h in r.hits] for r in batch] == [["y"], ["y"]]
