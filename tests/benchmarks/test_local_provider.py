@@ -21,7 +21,8 @@ Side by side in one run, `N` distinct synthetic texts (8-40 words drawn from a Z
 (e) the HNSW add every stored item costs, alone: (b)'s vectors added to a fresh index with (d)'s
     settings in process, one thread (as the gateway adds). With (b), it bounds (d): featurising
     and indexing alone take (b)'s plus (e)'s CPU per item, so no gateway on these cores stores
-    more than `cores / (both)` items a second.
+    more than `cores / (both)` items a second; with (d0)'s CPU per item (this gateway's whole
+    cost of storing one) in place of (e)'s, the bound for this gateway, had its work no gaps.
 
 The gateway runs in this process; the gRPC load comes from a child process
 (`python -m tests.benchmarks.test_local_provider client ...`), so this process's CPU time
