@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from onespace.providers.local import LocalProvider, embed_content
 from onespace.providers.local import provider as local_provider
 from onespace.providers.local.decoding import Decoding, short_reason
 from onespace.providers.local.embed import Job
-from onespace.providers.local.provider import default_workers
+from onespace.providers.local.provider import PREFETCH_INPUTS, default_workers
 from tests import media
 from tests.harness import until
 
@@ -207,6 +208,52 @@ async def test_calls_arriving_during_a_batch_share_the_next(monkeypatch: pytest.
             ]
     finally:
         gate.release.set()
+        await p.close()
+
+
+async def test_a_busy_worker_process_gets_one_more_batch_once_enough_inputs_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """So the pool's trips to and from a worker process hide behind its work. The worker process
+    is stood in for by one pool thread of this process running the same batch function, held by
+    a gate: what is decided is which batches are handed over, and when."""
+    sizes: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+    run = local_provider._run_in_process
+
+    def gated(calls: list[list[Job]], limits: MediaLimits) -> list[Any]:
+        sizes.append(sum(len(jobs) for jobs in calls))
+        if len(sizes) == 1:
+            entered.set()
+            assert release.wait(10)
+        return run(calls, limits)
+
+    monkeypatch.setattr(local_provider, "_run_in_process", gated)
+    p = LocalProvider(workers=1, processes=True)
+    p._executor.shutdown()
+    p._executor = ThreadPoolExecutor(1)  # the pool: its queue and one worker
+    try:
+        first = asyncio.ensure_future(p.embed(_texts("first")))
+        assert await asyncio.to_thread(entered.wait, 10)
+        few = [asyncio.ensure_future(p.embed(_texts(f"few {i}"))) for i in range(PREFETCH_INPUTS - 1)]
+        await _waiting(p, PREFETCH_INPUTS - 1)
+        assert p.batches == 1  # fewer wait: they keep gathering
+        one_more = asyncio.ensure_future(p.embed(_texts("one more")))
+        await until(lambda: p.batches == 2, "a batch queued behind the busy worker")
+        assert not p._waiting  # every waiting call went into it
+        later = [asyncio.ensure_future(p.embed(_texts(f"later {i}"))) for i in range(PREFETCH_INPUTS)]
+        await _waiting(p, PREFETCH_INPUTS)
+        assert p.batches == 2  # one batch queued behind a worker at most
+        release.set()
+        results = await asyncio.gather(first, *few, one_more, *later)
+        assert sizes == [1, PREFETCH_INPUTS, PREFETCH_INPUTS]
+        sent = ["first", *(f"few {i}" for i in range(PREFETCH_INPUTS - 1)), "one more"]
+        sent += [f"later {i}" for i in range(PREFETCH_INPUTS)]
+        assert [r[0].embeddings[0].vector.tobytes() for r in results] == [
+            embed_content(i.content, 256).embeddings[0].vector.tobytes() for i in _texts(*sent)
+        ]
+    finally:
+        release.set()
         await p.close()
 
 
