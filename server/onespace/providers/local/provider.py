@@ -39,7 +39,8 @@ The provider owns its decoding bounds: the media limits it is given, and one dec
 every decode on its workers shares (threads: one `Decoding`; processes: each of the `workers`
 processes decodes one input at a time within `decode_budget_bytes / workers`, so all of them
 together stay within the budget). A worker process that dies (killed, out of memory) fails the
-calls of its batch UNAVAILABLE, and the next batch starts a new pool.
+calls of its batch, and of one queued behind it, UNAVAILABLE, and the next batch starts a new
+pool.
 """
 
 from __future__ import annotations
