@@ -329,6 +329,13 @@ class Collection:
             self.index.remove([int(k) for k in np.concatenate(removals)])
         return did or bool(removals)
 
+    def count_unsaved(self, changes: int) -> None:
+        """Count `changes` (items inserted or removed) that no index checkpoint holds yet; the first
+        since the last checkpoint starts the clock the maintainer checkpoints by (`unsaved_since`)."""
+        if changes and not self.changes_since_checkpoint:
+            self.unsaved_since = time.time()
+        self.changes_since_checkpoint += changes
+
     def _commit(self, inserts: list[PreparedRecord], removed: list[int]) -> None:
         n = len(inserts)
         if self.next_key + n > _MAX_KEY:
@@ -357,9 +364,7 @@ class Collection:
             raise Internal(f"writing to collection {self.name!r} failed: {exc}") from exc
         self.seq = seq
         self.next_key += n
-        if not self.changes_since_checkpoint:
-            self.unsaved_since = time.time()
-        self.changes_since_checkpoint += n + len(removed)
+        self.count_unsaved(n + len(removed))
         # Durable from here on; now make it visible: slots first, then the index.
         if n:
             self.slots.append(start, keys, codes)

@@ -137,6 +137,7 @@ def _restore_index(collection: Collection) -> None:
                 raise Internal(f"index holds {len(index)} entries after replay, the store {view.live_count}")
             collection.index = index
             collection.checkpoint = checkpoint
+            collection.count_unsaved(len(added) + len(removed))  # replayed again at every start until saved
             log.info(
                 "collection %s: index checkpoint at seq %d loaded, %d added and %d removed since replayed",
                 config.name,
@@ -148,6 +149,7 @@ def _restore_index(collection: Collection) -> None:
         except Internal as exc:
             log.warning("collection %s: %s; rebuilding the index from the vectors", config.name, exc)
     collection.index = _build_index(collection, view)
+    collection.count_unsaved(view.live_count)
     if view.live_count:
         log.info("collection %s: index rebuilt from %d stored vectors", config.name, view.live_count)
 

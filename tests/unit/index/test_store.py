@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +92,11 @@ def test_every_acknowledged_write_survives_a_crash_without_close(tmp_path: Path)
     c.upsert([Record("i5", data[7], Modality.IMAGE, {"n": "x"})])
     expected = answers(store, data)
     # No checkpoint, no close: a second store opens the same files, as a restart after kill -9.
+    before = time.time()
     again = opened(tmp_path)
     assert len(again.get("docs")) == 298
+    stats = again.stats(again.get("docs"))  # rebuilt, not saved: the maintainer's clock runs from the start
+    assert stats.changes_since_checkpoint == 298 and stats.unsaved_since >= before
     assert again.get("docs").get(["i3", "i4"]) == [None, None]
     item = again.get("docs").get(["i5"], include_vectors=True)[0]
     assert item is not None and item.modality is Modality.IMAGE and item.metadata == {"n": "x"}
@@ -109,10 +113,20 @@ def test_checkpoint_then_more_writes_are_replayed(tmp_path: Path, caplog: pytest
     assert store.checkpoint_all() == 0  # nothing changed since
     more = fill(c, n=50, offset=300)
     c.delete(["i0"])
+    before = time.time()
     with caplog.at_level(logging.INFO):
         again = opened(tmp_path)
     assert "50 added and 1 removed since replayed" in caplog.text
     assert len(again.get("docs")) == 349
+    # Replayed at every start until a checkpoint holds them: unsaved, their clock from this start.
+    stats = again.stats(again.get("docs"))
+    assert stats.changes_since_checkpoint == 51 and stats.unsaved_since >= before
+    saved = opened(tmp_path / "saved")
+    fill(saved.create(config()))
+    saved.checkpoint_all()
+    reopened = opened(tmp_path / "saved")
+    stats = reopened.stats(reopened.get("docs"))
+    assert (stats.changes_since_checkpoint, stats.unsaved_since) == (0, 0.0)
     assert [h.id for h in again.get("docs").search(Query(more[3], k=1))] == ["i303"]
     assert answers(again, data)[1][0] == "i1"
 
