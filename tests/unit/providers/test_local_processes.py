@@ -5,6 +5,8 @@ a fallback to threads where processes cannot start."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import multiprocessing.context
 import os
 import select
 import signal
@@ -21,7 +23,6 @@ from onespace.errors import InvalidArgument, Unavailable
 from onespace.models import LOCAL_MODEL
 from onespace.providers.base import EmbedInput
 from onespace.providers.local import LocalProvider
-from onespace.providers.local import provider as local_provider
 from onespace.providers.local.provider import MAX_BATCH
 from onespace_client.v1 import common_pb2, embed_pb2
 from tests.harness import running_gateway, until
@@ -84,7 +85,7 @@ async def test_worker_processes_give_the_threads_vectors_bit_for_bit(provider: L
                 ]
     finally:
         await threads.close()
-    assert provider.batches >= 2 and provider.pools_started == 1
+    assert provider.batches >= 2 and provider.processes_started == 1
 
 
 async def test_a_bad_input_fails_only_its_call_with_its_field(provider: LocalProvider) -> None:
@@ -96,7 +97,7 @@ async def test_a_bad_input_fails_only_its_call_with_its_field(provider: LocalPro
     assert not isinstance(outcomes[1], BaseException) and len(outcomes[1][0].embeddings[0].vector) == 256
 
 
-async def test_a_worker_killed_during_a_batch_fails_it_unavailable_and_a_new_pool_serves(
+async def test_a_worker_killed_during_a_batch_fails_it_unavailable_and_a_new_process_serves(
     provider: LocalProvider,
 ) -> None:
     (pid,) = _workers()
@@ -112,7 +113,7 @@ async def test_a_worker_killed_during_a_batch_fails_it_unavailable_and_a_new_poo
     with pytest.raises(Unavailable, match="worker process died"):
         await call
     results = await provider.embed(mixed_inputs())
-    assert len(results) == 5 and provider.pools_started == 2
+    assert len(results) == 5 and provider.processes_started == 2
     assert pid not in _workers() and len(_workers()) == 1
 
 
@@ -121,9 +122,9 @@ async def test_a_worker_found_dead_before_a_batch_is_replaced_and_the_batch_serv
 ) -> None:
     (pid,) = _workers()
     os.kill(pid, signal.SIGKILL)
-    await until(lambda: pid not in _workers(), "the pool to notice and reap its dead worker")
-    results = await provider.embed(mixed_inputs())  # never started on the broken pool: not failed
-    assert len(results) == 5 and provider.pools_started == 2
+    await until(lambda: pid not in _workers(), "the provider to notice and reap its dead worker")
+    results = await provider.embed(mixed_inputs())  # never given to the dead worker: not failed
+    assert len(results) == 5 and provider.processes_started == 2
 
 
 async def test_each_worker_process_decodes_within_its_share_of_the_budget() -> None:
@@ -189,7 +190,7 @@ async def test_a_worker_ignores_sigint_left_to_the_gateway(provider: LocalProvid
     (pid,) = _workers()
     os.kill(pid, signal.SIGINT)
     results = await provider.embed(mixed_inputs())
-    assert len(results) == 5 and provider.pools_started == 1 and _workers() == [pid]
+    assert len(results) == 5 and provider.processes_started == 1 and _workers() == [pid]
 
 
 def test_a_sigkilled_gateway_leaves_no_worker_process(tmp_path: Path) -> None:
@@ -204,21 +205,23 @@ def test_a_sigkilled_gateway_leaves_no_worker_process(tmp_path: Path) -> None:
     assert _ended(worker, 30), f"worker {worker} outlived the gateway it served"
 
 
-async def test_a_platform_without_process_pools_featurises_on_threads(
+async def test_a_host_that_cannot_start_processes_featurises_on_threads(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Where multiprocessing has no working semaphores (no /dev/shm, e.g. some sandboxes) a
-    process pool cannot even be made: the provider says so and runs on threads."""
+    """Where no process can be started (e.g. a container's process limit reached), the provider
+    says so at start and runs on threads, leaving no pipe open behind."""
 
-    def unavailable(*args: object, **kwargs: object) -> None:
-        raise ImportError("This platform lacks a functioning sem_open implementation")
+    def cannot_fork(self: object) -> None:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(local_provider, "ProcessPoolExecutor", unavailable)
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", cannot_fork)
+    descriptors = len(os.listdir("/proc/self/fd"))
     p = LocalProvider(workers=1, processes=True)
     try:
-        assert not p.processes
-        assert "could not start its worker processes (ImportError: This platform lacks" in caplog.text
         await p.start()
+        assert not p.processes and p.processes_started == 0
+        assert "could not start its worker processes (BlockingIOError: [Errno 11]" in caplog.text
         assert len((await p.embed(mixed_inputs()))[0].embeddings[0].vector) == 256
     finally:
         await p.close()
+    assert len(os.listdir("/proc/self/fd")) == descriptors

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,13 @@ from onespace.providers.base import EmbedInput
 from onespace.providers.local import LocalProvider, embed_content
 from onespace.providers.local import provider as local_provider
 from onespace.providers.local.decoding import Decoding, short_reason
-from onespace.providers.local.embed import Job
+from onespace.providers.local.embed import Job, warm_up
 from onespace.providers.local.provider import PREFETCH_INPUTS, default_workers
+from onespace.providers.local.workers import WorkerProcesses
 from tests import media
 from tests.harness import until
 
+from . import worker_jobs
 from .helpers import audio, image, mixed_inputs, text
 
 REPO = Path(__file__).resolve().parents[3]
@@ -212,29 +214,29 @@ async def test_calls_arriving_during_a_batch_share_the_next(monkeypatch: pytest.
 
 
 async def test_a_busy_worker_process_gets_one_more_batch_once_enough_inputs_wait(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """So the pool's trips to and from a worker process hide behind its work. The worker process
-    is stood in for by one pool thread of this process running the same batch function, held by
-    a gate: what is decided is which batches are handed over, and when."""
-    sizes: list[int] = []
-    entered, release = threading.Event(), threading.Event()
-    run = local_provider._run_in_process
-
-    def gated(calls: list[list[Job]], limits: MediaLimits) -> list[Any]:
-        sizes.append(sum(len(jobs) for jobs in calls))
-        if len(sizes) == 1:
-            entered.set()
-            assert release.wait(10)
-        return run(calls, limits)
-
-    monkeypatch.setattr(local_provider, "_run_in_process", gated)
+    """So the trips to and from a worker process hide behind its work. A real worker process
+    runs the provider's batches, the first held until released: what is decided is which
+    batches are handed over, and when."""
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
     p = LocalProvider(workers=1, processes=True)
-    p._executor.shutdown()
-    p._executor = ThreadPoolExecutor(1)  # the pool: its queue and one worker
+    work = functools.partial(worker_jobs.held_when_first, limits=p._process_limits, fifo=str(fifo))
+    p._processes = WorkerProcesses(1, work, warm_up)
+    sizes: list[int] = []
+    submit = p._processes.submit
+
+    def recorded(calls: list[list[Job]]) -> asyncio.Future[Any]:
+        sizes.append(sum(len(jobs) for jobs in calls))
+        return submit(calls)
+
+    monkeypatch.setattr(p._processes, "submit", recorded)
+    await p.start()
+    writer = None
     try:
         first = asyncio.ensure_future(p.embed(_texts("first")))
-        assert await asyncio.to_thread(entered.wait, 10)
+        writer = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)  # the first batch is running
         few = [asyncio.ensure_future(p.embed(_texts(f"few {i}"))) for i in range(PREFETCH_INPUTS - 1)]
         await _waiting(p, PREFETCH_INPUTS - 1)
         assert p.batches == 1  # fewer wait: they keep gathering
@@ -244,7 +246,7 @@ async def test_a_busy_worker_process_gets_one_more_batch_once_enough_inputs_wait
         later = [asyncio.ensure_future(p.embed(_texts(f"later {i}"))) for i in range(PREFETCH_INPUTS)]
         await _waiting(p, PREFETCH_INPUTS)
         assert p.batches == 2  # one batch queued behind a worker at most
-        release.set()
+        os.write(writer, b"x")
         results = await asyncio.gather(first, *few, one_more, *later)
         assert sizes == [1, PREFETCH_INPUTS, PREFETCH_INPUTS]
         sent = ["first", *(f"few {i}" for i in range(PREFETCH_INPUTS - 1)), "one more"]
@@ -253,7 +255,8 @@ async def test_a_busy_worker_process_gets_one_more_batch_once_enough_inputs_wait
             embed_content(i.content, 256).embeddings[0].vector.tobytes() for i in _texts(*sent)
         ]
     finally:
-        release.set()
+        if writer is not None:
+            os.close(writer)
         await p.close()
 
 

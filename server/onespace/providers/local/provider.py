@@ -12,7 +12,7 @@ in one pickled message each way (texts out; ~4 KB per 1024-d vector back). On 2 
 than on a thread (docs/benchmarks.md, local provider); a stream of texts into a collection, bound
 by its window and by storage, gained nothing. Threads suit tests and library use (no process to
 start); numpy, Pillow, libsndfile and FFmpeg release the GIL, so media gain less from processes.
-Where a process pool cannot be made or started, the provider warns and uses threads.
+Where worker processes cannot start, the provider warns at `start()` and uses threads.
 
 Calls are coalesced: at most `workers` batches run at once, and calls that arrive meanwhile wait
 in one queue and go together in the next batch (up to `MAX_BATCH` inputs; a larger call runs
@@ -21,16 +21,16 @@ had queued; one thread task each, they would pay the hop and the per-batch numpy
 handful of texts and fight each other for the GIL. A coalesced batch still answers each call
 alone: an input that fails fails only its own call. An idle provider starts a call at once.
 
-On worker processes, a batch's trip to a worker and its results' trip back (the pool's helper
-threads, pickling, a pipe each way) took ~1.5 ms each on 2 cores under an ingest, and the worker
-idled through both: ~23% of its cycle. So while every worker is busy and at least
-`PREFETCH_INPUTS` inputs wait, one more batch is handed over to wait in the pool's queue, and a
-worker starts it as soon as it finishes the one before; with fewer waiting they keep gathering
-into a larger batch. Side by side (3 rounds of 3 runs, 4,000 texts each): one ingest stream
-1,905-2,061 texts/s against 1,695-2,050, two streams 2,363-2,670 against 2,085-2,380, unary
-`Embed` from 64 callers 1,917-2,232 against 1,726-1,982. Queued for any number waiting (one
-more batch always), the batches halved and nothing was gained; on threads there is no trip to
-hide, and it made no difference.
+On worker processes, a batch's trip to a worker and its results' trip back (`WorkerProcesses`:
+a pickle and a pipe each way, read and written by the event loop itself) leave the worker idle
+between batches. So while every worker is busy and at least `PREFETCH_INPUTS` inputs wait, one
+more batch is written to a busy worker's pipe, and it starts that batch as soon as it finishes
+the one before; with fewer waiting they keep gathering into a larger batch. Side by side (3 runs
+of 4,000 texts, twice): one ingest stream 2,205-2,416 texts/s against 1,927-2,185 without it,
+unary `Embed` from 64 callers 2,203-2,525 against 2,018-2,272. Queued for any number waiting
+(one more batch always), the batches halved and nothing was gained (measured with
+`ProcessPoolExecutor`'s hand-off); on threads there is no trip to hide, and it made no
+difference.
 
 The provider declares the model's `max_batch` (one input per call) to the engine: coalescing
 gives it the batches, and a failed media input then fails no other caller.
@@ -39,28 +39,21 @@ The provider owns its decoding bounds: the media limits it is given, and one dec
 every decode on its workers shares (threads: one `Decoding`; processes: each of the `workers`
 processes decodes one input at a time within `decode_budget_bytes / workers`, so all of them
 together stay within the budget). A worker process that dies (killed, out of memory) fails the
-calls of its batch, and of one queued behind it, UNAVAILABLE, and the next batch starts a new
-pool.
+calls of its batch, and of one queued behind it, UNAVAILABLE, and a new process takes its place
+at the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import dataclasses
 import functools
 import logging
-import multiprocessing
 import os
-import signal
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from onespace.content import MediaLimits
@@ -69,12 +62,11 @@ from onespace.models import LOCAL_MODEL, ModelSpec
 from onespace.providers.base import EmbedInput, Provider, ProviderResult
 from onespace.providers.local.decoding import Decoding
 from onespace.providers.local.embed import Job, embed_outcomes, warm_up
+from onespace.providers.local.workers import WorkerDied, WorkerProcesses
 
 __all__ = ["MAX_BATCH", "PREFETCH_INPUTS", "LocalProvider", "default_workers"]
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 # Inputs coalesced into one batch: enough that the per-batch costs (a thread hop, a few dozen
 # numpy calls) vanish per input, few enough that a batch stays short (~80 ms of CPU for 256 short
@@ -104,39 +96,6 @@ def _run(calls: list[list[Job]], decoding: Decoding) -> list[_Outcome]:
         failure = next((o for o in mine if isinstance(o, OnespaceError)), None)
         out.append(failure if failure is not None else [o for o in mine if isinstance(o, ProviderResult)])
     return out
-
-
-def _worker_start(parent: int) -> None:
-    """A worker process's start: it lives no longer than the gateway that started it, leaves
-    SIGINT to it, and builds the projections before its first batch.
-
-    Without the first, a SIGKILLed gateway left its worker running (it holds both ends of its call
-    queue's pipe, so it never reads an end of file), and with it the gateway's stdout and stderr
-    open. Linux's parent-death signal ends it at once; elsewhere a thread checks every second.
-    A Ctrl-C reaches the whole process group: the gateway drains and then shuts the pool down."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not _die_with_parent():
-        threading.Thread(target=_watch_parent, args=(parent,), name="onespace-parent", daemon=True).start()
-    if os.getppid() != parent:  # it died before the signal was asked for
-        os._exit(0)
-    warm_up()
-
-
-def _die_with_parent() -> bool:
-    """Ask Linux to SIGKILL this process when its parent ends; False where that is unavailable."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        return int(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
 
 
 def _run_in_process(calls: list[list[Job]], limits: MediaLimits) -> list[_Outcome]:
@@ -173,22 +132,23 @@ class LocalProvider(Provider):
         bound each decode (None: the defaults), and `limits.decode_budget_bytes` all of this
         provider's decodes at once."""
         self._workers = workers or default_workers()
-        self._processes = processes
         self._decoding = Decoding.of(limits)
         # each worker process's share of the decode budget (it decodes one input at a time)
         share = max(1, self._decoding.limits.decode_budget_bytes // self._workers)
         self._process_limits = dataclasses.replace(self._decoding.limits, decode_budget_bytes=share)
-        try:
-            self._executor = self._new_executor()
-        except (OSError, ImportError, NotImplementedError) as exc:  # no working sem_open (no /dev/shm)
-            self._use_threads(exc)
-        self.pools_started = 1  # executors made so far (a dead worker process costs one more)
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: WorkerProcesses | None = None
+        if processes:
+            work = functools.partial(_run_in_process, limits=self._process_limits)
+            self._processes = WorkerProcesses(self._workers, work, warm_up)
+        else:
+            self._threads = self._thread_pool()
         self.batches = 0  # batches handed to the workers (calls coalesced while others ran)
         self._waiting: deque[_Call] = deque()
         self._running = 0
         self._closed = False
 
-    def _use_threads(self, why: BaseException) -> None:
+    async def _use_threads(self, why: BaseException) -> None:
         """Worker processes cannot start here: say why, and featurise on threads instead."""
         log.warning(
             "the local provider could not start its worker processes (%s: %s); featurising on "
@@ -196,18 +156,12 @@ class LocalProvider(Provider):
             type(why).__name__,
             (str(why).strip().splitlines() or [""])[0],
         )
-        self._processes = False
-        self._executor = self._new_executor()
+        if self._processes is not None:
+            processes, self._processes = self._processes, None
+            await processes.close()
+        self._threads = self._thread_pool()
 
-    def _new_executor(self) -> Executor:
-        if self._processes:
-            # spawn: a fork would copy the gRPC server's threads and locks into the child
-            context = multiprocessing.get_context("spawn")
-            # processes start from the event loop's thread (submit), so the parent-death signal,
-            # tied to the thread that forked, comes only when the gateway's process ends
-            return ProcessPoolExecutor(
-                self._workers, mp_context=context, initializer=_worker_start, initargs=(os.getpid(),)
-            )
+    def _thread_pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="onespace-local")
 
     @property
@@ -217,7 +171,16 @@ class LocalProvider(Provider):
     @property
     def processes(self) -> bool:
         """Whether the workers are processes (else threads of the gateway's process)."""
-        return self._processes
+        return self._processes is not None
+
+    @property
+    def processes_started(self) -> int:
+        """Worker processes started so far (a dead one costs one more; 0 on threads)."""
+        return self._processes.started if self._processes is not None else 0
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' pids (none on threads)."""
+        return self._processes.pids() if self._processes is not None else []
 
     @property
     def decoding(self) -> Decoding:
@@ -248,11 +211,12 @@ class LocalProvider(Provider):
 
     def _may_start(self) -> bool:
         """Whether a waiting batch may be handed over now: a worker is free, or (processes) each
-        has one and at least `PREFETCH_INPUTS` inputs wait, so one more queues behind each."""
-        if self._running < self._workers:
-            return True
-        if not self._processes or self._running >= 2 * self._workers:
-            return False
+        has one and at least `PREFETCH_INPUTS` inputs wait, so one more queues behind one."""
+        if self._processes is None:
+            return self._running < self._workers
+        held = self._processes.least_busy()
+        if held != 1:
+            return held == 0
         waiting = 0
         for call in self._waiting:
             waiting += len(call.jobs)
@@ -263,7 +227,13 @@ class LocalProvider(Provider):
     def _start_batches(self) -> None:
         """Hand waiting calls to workers (`_may_start`), as many calls per batch as fit (event
         loop only)."""
-        while self._waiting and self._may_start():
+        while self._waiting:
+            try:
+                if not self._may_start():
+                    return
+            except OSError as exc:  # a worker process could not be started (e.g. out of memory)
+                self._refuse_waiting(f"the local provider could not start a worker process: {exc}")
+                return
             batch: list[_Call] = []
             size = 0
             now = time.monotonic()
@@ -281,34 +251,34 @@ class LocalProvider(Provider):
             if not batch:
                 return
             jobs = [call.jobs for call in batch]
-            loop, executor = asyncio.get_running_loop(), self._executor
-            try:
-                if self._processes:
-                    done = loop.run_in_executor(executor, _run_in_process, jobs, self._process_limits)
-                else:
-                    done = loop.run_in_executor(executor, _run, jobs, self._decoding)
-            except BrokenProcessPool:  # a worker died before this batch: it goes to a new pool
-                self._waiting.extendleft(reversed(batch))
-                self._replace_executor(executor)
-                continue
-            except RuntimeError:  # the executor was shut down by a concurrent close()
-                self._fail(batch, lambda: Unavailable("the local provider is closed"))
-                return
+            if self._processes is not None:
+                done = self._processes.submit(jobs)
+            else:
+                assert self._threads is not None
+                loop = asyncio.get_running_loop()
+                try:
+                    done = loop.run_in_executor(self._threads, _run, jobs, self._decoding)
+                except RuntimeError:  # the executor was shut down by a concurrent close()
+                    self._fail(batch, lambda: Unavailable("the local provider is closed"))
+                    return
             self._running += 1
             self.batches += 1
-            done.add_done_callback(functools.partial(self._finished, batch, executor))
+            done.add_done_callback(functools.partial(self._finished, batch))
 
-    def _finished(self, batch: list[_Call], executor: Executor, done: asyncio.Future[list[_Outcome]]) -> None:
+    def _refuse_waiting(self, reason: str) -> None:
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        self._fail(waiting, lambda: Unavailable(reason, retry_after_seconds=1.0))
+
+    def _finished(self, batch: list[_Call], done: asyncio.Future[list[_Outcome]]) -> None:
         self._running -= 1
         if done.cancelled():  # only when the loop itself is going away
             self._fail(batch, lambda: Unavailable("the local provider is closed"))
             return
         try:
             outcomes = done.result()
-        except BrokenProcessPool:  # a worker process died (killed, out of memory) during the batch
+        except WorkerDied:  # a worker process died (killed, out of memory) holding the batch
             self._fail(batch, _worker_died)
-            if not self._closed:
-                self._replace_executor(executor)
         except OnespaceError as exc:  # not one input's failure: every call of the batch gets it
             failure = exc
             self._fail(batch, lambda: failure)
@@ -326,15 +296,6 @@ class LocalProvider(Provider):
         if not self._closed:
             self._start_batches()
 
-    def _replace_executor(self, broken: Executor) -> None:
-        """A new pool for the next batches, once `broken` broke (its other batches fail too)."""
-        if broken is not self._executor:
-            return  # already replaced after another batch of the same pool failed
-        log.warning("a local provider worker process died; starting a new pool")
-        self._executor.shutdown(wait=False)
-        self._executor = self._new_executor()
-        self.pools_started += 1
-
     @staticmethod
     def _fail(
         calls: Sequence[_Call], error: Callable[[], OnespaceError], cause: BaseException | None = None
@@ -347,21 +308,20 @@ class LocalProvider(Provider):
                 call.future.set_exception(exc)
 
     async def start(self) -> None:
-        """Build the projections before the first request, off the event loop (and start every
-        worker process, each building its own: one task per worker starts them all)."""
+        """Build the projections before the first request, off the event loop: each worker
+        process builds its own as it starts (all of them now), threads share one set."""
         if self._closed:
             raise Unavailable("the local provider is closed")
-        loop = asyncio.get_running_loop()
-        starting = self._workers if self._processes else 1
-        try:
-            await asyncio.gather(*(loop.run_in_executor(self._executor, warm_up) for _ in range(starting)))
-        except (RuntimeError, OSError) as exc:
-            if not self._processes:
-                raise
-            # e.g. a script without `if __name__ == "__main__":` (a spawned process imports it again)
-            self._executor.shutdown(wait=False)
-            self._use_threads(exc)
-            await loop.run_in_executor(self._executor, warm_up)
+        if self._processes is not None:
+            try:
+                await self._processes.start()
+                return
+            except (WorkerDied, OSError) as exc:
+                # e.g. a script without `if __name__ == "__main__":` (a spawned process imports
+                # it again and cannot start one of its own), or no process can be made at all
+                await self._use_threads(exc)
+        assert self._threads is not None
+        await asyncio.get_running_loop().run_in_executor(self._threads, warm_up)
 
     async def close(self) -> None:
         """Stop accepting work, fail calls not started, wait for running work (off the event loop)."""
@@ -371,7 +331,11 @@ class LocalProvider(Provider):
         waiting = list(self._waiting)
         self._waiting.clear()
         self._fail(waiting, lambda: Unavailable("the local provider is closed"))
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        if self._processes is not None:
+            await self._processes.close()
+        else:
+            assert self._threads is not None
+            await asyncio.get_running_loop().run_in_executor(None, self._threads.shutdown, True)
 
 
 def _worker_died() -> OnespaceError:
