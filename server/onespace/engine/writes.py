@@ -9,7 +9,8 @@ by itself; when the lane is idle a group waits at most `max_wait` for company.
 
 After the acks, the lane's index upkeep (`index_pending`: the HNSW adds of the rows just committed)
 runs in another worker thread, so it overlaps the next group's fsync and SQLite commit instead of
-delaying every ack; committed rows are searchable meanwhile (the collection scans them).
+delaying every ack; committed rows are searchable meanwhile (the collection scans them). Those
+threads run below the server's priority (`engine.background`): nobody waits for them.
 
 With `policy="always"` every operation is committed on its own (no grouping): each ack still
 follows an fsync, only throughput differs. A caller that leaves before its group is cut is dropped
@@ -24,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from onespace.engine.background import background_executor
 from onespace.engine.lanes import Lane, Lanes
 from onespace.errors import DeadlineExceeded
 from onespace.metrics import Metrics
@@ -63,11 +65,16 @@ class WriteBatcher:
         self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self._indexing: dict[int, asyncio.Task[None]] = {}  # per collection, at most one
         self._committed: set[int] = set()  # collections with commits their indexer has not seen
+        self._indexer = background_executor("onespace-indexer")
+        self._closed = False
         self.commits = 0
 
     async def close(self) -> None:
-        """Wait for index upkeep still running (the store's close would wait for it anyway)."""
+        """Wait for index upkeep still running (the store's close would wait for it anyway); a
+        commit after this leaves its rows to the store's close, which indexes the tail."""
+        self._closed = True
         await asyncio.gather(*self._indexing.values(), return_exceptions=True)
+        self._indexer.shutdown(wait=False)  # idle now: its threads end on their own
 
     async def write(self, collection: Collection, op: WriteOp, *, deadline: float) -> int:
         """Commit `op` durably (with whatever else is waiting); its result once on disk."""
@@ -131,7 +138,7 @@ class WriteBatcher:
                 waiter.future.set_result((result, commit))
         self._metrics.index_unindexed.labels(name).set(collection.unindexed_rows())
         self._committed.add(id(collection))
-        if id(collection) not in self._indexing:
+        if id(collection) not in self._indexing and not self._closed:
             self._indexing[id(collection)] = asyncio.create_task(self._index(collection))
 
     async def _index(self, collection: Collection) -> None:
@@ -145,10 +152,11 @@ class WriteBatcher:
         rows committed in that moment waited for the next write, and with none, for ever.)"""
         key = id(collection)
         waiting = self._metrics.index_unindexed.labels(collection.config.name)
+        loop = asyncio.get_running_loop()
         try:
             while key in self._committed:
                 self._committed.discard(key)
-                while await asyncio.to_thread(collection.index_pending):
+                while await loop.run_in_executor(self._indexer, collection.index_pending):
                     waiting.set(collection.unindexed_rows())
         except Exception:  # the rows stay durable and searchable by scan; the next commit retries
             log.exception("collection %s: indexing committed rows failed", collection.config.name)

@@ -4,6 +4,8 @@ that leave or whose deadline passed are not written; a failed commit fails every
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from onespace.engine import WriteBatcher
+from onespace.engine.background import BACKGROUND_NICE
 from onespace.errors import DeadlineExceeded, NotFound
 from onespace.index import CollectionConfig, Record, maintenance
 from onespace.index.writes import DeleteOp
@@ -132,3 +135,35 @@ async def test_rows_committed_while_the_indexer_finds_nothing_are_still_indexed(
     resume.set()
     await writes.close()  # index upkeep done
     assert c.unindexed_rows() == 0 and len(c.index) == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+async def test_index_upkeep_runs_below_the_server_priority() -> None:
+    """Nobody waits for the HNSW adds behind the acks: they yield the cores to what callers wait for."""
+    c = fresh()
+    real = c.index_pending  # type: ignore[attr-defined]
+    priorities: list[int] = []
+
+    def index_pending() -> bool:
+        priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return bool(real())
+
+    c.index_pending = index_pending  # type: ignore[attr-defined]
+    writes = WriteBatcher(Metrics(), policy="batch", max_wait_seconds=0.001, max_items=10_000)
+    op = c.prepare_upsert([Record(f"i{i}", vec(i)) for i in range(100)])  # type: ignore[attr-defined]
+    assert await writes.write(c, op, deadline=far()) == 100  # type: ignore[arg-type]
+    await writes.close()
+    server = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert priorities and set(priorities) == {min(19, server + BACKGROUND_NICE)}
+    assert c.unindexed_rows() == 0 and len(c.index) == 100  # type: ignore[attr-defined]
+
+
+async def test_a_commit_after_close_leaves_its_rows_to_the_store() -> None:
+    """After close no index upkeep starts (its pool is gone): the rows wait in the tail, searchable,
+    for the store's close or the next start to index them."""
+    c = fresh()
+    writes = WriteBatcher(Metrics(), policy="batch", max_wait_seconds=0.001, max_items=10_000)
+    await writes.close()
+    op = c.prepare_upsert([Record("late", vec(1))])  # type: ignore[attr-defined]
+    assert await writes.write(c, op, deadline=far()) == 1  # type: ignore[arg-type]
+    assert c.unindexed_rows() == 1  # type: ignore[attr-defined]
