@@ -6,6 +6,7 @@ found gone only as a batch is written to it."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from onespace.providers.local import workers as workers_module
 from onespace.providers.local.workers import WorkerDied, WorkerProcesses
 
 from . import worker_jobs
@@ -82,13 +84,14 @@ async def test_close_answers_what_was_handed_over_and_ends_the_processes(tmp_pat
     (pid,) = w.pids()
     held = w.submit(("hold", str(fifo)))
     writer = await _opened_for_writing(fifo)
-    queued = [w.submit(("echo", i)) for i in range(3)]
+    big = os.urandom(3 << 20)  # its answer and the end of the pipe may be read in one go
+    queued = [w.submit(("echo", arg)) for arg in (0, 1, big)]
     closing = asyncio.ensure_future(w.close())
     await asyncio.sleep(0)
     assert not closing.done()
     _release(writer)
     await closing
-    assert await asyncio.gather(held, *queued) == ["released", 0, 1, 2]
+    assert await asyncio.gather(held, *queued) == ["released", 0, 1, big]
     with pytest.raises(ChildProcessError):  # reaped: no longer this process's child
         os.waitpid(pid, os.WNOHANG)
     with pytest.raises(RuntimeError, match="closed"):
@@ -131,3 +134,26 @@ async def test_a_worker_that_cannot_set_up_fails_start() -> None:
             await w.start()
     finally:
         await w.close()
+
+
+async def test_an_answer_read_together_with_the_end_of_the_pipe_is_delivered() -> None:
+    """The worker answers, exits, and only then does the loop read: the answer fills one read
+    exactly, and the end of the file comes in the same callback. The answer is the answer."""
+    w = WorkerProcesses(1, worker_jobs.perform, worker_jobs.ready)
+    await w.start()
+    (worker,) = w._workers
+    (pid,) = w.pids()
+    room = fcntl.fcntl(worker._inbox_fd, getattr(fcntl, "F_GETPIPE_SZ", 1032))
+    if room != workers_module._READ_SIZE:
+        await w.close()
+        pytest.skip(f"the answer pipe holds {room} bytes here, not one read's worth")
+    size = workers_module._READ_SIZE
+    while len(workers_module._frame((True, b"x" * size))) > workers_module._READ_SIZE:
+        size -= 1  # the frame's header and the pickle's opcodes
+    assert len(workers_module._frame((True, b"x" * size))) == workers_module._READ_SIZE
+    answer = w.submit(("bytes", size))
+    closing = asyncio.ensure_future(w.close())  # the request pipe closes: the worker exits after
+    await asyncio.sleep(0)
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # the loop, blocked here, has read nothing
+    assert await answer == b"x" * size
+    await closing

@@ -12,12 +12,14 @@ from onespace.providers.local.provider import _run_in_process
 
 
 def perform(request: tuple[str, object]) -> object:
-    """`(op, arg)`: echo arg; fail with ValueError(arg); answer something that cannot pickle; or
-    hold: read one byte from the FIFO at path arg (its opening tells the test the work started),
-    then answer "released"."""
+    """`(op, arg)`: echo arg; answer arg bytes; fail with ValueError(arg); answer something that
+    cannot pickle; or hold: read one byte from the FIFO at path arg (its opening tells the test
+    the work started), then answer "released"."""
     op, arg = request
     if op == "echo":
         return arg
+    if op == "bytes":
+        return b"x" * int(str(arg))
     if op == "fail":
         raise ValueError(arg)
     if op == "unpicklable":

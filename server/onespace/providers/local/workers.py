@@ -186,6 +186,7 @@ class _Worker:
         self._inbox = bytearray()
         self._outbox = bytearray()  # what the request pipe could not take yet
         self._closing = False
+        self._writing = False  # the loop watches the request pipe for room
         self._ended = False
         loop.add_reader(self._inbox_fd, self._read)
 
@@ -210,6 +211,7 @@ class _Worker:
             data = data[sent:]
             if data:
                 self._loop.add_writer(self._outbox_fd, self._write)
+                self._writing = True
         self._outbox += data
         future: asyncio.Future[Any] = self._loop.create_future()
         self.pending.append(future)
@@ -232,25 +234,28 @@ class _Worker:
         del self._outbox[:sent]
         if not self._outbox:
             self._loop.remove_writer(self._outbox_fd)
+            self._writing = False
             if self._closing:
                 self._requests.close()
 
     def _read(self) -> None:
+        ended = False
         try:
             while True:
                 chunk = os.read(self._inbox_fd, _READ_SIZE)
                 if not chunk:
-                    self._exit()
-                    return
+                    ended = True
+                    break
                 self._inbox += chunk
                 if len(chunk) < _READ_SIZE:
                     break
         except BlockingIOError:
             pass
         except OSError:
+            ended = True
+        self._deliver()  # answers read before the end of the file are answers
+        if ended:
             self._exit()
-            return
-        self._deliver()
 
     def _deliver(self) -> None:
         start = 0
@@ -282,7 +287,9 @@ class _Worker:
             return
         self._ended = True
         self._loop.remove_reader(self._inbox_fd)
-        self._loop.remove_writer(self._outbox_fd)
+        if self._writing:  # else the descriptor may be closed, its number another file's now
+            self._loop.remove_writer(self._outbox_fd)
+            self._writing = False
         self._requests.close()
         self._answers.close()
         self._outbox.clear()
