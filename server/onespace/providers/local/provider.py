@@ -178,10 +178,6 @@ class LocalProvider(Provider):
         """Worker processes started so far (a dead one costs one more; 0 on threads)."""
         return self._processes.started if self._processes is not None else 0
 
-    def worker_pids(self) -> list[int]:
-        """The worker processes' pids (none on threads)."""
-        return self._processes.pids() if self._processes is not None else []
-
     @property
     def decoding(self) -> Decoding:
         """The media limits and the decode budget of every decode this provider runs."""
