@@ -18,8 +18,16 @@ from typing import Any
 __all__ = ["Settings", "add_arguments", "settings_from_args"]
 
 
-def _opt(default: Any, help: str, *, flag: str | None = None, choices: Sequence[str] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    choices: Sequence[str] | None = None,
+    bounds: tuple[int, int] | None = None,
+) -> Any:
+    """A setting: its default, its help, and what the command line and environment accept."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "bounds": bounds})
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,13 @@ class Settings:
     )
     commit_max_wait_ms: float = _opt(1.0, "how long an idle group commit waits for more writes to join it")
     commit_max_items: int = _opt(8192, "most items in one group commit")
+    index_nice: int = _opt(
+        10,
+        "nice increment (0-19) of the threads that add committed rows to the HNSW index behind the "
+        "acks (Linux): they yield the cores to the work callers wait for, which favours ingest; 0 "
+        "keeps them at the server's priority, which favours searches run beside a heavy ingest",
+        bounds=(0, 19),
+    )
     checkpoint_interval_seconds: float = _opt(
         300.0,
         "checkpoint a collection's index this long after its first change since the last checkpoint "
@@ -252,6 +267,9 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
     except ValueError:
         kind = {int: "an integer", float: "a number"}.get(type(default), "valid")
         raise argparse.ArgumentTypeError(f"{raw!r} is not {kind}") from None
+    bounds = f.metadata.get("bounds")
+    if bounds and not bounds[0] <= value <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not between {bounds[0]} and {bounds[1]}")
     choices = f.metadata.get("choices")
     if choices and value not in choices:  # argparse checks flags, not values from the environment
         raise argparse.ArgumentTypeError(f"{raw!r} is not one of {', '.join(choices)}")

@@ -126,6 +126,7 @@ class Gateway:
             policy=settings.fsync,
             max_wait_seconds=settings.commit_max_wait_ms / 1000,
             max_items=settings.commit_max_items,
+            index_nice=settings.index_nice,
         )
         metrics.watch_cache(self.scheduler.cache)
         metrics.queue_capacity.set(settings.queue_capacity)

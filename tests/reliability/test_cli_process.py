@@ -113,6 +113,7 @@ def test_a_metrics_port_in_use_names_its_flag(listening: socket.socket, tmp_path
         ("ONESPACE_GRACE_SECONDS", "soon", "ONESPACE_GRACE_SECONDS: 'soon' is not a number"),
         ("ONESPACE_INSECURE", "maybe", "ONESPACE_INSECURE: 'maybe' is not a boolean"),
         ("ONESPACE_PROVIDER", "magic", "ONESPACE_PROVIDER: 'magic' is not one of local, bedrock"),
+        ("ONESPACE_INDEX_NICE", "-1", "ONESPACE_INDEX_NICE: '-1' is not between 0 and 19"),
     ],
 )
 def test_a_bad_environment_value_names_the_variable_and_exits_2(
@@ -121,6 +122,12 @@ def test_a_bad_environment_value_names_the_variable_and_exits_2(
     done = onespace("serve", "--data-dir", str(tmp_path), env={variable: value})
     assert done.returncode == 2
     assert one_line(done.stderr).startswith(f"onespace serve: {message}")
+
+
+def test_a_flag_out_of_its_bounds_names_the_flag_and_exits_2(tmp_path: Path) -> None:
+    done = onespace("serve", "--data-dir", str(tmp_path), "--index-nice", "25")
+    assert done.returncode == 2
+    assert "argument --index-nice: '25' is not between 0 and 19" in done.stderr
 
 
 def test_a_bad_server_variable_does_not_break_client_commands(target: str) -> None:

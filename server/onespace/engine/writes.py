@@ -10,7 +10,8 @@ by itself; when the lane is idle a group waits at most `max_wait` for company.
 After the acks, the lane's index upkeep (`index_pending`: the HNSW adds of the rows just committed)
 runs in another worker thread, so it overlaps the next group's fsync and SQLite commit instead of
 delaying every ack; committed rows are searchable meanwhile (the collection scans them). Those
-threads run below the server's priority (`engine.background`): nobody waits for them.
+threads run below the server's priority (`engine.background`, `--index-nice`): nobody waits for
+them.
 
 With `policy="always"` every operation is committed on its own (no grouping): each ack still
 follows an fsync, only throughput differs. A caller that leaves before its group is cut is dropped
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from onespace.engine.background import background_executor
+from onespace.engine.background import BACKGROUND_NICE, background_executor
 from onespace.engine.lanes import Lane, Lanes
 from onespace.errors import DeadlineExceeded
 from onespace.metrics import Metrics
@@ -57,7 +58,18 @@ class _Waiter:
 
 
 class WriteBatcher:
-    def __init__(self, metrics: Metrics, *, policy: str, max_wait_seconds: float, max_items: int) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        policy: str,
+        max_wait_seconds: float,
+        max_items: int,
+        index_nice: int = BACKGROUND_NICE,
+    ) -> None:
+        """`index_nice`: how many nice levels below the server the index upkeep runs (0-19)."""
+        if not 0 <= index_nice <= 19:
+            raise ValueError(f"index_nice must be between 0 and 19, not {index_nice}")
         self._metrics = metrics
         self._grouped = policy != "always"
         self._max_wait = max_wait_seconds if self._grouped else 0.0
@@ -65,7 +77,7 @@ class WriteBatcher:
         self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self._indexing: dict[int, asyncio.Task[None]] = {}  # per collection, at most one
         self._committed: set[int] = set()  # collections with commits their indexer has not seen
-        self._indexer = background_executor("onespace-indexer")
+        self._indexer = background_executor("onespace-indexer", index_nice)
         self._closed = False
         self.commits = 0
 

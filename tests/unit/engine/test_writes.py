@@ -167,3 +167,28 @@ async def test_a_commit_after_close_leaves_its_rows_to_the_store() -> None:
     op = c.prepare_upsert([Record("late", vec(1))])  # type: ignore[attr-defined]
     assert await writes.write(c, op, deadline=far()) == 1  # type: ignore[arg-type]
     assert c.unindexed_rows() == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+async def test_index_upkeep_at_nice_0_runs_at_the_server_priority() -> None:
+    """`--index-nice 0`: the adds compete as equals, for searches run beside a heavy ingest."""
+    c = fresh()
+    real = c.index_pending  # type: ignore[attr-defined]
+    priorities: list[int] = []
+
+    def index_pending() -> bool:
+        priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return bool(real())
+
+    c.index_pending = index_pending  # type: ignore[attr-defined]
+    writes = WriteBatcher(Metrics(), policy="batch", max_wait_seconds=0.001, max_items=10_000, index_nice=0)
+    op = c.prepare_upsert([Record(f"i{i}", vec(i)) for i in range(10)])  # type: ignore[attr-defined]
+    await writes.write(c, op, deadline=far())  # type: ignore[arg-type]
+    await writes.close()
+    assert priorities and set(priorities) == {os.getpriority(os.PRIO_PROCESS, threading.get_native_id())}
+
+
+@pytest.mark.parametrize("nice", [-1, 20])
+def test_index_nice_outside_0_to_19_is_refused(nice: int) -> None:
+    with pytest.raises(ValueError, match=f"index_nice must be between 0 and 19, not {nice}"):
+        WriteBatcher(Metrics(), policy="batch", max_wait_seconds=0.001, max_items=10, index_nice=nice)
