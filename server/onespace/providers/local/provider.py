@@ -115,8 +115,9 @@ def default_workers() -> int:
     (docs/benchmarks.md, local provider). Worker processes do not share the GIL, but they share
     the cores with the event loop: on the same VM two processes carried 1,319-1,627 texts/s
     through unary Embed where one carried 1,506-1,788, and 1,536-1,612 through Ingest where one
-    carried 1,605-1,758 (3 runs each, twice), at more CPU per text. Media decoders release the
-    GIL, so more cores still get more workers."""
+    carried 1,605-1,758 (3 runs each, twice), at more CPU per text; fed over pipes, two carried
+    2,478-2,841 texts/s through two ingest streams where one carried 2,674-2,917. Media decoders
+    release the GIL, so more cores still get more workers."""
     return max(1, (os.cpu_count() or 1) - 1)
 
 
