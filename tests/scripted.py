@@ -30,6 +30,7 @@ class ScriptedProvider(Provider):
     fail_with: OnespaceError | None = None
     calls: list[int] = field(default_factory=list)  # batch size of each call
     seen: list[EmbedInput] = field(default_factory=list)
+    interactive_calls: list[bool] = field(default_factory=list)  # `interactive=` of each call
     throttles: int = 0
     in_flight: int = 0
     peak: int = 0
@@ -43,13 +44,18 @@ class ScriptedProvider(Provider):
         return (ModelSpec(LOCAL_MODEL.id, LOCAL_MODEL.modalities, LOCAL_MODEL.dimensions, 256, limits),)
 
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
             self.calls.append(len(inputs))
             self.seen.extend(inputs)
+            self.interactive_calls.append(interactive)
             self.started.set()
             if self.gate is not None and (
                 self.gated_text is None or any(i.content.text == self.gated_text for i in inputs)
@@ -83,7 +89,11 @@ class RefusingProvider(ScriptedProvider):
     on_refusal: Callable[[], None] = lambda: None
 
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         bad = [i.content.text for i in inputs if "bad" in (i.content.text or "")]
         if bad:

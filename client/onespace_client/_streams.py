@@ -1,7 +1,10 @@
 """Bidi streams with a bounded number of requests in flight, and errors kept apart by origin.
 
 The caller's request source is read by a task that holds one window slot per request until its
-response arrives, so a folder of videos is read only a window ahead of the acks; a writer task
+response arrives, so a folder of videos is read only a window ahead of the acks, and that stops
+reading while the requests read and not yet sent hold `READ_AHEAD_BYTES` (a larger one is read
+when nothing else waits): sent ones are the server's to bound, and a server whose window is
+full stops taking them, so writes wait. A writer task
 sends what it has read, one request per message or, on the packed methods, every request ready
 at that moment in one frame (gRPC's cost per message is most of a small item's cost).
 grpc.aio would swallow an exception raised by a request iterator (it just cancels the call); the
@@ -29,6 +32,7 @@ from onespace_client.v1 import common_pb2, data_pb2, embed_pb2
 __all__ = [
     "FRAME_BYTES",
     "FRAME_ITEMS",
+    "READ_AHEAD_BYTES",
     "EmbedStreamInput",
     "IngestInput",
     "aiter_of",
@@ -39,12 +43,14 @@ __all__ = [
     "sharded",
 ]
 
-# What one frame of a packed stream carries at most: as many items as the server's default
-# window (the server also refuses frames over its max items per request, 256 by default), and
-# about 1 MiB, so a frame never nears a receive limit and a large item does not wait behind
-# many others.
+# What one frame of a packed stream carries at most: a quarter of the server's default window,
+# what it answers as one group (the server also refuses frames over its max items per request,
+# 256 by default), and about 1 MiB, so a frame never nears a receive limit and a large item does
+# not wait behind many others.
 FRAME_ITEMS = 64
 FRAME_BYTES = 1 << 20
+# Bytes of requests a stream reads from the caller's source ahead of sending them.
+READ_AHEAD_BYTES = 64 << 20
 
 EmbedStreamInput: TypeAlias = embed_pb2.EmbedStreamRequest | ContentLike
 IngestInput: TypeAlias = data_pb2.Item | data_pb2.IngestRequest
@@ -157,14 +163,22 @@ async def _bounded(
     failure: list[BaseException] = []
     ready: collections.deque[_Req] = collections.deque()
     more = asyncio.Event()
+    sent = asyncio.Event()
+    unsent = 0  # bytes of the requests in `ready` and the one being written
     source_done = False
 
     async def read() -> None:
-        """Takes a window slot per request, then hands the request to the writer."""
-        nonlocal source_done
+        """Takes a window slot per request and room in the read-ahead bytes, then hands the
+        request to the writer."""
+        nonlocal source_done, unsent
         try:
             async for request in requests:
                 await window.acquire()
+                size = request.ByteSize()
+                while unsent and unsent + size > READ_AHEAD_BYTES:
+                    sent.clear()
+                    await sent.wait()
+                unsent += size
                 ready.append(request)
                 more.set()
         except Exception as exc:  # the caller's source failed: stop the call, tell the reader
@@ -175,6 +189,7 @@ async def _bounded(
             more.set()
 
     async def write() -> None:
+        nonlocal unsent
         try:
             while True:
                 while not ready and not source_done:
@@ -183,17 +198,22 @@ async def _bounded(
                 if not ready:
                     break
                 if packing is None:
-                    await call.write(ready.popleft())
-                    continue
-                pack, most, budget = packing
-                frame = [ready.popleft()]
-                size = frame[0].ByteSize()
-                while ready and len(frame) < most:
-                    size += ready[0].ByteSize()
-                    if size > budget:
-                        break
-                    frame.append(ready.popleft())
-                await call.write(pack(frame))
+                    request = ready.popleft()
+                    await call.write(request)
+                    size = request.ByteSize()
+                else:
+                    pack, most, budget = packing
+                    frame = [ready.popleft()]
+                    size = frame[0].ByteSize()
+                    while ready and len(frame) < most:
+                        more_size = ready[0].ByteSize()
+                        if size + more_size > budget:
+                            break
+                        size += more_size
+                        frame.append(ready.popleft())
+                    await call.write(pack(frame))
+                unsent -= size
+                sent.set()
             if not failure:
                 await call.done_writing()
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):

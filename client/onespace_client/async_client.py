@@ -69,7 +69,7 @@ __all__ = [
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a few inline videos per request fit; gRPC's 4 MiB default does not
-DEFAULT_MAX_IN_FLIGHT = 64
+DEFAULT_MAX_IN_FLIGHT = 256
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")

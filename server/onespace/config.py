@@ -115,7 +115,12 @@ class Settings:
         4096, "items waiting for the provider; unary requests beyond it get RESOURCE_EXHAUSTED"
     )
     stream_window: int = _opt(
-        64, "items in flight per stream; the server stops reading a stream while its window is full"
+        256, "items in flight per stream; the server stops reading a stream while its window is full"
+    )
+    stream_window_bytes: int = _opt(
+        64 * 1024 * 1024,
+        "request bytes in flight per stream; the server also stops reading a stream while the requests "
+        "it is working on hold this much (one larger request is worked on alone)",
     )
     retry_pushback_ms: int = _opt(200, "retry hint (grpc-retry-pushback-ms) sent with RESOURCE_EXHAUSTED")
     max_in_flight_rpcs: int = _opt(

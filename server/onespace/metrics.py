@@ -129,6 +129,13 @@ class Metrics:
             ["method"],
             registry=r,
         )
+        self.stream_window_bytes = Gauge(
+            "onespace_stream_window_bytes",
+            "Bytes of the requests read from streams and being worked on (bounded by "
+            "stream_window_bytes per stream)",
+            ["method"],
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "onespace_queue_wait_seconds",
             "Time an item waited between admission and its provider call",

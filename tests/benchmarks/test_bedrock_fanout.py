@@ -87,6 +87,7 @@ import pytest
 
 from onespace.models import NOVA_MODEL
 from onespace_client import AsyncClient, build
+from onespace_client.async_client import DEFAULT_MAX_IN_FLIGHT
 from onespace_client.v1 import common_pb2, embed_pb2, embed_pb2_grpc
 from tests.aws import AWS_VARIABLES, dummy_aws_environment
 from tests.benchmarks._common import print_table, process_stat
@@ -100,7 +101,7 @@ DEFAULT = ITEMS == 2000 and REPEATS == 3
 MODEL = NOVA_MODEL.id
 DIMENSION = 1024
 CLIENTS = 32  # concurrent unary clients, and the bare loop's semaphore
-STREAM_WINDOW = 64  # the client's (and the server's) default stream window
+STREAM_WINDOW = DEFAULT_MAX_IN_FLIGHT  # the client's (and the server's) default stream window
 POOL = 64  # aioboto3 connections for the bare loops
 SEQUENTIAL = 30  # items of the sequential boto3 loop (extrapolated)
 DEADLINE = 60.0

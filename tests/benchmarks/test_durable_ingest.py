@@ -51,6 +51,7 @@ from onespace.app import App
 from onespace.index import CollectionStore
 from onespace.index.config import CollectionConfig
 from onespace_client import AsyncClient
+from onespace_client.async_client import DEFAULT_MAX_IN_FLIGHT
 from onespace_client.v1 import (
     collections_pb2,
     collections_pb2_grpc,
@@ -71,7 +72,7 @@ POLICIES = ("batch", "always", "off")
 DIMENSION = 1024
 INDEX_DIMENSION = 256
 STREAMS = 4
-STREAM_IN_FLIGHT = 64  # the client's default, equal to the server's default stream_window
+STREAM_IN_FLIGHT = DEFAULT_MAX_IN_FLIGHT  # the client's, equal to the server's default stream_window
 UNARY_TASKS = 64
 NAME = "ingest"
 LARGE = 10_000  # above this, only stream x {batch, off} unless FULL

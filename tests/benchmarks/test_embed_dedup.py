@@ -58,7 +58,11 @@ class SlowerWhenPacked(ScriptedProvider):
     per_item: float = 0.0
 
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         await asyncio.sleep(self.per_item * len(inputs))
         return await super().embed(inputs, deadline=deadline)

@@ -75,6 +75,7 @@ from onespace.providers.local import embed_content, embed_many
 from onespace.providers.local.embed import warm_up
 from onespace.providers.local.provider import MAX_BATCH, LocalProvider, default_workers
 from onespace_client import AsyncClient
+from onespace_client.async_client import DEFAULT_MAX_IN_FLIGHT
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, embed_pb2_grpc
 from tests.benchmarks._common import print_table, process_stat
 from tests.benchmarks._report import ROOT, load_average, markdown_table, write_section
@@ -87,7 +88,7 @@ N = int(os.environ.get("ONESPACE_BENCH_LOCAL_N", str(DEFAULT_N)))
 REPEATS = 3
 DIMENSION = 1024
 CALLERS = 64
-IN_FLIGHT = 64
+IN_FLIGHT = DEFAULT_MAX_IN_FLIGHT  # the client's, equal to the server's default stream_window
 STREAMS = 2  # (d2)
 SAMPLE = 32  # gateway vectors compared with in-process ones, per run
 VOCABULARY = 5000
@@ -139,7 +140,11 @@ class PrecomputedProvider(Provider):
         return (LOCAL_MODEL,)
 
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         out = []
         for item in inputs:

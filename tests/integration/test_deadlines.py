@@ -23,7 +23,11 @@ class _DeadlineRecorder(ScriptedProvider):
     deadlines: list[float] = field(default_factory=list)
 
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         assert deadline is not None
         self.deadlines.append(deadline - time.monotonic())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -245,3 +245,60 @@ async def test_a_unary_requests_contents_are_embedded_together(
         )
         assert [i.id for i in got.items] == ["a", "b", "c"]
         assert list(got.items[0].vector) == pytest.approx(vectors[0], abs=2e-4)  # stored f16
+
+
+async def test_a_streams_window_in_bytes_stops_reading_it_and_a_unary_call_goes_first(tmp_path: Path) -> None:
+    """A window of 32 items but 1,000 bytes, requests of ~300 bytes, one provider call at a time
+    held at a gate: three are worked on (one at the gate, two queued) and the stream is not read
+    further. A unary Embed sent then is embedded before the two queued stream items."""
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate)
+    async with running_gateway(
+        tmp_path,
+        provider,
+        concurrency_initial=1,
+        concurrency_min=1,
+        concurrency_max=1,
+        stream_window=32,
+        stream_window_bytes=1000,
+        cache_bytes=0,
+    ) as gw:
+        scheduler = gw.app.gateway.scheduler
+        value = gw.app.metrics.registry.get_sample_value
+        requests = [
+            embed_pb2.EmbedStreamRequest(
+                request_id=str(n), content=common_pb2.Content(text=f"{n:03} " + "x" * 290)
+            )
+            for n in range(32)
+        ]
+        assert all(300 <= r.ByteSize() < 334 for r in requests)
+
+        async def sent() -> AsyncIterator[embed_pb2.EmbedStreamRequest]:
+            for request in requests:
+                yield request
+
+        answers = asyncio.ensure_future(_answers(gw.embed.EmbedStream(sent())))
+        await provider.started.wait()
+        await until(lambda: scheduler.queued == 2, "two stream items queued behind the gate")
+        held = value("onespace_stream_window_bytes", {"method": "EmbedStream"})
+        assert held is not None and 900 <= held <= 1000
+        assert value("onespace_stream_window_items", {"method": "EmbedStream"}) == 3
+        unary = asyncio.ensure_future(
+            gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text="interactive")]))
+        )
+        await until(lambda: scheduler.queued == 3, "the unary item queued")
+        gate.set()
+        assert len((await unary).results) == 1
+        assert [r.request_id for r in await answers] == [str(n) for n in range(32)]
+        texts = [i.content.text for i in provider.seen]
+        assert texts[:4] == [
+            requests[0].content.text,
+            "interactive",
+            requests[1].content.text,
+            requests[2].content.text,
+        ]
+        assert value("onespace_stream_window_bytes", {"method": "EmbedStream"}) == 0
+
+
+async def _answers(call: AsyncIterable[embed_pb2.EmbedStreamResponse]) -> list[embed_pb2.EmbedStreamResponse]:
+    return sorted([r async for r in call], key=lambda r: int(r.request_id))

@@ -271,13 +271,14 @@ async def test_packed_vectors_are_stored_a_group_at_a_time_each_answered_on_its_
 
 
 async def test_a_frame_of_vectors_is_one_write_per_group(gateway: Running) -> None:
-    """16 vectors in one frame (a window of 64 makes groups of 16): one commit, not one per item."""
+    """16 vectors in one frame (the default window of 256 makes groups of 64): one commit, not one
+    per item."""
     await gateway.collections.CreateCollection(
         collections_pb2.CreateCollectionRequest(
             config=collections_pb2.CollectionConfig(name="w", dimension=256)
         )
     )
-    assert gateway.app.settings.stream_window == 64
+    assert gateway.app.settings.stream_window == 256
     frame = vector_frame("w", 16)
     acks = [a async for f in gateway.data.IngestPacked(frames_of(frame)) for a in f.responses]
     assert len(acks) == 16 and all(a.stored for a in acks)

@@ -45,6 +45,7 @@ async def test_info_describes_provider_models_and_limits(gateway: Running) -> No
     assert list(model.dimensions) == [256, 384, 1024, 3072] and len(model.modalities) == 4
     assert not model.semantic_across_modalities and "NOT semantic" in info.notice
     assert info.limits.queue_capacity > 0 and info.limits.max_k == 1000
+    assert info.limits.stream_window == 256 and info.limits.stream_window_bytes == 64 * 1024 * 1024
 
 
 async def test_metrics_endpoint_exports_rpc_latency(gateway: Running) -> None:

@@ -546,7 +546,8 @@ async def test_sigterm_ends_an_open_ingest_stream(tmp_path: Path) -> None:
         await create_collection(server.port)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             call = data_pb2_grpc.DataServiceStub(channel).Ingest()
-            window = asyncio.Semaphore(IN_FLIGHT)  # well above the server's window of 64
+            sending = 4 * IN_FLIGHT  # well above the server's window (256 items)
+            window = asyncio.Semaphore(sending)
             stop_writing = asyncio.Event()
             acks = Counter()
             in_flight: dict[str, Version] = {}
@@ -581,7 +582,7 @@ async def test_sigterm_ends_an_open_ingest_stream(tmp_path: Path) -> None:
             writer = asyncio.create_task(write())
             reader = asyncio.create_task(read())
             await acks.reached(500)
-            # The stream stays open (no half-close) with up to IN_FLIGHT items sent and unacked,
+            # The stream stays open (no half-close) with up to `sending` items sent and unacked,
             # most of them not yet read by the server. The writer stops first: a write still
             # waiting for flow control when the server ends the call would make grpc.aio report
             # INTERNAL "Internal error from Core" instead of the server's status (grpc#36066).

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from onespace_client.v1 import common_pb2 as onespace_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16onespace/v1/info.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"\xb2\x01\n\x0bModelLimits\x12\x16\n\x0emax_text_chars\x18\x01 \x01(\r\x12\x18\n\x10max_inline_bytes\x18\x02 \x01(\x04\x12\x19\n\x11max_media_seconds\x18\x03 \x01(\x01\x12\x15\n\rimage_formats\x18\x04 \x03(\t\x12\x15\n\raudio_formats\x18\x05 \x03(\t\x12\x15\n\rvideo_formats\x18\x06 \x03(\t\x12\x11\n\tmax_batch\x18\x07 \x01(\r\"\xd4\x01\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\nmodalities\x18\x02 \x03(\x0e\x32\x15.onespace.v1.Modality\x12\x12\n\ndimensions\x18\x03 \x03(\r\x12\x19\n\x11\x64\x65\x66\x61ult_dimension\x18\x04 \x01(\r\x12(\n\x06limits\x18\x05 \x01(\x0b\x32\x18.onespace.v1.ModelLimits\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\"\n\x1asemantic_across_modalities\x18\x07 \x01(\x08\"\x86\x01\n\x0cServerLimits\x12\x1d\n\x15max_items_per_request\x18\x01 \x01(\r\x12\x19\n\x11max_request_bytes\x18\x02 \x01(\x04\x12\x16\n\x0equeue_capacity\x18\x03 \x01(\r\x12\x15\n\rstream_window\x18\x04 \x01(\r\x12\r\n\x05max_k\x18\x05 \x01(\r\"\r\n\x0bInfoRequest\"\xab\x01\n\x0cInfoResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12&\n\x06models\x18\x04 \x03(\x0b\x32\x16.onespace.v1.ModelInfo\x12)\n\x06limits\x18\x05 \x01(\x0b\x32\x19.onespace.v1.ServerLimits\x12\x0e\n\x06notice\x18\x06 \x01(\t2J\n\x0bInfoService\x12;\n\x04Info\x12\x18.onespace.v1.InfoRequest\x1a\x19.onespace.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16onespace/v1/info.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"\xb2\x01\n\x0bModelLimits\x12\x16\n\x0emax_text_chars\x18\x01 \x01(\r\x12\x18\n\x10max_inline_bytes\x18\x02 \x01(\x04\x12\x19\n\x11max_media_seconds\x18\x03 \x01(\x01\x12\x15\n\rimage_formats\x18\x04 \x03(\t\x12\x15\n\raudio_formats\x18\x05 \x03(\t\x12\x15\n\rvideo_formats\x18\x06 \x03(\t\x12\x11\n\tmax_batch\x18\x07 \x01(\r\"\xd4\x01\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\nmodalities\x18\x02 \x03(\x0e\x32\x15.onespace.v1.Modality\x12\x12\n\ndimensions\x18\x03 \x03(\r\x12\x19\n\x11\x64\x65\x66\x61ult_dimension\x18\x04 \x01(\r\x12(\n\x06limits\x18\x05 \x01(\x0b\x32\x18.onespace.v1.ModelLimits\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\"\n\x1asemantic_across_modalities\x18\x07 \x01(\x08\"\xa3\x01\n\x0cServerLimits\x12\x1d\n\x15max_items_per_request\x18\x01 \x01(\r\x12\x19\n\x11max_request_bytes\x18\x02 \x01(\x04\x12\x16\n\x0equeue_capacity\x18\x03 \x01(\r\x12\x15\n\rstream_window\x18\x04 \x01(\r\x12\r\n\x05max_k\x18\x05 \x01(\r\x12\x1b\n\x13stream_window_bytes\x18\x06 \x01(\x04\"\r\n\x0bInfoRequest\"\xab\x01\n\x0cInfoResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12&\n\x06models\x18\x04 \x03(\x0b\x32\x16.onespace.v1.ModelInfo\x12)\n\x06limits\x18\x05 \x01(\x0b\x32\x19.onespace.v1.ServerLimits\x12\x0e\n\x06notice\x18\x06 \x01(\t2J\n\x0bInfoService\x12;\n\x04Info\x12\x18.onespace.v1.InfoRequest\x1a\x19.onespace.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO']._serialized_start=247
   _globals['_MODELINFO']._serialized_end=459
   _globals['_SERVERLIMITS']._serialized_start=462
-  _globals['_SERVERLIMITS']._serialized_end=596
-  _globals['_INFOREQUEST']._serialized_start=598
-  _globals['_INFOREQUEST']._serialized_end=611
-  _globals['_INFORESPONSE']._serialized_start=614
-  _globals['_INFORESPONSE']._serialized_end=785
-  _globals['_INFOSERVICE']._serialized_start=787
-  _globals['_INFOSERVICE']._serialized_end=861
+  _globals['_SERVERLIMITS']._serialized_end=625
+  _globals['_INFOREQUEST']._serialized_start=627
+  _globals['_INFOREQUEST']._serialized_end=640
+  _globals['_INFORESPONSE']._serialized_start=643
+  _globals['_INFORESPONSE']._serialized_end=814
+  _globals['_INFOSERVICE']._serialized_start=816
+  _globals['_INFOSERVICE']._serialized_end=890
 # @@protoc_insertion_point(module_scope)

@@ -112,11 +112,14 @@ class ServerLimits(_message.Message):
     QUEUE_CAPACITY_FIELD_NUMBER: _builtins.int
     STREAM_WINDOW_FIELD_NUMBER: _builtins.int
     MAX_K_FIELD_NUMBER: _builtins.int
+    STREAM_WINDOW_BYTES_FIELD_NUMBER: _builtins.int
     max_items_per_request: _builtins.int
     max_request_bytes: _builtins.int
     queue_capacity: _builtins.int
     stream_window: _builtins.int
     max_k: _builtins.int
+    stream_window_bytes: _builtins.int
+    """request bytes one stream may have being worked on"""
     def __init__(
         self,
         *,
@@ -125,10 +128,11 @@ class ServerLimits(_message.Message):
         queue_capacity: _builtins.int = ...,
         stream_window: _builtins.int = ...,
         max_k: _builtins.int = ...,
+        stream_window_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_items_per_request", b"max_items_per_request", "max_k", b"max_k", "max_request_bytes", b"max_request_bytes", "queue_capacity", b"queue_capacity", "stream_window", b"stream_window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_items_per_request", b"max_items_per_request", "max_k", b"max_k", "max_request_bytes", b"max_request_bytes", "queue_capacity", b"queue_capacity", "stream_window", b"stream_window", "stream_window_bytes", b"stream_window_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -103,11 +103,17 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         """Embed `inputs` (one model, dimension and purpose; at most `max_batch`) in one call.
 
-        `deadline` is a `time.monotonic()` instant: retries must not run past it.
+        `deadline` is a `time.monotonic()` instant: retries must not run past it. `interactive`:
+        a unary caller waits on an input of this call; a provider that queues calls of its own
+        (the local one) takes such calls ahead of the bulk of stream items queued before them.
         """
 
     async def start(self) -> None:  # noqa: B027 - optional hook

@@ -62,6 +62,7 @@ class ServicerBase:
                 self.gateway.settings.stream_window,
                 self.metrics.stream_window.labels(method),
                 self.gateway.draining,
+                **self._window_bytes(method),
             )
         )
 
@@ -94,8 +95,18 @@ class ServicerBase:
             self.metrics.stream_window.labels(method),
             self.gateway.draining,
             max_batch=MAX_ANSWERS_PER_FRAME,
+            **self._window_bytes(method),
         ):
             yield batch
+
+    def _window_bytes(self, method: str) -> dict[str, Any]:
+        """A stream's bound in bytes (`bounded_group_batches`): each request weighs its encoded
+        size, which holds its content."""
+        return {
+            "window_bytes": self.gateway.settings.stream_window_bytes,
+            "weigh": _encoded_size,
+            "bytes_in_window": self.metrics.stream_window_bytes.labels(method),
+        }
 
     def _item_handler(
         self,
@@ -127,6 +138,11 @@ class ServicerBase:
         code = status_for(exc)
         self.metrics.stream_items.labels(method, code.name).inc()
         return common_pb2.ItemError(code=code.value[0], message=bounded_details(str(exc)))
+
+
+def _encoded_size(request: Any) -> int:
+    size: int = request.ByteSize()
+    return size
 
 
 class GroupAnswers(Generic[Req, Resp]):

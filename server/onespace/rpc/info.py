@@ -35,6 +35,7 @@ class InfoServicer(ServicerBase, info_pb2_grpc.InfoServiceServicer):
                 max_request_bytes=settings.max_request_bytes,
                 queue_capacity=settings.queue_capacity,
                 stream_window=settings.stream_window,
+                stream_window_bytes=settings.stream_window_bytes,
                 max_k=settings.max_k,
             ),
             notice=notice,

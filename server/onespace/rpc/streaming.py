@@ -1,8 +1,11 @@
 """The bounded-window helper behind every bidirectional stream.
 
-The server reads the next request only while fewer than `window` items are being worked on. When
-the window is full it stops reading, gRPC stops granting HTTP/2 flow-control credit, and the
-client's writes block: memory stays bounded whatever the client sends. Responses go out as items
+The server reads the next request only while fewer than `window` items are being worked on, and
+(with `window_bytes`) while the requests being worked on hold fewer than `window_bytes` bytes.
+When the window is full it stops reading, gRPC stops granting HTTP/2 flow-control credit, and the
+client's writes block: memory stays bounded whatever the client sends (the window's bytes plus
+the one request read that found it full; a request larger than the whole window is worked on
+alone). Counting items alone bounded a stream of 64 videos of 64 MiB at 4 GiB. Responses go out as items
 finish (they carry the client's request id). When the caller goes away, the items still in the
 window are cancelled, which drops them from the embed queue unsent. When `stop` is set (the
 server is shutting down) the stream is not read any further: the items already in the window are
@@ -73,6 +76,10 @@ async def bounded_group_batches(
     in_window: Tracker | None = None,
     stop: asyncio.Event | None = None,
     max_batch: int = 1,
+    *,
+    window_bytes: int = 0,
+    weigh: Callable[[Req], int] | None = None,
+    bytes_in_window: Tracker | None = None,
 ) -> AsyncGenerator[list[Resp], None]:
     """Yield the responses `handle(group)` gives for every group of requests (one per request, in
     parts: each part it yields is a list of answers to some of the group's requests, every
@@ -87,6 +94,10 @@ async def bounded_group_batches(
     one answered in parts at ~0.7). `handle` must not raise for a bad item (it answers with an
     error response instead); if it does, the stream fails.
 
+    With `window_bytes` (and `weigh`, a request's size), a group also holds its requests' bytes,
+    from when it is read until its handler ends (the group holds its requests until then), and
+    the next group is started only while they fit; `bytes_in_window` shows them.
+
     A reader task takes a window slot, reads a group, takes the rest of its slots and starts its
     handler; every part and every task that finishes goes onto one completion queue, which this
     generator drains. Each part costs O(1) bookkeeping (waiting on the whole window's futures per
@@ -94,6 +105,7 @@ async def bounded_group_batches(
     """
     finished: asyncio.Queue[asyncio.Future[Any] | tuple[_Open, list[Resp]]] = asyncio.Queue()
     room = asyncio.Semaphore(window)
+    held = _HeldBytes(window_bytes, bytes_in_window)
     working: dict[asyncio.Future[None], _Open] = {}  # a group's task -> its requests not yet answered
 
     async def answer(group: list[Req], opened: _Open) -> None:
@@ -122,8 +134,10 @@ async def bounded_group_batches(
                 raise ValueError(f"a group of {len(group)} requests does not fit a window of {window}")
             for _ in range(len(group) - 1):
                 await room.acquire()
+            size = sum(map(weigh, group)) if window_bytes and weigh is not None else 0
+            await held.take(size)
             frame += len(group)
-            opened = _Open(len(group))
+            opened = _Open(len(group), size)
             task = asyncio.ensure_future(answer(group, opened))
             working[task] = opened
             if in_window is not None:
@@ -158,6 +172,7 @@ async def bounded_group_batches(
                         raise error
                 else:  # a group's task ended: after all its parts (they were queued first)
                     opened = working.pop(done)
+                    held.give(opened.size)
                     done.result()  # a handler that raised fails the stream
                     if opened.requests:
                         raise RuntimeError(f"a group's handler left {opened.requests} request(s) unanswered")
@@ -179,6 +194,7 @@ async def bounded_group_batches(
         leftovers: list[asyncio.Future[Any]] = [reader, *working]
         if in_window is not None and working:
             in_window.dec(sum(opened.requests for opened in working.values()))
+        held.give(sum(opened.size for opened in working.values()))
         for leftover in leftovers:
             leftover.cancel()
         for leftover in leftovers:
@@ -188,9 +204,41 @@ async def bounded_group_batches(
 
 @dataclass(slots=True)
 class _Open:
-    """A group's requests that hold window slots and await their answers."""
+    """A group's requests that hold window slots and await their answers, and their bytes."""
 
     requests: int
+    size: int = 0
+
+
+class _HeldBytes:
+    """The bytes of the requests being worked on, and the wait for room under `capacity` (0: no
+    bound). A group that does not fit waits until it does or until nothing else is held, so a
+    request larger than the whole window is worked on alone instead of never. One waiter: the
+    stream's reader."""
+
+    __slots__ = ("_freed", "_gauge", "capacity", "held")
+
+    def __init__(self, capacity: int, gauge: Tracker | None) -> None:
+        self.capacity = capacity
+        self.held = 0
+        self._freed = asyncio.Event()
+        self._gauge = gauge
+
+    async def take(self, size: int) -> None:
+        while self.held and self.held + size > self.capacity:
+            self._freed.clear()
+            await self._freed.wait()
+        self._change(size)
+
+    def give(self, size: int) -> None:
+        if size:
+            self._change(-size)
+            self._freed.set()
+
+    def _change(self, size: int) -> None:
+        self.held += size
+        if self._gauge is not None:
+            self._gauge.inc(size) if size > 0 else self._gauge.dec(-size)
 
 
 async def singletons(requests: AsyncIterable[Req]) -> AsyncIterator[list[Req] | Undecodable | BadFrame]:

@@ -85,7 +85,11 @@ class HandProvider(Provider):
         return (ModelSpec(LOCAL_MODEL.id, LOCAL_MODEL.modalities, LOCAL_MODEL.dimensions, 256, limits),)
 
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         call = _Call(list(inputs), asyncio.get_running_loop().create_future())
         self.calls.append(call)

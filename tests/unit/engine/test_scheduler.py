@@ -442,7 +442,11 @@ async def test_a_throttled_call_over_a_cut_limit_retries_when_a_permit_is_free(s
 
     class Provider(ScriptedProvider):
         async def embed(
-            self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+            self,
+            inputs: Sequence[EmbedInput],
+            *,
+            deadline: float | None = None,
+            interactive: bool = False,
         ) -> list[ProviderResult]:
             assert self.events is not None
             limiter = scheduler.limiter
@@ -487,7 +491,11 @@ async def test_a_throttled_call_under_the_limit_keeps_its_permit_and_sleeps_its_
 
     class Provider(ScriptedProvider):
         async def embed(
-            self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+            self,
+            inputs: Sequence[EmbedInput],
+            *,
+            deadline: float | None = None,
+            interactive: bool = False,
         ) -> list[ProviderResult]:
             assert self.events is not None
             self.events.throttled(inputs[0].model)
@@ -505,7 +513,11 @@ async def test_every_attempt_retries_included_takes_a_slot_from_the_pace(schedul
 
     class Provider(ScriptedProvider):
         async def embed(
-            self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+            self,
+            inputs: Sequence[EmbedInput],
+            *,
+            deadline: float | None = None,
+            interactive: bool = False,
         ) -> list[ProviderResult]:
             assert self.events is not None
             slots.append("attempt")
@@ -660,3 +672,79 @@ async def test_a_streams_group_past_its_deadline_or_cancelled_leaves_nothing_que
     await blocker
     await scheduler.embed(text("after"), deadline=later(), admission=Admission.WAIT)
     assert [i.content.text for i in provider.seen] == ["blocker", "after"]  # nothing else was sent
+
+
+# --- interactive first: a unary caller's item goes before a stream's queued items -------------
+
+
+async def _queued(scheduler: EmbedScheduler, count: int) -> None:
+    await until(lambda: scheduler.queued >= count, f"{count} items queued")
+
+
+async def test_a_unary_callers_item_is_cut_before_the_streams_queued_before_it(scheduler_for: Any) -> None:
+    """One call at a time, 4 inputs a call: a stream's 8 queued items, then a unary caller's item
+    and a unary caller joining the stream's last item. The next call carries both first, is
+    flagged interactive to the provider, and the stream's items follow in their order."""
+    gate = asyncio.Event()
+    provider = ScriptedProvider(max_batch_size=4, gate=gate)
+    scheduler = await scheduler_for(
+        provider, concurrency_initial=1, concurrency_min=1, concurrency_max=1, max_batch_wait_ms=0
+    )
+
+    def stream(s: str) -> asyncio.Task[EmbedOutcome]:
+        return asyncio.create_task(scheduler.embed(text(s), deadline=later(), admission=Admission.WAIT))
+
+    def unary(s: str) -> asyncio.Task[EmbedOutcome]:
+        return asyncio.create_task(scheduler.embed(text(s), deadline=later(), admission=Admission.FAIL_FAST))
+
+    running = stream("s0")
+    await provider.started.wait()  # s0's call holds the only permit
+    queued = [stream(f"s{i}") for i in range(1, 9)]
+    await _queued(scheduler, 8)
+    waiting = [unary("u"), unary("s8")]  # "s8" joins the stream's queued item
+    await _queued(scheduler, 9)
+    gate.set()
+    outcomes = await asyncio.gather(running, *queued, *waiting)
+    assert all(o.result.embeddings for o in outcomes)
+    assert [i.content.text for i in provider.seen] == [
+        "s0",
+        "u",
+        "s8",
+        "s1",
+        "s2",
+        "s3",
+        "s4",
+        "s5",
+        "s6",
+        "s7",
+    ]
+    assert provider.calls == [1, 4, 4, 1]
+    assert provider.interactive_calls == [False, True, False, False]
+    assert outcomes[-1].joined and not outcomes[8].joined  # one input embedded for both callers
+    assert scheduler.queued == 0
+
+
+async def test_a_group_holding_a_unary_callers_item_goes_before_older_stream_groups(
+    scheduler_for: Any,
+) -> None:
+    gate = asyncio.Event()
+    provider = ScriptedProvider(max_batch_size=4, gate=gate)
+    scheduler = await scheduler_for(
+        provider, concurrency_initial=1, concurrency_min=1, concurrency_max=1, max_batch_wait_ms=0
+    )
+    running = asyncio.create_task(scheduler.embed(text("s0"), deadline=later(), admission=Admission.WAIT))
+    await provider.started.wait()
+    streamed = [
+        asyncio.create_task(scheduler.embed(text(f"s{i}"), deadline=later(), admission=Admission.WAIT))
+        for i in range(1, 5)
+    ]
+    await _queued(scheduler, 4)
+    wide = EmbedInput(
+        Content(Modality.TEXT, text="u"), "onespace.local-multimodal-v1", 512, Purpose.GENERIC_INDEX
+    )
+    unary = asyncio.create_task(scheduler.embed(wide, deadline=later(), admission=Admission.FAIL_FAST))
+    await _queued(scheduler, 5)
+    gate.set()
+    await asyncio.gather(running, *streamed, unary)
+    assert [(i.content.text, i.dimension) for i in provider.seen[:2]] == [("s0", 256), ("u", 512)]
+    assert provider.interactive_calls == [False, True, False]

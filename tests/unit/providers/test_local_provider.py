@@ -21,7 +21,7 @@ from onespace.providers.local import LocalProvider, embed_content
 from onespace.providers.local import provider as local_provider
 from onespace.providers.local.decoding import Decoding, short_reason
 from onespace.providers.local.embed import Job, warm_up
-from onespace.providers.local.provider import PREFETCH_INPUTS, default_workers
+from onespace.providers.local.provider import MAX_BATCH, PREFETCH_INPUTS, default_workers
 from onespace.providers.local.workers import WorkerProcesses
 from tests import media
 from tests.harness import until
@@ -205,6 +205,35 @@ async def test_calls_arriving_during_a_batch_share_the_next(monkeypatch: pytest.
         assert gate.batches == [[1], [2, 2, 2]]
         sent = [_texts("first")] + [_texts(f"later {i}", f"and {i}") for i in range(3)]
         for inputs, result in zip(sent, results, strict=True):
+            assert [r.embeddings[0].vector.tobytes() for r in result] == [
+                embed_content(i.content, 256).embeddings[0].vector.tobytes() for i in inputs
+            ]
+    finally:
+        gate.release.set()
+        await p.close()
+
+
+async def test_an_interactive_call_joins_the_next_batch_ahead_of_the_bulk_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two bulk calls of more than half a batch each wait (each its own batch), then two
+    interactive ones: those go first into the next batch, in their order, and the bulk calls
+    follow in theirs; every call still gets its own results."""
+    gate = _Gate(monkeypatch)
+    p = LocalProvider(workers=1)
+    half = MAX_BATCH // 2 + 1
+    try:
+        first = asyncio.ensure_future(p.embed(_texts("first")))
+        await gate.first_batch_running()
+        bulk = [_texts(*(f"bulk {b} {i}" for i in range(half))) for b in range(2)]
+        calls = [asyncio.ensure_future(p.embed(inputs)) for inputs in bulk]
+        urgent = [_texts("urgent 0"), _texts("urgent 1", "and 1")]
+        calls += [asyncio.ensure_future(p.embed(inputs, interactive=True)) for inputs in urgent]
+        await _waiting(p, 4)
+        gate.release.set()
+        results = await asyncio.gather(first, *calls)
+        assert gate.batches == [[1], [1, 2, half], [half]]
+        for inputs, result in zip([_texts("first"), *bulk, *urgent], results, strict=True):
             assert [r.embeddings[0].vector.tobytes() for r in result] == [
                 embed_content(i.content, 256).embeddings[0].vector.tobytes() for i in inputs
             ]

@@ -300,3 +300,86 @@ async def test_a_group_answered_in_parts_frees_a_slot_per_answer_and_must_answer
     with pytest.raises(RuntimeError, match=r"left 3 request\(s\) unanswered"):
         async for _ in bounded_group_batches(groups(), short, 4):
             pass
+
+
+async def test_the_window_in_bytes_bounds_the_requests_worked_on_and_a_larger_one_runs_alone() -> None:
+    """Window of 8 items but 100 bytes, each request weighing its value: 40 + 40 run, the third
+    (40) is read and waits until one of them ends; one of 150, more than the whole window, waits
+    until nothing else is held and then runs alone; the bytes gauge returns to 0."""
+    weights = [40, 40, 40, 150, 10]
+    source, items, held = Source(len(weights)), Gauge(), Gauge()
+    started: list[int] = []
+    gates = {i: asyncio.Event() for i in range(len(weights))}
+    moved = asyncio.Event()
+
+    async def handle(group: list[int]) -> AsyncGenerator[list[int], None]:
+        started.append(group[0])
+        moved.set()
+        await gates[group[0]].wait()
+        yield group
+
+    async def started_count(n: int) -> None:
+        while len(started) < n:
+            await moved.wait()
+            moved.clear()
+        for _ in range(10):
+            await asyncio.sleep(0)  # the reader would start more if it could
+
+    batches = bounded_group_batches(
+        singletons(source),
+        handle,
+        8,
+        items,
+        window_bytes=100,
+        weigh=lambda i: weights[i],
+        bytes_in_window=held,
+    )
+    answered: list[int] = []
+    consumer = asyncio.ensure_future(_collect(batches, answered))
+    await started_count(2)
+    assert started == [0, 1] and source.read == 3 and held.value == 80 and items.value == 2
+    gates[0].set()
+    await started_count(3)
+    assert started == [0, 1, 2] and held.value == 80  # 150 read, waiting for the window to empty
+    gates[1].set()
+    await started_count(3)
+    assert started == [0, 1, 2] and held.value == 40
+    gates[2].set()
+    await started_count(4)
+    assert started == [0, 1, 2, 3] and held.value == 150  # alone: the 10 waits behind it
+    gates[3].set()
+    gates[4].set()
+    await consumer
+    assert answered == [0, 1, 2, 3, 4] and started == [0, 1, 2, 3, 4]
+    assert held.peak == 150 and held.value == 0 and items.value == 0
+
+
+async def _collect(batches: AsyncGenerator[list[int], None], into: list[int]) -> None:
+    async for batch in batches:
+        into.extend(batch)
+
+
+async def test_a_departing_caller_gives_back_the_bytes_of_the_requests_it_left() -> None:
+    held = Gauge()
+    entered: list[int] = []
+    moved = asyncio.Event()
+
+    async def handle(group: list[int]) -> AsyncGenerator[list[int], None]:
+        entered.append(group[0])
+        moved.set()
+        await asyncio.Event().wait()
+        yield group
+
+    batches = bounded_group_batches(
+        singletons(Source(3)), handle, 8, window_bytes=100, weigh=lambda i: 30, bytes_in_window=held
+    )
+    pending = asyncio.ensure_future(anext(batches))
+    while len(entered) < 3:
+        await moved.wait()
+        moved.clear()
+    assert held.value == 90
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    await batches.aclose()
+    assert held.peak == 90 and held.value == 0

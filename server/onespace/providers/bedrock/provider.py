@@ -82,7 +82,11 @@ class BedrockProvider(Provider):
         return await self._client.credentials_problem() or self._refused
 
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         if not inputs:
             return []

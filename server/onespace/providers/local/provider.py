@@ -20,6 +20,8 @@ alone). The engine keeps many calls in flight (its concurrency limit), each as s
 had queued; one thread task each, they would pay the hop and the per-batch numpy calls per
 handful of texts and fight each other for the GIL. A coalesced batch still answers each call
 alone: an input that fails fails only its own call. An idle provider starts a call at once.
+Calls with an interactive caller (a unary RPC) join the queue ahead of the stream items waiting,
+so a bulk load's window of items queued here does not sit in front of them.
 
 On worker processes, a batch's trip to a worker and its results' trip back (`WorkerProcesses`:
 a pickle and a pipe each way, read and written by the event loop itself) leave the worker idle
@@ -146,6 +148,7 @@ class LocalProvider(Provider):
             self._threads = self._thread_pool()
         self.batches = 0  # batches handed to the workers (calls coalesced while others ran)
         self._waiting: deque[_Call] = deque()
+        self._interactive = 0  # the first calls of `_waiting` have an interactive caller
         self._running = 0
         self._closed = False
 
@@ -188,7 +191,11 @@ class LocalProvider(Provider):
         return (LOCAL_MODEL,)
 
     async def embed(
-        self, inputs: Sequence[EmbedInput], *, deadline: float | None = None
+        self,
+        inputs: Sequence[EmbedInput],
+        *,
+        deadline: float | None = None,
+        interactive: bool = False,
     ) -> list[ProviderResult]:
         """Embed every input; results in input order.
 
@@ -202,7 +209,11 @@ class LocalProvider(Provider):
             raise DeadlineExceeded("the deadline passed before the local provider started")
         jobs = [(item.content, item.dimension, self.model(item.model)) for item in inputs]
         call = _Call(jobs, deadline, asyncio.get_running_loop().create_future())
-        self._waiting.append(call)
+        if interactive:  # ahead of the stream items waiting, behind earlier interactive calls
+            self._waiting.insert(self._interactive, call)
+            self._interactive += 1
+        else:
+            self._waiting.append(call)
         self._start_batches()
         return await call.future
 
@@ -236,6 +247,7 @@ class LocalProvider(Provider):
             now = time.monotonic()
             while self._waiting and (not batch or size + len(self._waiting[0].jobs) <= MAX_BATCH):
                 call = self._waiting.popleft()
+                self._interactive = max(0, self._interactive - 1)
                 if call.future.done():  # its caller stopped waiting
                     continue
                 if call.deadline is not None and now >= call.deadline:
@@ -262,9 +274,14 @@ class LocalProvider(Provider):
             self.batches += 1
             done.add_done_callback(functools.partial(self._finished, batch))
 
-    def _refuse_waiting(self, reason: str) -> None:
+    def _take_waiting(self) -> list[_Call]:
         waiting = list(self._waiting)
         self._waiting.clear()
+        self._interactive = 0
+        return waiting
+
+    def _refuse_waiting(self, reason: str) -> None:
+        waiting = self._take_waiting()
         self._fail(waiting, lambda: Unavailable(reason, retry_after_seconds=1.0))
 
     def _finished(self, batch: list[_Call], done: asyncio.Future[list[_Outcome]]) -> None:
@@ -325,8 +342,7 @@ class LocalProvider(Provider):
         if self._closed:
             return
         self._closed = True
-        waiting = list(self._waiting)
-        self._waiting.clear()
+        waiting = self._take_waiting()
         self._fail(waiting, lambda: Unavailable("the local provider is closed"))
         if self._processes is not None:
             await self._processes.close()
