@@ -88,6 +88,8 @@ def test_the_dashboard_covers_what_an_operator_needs() -> None:
         "onespace_index_unindexed_rows",
         "onespace_collection_bytes",
         "onespace_checkpoint_timestamp_seconds",
+        "onespace_stream_window_items",
+        "onespace_stream_window_bytes",
     ):
         assert name in used, f"no panel shows {name}"
 

@@ -3,9 +3,10 @@
 The collection is looked up first, so a wrong name stops the run with one line before any file
 is read. Sources are walked and read lazily in a worker thread, one item at a time, and the
 client keeps at most `--max-in-flight` items between reading and the server's ack (per stream;
-`--streams` spreads the items over more, by id), so a folder of any size streams in bounded
-memory. Per-item failures (local or from the server) do not stop the run; they are listed after
-the summary (`--json`: grouped by reason) and make the exit code 1.
+`--streams` spreads the items over more, by id) and reads at most 64 MiB ahead of what it has
+sent, so a folder of any size streams in bounded memory. Per-item failures (local or from the
+server) do not stop the run; they are listed after the summary (`--json`: grouped by reason) and
+make the exit code 1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from onespace_client._streams import READ_AHEAD_BYTES
+from onespace_client.async_client import DEFAULT_MAX_IN_FLIGHT
 from onespace_client.cli._common import (
     EXIT_FAILURES,
     CliError,
@@ -196,8 +199,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--max-in-flight",
         type=positive,
-        default=32,
-        help="items sent but not yet acked, per stream (default 32)",
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help=f"items read but not yet acked, per stream (default {DEFAULT_MAX_IN_FLIGHT}; what is read "
+        f"and not yet sent is also bounded, at {READ_AHEAD_BYTES >> 20} MiB)",
     )
     parser.add_argument(
         "--streams",
