@@ -25,10 +25,13 @@ class Lane(Generic[W]):
     task: asyncio.Task[None] | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def wait_for_more(self, until: float, full: Callable[[], bool]) -> None:
-        """Let more callers join until `full()` or the monotonic time `until`."""
+    async def wait_for_more(
+        self, until: float, full: Callable[[], bool], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Let more callers join until `full()` or the time `until` on `clock` (the loop's timers
+        count real seconds)."""
         while not full():
-            remaining = until - time.monotonic()
+            remaining = until - clock()
             if remaining <= 0:
                 return
             self.arrived.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,12 +37,23 @@ class IndexCall:
 
 
 _Result = tuple["list[Hit]", IndexCall]
-_Waiter = tuple["CheckedQuery", "asyncio.Future[_Result]", float]  # query, future, deadline
+_Waiter = tuple["CheckedQuery", "asyncio.Future[_Result]", float, float]  # query, future, deadline, arrival
 
 
 class SearchBatcher:
-    def __init__(self, metrics: Metrics, *, max_batch: int, max_wait_seconds: float, threads: int) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        max_batch: int,
+        max_wait_seconds: float,
+        threads: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`clock` must be the clock of the callers' deadlines (`time.monotonic`); tests pass
+        another."""
         self._metrics = metrics
+        self._clock = clock
         self._max_batch = max_batch
         self._max_wait = max_wait_seconds
         self._threads = threads
@@ -61,17 +73,18 @@ class SearchBatcher:
         Many queries submitted in one event-loop tick share a batch, with no task per query. A
         query whose deadline (monotonic) has passed when its batch is cut is dropped unsearched."""
         future: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
-        self._lanes.submit(collection, (query, future, deadline))
+        self._lanes.submit(collection, (query, future, deadline, self._clock()))
         return future
 
     async def _serve_round(self, collection: Collection, lane: Lane[_Waiter]) -> None:
-        """Cut a batch when it is full or its first search has waited `max_wait`, and run it."""
+        """Cut a batch when it is full or its first search has waited `max_wait` (searches that
+        arrived during the batch before have, mostly), and run it."""
         await lane.wait_for_more(
-            time.monotonic() + self._max_wait, lambda: len(lane.waiting) >= self._max_batch
+            lane.waiting[0][3] + self._max_wait, lambda: len(lane.waiting) >= self._max_batch, self._clock
         )
         batch = lane.waiting[: self._max_batch]
         del lane.waiting[: self._max_batch]
-        now = time.monotonic()
+        now = self._clock()
         live = []
         for waiter in batch:
             future = waiter[1]
@@ -92,7 +105,7 @@ class SearchBatcher:
         try:
             results = await asyncio.to_thread(collection.search_many, [w[0] for w in batch], self._threads)
         except BaseException as exc:
-            for _, future, _ in batch:
+            for _, future, _, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):
@@ -101,6 +114,6 @@ class SearchBatcher:
         call = IndexCall(start, time.monotonic() - start, len(batch))
         self._metrics.index_search.labels(name).observe(call.seconds)
         self._metrics.search_batch_size.labels(name).observe(len(batch))
-        for (_, future, _), hits in zip(batch, results, strict=True):
+        for (_, future, _, _), hits in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result((hits, call))

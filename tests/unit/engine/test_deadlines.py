@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,3 +63,30 @@ async def test_a_search_without_a_deadline_still_runs() -> None:
     batcher = SearchBatcher(Metrics(), max_batch=8, max_wait_seconds=0.0, threads=1)
     hits, _ = await asyncio.wait_for(batcher.search(_Collection(), "q"), 5)  # type: ignore[arg-type]
     assert hits == ["q"]
+
+
+async def test_searches_that_waited_during_the_batch_before_are_cut_without_another_wait() -> None:
+    """`max_wait` counts from a search's arrival, not from when the lane is free again: a search
+    that arrived while the batch before ran, and has waited `max_wait` by its end, goes at once.
+    (Counted from the round, it would wait a minute here: the clock is the test's.)"""
+    now = [0.0]
+    batcher = SearchBatcher(Metrics(), max_batch=2, max_wait_seconds=60.0, threads=1, clock=lambda: now[0])
+    running, release = threading.Event(), threading.Event()
+
+    class Held(_Collection):
+        def search_many(self, queries: list[Any], threads: int = 0) -> list[list[Any]]:
+            if queries[0] == "first":
+                running.set()
+                assert release.wait(10)
+            return super().search_many(queries, threads)
+
+    collection = Held()
+    first = [batcher.submit(collection, q, 600.0) for q in ("first", "full")]  # type: ignore[arg-type]
+    assert await asyncio.to_thread(running.wait, 10)
+    waited = batcher.submit(collection, "waited", 600.0)  # type: ignore[arg-type]
+    now[0] = 61.0  # it has waited max_wait by the time the first batch ends
+    release.set()
+    await asyncio.gather(*first)
+    hits, call = await asyncio.wait_for(waited, 10)
+    assert hits == ["waited"] and call.size == 1
+    assert collection.searched == [["first", "full"], ["waited"]]
