@@ -161,10 +161,10 @@ async def _bounded(
         raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
     window = asyncio.Semaphore(max_in_flight)
     failure: list[BaseException] = []
-    ready: collections.deque[_Req] = collections.deque()
+    ready: collections.deque[tuple[_Req, int]] = collections.deque()  # read, not sent; their sizes
     more = asyncio.Event()
     sent = asyncio.Event()
-    unsent = 0  # bytes of the requests in `ready` and the one being written
+    unsent = 0  # bytes of the requests in `ready` and of those being written
     source_done = False
 
     async def read() -> None:
@@ -179,7 +179,7 @@ async def _bounded(
                     sent.clear()
                     await sent.wait()
                 unsent += size
-                ready.append(request)
+                ready.append((request, size))
                 more.set()
         except Exception as exc:  # the caller's source failed: stop the call, tell the reader
             failure.append(exc)
@@ -198,19 +198,16 @@ async def _bounded(
                 if not ready:
                     break
                 if packing is None:
-                    request = ready.popleft()
+                    request, size = ready.popleft()
                     await call.write(request)
-                    size = request.ByteSize()
                 else:
                     pack, most, budget = packing
-                    frame = [ready.popleft()]
-                    size = frame[0].ByteSize()
-                    while ready and len(frame) < most:
-                        more_size = ready[0].ByteSize()
-                        if size + more_size > budget:
-                            break
+                    first, size = ready.popleft()
+                    frame = [first]
+                    while ready and len(frame) < most and size + ready[0][1] <= budget:
+                        request, more_size = ready.popleft()
+                        frame.append(request)
                         size += more_size
-                        frame.append(ready.popleft())
                     await call.write(pack(frame))
                 unsent -= size
                 sent.set()

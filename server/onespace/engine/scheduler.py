@@ -23,7 +23,7 @@ read, so HTTP/2 flow control pushes back on the client).
   the stream items of its group, and a group holding one goes before groups without; a unary
   caller joining a queued stream item moves it up. The provider is told (`interactive=`) so its
   own queue does the same. A bulk load keeps a window of items queued (256 by default): behind
-  it, one-text `Embed` calls beside a stream of texts waited 78-92 ms at the median, not ~25.
+  it, one-text `Embed` calls beside a stream of texts waited 74-92 ms at the median, not 22-24.
   Stream items wait only while unary work keeps the provider busy.
 - **Failures.** A failed call fails every caller in it (throttling included: the limiter
   reacts, and the provider has already retried). Except: when a call carrying several inputs
