@@ -159,7 +159,7 @@ def test_backoff_grows_exponentially_to_one_second_by_default() -> None:
     import random
 
     policy, rng = RetryPolicy(), random.Random(0)
-    caps = [min(1.0, 0.05 * 2 ** (n - 1)) for n in range(1, 40)]
+    caps = [min(1.0, 0.02 * 2 ** (n - 1)) for n in range(1, 40)]  # the first wait 10-20 ms
     for n, cap in enumerate(caps, start=1):
         assert cap / 2 <= policy.backoff(n, rng) <= cap
     assert policy.backoff(10_000, rng) <= 1.0  # no overflow however long the deadline
