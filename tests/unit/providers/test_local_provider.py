@@ -188,6 +188,14 @@ def _texts(*values: str, dimension: int = 256) -> list[EmbedInput]:
     return [EmbedInput(text(v), LOCAL_MODEL.id, dimension, Purpose.GENERIC_INDEX) for v in values]
 
 
+def _assert_each_call_got_its_own(sent: list[list[EmbedInput]], results: list[Any]) -> None:
+    """Each call's results are its own inputs' vectors, as the featurizer makes them alone."""
+    for inputs, result in zip(sent, results, strict=True):
+        assert [r.embeddings[0].vector.tobytes() for r in result] == [
+            embed_content(i.content, 256).embeddings[0].vector.tobytes() for i in inputs
+        ]
+
+
 async def _waiting(p: LocalProvider, calls: int) -> None:
     await until(lambda: len(p._waiting) >= calls, f"{calls} calls waiting for the next batch")
 
@@ -203,11 +211,9 @@ async def test_calls_arriving_during_a_batch_share_the_next(monkeypatch: pytest.
         gate.release.set()
         results = await asyncio.gather(first, *later)
         assert gate.batches == [[1], [2, 2, 2]]
-        sent = [_texts("first")] + [_texts(f"later {i}", f"and {i}") for i in range(3)]
-        for inputs, result in zip(sent, results, strict=True):
-            assert [r.embeddings[0].vector.tobytes() for r in result] == [
-                embed_content(i.content, 256).embeddings[0].vector.tobytes() for i in inputs
-            ]
+        _assert_each_call_got_its_own(
+            [_texts("first")] + [_texts(f"later {i}", f"and {i}") for i in range(3)], results
+        )
     finally:
         gate.release.set()
         await p.close()
@@ -233,10 +239,7 @@ async def test_an_interactive_call_joins_the_next_batch_ahead_of_the_bulk_waitin
         gate.release.set()
         results = await asyncio.gather(first, *calls)
         assert gate.batches == [[1], [1, 2, half], [half]]
-        for inputs, result in zip([_texts("first"), *bulk, *urgent], results, strict=True):
-            assert [r.embeddings[0].vector.tobytes() for r in result] == [
-                embed_content(i.content, 256).embeddings[0].vector.tobytes() for i in inputs
-            ]
+        _assert_each_call_got_its_own([_texts("first"), *bulk, *urgent], results)
     finally:
         gate.release.set()
         await p.close()
