@@ -237,8 +237,12 @@ class _HeldBytes:
 
     def _change(self, size: int) -> None:
         self.held += size
-        if self._gauge is not None:
-            self._gauge.inc(size) if size > 0 else self._gauge.dec(-size)
+        if self._gauge is None:
+            return
+        if size > 0:
+            self._gauge.inc(size)
+        else:
+            self._gauge.dec(-size)
 
 
 async def singletons(requests: AsyncIterable[Req]) -> AsyncIterator[list[Req] | Undecodable | BadFrame]:
