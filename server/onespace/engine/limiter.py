@@ -34,6 +34,12 @@ a hard cap of 16 it averaged about 0.67 of the cap (AIMD's sawtooth between C/2 
   most by half and by one permit at least: a limit one over a cap of 16 comes back to 16, not
   to 8 (TCP with a loss threshold rather than reacting to every loss; botocore's adaptive mode
   and Netflix's concurrency-limits also react to sustained signals).
+- **The first cut** of a test, while no cut has helped since the background was last learned,
+  takes a quarter of the limit at least (`_CONTRAST`): a smaller one cannot tell random throttles
+  from ours. At 20% random throttles a chain of cuts by the excess (16 -> 14 -> 12 -> 9 -> 7 -> 6)
+  took ~1.2 s of a fresh gateway's first 4 s before the undo; now the window after the cut
+  judges it (16 -> 12 -> 16). Moderate throttling that is ours pays that deeper cut once, then
+  climbs back a permit per window (see Increase).
 - **Did the cut help?** The full windows after a cut are compared with the one that caused it
   (a cut decided on an early close takes the first full window after it as reference, and goes
   on cutting while throttling is sustained). It helped if the throttle rate fell by more than 2
@@ -526,6 +532,8 @@ class AdaptiveLimiter:
             self._increase()
 
     def _decrease(self, excess: float, rate: float, n: int, cost: float, goodput: float, early: bool) -> None:
+        level = self.limit
+        cut = max(1, round(level * min(0.5, max(excess, 0.0))))  # at least one permit
         if self._series is None:
             # a new test; while every window since the last healthy one was over the threshold,
             # an undo goes back to before the first of those cuts
@@ -534,8 +542,9 @@ class AdaptiveLimiter:
             self._series = _Series(*start)
             if not early:
                 self._series.base(self._limit, rate, n, cost, goodput)
-        level = self.limit
-        self._cut(level - max(1, round(level * min(0.5, max(excess, 0.0)))))  # at least one permit
+                if not self._ours:  # see "The first cut": large enough for one window to judge
+                    cut = max(cut, math.ceil(level * _CONTRAST))
+        self._cut(level - cut)
 
     def _starving(self) -> None:
         """A call throttled `_STARVING` times in a row: its permit mostly sleeps in backoff while the
