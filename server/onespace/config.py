@@ -134,6 +134,13 @@ class Settings:
         "new ones (its own defaults, 1000 soft and 3000 hard, cancelled bursts of a few thousand)",
     )
     max_batch_wait_ms: float = _opt(2.0, "how long a partial provider batch may wait to fill")
+    interactive_burst: int = _opt(
+        8,
+        "unary callers' items cut into provider calls ahead of queued stream items, at most this many in "
+        "a row; then items go in arrival order until a stream item has gone, so unary load never stalls "
+        "a stream (0: arrival order always)",
+        bounds=(0, 1_000_000),
+    )
     concurrency_min: int = _opt(1, "floor of the adaptive provider concurrency limit")
     concurrency_max: int = _opt(64, "ceiling of the adaptive provider concurrency limit")
     concurrency_initial: int = _opt(16, "starting provider concurrency limit")

@@ -300,5 +300,47 @@ async def test_a_streams_window_in_bytes_stops_reading_it_and_a_unary_call_goes_
         assert value("onespace_stream_window_bytes", {"method": "EmbedStream"}) == 0
 
 
+async def test_unary_calls_that_keep_the_provider_busy_do_not_stall_a_stream(tmp_path: Path) -> None:
+    """One input a call, one call at a time held at a gate: a stream's window of 4 items (one at
+    the gate, three queued), then 12 one-text Embed calls. Each run of 4 unary items (the
+    `--interactive-burst` here) is followed by one of the stream's, not all 12 first."""
+    gate = asyncio.Event()
+    provider = ScriptedProvider(gate=gate)
+    async with running_gateway(
+        tmp_path,
+        provider,
+        concurrency_initial=1,
+        concurrency_min=1,
+        concurrency_max=1,
+        stream_window=4,
+        interactive_burst=4,
+        cache_bytes=0,
+    ) as gw:
+        scheduler = gw.app.gateway.scheduler
+
+        async def sent() -> AsyncIterator[embed_pb2.EmbedStreamRequest]:
+            for n in range(8):
+                yield embed_pb2.EmbedStreamRequest(
+                    request_id=str(n), content=common_pb2.Content(text=f"s{n}")
+                )
+
+        answers = asyncio.ensure_future(_answers(gw.embed.EmbedStream(sent())))
+        await provider.started.wait()
+        await until(lambda: scheduler.queued == 3, "three stream items queued behind the gate")
+        unary = [
+            asyncio.ensure_future(
+                gw.embed.Embed(embed_pb2.EmbedRequest(items=[common_pb2.Content(text=f"u{n}")]))
+            )
+            for n in range(12)
+        ]
+        await until(lambda: scheduler.queued == 15, "the unary items queued")
+        gate.set()
+        assert all(len(r.results) == 1 for r in await asyncio.gather(*unary))
+        assert [r.request_id for r in await answers] == [str(n) for n in range(8)]
+        texts = [i.content.text for i in provider.seen]
+        assert [n for n, t in enumerate(texts[:16]) if t.startswith("s")] == [0, 5, 10, 15], texts
+        assert [t for t in texts if t.startswith("s")] == [f"s{n}" for n in range(8)]
+
+
 async def _answers(call: AsyncIterable[embed_pb2.EmbedStreamResponse]) -> list[embed_pb2.EmbedStreamResponse]:
     return sorted([r async for r in call], key=lambda r: int(r.request_id))

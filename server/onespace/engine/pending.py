@@ -86,6 +86,14 @@ class GroupQueue:
             return interactive, streamed
         return interactive, interactive
 
+    def pop_oldest(self) -> Pending | None:
+        """The QUEUED item that arrived first, whichever lane holds it (None when empty): the
+        scheduler's turn for arrival order (see its `interactive_burst`)."""
+        interactive, streamed = _head(self._interactive), _head(self._stream)
+        if streamed is not None and (interactive is None or streamed.enqueued_at < interactive.enqueued_at):
+            return self._stream.popleft()
+        return self.popleft()
+
     def popleft(self) -> Pending | None:
         """The next item to cut: the interactive lane's first, else the stream lane's (None when
         empty); items that left are skipped."""

@@ -24,7 +24,12 @@ read, so HTTP/2 flow control pushes back on the client).
   caller joining a queued stream item moves it up. The provider is told (`interactive=`) so its
   own queue does the same. A bulk load keeps a window of items queued (256 by default): behind
   it, one-text `Embed` calls beside a stream of texts waited 74-92 ms at the median, not 22-24.
-  Stream items wait only while unary work keeps the provider busy.
+- **No stream is stalled.** After `interactive_burst` (8) interactive items in a row have been
+  cut, the next cuts go in arrival order (the group whose oldest item waited longest, that item
+  first) until a stream item has gone. Where a call carries many inputs (the local provider),
+  stream items fill the calls behind the interactive ones and this never binds; where it
+  carries one (Nova on Bedrock, media), unary load that keeps every permit busy would otherwise
+  hold a stream's items until their deadlines: with it, streams keep at least one call in nine.
 - **Failures.** A failed call fails every caller in it (throttling included: the limiter
   reacts, and the provider has already retried). Except: when a call carrying several inputs
   fails with InvalidArgument (the provider refused an input), the batch is split in halves
@@ -132,6 +137,8 @@ class EmbedScheduler:
         self._clock = clock
         self._capacity = settings.queue_capacity
         self._max_wait = settings.max_batch_wait_ms / 1000
+        self._burst = settings.interactive_burst
+        self._interactive_run = 0  # interactive items cut since the last stream item
         self._pushback = settings.retry_pushback_ms / 1000
         self._cache = EmbeddingCache(settings.cache_bytes)
         self.limiter = AdaptiveLimiter(
@@ -508,10 +515,12 @@ class EmbedScheduler:
 
         Ready: the group fills a call, or its oldest item has waited `max_wait`. First in line: a
         group holding interactive items, the one whose first interactive item waited longest;
-        else the one whose oldest item did. (A queue's length may count items that left and are
-        not yet skipped, so a batch may be cut early, never late.)
+        else the one whose oldest item did; on arrival order's turn (`_in_arrival_order`), the
+        one whose oldest item did. (A queue's length may count items that left and are not yet
+        skipped, so a batch may be cut early, never late.)
         """
         now = self._clock()
+        fair = self._in_arrival_order
         first: tuple[bool, float, GroupKey] | None = None
         soonest: float | None = None
         for group, queue in list(self._groups.items()):
@@ -521,16 +530,23 @@ class EmbedScheduler:
                 continue
             age = now - head.enqueued_at
             if len(queue) >= self._limit(head) or age >= self._max_wait:
-                rank = (interactive is None, (interactive or head).enqueued_at, group)
+                first_item = head if fair else (interactive or head)
+                rank = (not fair and interactive is None, first_item.enqueued_at, group)
                 if first is None or rank[:2] < first[:2]:
                     first = rank
             elif soonest is None or self._max_wait - age < soonest:
                 soonest = self._max_wait - age
         return (None, soonest) if first is None else (first[2], None)
 
+    @property
+    def _in_arrival_order(self) -> bool:
+        """Whether the next cut goes in arrival order: `interactive_burst` interactive items went
+        in a row (see "No stream is stalled")."""
+        return self._interactive_run >= self._burst
+
     def _cut(self, group: GroupKey) -> list[Pending]:
-        """Take up to the provider's limit of items off `group`, interactive ones first; they
-        leave the queue depth now."""
+        """Take up to the provider's limit of items off `group`, interactive ones first (the
+        oldest first on arrival order's turn); they leave the queue depth now."""
         queue = self._groups[group]
         head = queue.heads()[1]
         assert head is not None  # `_ready_group` found it just now
@@ -538,7 +554,8 @@ class EmbedScheduler:
         now = self._clock()
         queue_wait = self._histogram(self._metrics.queue_wait, head.input.model)
         batch: list[Pending] = []
-        while len(batch) < limit and (pending := queue.popleft()) is not None:
+        fair = self._in_arrival_order
+        while len(batch) < limit and (pending := queue.pop_oldest() if fair else queue.popleft()) is not None:
             if pending.deadline <= now:
                 self._fail(
                     pending, DeadlineExceeded("deadline exceeded before the provider call"), "deadline"
@@ -548,6 +565,8 @@ class EmbedScheduler:
             pending.sent_at = now
             queue_wait.observe(now - pending.enqueued_at)
             batch.append(pending)
+            fair = False
+            self._interactive_run = self._interactive_run + 1 if pending.interactive else 0
         if not queue:
             del self._groups[group]
         self._publish()
