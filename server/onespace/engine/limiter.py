@@ -34,12 +34,16 @@ a hard cap of 16 it averaged about 0.67 of the cap (AIMD's sawtooth between C/2 
   most by half and by one permit at least: a limit one over a cap of 16 comes back to 16, not
   to 8 (TCP with a loss threshold rather than reacting to every loss; botocore's adaptive mode
   and Netflix's concurrency-limits also react to sustained signals).
-- **The first cut** of a test, while no cut has helped since the background was last learned,
-  takes a quarter of the limit at least (`_CONTRAST`): a smaller one cannot tell random throttles
-  from ours. At 20% random throttles a chain of cuts by the excess (16 -> 14 -> 12 -> 9 -> 7 -> 6)
-  took ~1.2 s of a fresh gateway's first 4 s before the undo; now the window after the cut
-  judges it (16 -> 12 -> 16). Moderate throttling that is ours pays that deeper cut once, then
-  climbs back a permit per window (see Increase).
+- **The first cut** of a test takes a quarter of the limit at least (`_CONTRAST`) while no cut
+  has helped and no level had failed before the run of cuts it belongs to (no `w_max`): a
+  smaller one cannot tell random throttles from ours. At 20% random throttles a chain of cuts by
+  the excess (16 -> 14 -> 12 -> 9 -> 7 -> 6) took ~1.2 s of a fresh gateway's first 4 s before
+  the undo; now the window after the cut mostly judges it (16 -> 12 -> 16). Once a level has
+  failed (slow start's overshoot of a cap, say), capacity is known to lie under it and a new
+  run of cuts goes by the excess: against a cap of 16 at 100 ms a quarter there took one run
+  from 17 to 12 and a second to climb back. (Tested on the run's state before its first cut:
+  a later test in the same run, after a verdict of "conditions changed", takes a quarter too,
+  else the random case went back to small cuts after its first.)
 - **Did the cut help?** The full windows after a cut are compared with the one that caused it
   (a cut decided on an early close takes the first full window after it as reference, and goes
   on cutting while throttling is sustained). It helped if the throttle rate fell by more than 2
@@ -542,7 +546,7 @@ class AdaptiveLimiter:
             self._series = _Series(*start)
             if not early:
                 self._series.base(self._limit, rate, n, cost, goodput)
-                if not self._ours:  # see "The first cut": large enough for one window to judge
+                if not self._ours and start[1] is None:  # no level had failed: see "The first cut"
                     cut = max(cut, math.ceil(level * _CONTRAST))
         self._cut(level - cut)
 

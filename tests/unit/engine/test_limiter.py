@@ -86,6 +86,34 @@ async def test_a_first_cut_is_a_quarter_at_least_so_one_window_can_judge_it() ->
     assert lim.restores == 0 and lim.background == 0.0
 
 
+async def test_a_new_test_in_the_same_run_of_cuts_still_takes_a_quarter() -> None:
+    lim, up = await limiter(32, ceiling=32)
+    assert await up.window(0.2, seconds=0.01) == 24  # a quarter: nothing had failed before
+    # the cost of a success grew fivefold under the test: conditions changed, no verdict; the
+    # throttling goes on, so a new test starts within the same run of cuts, again by a quarter
+    # (by the excess, 15%, it would be 20)
+    assert await up.window(0.15, seconds=0.05) == 18
+    assert lim.restores == 0 and lim.testing
+
+
+async def test_once_a_level_has_failed_a_first_cut_goes_by_the_excess() -> None:
+    lim, up = await limiter(16, ceiling=64)
+    assert await up.window(0.0) == 24  # slow start
+    while up.held:
+        lim.release(up.held.popleft(), succeeded=True)
+    held = [await lim.acquire() for _ in range(24)]
+    for permit in held[16:]:  # the raise overshot a cap of 16: its 8 permits are throttled at once
+        lim.throttled(permit)
+    assert lim.limit < 24 and lim.w_max == 24
+    for permit in held:
+        lim.release(permit, succeeded=True)
+    while lim.testing:
+        await up.window(0.0)
+    level = lim.limit
+    # capacity is known to lie under 24: 12.5% throttled cuts by the excess, not by a quarter
+    assert await up.window(0.125) == level - round(level * 0.125)
+
+
 async def test_random_throttles_are_learned_and_the_cut_undone() -> None:
     lim, up = await limiter(32, ceiling=32)
     # 20% throttled whatever the limit, and a success costs the same permit-time at any limit
