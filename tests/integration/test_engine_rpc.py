@@ -4,6 +4,7 @@ outruns the provider while the server's memory stays bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from onespace_client.v1 import collections_pb2, common_pb2, data_pb2, embed_pb2, search_pb2
-from tests.harness import index_all, only_groups, running_gateway, until
+from tests.harness import Running, index_all, only_groups, running_gateway, until
 from tests.scripted import RefusingProvider, ScriptedProvider
 
 
@@ -247,10 +248,11 @@ async def test_a_unary_requests_contents_are_embedded_together(
         assert list(got.items[0].vector) == pytest.approx(vectors[0], abs=2e-4)  # stored f16
 
 
-async def test_a_streams_window_in_bytes_stops_reading_it_and_a_unary_call_goes_first(tmp_path: Path) -> None:
-    """A window of 32 items but 1,000 bytes, requests of ~300 bytes, one provider call at a time
-    held at a gate: three are worked on (one at the gate, two queued) and the stream is not read
-    further. A unary Embed sent then is embedded before the two queued stream items."""
+@contextlib.asynccontextmanager
+async def _one_call_at_a_time(
+    tmp_path: Path, **settings: object
+) -> AsyncIterator[tuple[Running, ScriptedProvider, asyncio.Event]]:
+    """A gateway making one provider call at a time (no cache), each held until `gate` is set."""
     gate = asyncio.Event()
     provider = ScriptedProvider(gate=gate)
     async with running_gateway(
@@ -259,10 +261,21 @@ async def test_a_streams_window_in_bytes_stops_reading_it_and_a_unary_call_goes_
         concurrency_initial=1,
         concurrency_min=1,
         concurrency_max=1,
-        stream_window=32,
-        stream_window_bytes=1000,
         cache_bytes=0,
+        **settings,
     ) as gw:
+        yield gw, provider, gate
+
+
+async def test_a_streams_window_in_bytes_stops_reading_it_and_a_unary_call_goes_first(tmp_path: Path) -> None:
+    """A window of 32 items but 1,000 bytes, requests of ~300 bytes, one provider call at a time
+    held at a gate: three are worked on (one at the gate, two queued) and the stream is not read
+    further. A unary Embed sent then is embedded before the two queued stream items."""
+    async with _one_call_at_a_time(tmp_path, stream_window=32, stream_window_bytes=1000) as (
+        gw,
+        provider,
+        gate,
+    ):
         scheduler = gw.app.gateway.scheduler
         value = gw.app.metrics.registry.get_sample_value
         requests = [
@@ -304,18 +317,7 @@ async def test_unary_calls_that_keep_the_provider_busy_do_not_stall_a_stream(tmp
     """One input a call, one call at a time held at a gate: a stream's window of 4 items (one at
     the gate, three queued), then 12 one-text Embed calls. Each run of 4 unary items (the
     `--interactive-burst` here) is followed by one of the stream's, not all 12 first."""
-    gate = asyncio.Event()
-    provider = ScriptedProvider(gate=gate)
-    async with running_gateway(
-        tmp_path,
-        provider,
-        concurrency_initial=1,
-        concurrency_min=1,
-        concurrency_max=1,
-        stream_window=4,
-        interactive_burst=4,
-        cache_bytes=0,
-    ) as gw:
+    async with _one_call_at_a_time(tmp_path, stream_window=4, interactive_burst=4) as (gw, provider, gate):
         scheduler = gw.app.gateway.scheduler
 
         async def sent() -> AsyncIterator[embed_pb2.EmbedStreamRequest]:

@@ -27,7 +27,7 @@ from onespace.errors import (
     Unavailable,
 )
 from onespace.metrics import Metrics
-from onespace.models import Modality
+from onespace.models import LOCAL_MODEL, Modality
 from onespace.providers.base import EmbedInput, ProviderResult
 from onespace_client.v1 import common_pb2, embed_pb2
 from tests.harness import running_gateway, until
@@ -750,10 +750,11 @@ async def test_a_group_holding_a_unary_callers_item_goes_before_older_stream_gro
     assert provider.interactive_calls == [False, True, False]
 
 
-async def _one_call_at_a_time(
-    scheduler_for: Any, **overrides: Any
-) -> tuple[ScriptedProvider, EmbedScheduler]:
-    """One input a call (as Nova on Bedrock), one call at a time, the first call held by a gate."""
+async def _order(
+    scheduler_for: Any, queued: Sequence[tuple[EmbedInput, Admission]], **overrides: Any
+) -> list[str]:
+    """The texts in the order the provider got them, one input a call (as Nova on Bedrock), one
+    call at a time: "s0" holds the only permit while `queued` are queued, one after another."""
     provider = ScriptedProvider(max_batch_size=1, gate=asyncio.Event())
     scheduler = await scheduler_for(
         provider,
@@ -763,62 +764,45 @@ async def _one_call_at_a_time(
         max_batch_wait_ms=0,
         **overrides,
     )
-    return provider, scheduler
+    tasks = [asyncio.create_task(scheduler.embed(text("s0"), deadline=later(), admission=Admission.WAIT))]
+    await provider.started.wait()
+    for n, (item, admission) in enumerate(queued, start=1):
+        tasks.append(asyncio.create_task(scheduler.embed(item, deadline=later(), admission=admission)))
+        await _queued(scheduler, n)
+    assert provider.gate is not None
+    provider.gate.set()
+    await asyncio.gather(*tasks)
+    return [i.content.text for i in provider.seen]
 
 
-def _embed(scheduler: EmbedScheduler, item: EmbedInput, admission: Admission) -> asyncio.Task[EmbedOutcome]:
-    return asyncio.create_task(scheduler.embed(item, deadline=later(), admission=admission))
+def _streamed(*names: str) -> list[tuple[EmbedInput, Admission]]:
+    return [(text(name), Admission.WAIT) for name in names]
+
+
+def _unary(*names: str) -> list[tuple[EmbedInput, Admission]]:
+    return [(text(name), Admission.FAIL_FAST) for name in names]
 
 
 async def test_unary_load_never_stalls_a_stream_one_of_its_items_goes_after_eight_unary_ones(
     scheduler_for: Any,
 ) -> None:
-    provider, scheduler = await _one_call_at_a_time(scheduler_for)
-    running = _embed(scheduler, text("s0"), Admission.WAIT)
-    await provider.started.wait()
-    tasks = [_embed(scheduler, text(f"s{i}"), Admission.WAIT) for i in (1, 2, 3)]
-    await _queued(scheduler, 3)
-    tasks += [_embed(scheduler, text(f"u{i}"), Admission.FAIL_FAST) for i in range(20)]
-    await _queued(scheduler, 23)
-    assert provider.gate is not None
-    provider.gate.set()
-    await asyncio.gather(running, *tasks)
     unary = [f"u{i}" for i in range(20)]
-    assert [i.content.text for i in provider.seen] == [
-        "s0", *unary[:8], "s1", *unary[8:16], "s2", *unary[16:], "s3"
-    ]  # fmt: skip
+    order = await _order(scheduler_for, _streamed("s1", "s2", "s3") + _unary(*unary))
+    assert order == ["s0", *unary[:8], "s1", *unary[8:16], "s2", *unary[16:], "s3"]
 
 
 async def test_a_stream_group_gets_its_turn_beside_a_group_busy_with_unary_items(scheduler_for: Any) -> None:
-    provider, scheduler = await _one_call_at_a_time(scheduler_for, interactive_burst=2)
-    running = _embed(scheduler, text("s0"), Admission.WAIT)
-    await provider.started.wait()
-    wide = [
-        EmbedInput(
-            Content(Modality.TEXT, text=f"w{i}"), "onespace.local-multimodal-v1", 512, Purpose.GENERIC_INDEX
+    wide = [  # a stream's items in a group of their own (another dimension)
+        (
+            EmbedInput(Content(Modality.TEXT, text=name), LOCAL_MODEL.id, 512, Purpose.GENERIC_INDEX),
+            Admission.WAIT,
         )
-        for i in (1, 2)
+        for name in ("w1", "w2")
     ]
-    tasks = [_embed(scheduler, item, Admission.WAIT) for item in wide]  # a stream's group of its own
-    await _queued(scheduler, 2)
-    tasks += [_embed(scheduler, text(f"u{i}"), Admission.FAIL_FAST) for i in range(5)]
-    await _queued(scheduler, 7)
-    assert provider.gate is not None
-    provider.gate.set()
-    await asyncio.gather(running, *tasks)
-    assert [i.content.text for i in provider.seen] == ["s0", "u0", "u1", "w1", "u2", "u3", "w2", "u4"]
+    order = await _order(scheduler_for, wide + _unary("u0", "u1", "u2", "u3", "u4"), interactive_burst=2)
+    assert order == ["s0", "u0", "u1", "w1", "u2", "u3", "w2", "u4"]
 
 
 async def test_an_interactive_burst_of_zero_cuts_in_arrival_order(scheduler_for: Any) -> None:
-    provider, scheduler = await _one_call_at_a_time(scheduler_for, interactive_burst=0)
-    running = _embed(scheduler, text("s0"), Admission.WAIT)
-    await provider.started.wait()
-    order = ["s1", "u1", "s2", "u2"]
-    tasks = []
-    for n, name in enumerate(order, start=1):
-        tasks.append(_embed(scheduler, text(name), Admission.FAIL_FAST if name[0] == "u" else Admission.WAIT))
-        await _queued(scheduler, n)
-    assert provider.gate is not None
-    provider.gate.set()
-    await asyncio.gather(running, *tasks)
-    assert [i.content.text for i in provider.seen] == ["s0", *order]
+    queued = _streamed("s1") + _unary("u1") + _streamed("s2") + _unary("u2")
+    assert await _order(scheduler_for, queued, interactive_burst=0) == ["s0", "s1", "u1", "s2", "u2"]
