@@ -29,7 +29,8 @@ read, so HTTP/2 flow control pushes back on the client).
   first) until a stream item has gone. Where a call carries many inputs (the local provider),
   stream items fill the calls behind the interactive ones and this never binds; where it
   carries one (Nova on Bedrock, media), unary load that keeps every permit busy would otherwise
-  hold a stream's items until their deadlines: with it, streams keep at least one call in nine.
+  hold a stream's items until their deadlines: with it, a stream waiting behind such load gets
+  about one call in nine (exactly that when its items are older than the unary ones queued).
 - **Failures.** A failed call fails every caller in it (throttling included: the limiter
   reacts, and the provider has already retried). Except: when a call carrying several inputs
   fails with InvalidArgument (the provider refused an input), the batch is split in halves
