@@ -24,11 +24,13 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from onespace.index.checkpointer import BUILDER_NICE
+
 __all__ = ["BACKGROUND_NICE", "background_executor", "lower_this_thread"]
 
 log = logging.getLogger(__name__)
 
-BACKGROUND_NICE = 10  # as the checkpoint builder's process (`index.checkpointer`)
+BACKGROUND_NICE = BUILDER_NICE  # as the checkpoint builder's process
 _LOWEST = 19
 
 

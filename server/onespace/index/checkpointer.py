@@ -31,9 +31,10 @@ from onespace.index.persistence import read_config
 from onespace.index.sqlstore import DB_FILE
 from onespace.index.vectorfile import SLOT_DTYPE, slots_path, vectors_path
 
-__all__ = ["REBUILD_TOMBSTONE_RATIO", "build_checkpoint", "main"]
+__all__ = ["BUILDER_NICE", "REBUILD_TOMBSTONE_RATIO", "build_checkpoint", "main"]
 
 REBUILD_TOMBSTONE_RATIO = 0.3  # start from scratch when this share of the old file is removed
+BUILDER_NICE = 10  # the builder process runs this many nice levels below the server: the server comes first
 _CHUNK = 8_192  # rows per add; between chunks the builder checks its server is alive
 
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m onespace.index.checkpointer COLLECTION_DIR", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="checkpointer: %(message)s")
-    os.nice(10)  # the server comes first
+    os.nice(BUILDER_NICE)
     parent = os.getppid()
     print(json.dumps(build_checkpoint(Path(args[0]), parent)), flush=True)
     return 0
