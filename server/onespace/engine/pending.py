@@ -89,8 +89,8 @@ class GroupQueue:
     def pop_oldest(self) -> Pending | None:
         """The QUEUED item that arrived first, whichever lane holds it (None when empty): the
         scheduler's turn for arrival order (see its `interactive_burst`)."""
-        interactive, streamed = _head(self._interactive), _head(self._stream)
-        if streamed is not None and (interactive is None or streamed.enqueued_at < interactive.enqueued_at):
+        oldest = self.heads()[1]
+        if oldest is not None and not oldest.interactive:  # the stream lane's head (heads() left it there)
             return self._stream.popleft()
         return self.popleft()
 
