@@ -25,6 +25,7 @@ MAX_ANSWERS_PER_FRAME = 64
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Req_co = TypeVar("Req_co", covariant=True)
+Result = TypeVar("Result")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -165,6 +166,26 @@ class GroupAnswers(Generic[Req, Resp]):
     def refused(self, request: Req, exc: OnespaceError) -> Resp:
         """The stream's answer refusing `request` for `exc`, counted under its status code."""
         return self._refuse(request, self.servicer.item_error(self.METHOD, exc))
+
+    def part(
+        self,
+        wave: Sequence[tuple[int, Result | OnespaceError]],
+        requests: Sequence[Req],
+        respond: Callable[[int, Result], Resp],
+        started: float,
+    ) -> list[Resp]:
+        """The answers to one wave of outcomes for `requests` (`(position, result or error)`
+        pairs, as `Gateway.embed_inputs` and `upsert_each` hand them back): the stream's refusal
+        of `requests[position]` for each error, `respond(position, result)` for each result."""
+        answers: list[Resp] = []
+        ok = 0
+        for position, result in wave:
+            if isinstance(result, OnespaceError):
+                answers.append(self.refused(requests[position], result))
+            else:
+                answers.append(respond(position, result))
+                ok += 1
+        return self.answered(answers, ok, started)
 
     def answered(self, part: list[Resp], ok: int, started: float) -> list[Resp]:
         """A part of a group's answers, `ok` of them successes (refusals were counted by

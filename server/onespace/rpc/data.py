@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -11,7 +12,7 @@ import grpc
 
 from onespace.engine import Admission
 from onespace.errors import InvalidArgument, OnespaceError
-from onespace.gateway import ItemIn
+from onespace.gateway import ItemIn, Timings
 from onespace.rpc import convert
 from onespace.rpc.base import GroupAnswers, ServicerBase
 from onespace.rpc.guard import stream_method, unary_method
@@ -110,6 +111,14 @@ class DataServicer(ServicerBase, data_pb2_grpc.DataServiceServicer):
         return pb.DeleteResponse(deleted=deleted)
 
 
+def _stored(
+    asked: list[pb.IngestRequest], timings: common_pb2.Timings | None, position: int, _: Timings
+) -> pb.IngestResponse:
+    """The ack of `asked[position]`, stored by a write whose `timings` (as a message) it shares."""
+    request = asked[position]
+    return pb.IngestResponse(request_id=request.request_id, id=request.item.id, stored=True, timings=timings)
+
+
 class _ItemGroups(GroupAnswers[pb.IngestRequest, pb.IngestResponse]):
     """IngestPacked's items, answered a group at a time: one validation pass per item, the
     group's contents embedded with one wait and stored one write per set of embeddings that
@@ -135,31 +144,16 @@ class _ItemGroups(GroupAnswers[pb.IngestRequest, pb.IngestResponse]):
             yield self.answered(refused, 0, started)
         for name, members in by_collection.items():
             unanswered = {i for i, _ in members}
+            asked = [requests[i] for i, _ in members]
             writes = self.gateway.upsert_each(name, [item for _, item in members], deadline=deadline)
             try:
                 async with contextlib.aclosing(writes) as waves:
                     async for wave in waves:
-                        part: list[pb.IngestResponse] = []
-                        stored = 0
-                        message: common_pb2.Timings | None = None  # the write's, the same for each item
-                        for j, result in wave:
-                            i = members[j][0]
-                            unanswered.discard(i)
-                            if isinstance(result, OnespaceError):
-                                part.append(self.refused(requests[i], result))
-                                continue
-                            if message is None:
-                                message = convert.timings_to_proto(result)
-                            part.append(
-                                pb.IngestResponse(
-                                    request_id=requests[i].request_id,
-                                    id=requests[i].item.id,
-                                    stored=True,
-                                    timings=message,
-                                )
-                            )
-                            stored += 1
-                        yield self.answered(part, stored, started)
+                        unanswered.difference_update(members[j][0] for j, _ in wave)
+                        stored = next((r for _, r in wave if not isinstance(r, OnespaceError)), None)
+                        # the write's timings, the same for each item in it: one message
+                        timings = convert.timings_to_proto(stored) if stored is not None else None
+                        yield self.part(wave, asked, functools.partial(_stored, asked, timings), started)
             except OnespaceError as exc:  # about the rest: the collection, the deadline, a commit
                 if unanswered:
                     rest = [self.refused(requests[i], exc) for i in sorted(unanswered)]

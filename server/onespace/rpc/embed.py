@@ -149,13 +149,6 @@ class _EmbedGroups(GroupAnswers[embed_pb2.EmbedStreamRequest, embed_pb2.EmbedStr
             admission=Admission.WAIT,
         )
         async with contextlib.aclosing(embeddings) as waves:
+            asked = [item.request for item in items]
             async for wave in waves:
-                part: list[embed_pb2.EmbedStreamResponse] = []
-                done = 0
-                for i, result in wave:
-                    if isinstance(result, OnespaceError):
-                        part.append(self.refused(items[i].request, result))
-                        continue
-                    part.append(items[i].response(*result, started))
-                    done += 1
-                yield self.answered(part, done, started)
+                yield self.part(wave, asked, lambda i, result: items[i].response(*result, started), started)
