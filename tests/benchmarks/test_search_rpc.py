@@ -15,6 +15,8 @@ Measured, each pass in turn and repeated (medians of `REPEATS`):
 - in-process raw usearch batch search on the same index file, same shortlist and threads (plus
   the numpy rerank a user would add for the prefix index), and numpy brute force (f32 matrix
   product + argpartition), in batches of 64;
+- the same Search and SearchBatch RPCs against a server whose collections do no search work
+  (`serve_without_search`): the RPC path alone, which with `search_many` below splits the gap;
 - the gateway's own collection code without any RPC: `Collection.search_many` on the same
   collections in this process, in batches of 64 with the same threads (plan, usearch, rerank,
   SQLite rows, hits), which splits the SearchBatch gap into the collection's work and the RPC's;
@@ -116,10 +118,15 @@ def _search_request(collection: str, query: npt.NDArray[np.float32]) -> search_p
 
 
 async def over_grpc(
-    target: str, queries: Matrix, truth: npt.NDArray[np.int64], *, coalescing: bool = True
+    target: str, queries: Matrix, truth: npt.NDArray[np.int64], *, server: str = "gateway"
 ) -> dict[str, list[dict[str, float]]]:
-    """The RPC passes; without `coalescing` (a server started with `--search-max-batch 1`) only
-    the single-query Search RPCs, recorded as `search-single:<collection>`."""
+    """The RPC passes against `server`: "gateway" (Info, Search and SearchBatch RPCs);
+    "uncoalesced" (started with `--search-max-batch 1`: the Search RPCs only, recorded as
+    `search-single:<collection>`); "no-search" (`serve_without_search`: Search and SearchBatch
+    with no hits and no recall, recorded as `search-empty:` and `batch-empty:`)."""
+    coalescing = server != "uncoalesced"
+    searching = server != "no-search"
+    suffix = {"gateway": "", "uncoalesced": "-single", "no-search": "-empty"}[server]
     runs: dict[str, list[dict[str, float]]] = {}
     async with grpc.aio.insecure_channel(target) as channel:
         info = info_pb2_grpc.InfoServiceStub(channel)
@@ -151,7 +158,7 @@ async def over_grpc(
             runs.setdefault(key, []).append(figures)
 
         for _ in range(REPEATS):
-            if coalescing:
+            if server == "gateway":
                 seconds, latencies, _ = await closed_loop(lambda i: info.Info(info_request), RPCS, CALLERS)
                 record("info", seconds, latencies, RPCS, None)
             for name in COLLECTIONS:
@@ -162,8 +169,8 @@ async def over_grpc(
                     CALLERS,
                 )
                 found = [[int(h.id) for h in responses[i].hits] for i in range(len(requests))]
-                key = f"search:{name}" if coalescing else f"search-single:{name}"
-                record(key, seconds, latencies, RPCS, _recall(found, truth))
+                recall = _recall(found, truth) if searching else None
+                record(f"search{suffix}:{name}", seconds, latencies, RPCS, recall)
                 if not coalescing:
                     continue
                 rounds = 3
@@ -176,7 +183,8 @@ async def over_grpc(
                 found = [
                     [int(h.id) for h in r.hits] for a in answers[: len(batches[name])] for r in a.results
                 ]
-                record(f"batch:{name}", seconds, latencies, calls * BATCH, _recall(found, truth))
+                recall = _recall(found, truth) if searching else None
+                record(f"batch{suffix}:{name}", seconds, latencies, calls * BATCH, recall)
     return runs
 
 
@@ -328,6 +336,23 @@ def report(
                 _median(alone, "p99_ms"),
             ]
         )
+        for key, load in (
+            ("search-empty", "64 callers, 1 query each"),
+            ("batch-empty", f"{BATCH_CALLERS} callers, {BATCH} queries each"),
+        ):
+            rpc = "Search RPC" if key == "search-empty" else "SearchBatch RPC"
+            empty = runs[f"{key}:{name}"]
+            rows.append(
+                [
+                    f"{rpc}, {label}, the collection's search doing no work (`serve_without_search`)",
+                    load,
+                    _median(empty, "qps"),
+                    "",
+                    _median(empty, "qps") / info,
+                    _median(empty, "p50_ms"),
+                    _median(empty, "p99_ms"),
+                ]
+            )
         rows.append(
             [
                 f"SearchBatch RPC, {label}",
@@ -395,6 +420,11 @@ def report(
     def bound(name: str) -> float:
         return 1 / (1 / info + 1 / q(f"raw:{name}"))
 
+    def added(rpc: str, name: str) -> float:
+        """QPS if the RPC path with no search (`rpc`-empty) and the collection's own search in
+        process cost their core time one after the other, nothing else."""
+        return 1 / (1 / q(f"{rpc}-empty:{name}") + 1 / q(f"collection:{name}"))
+
     targets = [
         ["Search RPC (256-d prefix) / Info RPC", q("search:pre256") / info, "≥ 0.70"],
         ["Search RPC (1024-d) / Info RPC", q("search:full") / info, "≥ 0.70"],
@@ -437,6 +467,38 @@ def report(
             q("collection:pre256") / q("raw:pre256"),
             "(bound for SearchBatch)",
         ],
+        # The Search gap split in two: the RPC path with the collection's search doing no work,
+        # and that search in process; added up, they predict the RPCs measured with both.
+        [
+            "Search RPC, no collection search (1024-d) / Info RPC",
+            q("search-empty:full") / info,
+            "(the RPC path alone)",
+        ],
+        [
+            "Search RPC, no collection search (256-d prefix) / Info RPC",
+            q("search-empty:pre256") / info,
+            "(the RPC path alone)",
+        ],
+        [
+            "Search RPC predicted (1024-d): no-search RPC + `search_many` in process, added / Info RPC",
+            added("search", "full") / info,
+            "(the two parts added)",
+        ],
+        [
+            "Search RPC predicted (256-d prefix): no-search RPC + `search_many` in process, added / Info RPC",
+            added("search", "pre256") / info,
+            "(the two parts added)",
+        ],
+        [
+            "SearchBatch predicted (1024-d): no-search SearchBatch + `search_many` / raw usearch",
+            added("batch", "full") / q("raw:full"),
+            "(the two parts added)",
+        ],
+        [
+            "SearchBatch predicted (256-d prefix): no-search SearchBatch + `search_many` / raw + rerank",
+            added("batch", "pre256") / q("raw:pre256"),
+            "(the two parts added)",
+        ],
         ["SearchBatch RPC / `search_many` in process (1024-d)", q("batch:full") / q("collection:full"), ""],
         [
             "SearchBatch RPC / `search_many` in process (256-d prefix)",
@@ -457,7 +519,12 @@ def report(
         "Search RPC costing one Info RPC plus its raw usearch search and nothing else "
         "(1 / (1/Info + 1/raw); both use both cores). `search_many` in process is the gateway's "
         "own collection code on the same collections with no RPC (the server stopped), in the same "
-        "batches and threads as raw usearch: what SearchBatch adds the RPC to. The Python loop runs only "
+        "batches and threads as raw usearch: what SearchBatch adds the RPC to. 'Doing no work' "
+        "restarts the server as `python -m tests.benchmarks.serve_without_search` (benchmark only), "
+        "whose collections answer every search at once with no hits: the RPC path alone (parsing, "
+        "admission, query checks, the search batcher and its thread hop, responses). A 'predicted' "
+        "ratio adds that path's core time per query to `search_many`'s in process. "
+        "The Python loop runs only "
         f"{LOOP_QUERIES} queries (each over all {N:,} vectors) and its QPS is extrapolated from them.\n\n"
         + markdown_table(header, rows)
         + "\n\n"
@@ -491,7 +558,12 @@ def run(data_dir: Path) -> None:
         server.terminate()
     server = Server(data_dir, *flags, "--search-max-batch", "1")
     try:
-        runs.update(asyncio.run(over_grpc(f"127.0.0.1:{server.port}", queries, truth, coalescing=False)))
+        runs.update(asyncio.run(over_grpc(f"127.0.0.1:{server.port}", queries, truth, server="uncoalesced")))
+    finally:
+        server.terminate()
+    server = Server(data_dir, *flags, module="tests.benchmarks.serve_without_search")
+    try:
+        runs.update(asyncio.run(over_grpc(f"127.0.0.1:{server.port}", queries, truth, server="no-search")))
     finally:
         server.terminate()
     runs.update(in_process(data_dir, configs, vectors, queries, truth))

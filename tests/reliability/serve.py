@@ -21,12 +21,16 @@ BANNER = re.compile(r"serving gRPC on [\d.]+:(\d+)")
 
 
 class Server:
-    def __init__(self, data_dir: Path, *args: str, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, data_dir: Path, *args: str, start_timeout: float = 60.0, module: str = "onespace.cli"
+    ) -> None:
+        """`module` is what `python -m` runs with `serve ...`: the gateway's CLI, or a benchmark's
+        variant of it."""
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "onespace.cli",
+                module,
                 "serve",
                 "--port",
                 "0",
