@@ -9,6 +9,7 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -117,9 +118,10 @@ class Query:
     include_vectors: bool = False
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One result; `score` is higher-is-closer (cosine similarity, dot product or -squared L2)."""
+class Hit(NamedTuple):
+    """One result; `score` is higher-is-closer (cosine similarity, dot product or -squared L2).
+    A named tuple: a search builds one per hit, and a tuple is built ~2.5x faster than a frozen
+    dataclass."""
 
     id: str
     score: float

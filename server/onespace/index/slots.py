@@ -39,10 +39,21 @@ class SlotView:
     vectors: npt.NDArray[np.generic]  # the mapped vector file (at least `count` rows)
 
     def rows_for_keys(self, keys: npt.NDArray[np.uint64]) -> Rows:
-        """The live slot holding each key (an array of any shape), or -1 (unknown key or a dead slot)."""
-        used = self.keys[: self.count]
-        pos = np.searchsorted(used, keys).astype(np.int64)
-        inside = pos < self.count
+        """The live slot holding each key (an array of any shape), or -1 (unknown key or a dead slot).
+
+        Keys increase with the slot, so when they have no gaps (nothing compacted away: the usual
+        case) a key's slot is its offset from the first key, with no search."""
+        count = self.count
+        if count == 0:
+            return np.full(np.shape(keys), -1, dtype=np.int64)
+        used = self.keys[:count]
+        first = int(used[0])
+        if int(used[-1]) - first == count - 1:
+            pos = keys.astype(np.int64) - first  # a key below the first wraps to a negative offset
+            inside = (pos >= 0) & (pos < count)
+        else:
+            pos = np.searchsorted(used, keys).astype(np.int64)
+            inside = pos < count
         found = np.zeros(pos.shape, dtype=bool)
         found[inside] = (used[pos[inside]] == keys[inside]) & self.live[pos[inside]]
         return np.where(found, pos, -1)

@@ -29,8 +29,8 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -83,9 +83,10 @@ def numeric_value(value: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-@dataclass(frozen=True, slots=True)
-class ItemRow:
-    """One item as the `items` table holds it (read back, or inserted by a commit)."""
+class ItemRow(NamedTuple):
+    """One item as the `items` table holds it (read back, or inserted by a commit). A named
+    tuple: a search builds one per hit, and a tuple is built ~2.5x faster than a frozen
+    dataclass."""
 
     key: int
     id: str
