@@ -2,7 +2,8 @@
 
 These are the only per-item state a collection keeps in RAM (10 bytes a slot, plus the mapped
 vectors and the HNSW index): ids and metadata stay in SQLite. Keys increase with the slot, so
-mapping a batch of HNSW keys to slots is one `searchsorted`.
+mapping a batch of HNSW keys to slots is an offset while the keys have no gaps (nothing
+compacted away), else one `searchsorted`.
 
 `SlotTable` is changed only under the collection's write lock; readers take `view()`, an
 immutable snapshot of the arrays and the count. A writer fills slots past the published count
