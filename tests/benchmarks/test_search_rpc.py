@@ -302,7 +302,7 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def report(
-    runs: dict[str, list[dict[str, float]]], build_seconds: float, started: dt.datetime, load: str
+    runs: dict[str, list[dict[str, float]]], build_seconds: float, started: dt.datetime, load_before: str
 ) -> None:
     info = _median(runs["info"], "qps")
     rows: list[list[object]] = [
@@ -336,7 +336,7 @@ def report(
                 _median(alone, "p99_ms"),
             ]
         )
-        for key, load in (
+        for key, callers in (
             ("search-empty", "64 callers, 1 query each"),
             ("batch-empty", f"{BATCH_CALLERS} callers, {BATCH} queries each"),
         ):
@@ -345,7 +345,7 @@ def report(
             rows.append(
                 [
                     f"{rpc}, {label}, the collection's search doing no work (`serve_without_search`)",
-                    load,
+                    callers,
                     _median(empty, "qps"),
                     "",
                     _median(empty, "qps") / info,
@@ -536,7 +536,7 @@ def report(
         "Search RPCs vs raw usearch and numpy (`test_search_rpc.py`)",
         body,
         started=started,
-        load_before=load,
+        load_before=load_before,
         raw={"n": N, "runs": runs, "build_seconds": build_seconds},
         document=N == 100_000,
     )
