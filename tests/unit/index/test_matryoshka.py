@@ -57,3 +57,17 @@ def test_prefix_rule_per_metric() -> None:
     assert renormalises(2, 8, Metric.INNER_PRODUCT)
     assert not renormalises(8, 8, Metric.INNER_PRODUCT)
     assert renormalises(8, 8, Metric.COSINE)
+
+
+def test_batch_renormalisation_divides_each_row_by_its_norm_exactly() -> None:
+    """Stored prefixes and query prefixes must agree bit for bit across versions: each nonzero row
+    is its own float32 quotient by its row norm, zero rows stay zero, whatever the batch."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((33, 64)).astype(np.float32) * np.float32(3.0)
+    x[[0, 5, 32]] = 0.0
+    out = truncate(x, 48)
+    norms = np.linalg.norm(np.ascontiguousarray(x[:, :48]), axis=1)
+    for i, row in enumerate(x[:, :48]):
+        expected = row if norms[i] == 0.0 else row / norms[i]
+        assert out[i].tobytes() == expected.astype(np.float32).tobytes(), i
+    assert not out[[0, 5, 32]].any()
