@@ -209,7 +209,7 @@ def memory_breakdown(collection: Collection, baseline_rss: int) -> dict[str, int
     mapped = _smaps_rss(collection.directory)
     stats = maintenance.stats(collection)
     slots = collection.slots
-    slot_arrays = slots.keys.nbytes + slots.live.nbytes + slots.codes.nbytes
+    slot_arrays = slots.memory_bytes()
     index = collection.index.memory_usage
     delta = rss["VmRSS"] - baseline_rss
     return {

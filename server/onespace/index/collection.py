@@ -56,7 +56,7 @@ from onespace.index.records import (
     Test,
     modality_from_code,
 )
-from onespace.index.search import Candidates, Predicate, Rows, search_batch
+from onespace.index.search import Candidates, Predicate, Ranked, Rows, search_batch
 from onespace.index.slots import SlotTable, SlotView
 from onespace.index.sqlstore import ItemRow, SqlStore
 from onespace.index.validate import CheckedQuery, check_query, prepare_upsert
@@ -201,19 +201,37 @@ class Collection:
             tail = _tail_rows(view, below)
             candidates = [self._candidates(view, q.filter) for q in checked]
             ranked = search_batch(self._config, view, index, checked, candidates, threads, tail)
-            keys = [view.keys[r.rows] for r in ranked]
-            wanted = np.unique(np.concatenate(keys)).tolist()
-            rows = self.sql.rows_by_keys(wanted) if wanted else {}
-        hits: list[list[Hit]] = []
-        for q, r, found_keys in zip(checked, ranked, keys, strict=True):
-            found = []
-            for slot, key, score in zip(r.rows.tolist(), found_keys.tolist(), r.scores.tolist(), strict=True):
-                row = rows.get(key)
-                if row is None:  # deleted after ranking
-                    continue
-                vector = _as_f32(view.vectors[slot]) if q.include_vectors else None
-                found.append(Hit(row.id, score, modality_from_code(row.modality), row.metadata, vector))
-            hits.append(found)
+            # Hits are named from the slot arrays; SQLite is read only for the metadata of hits
+            # whose items have some (a key gone from it meanwhile: the item was deleted).
+            found = np.concatenate([r.rows for r in ranked])
+            described = np.unique(view.keys[found[view.described[found]]]).tolist()
+            metadata = self.sql.metadata_by_keys(described) if described else {}
+        return [self._hits(view, q, r, metadata) for q, r in zip(checked, ranked, strict=True)]
+
+    @staticmethod
+    def _hits(
+        view: SlotView, query: CheckedQuery, ranked: Ranked, metadata: dict[int, dict[str, str]]
+    ) -> list[Hit]:
+        """One query's hits, best first, skipping items deleted since they were ranked."""
+        rows = ranked.rows
+        hits = []
+        for slot, item_id, code, live, described, key, score in zip(
+            rows.tolist(),
+            view.ids[rows].tolist(),
+            view.codes[rows].tolist(),
+            view.live[rows].tolist(),
+            view.described[rows].tolist(),
+            view.keys[rows].tolist(),
+            ranked.scores.tolist(),
+            strict=True,
+        ):
+            if not live:
+                continue  # deleted since it was ranked
+            fields = metadata.get(key) if described else {}
+            if fields is None:
+                continue  # deleted since it was ranked, its row gone before its slot
+            vector = _as_f32(view.vectors[slot]) if query.include_vectors else None
+            hits.append(Hit(item_id, score, modality_from_code(code), fields, vector))
         return hits
 
     def check_query(self, query: Query) -> CheckedQuery:
@@ -367,7 +385,8 @@ class Collection:
         self.count_unsaved(n + len(removed))
         # Durable from here on; now make it visible: slots first, then the index.
         if n:
-            self.slots.append(start, keys, codes)
+            described = np.array([bool(r.metadata) for r in inserts], dtype=bool)
+            self.slots.append(start, keys, codes, [r.id for r in inserts], described)
         gone = np.asarray(removed, dtype=np.uint64)
         self.slots.kill_keys(gone)
         self._view = self._make_view()

@@ -41,7 +41,7 @@ from onespace.index.collection import ADD_CHUNK, Collection, CollectionStats
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.persistence import fsync_dir, read_config, write_config
-from onespace.index.slots import SlotTable, SlotView
+from onespace.index.slots import IDS_DTYPE, SlotTable, SlotView
 from onespace.index.sqlstore import SqlStore, UnknownFormat
 from onespace.index.vectorfile import VectorFile, slots_path, vectors_path
 
@@ -87,7 +87,7 @@ def open_collection(directory: Path, *, durable: bool = True) -> Collection:
     assert mapped is not None
     records = np.array(mapped.slots[:intact])
     keys = records["key"].astype(np.uint64)
-    live_keys = sql.live_keys()
+    live_keys, live_ids, live_described = sql.live_items()
     pos = np.minimum(np.searchsorted(keys, live_keys), max(intact - 1, 0))
     present = (keys[pos] == live_keys) if intact else np.zeros(len(live_keys), dtype=bool)
     if not present.all():
@@ -103,11 +103,14 @@ def open_collection(directory: Path, *, durable: bool = True) -> Collection:
         meta["seq"] += 1
         sql.drop_keys([int(k) for k in lost], meta["seq"])
         sql.set_meta({"vector_rows": intact})
-        live_keys = live_keys[present]
     live = np.zeros(intact, dtype=bool)
     live[pos[present]] = True
+    ids = np.zeros(intact, dtype=IDS_DTYPE)  # a dead slot keeps no id
+    ids[pos[present]] = np.asarray(live_ids, dtype=IDS_DTYPE)[present]
+    described = np.zeros(intact, dtype=bool)
+    described[pos[present]] = live_described[present]
     slots = SlotTable()
-    slots.load(keys, records["code"].astype(np.int8), live)
+    slots.load(keys, records["code"].astype(np.int8), live, ids, described)
     collection = Collection(directory, config, sql, vectors, slots, HnswIndex(config), meta, durable=durable)
     _restore_index(collection)
     return collection
@@ -272,7 +275,13 @@ def _compact_vectors(collection: Collection) -> None:
             fsync_dir(directory)  # the new files' names are durable before the database points at them
             collection.sql.set_meta({"vector_generation": new.generation, "vector_rows": new.rows})
             slots = SlotTable()
-            slots.load(current.keys[all_old], current.codes[all_old], current.live[all_old])
+            slots.load(
+                current.keys[all_old],
+                current.codes[all_old],
+                current.live[all_old],
+                current.ids[all_old],
+                current.described[all_old],
+            )
             collection.vectors, collection.slots = new, slots
             collection.publish()
     except BaseException:

@@ -104,9 +104,15 @@ def _connect(path: Path, durable: bool, *, create: bool = False) -> sqlite3.Conn
     return conn
 
 
-def _chunks(values: Sequence[int] | Sequence[str]) -> Iterator[Sequence[int] | Sequence[str]]:
+def _metadata(text: str) -> dict[str, str]:
+    return json.loads(text) if text != "{}" else {}
+
+
+def _in_lists(values: Sequence[int] | Sequence[str]) -> Iterator[tuple[tuple[object, ...], str]]:
+    """`values` in chunks that fit SQLite's parameter limit, each with its `?,?,...` list."""
     for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+        chunk = tuple(values[start : start + _CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
 
 
 class SqlStore:
@@ -184,12 +190,9 @@ class SqlStore:
     def keys_of_ids(self, ids: Sequence[str]) -> dict[str, int]:
         """Committed key of each id that is stored (read on the writer connection)."""
         out: dict[str, int] = {}
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            for item_id, key in self.writer.execute(
-                f"SELECT id, key FROM items WHERE id IN ({marks})", tuple(chunk)
-            ):
-                out[item_id] = key
+        for chunk, marks in _in_lists(ids):
+            query = f"SELECT id, key FROM items WHERE id IN ({marks})"
+            out.update(self.writer.execute(query, chunk))
         return out
 
     def commit(
@@ -236,9 +239,13 @@ class SqlStore:
 
     # --- reading ---
 
-    def live_keys(self) -> npt.NDArray[np.uint64]:
-        cursor = self._reader().execute("SELECT key FROM items ORDER BY key")
-        return np.fromiter((row[0] for row in cursor), dtype=np.uint64)
+    def live_items(self) -> tuple[npt.NDArray[np.uint64], list[str], npt.NDArray[np.bool_]]:
+        """Every item's key (sorted), id and whether it has metadata: what a collection keeps in
+        memory per slot (`slots.SlotTable`). One ordered scan of the table (~0.7 s at 1M items)."""
+        rows = self._reader().execute("SELECT key, id, metadata != '{}' FROM items ORDER BY key").fetchall()
+        keys = np.fromiter((row[0] for row in rows), dtype=np.uint64, count=len(rows))
+        described = np.fromiter((row[2] for row in rows), dtype=bool, count=len(rows))
+        return keys, [row[1] for row in rows], described
 
     def count(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM items").fetchone()[0])
@@ -252,20 +259,20 @@ class SqlStore:
         return added_keys, np.fromiter((row[0] for row in gone), dtype=np.uint64)
 
     def rows_by_ids(self, ids: Sequence[str]) -> dict[str, ItemRow]:
-        return self._rows("id", ids)
+        out: dict[str, ItemRow] = {}
+        for chunk, marks in _in_lists(ids):
+            query = f"SELECT key, id, modality, metadata FROM items WHERE id IN ({marks})"
+            for key, item_id, modality, metadata in self._reader().execute(query, chunk):
+                out[item_id] = ItemRow(key, item_id, modality, _metadata(metadata))
+        return out
 
-    def rows_by_keys(self, keys: Sequence[int]) -> dict[int, ItemRow]:
-        return self._rows("key", keys)
-
-    def _rows(self, column: str, values: Sequence[int] | Sequence[str]) -> dict:  # type: ignore[type-arg]
-        out = {}
-        conn = self._reader()
-        for chunk in _chunks(values):
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT key, id, modality, metadata FROM items WHERE {column} IN ({marks})"
-            for key, item_id, modality, metadata in conn.execute(query, tuple(chunk)):
-                row = ItemRow(key, item_id, modality, json.loads(metadata) if metadata != "{}" else {})
-                out[key if column == "key" else item_id] = row
+    def metadata_by_keys(self, keys: Sequence[int]) -> dict[int, dict[str, str]]:
+        """The metadata of the items with these keys that still exist (a removed key is absent)."""
+        out: dict[int, dict[str, str]] = {}
+        for chunk, marks in _in_lists(keys):
+            query = f"SELECT key, metadata FROM items WHERE key IN ({marks})"
+            for key, metadata in self._reader().execute(query, chunk):
+                out[key] = _metadata(metadata)
         return out
 
     def matching_keys(
@@ -285,8 +292,7 @@ class SqlStore:
             for c in conditions:
                 sql, args = _entries_sql(c)
                 hits: list[int] = []
-                for chunk in _chunks([int(k) for k in kept]):
-                    marks = ",".join("?" * len(chunk))
+                for chunk, marks in _in_lists([int(k) for k in kept]):
                     query = f"SELECT key FROM item_meta WHERE key IN ({marks}) AND {sql}"
                     hits.extend(row[0] for row in conn.execute(query, [*chunk, *args]))
                 found = np.asarray(hits, dtype=np.uint64)

@@ -303,3 +303,53 @@ def test_a_handle_held_across_a_delete_gives_not_found_to_stats_and_maintenance(
     Maintainer(Stale(), Metrics(), interval=1, max_age=1, changes=1).run_once()  # type: ignore[arg-type]
     assert "Traceback" not in caplog.text
     store.close()
+
+
+def test_hits_are_named_and_described_alike_after_replace_delete_compaction_and_restart(
+    tmp_path: Path,
+) -> None:
+    """Hits take ids and modalities from memory and metadata from SQLite only for items that have
+    some: every way the slot arrays are rebuilt (appends, kills, compaction, reopen, a reopen that
+    drops items whose vectors were lost) must name each hit as `get` does."""
+    store = opened(tmp_path)
+    c = store.create(config())
+    data = mixture(2000, DIM, seed=5)
+    c.upsert(
+        [
+            Record(
+                f"i{i}", v, Modality.TEXT if i % 2 else Modality.IMAGE, {"n": str(i)} if i % 3 == 0 else {}
+            )
+            for i, v in enumerate(data)
+        ]
+    )
+    # Replacements: metadata taken away from i0, given to i1, changed on i3; i4 deleted.
+    c.upsert(
+        [
+            Record("i0", data[0], Modality.AUDIO),
+            Record("i1", data[1], Modality.TEXT, {"new": "yes"}),
+            Record("i3", data[3], None, {"n": "changed"}),
+        ]
+    )
+    c.delete([f"i{i}" for i in range(4, 2000, 2)])
+
+    def check(collection: object) -> None:
+        seen = set()
+        for q in data[:12]:
+            for hit in collection.search(Query(q, k=5)):  # type: ignore[attr-defined]
+                item = collection.get([hit.id])[0]  # type: ignore[attr-defined]
+                assert item is not None, hit.id
+                assert (hit.id, hit.metadata, hit.modality) == (item.id, item.metadata, item.modality)
+                seen.add(hit.id)
+        own = {i: collection.search(Query(data[i], k=1))[0] for i in (0, 1, 3, 9)}  # type: ignore[attr-defined]
+        assert (own[0].id, own[0].metadata, own[0].modality) == ("i0", {}, Modality.AUDIO)
+        assert (own[1].id, own[1].metadata, own[1].modality) == ("i1", {"new": "yes"}, Modality.TEXT)
+        assert (own[3].id, own[3].metadata, own[3].modality) == ("i3", {"n": "changed"}, None)
+        assert (own[9].id, own[9].metadata, own[9].modality) == ("i9", {"n": "9"}, Modality.TEXT)
+        assert "i4" not in seen and len(seen) > 12
+
+    check(c)
+    assert maintenance.compact(c, force=True)
+    assert maintenance.stats(c).dead_slots == 0
+    check(c)
+    store.close()
+    check(opened(tmp_path).get("docs"))
