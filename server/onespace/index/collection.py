@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +49,7 @@ from onespace.index.checkpoint import Checkpoint
 from onespace.index.config import CollectionConfig
 from onespace.index.hnsw import HnswIndex
 from onespace.index.records import (
+    MODALITY_CODES,
     Filter,
     Hit,
     Query,
@@ -73,6 +75,7 @@ ADD_CHUNK = 65_536  # rows per usearch add when (re)building or replaying
 LIST_LIMIT = 20_000  # a filter matching more items is tested on shortlists instead of listed
 INDEX_STEP = 2048  # tail rows indexed per `index_pending` call
 ESTIMATE_SAMPLE = 1024  # live slots tested to estimate the share a large filter matches
+_MODALITIES = np.array(MODALITY_CODES, dtype=object)  # modality code -> Modality | None
 
 
 @dataclass(frozen=True)
@@ -206,33 +209,7 @@ class Collection:
             found = np.concatenate([r.rows for r in ranked])
             described = np.unique(view.keys[found[view.described[found]]]).tolist()
             metadata = self.sql.metadata_by_keys(described) if described else {}
-        return [self._hits(view, q, r, metadata) for q, r in zip(checked, ranked, strict=True)]
-
-    @staticmethod
-    def _hits(
-        view: SlotView, query: CheckedQuery, ranked: Ranked, metadata: dict[int, dict[str, str]]
-    ) -> list[Hit]:
-        """One query's hits, best first, skipping items deleted since they were ranked."""
-        rows = ranked.rows
-        hits = []
-        for slot, item_id, code, live, described, key, score in zip(
-            rows.tolist(),
-            view.ids[rows].tolist(),
-            view.codes[rows].tolist(),
-            view.live[rows].tolist(),
-            view.described[rows].tolist(),
-            view.keys[rows].tolist(),
-            ranked.scores.tolist(),
-            strict=True,
-        ):
-            if not live:
-                continue  # deleted since it was ranked
-            fields = metadata.get(key) if described else {}
-            if fields is None:
-                continue  # deleted since it was ranked, its row gone before its slot
-            vector = _as_f32(view.vectors[slot]) if query.include_vectors else None
-            hits.append(Hit(item_id, score, modality_from_code(code), fields, vector))
-        return hits
+        return _hits(view, checked, ranked, found, metadata)
 
     def check_query(self, query: Query) -> CheckedQuery:
         """Validate one query against this collection's config (no lock needed: config is frozen)."""
@@ -427,6 +404,49 @@ def _tail_rows(view: SlotView, below: int) -> Rows:
     """Live slots whose keys are at or above `below`: committed, not yet in the index."""
     rows = np.arange(view.first_row_from(below), view.count, dtype=np.int64)
     return rows[view.live[rows]]
+
+
+def _hits(
+    view: SlotView,
+    queries: Sequence[CheckedQuery],
+    ranked: Sequence[Ranked],
+    rows: Rows,
+    metadata: dict[int, dict[str, str]],
+) -> list[list[Hit]]:
+    """Each query's hits, best first, from one gather of the slot arrays for the whole batch
+    (`rows`: every query's ranked rows, concatenated), leaving out items deleted since they were
+    ranked: a dead slot, or a described item whose metadata is gone. Per query it is one `map`
+    over slices; per hit, numpy calls cost more than the hit (~1 us a hit before)."""
+    ids = view.ids[rows].tolist()
+    modalities = _MODALITIES[view.codes[rows]].tolist()
+    scores = np.concatenate([r.scores for r in ranked]).tolist()
+    fields: list[dict[str, str]] = [{} for _ in range(len(rows))]
+    keep = view.live[rows]
+    for at in np.flatnonzero(view.described[rows]).tolist():
+        found = metadata.get(int(view.keys[rows[at]]))
+        if found is None:
+            keep[at] = False
+        else:
+            fields[at] = found
+    every = bool(keep.all())
+    out: list[list[Hit]] = []
+    start = 0
+    for query, result in zip(queries, ranked, strict=True):
+        end = start + len(result.rows)
+        columns: list[list[Any]] = [
+            ids[start:end],
+            scores[start:end],
+            modalities[start:end],
+            fields[start:end],
+        ]
+        if query.include_vectors:
+            columns.append([_as_f32(view.vectors[slot]) for slot in result.rows.tolist()])
+        hits = list(map(Hit, *columns))
+        if not every:
+            hits = [hit for hit, kept in zip(hits, keep[start:end].tolist(), strict=True) if kept]
+        out.append(hits)
+        start = end
+    return out
 
 
 def _as_f32(values: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
