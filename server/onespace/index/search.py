@@ -54,6 +54,7 @@ from onespace.index.scoring import (
     rank_vectors,
     score_block,
     score_rows,
+    score_shortlists,
     top_k,
     top_k_order,
 )
@@ -233,14 +234,18 @@ def _rank_shortlists(
     table: SlotView, config: CollectionConfig, plans: Sequence[_Plan], rows: Rows
 ) -> list[Ranked]:
     """`_rank` of many shortlists of one length (a row of `rows` each, every slot live) with one
-    gather of their vectors and one sort: the same scores (the same kernel on the same rows) and
-    the same order as ranking each alone, without the per-query numpy calls."""
-    width = rows.shape[1]
-    gathered = np.asarray(table.vectors[rows.ravel()])
+    gather of their vectors, one scoring pass per rank dimension (`score_shortlists`) and one
+    sort: the same scores (the same kernel on the same rows) and the same order as ranking each
+    alone, without the per-query numpy calls."""
+    gathered = np.asarray(table.vectors[rows])  # one shortlist's rows per query
     scores = np.empty(rows.shape, dtype=np.float32)
+    lengths: dict[int, list[int]] = defaultdict(list)
     for i, plan in enumerate(plans):
-        block = gathered[i * width : (i + 1) * width, : len(plan.rank_vector)]
-        scores[i] = score_block(block, plan.rank_vector[None, :], config.metric, table.vectors.shape[1])[0]
+        lengths[len(plan.rank_vector)].append(i)
+    for d, members in lengths.items():
+        queries = np.stack([plans[i].rank_vector for i in members])
+        blocks = gathered[:, :, :d] if len(members) == len(plans) else gathered[members, :, :d]
+        scores[members] = score_shortlists(blocks, queries, config.metric, table.vectors.shape[1])
     order = top_k_order(rows, scores)
     best_rows = np.take_along_axis(rows, order, axis=1)
     best_scores = np.take_along_axis(scores, order, axis=1)
