@@ -177,6 +177,11 @@ def test_truncated_vector_file_drops_only_the_lost_items(
     assert len(recovered) == 250
     assert recovered.get(["i249", "i250"])[1] is None
     np.testing.assert_array_equal(recovered.vector("i249"), data[249])
+    # Hits are named from the rebuilt slot arrays: the survivors as before, the dropped never.
+    hit = recovered.search(Query(data[249], k=1))[0]
+    assert (hit.id, hit.metadata, hit.modality) == ("i249", {"n": "9"}, Modality.TEXT)
+    named = {h.id for q in data[240:300] for h in recovered.search(Query(q, k=5))}
+    assert named and all(int(i[1:]) < 250 for i in named)
     recovered.upsert([Record("after", data[0])])  # and it keeps working
     assert len(opened(tmp_path).get("docs")) == 251
 
