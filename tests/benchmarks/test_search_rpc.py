@@ -20,6 +20,10 @@ Measured, each pass in turn and repeated (medians of `REPEATS`):
 - the gateway's own collection code without any RPC: `Collection.search_many` on the same
   collections in this process, in batches of 64 with the same threads (plan, usearch, rerank,
   SQLite rows, hits), which splits the SearchBatch gap into the collection's work and the RPC's;
+- `search_many` in process again on the same built collections under other search-time settings
+  (`SWEEP`: expansion_search, and rerank_factor for the prefix index; `search_settings`), and
+  per recall target the prefix collection's fastest setting against the 1024-d one's: the
+  comparison at equal recall, which the default settings do not make;
 - a Python loop over every stored vector per query (a numpy dot per item, `heapq` for the top
   k): what a first version would do. It runs `LOOP_QUERIES` queries over all N vectors and is
   reported per query, labelled as extrapolated.
@@ -32,12 +36,14 @@ Run: `.venv/bin/pytest tests/benchmarks/test_search_rpc.py -s` (about 7 min on 2
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import heapq
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -69,6 +75,15 @@ REPEATS = 3
 IN_PROCESS_ROUNDS = 5  # raw usearch and `search_many` go over the queries this many times a pass
 LOOP_QUERIES = 5  # the Python loop's subsample (each query walks all N vectors)
 COLLECTIONS = {"full": DIMENSION, "pre256": PREFIX}
+# Search-time settings swept in process for the comparison at equal recall, (expansion_search,
+# rerank_factor): they change how a collection walks its graph and how long its shortlist is, not
+# the graph or the stored rows, so one build serves them all. A lossless index (`full`) has no
+# rerank factor to sweep.
+SWEEP = {
+    "full": [(ef, 4) for ef in (16, 24, 32, 48, 64)],
+    "pre256": [(ef, rf) for rf in (1, 2, 4) for ef in (16, 32, 64)],
+}
+RECALL_TARGETS = (0.98, 0.99, 0.995)
 
 
 def _truth(vectors: Matrix, queries: Matrix) -> npt.NDArray[np.int64]:
@@ -214,18 +229,53 @@ def in_process(
         runs: dict[str, list[dict[str, float]]] = {}
         for _ in range(REPEATS):
             for key, search, rounds in passes:
-                started = time.perf_counter()
-                found = search()
-                for _ in range(rounds - 1):
-                    search()
-                seconds = time.perf_counter() - started
-                measured = {"qps": rounds * len(queries) / seconds, "recall": _recall(found, truth)}
-                runs.setdefault(key, []).append(measured)
+                runs.setdefault(key, []).append(_timed(search, rounds, len(queries), truth))
+        for name, settings in SWEEP.items():
+            collection = store.get(name)
+            for ef, rf in settings:
+                with search_settings(collection, ef, rf):
+                    search = collection_search(collection, queries)
+                    key = f"sweep:{name}:{ef}:{rf}"
+                    runs[key] = [
+                        _timed(search, IN_PROCESS_ROUNDS, len(queries), truth) for _ in range(REPEATS)
+                    ]
     finally:
         store.close()
     for _ in range(REPEATS):
         runs.setdefault("loop", []).append(python_loop(vectors, queries[:LOOP_QUERIES], truth))
     return runs
+
+
+def _timed(
+    search: Callable[[], list[list[int]]], rounds: int, count: int, truth: npt.NDArray[np.int64]
+) -> dict[str, float]:
+    """One pass: `search` over the queries `rounds` times; its QPS and the recall of its answers."""
+    started = time.perf_counter()
+    found = search()
+    for _ in range(rounds - 1):
+        search()
+    seconds = time.perf_counter() - started
+    return {"qps": rounds * count / seconds, "recall": _recall(found, truth)}
+
+
+@contextlib.contextmanager
+def search_settings(collection: Collection, expansion_search: int, rerank_factor: int) -> Iterator[None]:
+    """Benchmark only: `collection` searches as if it had been created with these search-time
+    settings, then gets its own back. Neither changes the graph or the stored rows, so this is
+    the collection built with them, without a rebuild per setting; no RPC changes them, so this
+    reaches into the collection's config and its usearch index."""
+    config = collection._config
+    index = collection.index._index
+    swept = dataclasses.replace(
+        config,
+        rerank_factor=rerank_factor,
+        hnsw=dataclasses.replace(config.hnsw, expansion_search=expansion_search),
+    ).validated()
+    collection._config, index.expansion_search = swept, expansion_search
+    try:
+        yield
+    finally:
+        collection._config, index.expansion_search = config, config.hnsw.expansion_search
 
 
 def raw_usearch(
@@ -506,6 +556,9 @@ def report(
             "",
         ],
     ]
+    sweep_header, sweep_rows, equal = _equal_recall(runs)
+    targets.extend(equal)
+    print_table("Search-time settings swept in process (medians)", sweep_header, sweep_rows)
     print_table("Ratios (medians)", ["ratio", "measured", "issue target"], targets)
     body = (
         f"{N:,} x {DIMENSION} unit vectors with front-loaded variance, cosine, k = {K}, "
@@ -528,6 +581,14 @@ def report(
         f"{LOOP_QUERIES} queries (each over all {N:,} vectors) and its QPS is extrapolated from them.\n\n"
         + markdown_table(header, rows)
         + "\n\n"
+        + "**At equal recall.** The rows above use the collections' default search settings "
+        "(expansion_search 64, rerank_factor 4), where the prefix collection's shortlist (k x 4, "
+        "rounded up to 64) gives it more recall than it needs. Below, `search_many` in process "
+        "(batches of 64, as above) on the same built collections with other search-time settings "
+        "(`search_settings`, benchmark only: they change neither the graph nor the stored rows), "
+        "and for each recall target each collection's fastest setting that reaches it.\n\n"
+        + markdown_table(sweep_header, sweep_rows)
+        + "\n\n"
         + markdown_table(["ratio", "measured", "issue target"], targets)
         + "\n"
     )
@@ -540,6 +601,46 @@ def report(
         raw={"n": N, "runs": runs, "build_seconds": build_seconds},
         document=N == 100_000,
     )
+
+
+def _equal_recall(
+    runs: dict[str, list[dict[str, float]]],
+) -> tuple[list[str], list[list[object]], list[list[object]]]:
+    """The sweep's table, and per recall target the prefix collection's fastest setting that
+    reaches it against the 1024-d collection's (ratio rows for the targets table)."""
+
+    def measured(name: str, ef: int, rf: int) -> tuple[float, float]:
+        key = f"sweep:{name}:{ef}:{rf}"
+        return _median(runs[key], "qps"), _median(runs[key], "recall")
+
+    def fastest(name: str, target: float) -> tuple[float, int, int] | None:
+        reaching = [(*measured(name, ef, rf), ef, rf) for ef, rf in SWEEP[name]]
+        best = max((r for r in reaching if r[1] >= target), default=None)
+        return None if best is None else (best[0], best[2], best[3])
+
+    rows: list[list[object]] = []
+    for name, settings in SWEEP.items():
+        label = "1024-d HNSW" if name == "full" else "256-d prefix HNSW + rerank at 1024"
+        for ef, rf in settings:
+            qps, recall = measured(name, ef, rf)
+            factor = "-" if name == "full" else rf  # a lossless index reranks nothing
+            rows.append([label, ef, factor, f"{recall:.4f}", qps])  # 4 places: targets sit at 0.995
+    ratios: list[list[object]] = []
+    for target in RECALL_TARGETS:
+        full, pre = fastest("full", target), fastest("pre256", target)
+        if full is None or pre is None:
+            ratios.append([f"256-d prefix + rerank / 1024-d at recall@10 >= {target}", "not reached", "≥ 2"])
+            continue
+        ratios.append(
+            [
+                f"256-d prefix + rerank / 1024-d at recall@10 >= {target}, `search_many` in process "
+                f"(fastest settings reaching it: 1024-d ef {full[1]}, {full[0]:,.0f} QPS; "
+                f"prefix ef {pre[1]}, rerank_factor {pre[2]}, {pre[0]:,.0f} QPS)",
+                pre[0] / full[0],
+                "≥ 2",
+            ]
+        )
+    return ["collection", "expansion_search", "rerank_factor", "recall@10", "QPS"], rows, ratios
 
 
 def run(data_dir: Path) -> None:
