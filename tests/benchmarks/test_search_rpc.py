@@ -1,8 +1,9 @@
 """Search through the gateway against what a user would write instead, side by side in one run.
 
 Data: N (default 100,000) x 1024 unit vectors with front-loaded variance (a Matryoshka-like
-spectrum), two collections built in-process and checkpointed: `full` (1024-d f16 HNSW) and
-`pre256` (256-d f16 prefix HNSW + rerank on the stored 1024-d vectors). Then `onespace serve`
+spectrum), collections built in-process and checkpointed: `full` (1024-d f16 HNSW), `pre256`
+(256-d f16 prefix HNSW + rerank on the stored 1024-d vectors) and, for the comparison at equal
+recall only, `pre256i8` (the same prefix in an i8 HNSW). Then `onespace serve`
 runs as a subprocess on that data directory and this process is its client (both share the
 cores, as a co-located caller would).
 
@@ -21,8 +22,8 @@ Measured, each pass in turn and repeated (medians of `REPEATS`):
   collections in this process, in batches of 64 with the same threads (plan, usearch, rerank,
   SQLite rows, hits), which splits the SearchBatch gap into the collection's work and the RPC's;
 - `search_many` in process again on the same built collections under other search-time settings
-  (`SWEEP`: expansion_search, and rerank_factor for the prefix index; `search_settings`), and
-  per recall target the prefix collection's fastest setting against the 1024-d one's: the
+  (`SWEEP`: expansion_search, and rerank_factor for the prefix indexes; `search_settings`), and
+  per recall target each prefix collection's fastest setting against the 1024-d one's: the
   comparison at equal recall, which the default settings do not make;
 - a Python loop over every stored vector per query (a numpy dot per item, `heapq` for the top
   k): what a first version would do. It runs `LOOP_QUERIES` queries over all N vectors and is
@@ -74,7 +75,16 @@ THREADS = 2
 REPEATS = 3
 IN_PROCESS_ROUNDS = 5  # raw usearch and `search_many` go over the queries this many times a pass
 LOOP_QUERIES = 5  # the Python loop's subsample (each query walks all N vectors)
-COLLECTIONS = {"full": DIMENSION, "pre256": PREFIX}
+# The collections the RPCs and raw usearch run on: (index dimension, index dtype).
+COLLECTIONS = {"full": (DIMENSION, IndexDtype.F16), "pre256": (PREFIX, IndexDtype.F16)}
+# Built too, for the comparison at equal recall only: the same prefix in i8 (a Matryoshka tier's
+# usual pairing: a coarse short index, its shortlist reranked on the stored vectors).
+SWEPT_ONLY = {"pre256i8": (PREFIX, IndexDtype.I8)}
+LABELS = {
+    "full": "1024-d HNSW",
+    "pre256": "256-d prefix HNSW + rerank at 1024",
+    "pre256i8": "256-d i8 prefix HNSW + rerank at 1024",
+}
 # Search-time settings swept in process for the comparison at equal recall, (expansion_search,
 # rerank_factor): they change how a collection walks its graph and how long its shortlist is, not
 # the graph or the stored rows, so one build serves them all. A lossless index (`full`) has no
@@ -82,6 +92,7 @@ COLLECTIONS = {"full": DIMENSION, "pre256": PREFIX}
 SWEEP = {
     "full": [(ef, 4) for ef in (16, 24, 32, 48, 64)],
     "pre256": [(ef, rf) for rf in (1, 2, 4) for ef in (16, 32, 64)],
+    "pre256i8": [(ef, rf) for rf in (1, 2, 4) for ef in (16, 32, 64)],
 }
 RECALL_TARGETS = (0.98, 0.99, 0.995)
 
@@ -103,7 +114,7 @@ def build(data_dir: Path, vectors: Matrix) -> dict[str, CollectionConfig]:
     store = CollectionStore(data_dir)
     store.open()
     configs = {}
-    for name, index_dimension in COLLECTIONS.items():
+    for name, (index_dimension, dtype) in (COLLECTIONS | SWEPT_ONLY).items():
         collection = store.create(
             CollectionConfig(
                 name=name,
@@ -111,14 +122,15 @@ def build(data_dir: Path, vectors: Matrix) -> dict[str, CollectionConfig]:
                 dimension=DIMENSION,
                 index_dimension=index_dimension,
                 metric=Metric.COSINE,
-                dtype=IndexDtype.F16,
+                dtype=dtype,
             ).validated()
         )
         for start in range(0, len(vectors), 10_000):
             chunk = vectors[start : start + 10_000]
             collection.upsert([Record(str(start + i), row) for i, row in enumerate(chunk)])
         store.checkpoint(collection)
-        configs[name] = collection.config
+        if name in COLLECTIONS:
+            configs[name] = collection.config
     store.close()
     return configs
 
@@ -359,7 +371,7 @@ def report(
         ["Info RPC (transport floor)", "64 callers, 1 channel", info, "", 1.0, "", ""]
     ]
     for name in COLLECTIONS:
-        label = "1024-d HNSW" if name == "full" else "256-d prefix HNSW + rerank at 1024"
+        label = LABELS[name]
         single = runs[f"search:{name}"]
         batch = runs[f"batch:{name}"]
         raw = runs[f"raw:{name}"]
@@ -562,7 +574,7 @@ def report(
     print_table("Ratios (medians)", ["ratio", "measured", "issue target"], targets)
     body = (
         f"{N:,} x {DIMENSION} unit vectors with front-loaded variance, cosine, k = {K}, "
-        f"{QUERIES:,} queries; both collections f16 HNSW (connectivity 16, expansion_search 64), "
+        f"{QUERIES:,} queries; `full` and `pre256` f16 HNSW (connectivity 16, expansion_search 64), "
         f"built in {build_seconds:.0f} s. `onespace serve` runs as a subprocess; this process is "
         f"its gRPC client (one channel), so client and server share the cores. Medians of {REPEATS} "
         "passes, each path in turn (raw usearch and `search_many` over the queries "
@@ -586,7 +598,10 @@ def report(
         "rounded up to 64) gives it more recall than it needs. Below, `search_many` in process "
         "(batches of 64, as above) on the same built collections with other search-time settings "
         "(`search_settings`, benchmark only: they change neither the graph nor the stored rows), "
-        "and for each recall target each collection's fastest setting that reaches it.\n\n"
+        "and for each recall target each collection's fastest setting that reaches it. A third "
+        "collection joins here only: `pre256i8`, the same 256-d prefix in an i8 HNSW (half of "
+        "f16's bytes a component; its shortlist is reranked on the stored f16 vectors like "
+        "`pre256`'s), built from the same rows.\n\n"
         + markdown_table(sweep_header, sweep_rows)
         + "\n\n"
         + markdown_table(["ratio", "measured", "issue target"], targets)
@@ -620,26 +635,30 @@ def _equal_recall(
 
     rows: list[list[object]] = []
     for name, settings in SWEEP.items():
-        label = "1024-d HNSW" if name == "full" else "256-d prefix HNSW + rerank at 1024"
+        label = LABELS[name]
         for ef, rf in settings:
             qps, recall = measured(name, ef, rf)
             factor = "-" if name == "full" else rf  # a lossless index reranks nothing
             rows.append([label, ef, factor, f"{recall:.4f}", qps])  # 4 places: targets sit at 0.995
     ratios: list[list[object]] = []
-    for target in RECALL_TARGETS:
-        full, pre = fastest("full", target), fastest("pre256", target)
-        if full is None or pre is None:
-            ratios.append([f"256-d prefix + rerank / 1024-d at recall@10 >= {target}", "not reached", "≥ 2"])
+    for name in SWEEP:
+        if name == "full":
             continue
-        ratios.append(
-            [
-                f"256-d prefix + rerank / 1024-d at recall@10 >= {target}, `search_many` in process "
-                f"(fastest settings reaching it: 1024-d ef {full[1]}, {full[0]:,.0f} QPS; "
-                f"prefix ef {pre[1]}, rerank_factor {pre[2]}, {pre[0]:,.0f} QPS)",
-                pre[0] / full[0],
-                "≥ 2",
-            ]
-        )
+        what = "256-d prefix + rerank" if name == "pre256" else "256-d i8 prefix + rerank"
+        for target in RECALL_TARGETS:
+            full, pre = fastest("full", target), fastest(name, target)
+            if full is None or pre is None:
+                ratios.append([f"{what} / 1024-d at recall@10 >= {target}", "not reached", "≥ 2"])
+                continue
+            ratios.append(
+                [
+                    f"{what} / 1024-d at recall@10 >= {target}, `search_many` in process "
+                    f"(fastest settings reaching it: 1024-d ef {full[1]}, {full[0]:,.0f} QPS; "
+                    f"prefix ef {pre[1]}, rerank_factor {pre[2]}, {pre[0]:,.0f} QPS)",
+                    pre[0] / full[0],
+                    "≥ 2",
+                ]
+            )
     return ["collection", "expansion_search", "rerank_factor", "recall@10", "QPS"], rows, ratios
 
 
