@@ -359,6 +359,28 @@ class AsyncClient:
         request = collections_pb2.CompactCollectionRequest(name=name)
         return (await self._unary(self._collections.CompactCollection, request, timeout)).collection
 
+    async def update_collection(
+        self,
+        name: str,
+        *,
+        expansion_search: int | None = None,
+        rerank_factor: int | None = None,
+        max_unindexed_rows: int | None = None,
+        timeout: float | None = None,
+    ) -> collections_pb2.Collection:
+        """Changes the settings that touch no stored data; None keeps a setting, 0 sets the server
+        default. They apply to the next search without a rebuild: `expansion_search` (how far a
+        search walks the graph) and `rerank_factor` (candidates per hit reranked on the full
+        vectors, for a lossy index) trade recall for speed; `max_unindexed_rows` is raised for a
+        bulk load and set back after. Returns the collection with its stats."""
+        request = collections_pb2.UpdateCollectionRequest(
+            name=name,
+            expansion_search=expansion_search,
+            rerank_factor=rerank_factor,
+            max_unindexed_rows=max_unindexed_rows,
+        )
+        return (await self._unary(self._collections.UpdateCollection, request, timeout)).collection
+
     async def list_collections(self, *, timeout: float | None = None) -> list[collections_pb2.Collection]:
         request = collections_pb2.ListCollectionsRequest()
         return list((await self._unary(self._collections.ListCollections, request, timeout)).collections)

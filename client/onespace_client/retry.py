@@ -25,10 +25,12 @@ IDEMPOTENT_METHODS: tuple[tuple[str, str], ...] = (
     ("onespace.v1.DataService", "Delete"),
     ("onespace.v1.CollectionService", "GetCollection"),
     ("onespace.v1.CollectionService", "ListCollections"),
+    ("onespace.v1.CollectionService", "UpdateCollection"),
     ("onespace.v1.InfoService", "Info"),
 )
-"""(service, method) pairs retried by default; CreateCollection, DeleteCollection, the
-maintenance calls (checkpoint, compact) and the streams are not."""
+"""(service, method) pairs retried by default (UpdateCollection sets values, so a repeat does
+what the first did); CreateCollection, DeleteCollection, the maintenance calls (checkpoint,
+compact) and the streams are not."""
 
 _MAX_ATTEMPTS = 5  # gRPC silently caps maxAttempts at 5
 

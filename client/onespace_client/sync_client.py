@@ -227,6 +227,26 @@ class Client:
         """See `AsyncClient.compact_collection`."""
         return self._run(self._aio.compact_collection(name, timeout=timeout))
 
+    def update_collection(
+        self,
+        name: str,
+        *,
+        expansion_search: int | None = None,
+        rerank_factor: int | None = None,
+        max_unindexed_rows: int | None = None,
+        timeout: float | None = None,
+    ) -> collections_pb2.Collection:
+        """See `AsyncClient.update_collection`."""
+        return self._run(
+            self._aio.update_collection(
+                name,
+                expansion_search=expansion_search,
+                rerank_factor=rerank_factor,
+                max_unindexed_rows=max_unindexed_rows,
+                timeout=timeout,
+            )
+        )
+
     def list_collections(self, *, timeout: float | None = None) -> list[collections_pb2.Collection]:
         return self._run(self._aio.list_collections(timeout=timeout))
 

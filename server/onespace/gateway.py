@@ -35,6 +35,7 @@ from onespace.index import (
     Query,
     Record,
     StoredItem,
+    Tuning,
 )
 from onespace.index.backend import Backend, CollectionHandle
 from onespace.index.validate import CheckedQuery
@@ -187,6 +188,12 @@ class Gateway:
         if await asyncio.to_thread(self.store.compact, collection, force=True):
             self.metrics.compactions.labels(collection.name).inc()
             await asyncio.to_thread(self.maintainer.checkpoint, collection)
+        return collection, await self._observed(collection)
+
+    async def tune(self, name: str, tuning: Tuning) -> tuple[CollectionHandle, CollectionStats]:
+        """Change a collection's search-time settings and unindexed bound (`index.Tuning`)."""
+        collection = self.collection(name)
+        await asyncio.to_thread(self.store.tune, collection, tuning)
         return collection, await self._observed(collection)
 
     async def _observed(self, collection: CollectionHandle) -> CollectionStats:

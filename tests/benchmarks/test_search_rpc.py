@@ -22,7 +22,8 @@ Measured, each pass in turn and repeated (medians of `REPEATS`):
   collections in this process, in batches of 64 with the same threads (plan, usearch, rerank,
   SQLite rows, hits), which splits the SearchBatch gap into the collection's work and the RPC's;
 - `search_many` in process again on the same built collections under other search-time settings
-  (`SWEEP`: expansion_search, and rerank_factor for the prefix indexes; `search_settings`), and
+  (`SWEEP`: expansion_search, and rerank_factor for the prefix indexes, set as UpdateCollection
+  sets them; `search_settings`), and
   per recall target each prefix collection's fastest setting against the 1024-d one's: the
   comparison at equal recall, which the default settings do not make;
 - a Python loop over every stored vector per query (a numpy dot per item, `heapq` for the top
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import heapq
 import os
@@ -53,7 +53,7 @@ import numpy.typing as npt
 import pytest
 from usearch.index import Index
 
-from onespace.index import Collection, CollectionConfig, CollectionStore, IndexDtype, Metric, Record
+from onespace.index import Collection, CollectionConfig, CollectionStore, IndexDtype, Metric, Record, Tuning
 from onespace.index.matryoshka import prefix
 from onespace.index.validate import Query
 from onespace.models import LOCAL_MODEL
@@ -272,22 +272,17 @@ def _timed(
 
 @contextlib.contextmanager
 def search_settings(collection: Collection, expansion_search: int, rerank_factor: int) -> Iterator[None]:
-    """Benchmark only: `collection` searches as if it had been created with these search-time
-    settings, then gets its own back. Neither changes the graph or the stored rows, so this is
-    the collection built with them, without a rebuild per setting; no RPC changes them, so this
-    reaches into the collection's config and its usearch index."""
-    config = collection._config
-    index = collection.index._index
-    swept = dataclasses.replace(
-        config,
-        rerank_factor=rerank_factor,
-        hnsw=dataclasses.replace(config.hnsw, expansion_search=expansion_search),
-    ).validated()
-    collection._config, index.expansion_search = swept, expansion_search
+    """`collection` tuned to these search-time settings (what `UpdateCollection` does), then
+    given its own back. Neither changes the graph or the stored rows, so this is the collection
+    as if built with them, without a rebuild per setting."""
+    config = collection.config
+    collection.tune(Tuning(expansion_search=expansion_search, rerank_factor=rerank_factor))
     try:
         yield
     finally:
-        collection._config, index.expansion_search = config, config.hnsw.expansion_search
+        collection.tune(
+            Tuning(expansion_search=config.hnsw.expansion_search, rerank_factor=config.rerank_factor)
+        )
 
 
 def raw_usearch(
@@ -596,8 +591,9 @@ def report(
         + "**At equal recall.** The rows above use the collections' default search settings "
         "(expansion_search 64, rerank_factor 4), where the prefix collection's shortlist (k x 4, "
         "rounded up to 64) gives it more recall than it needs. Below, `search_many` in process "
-        "(batches of 64, as above) on the same built collections with other search-time settings "
-        "(`search_settings`, benchmark only: they change neither the graph nor the stored rows), "
+        "(batches of 64, as above) on the same built collections tuned to other search-time settings "
+        "(`search_settings`, as `UpdateCollection` tunes them: neither the graph nor the stored rows "
+        "change), "
         "and for each recall target each collection's fastest setting that reaches it. A third "
         "collection joins here only: `pre256i8`, the same 256-d prefix in an i8 HNSW (half of "
         "f16's bytes a component; its shortlist is reranked on the stored f16 vectors like "

@@ -134,6 +134,13 @@ async def test_roles(tmp_path: Path) -> None:
             collections_pb2.DeleteCollectionRequest(name="docs"), metadata=bearer("a-writer")
         )
         assert await code_of(deleting) == grpc.StatusCode.PERMISSION_DENIED
+        tuning = collections_pb2.UpdateCollectionRequest(name="docs", expansion_search=8)
+        assert (
+            await code_of(g.collections.UpdateCollection(tuning, metadata=bearer("a-writer")))
+            == grpc.StatusCode.PERMISSION_DENIED
+        )
+        tuned = await g.collections.UpdateCollection(tuning, metadata=bearer("a-admin"))
+        assert tuned.collection.config.hnsw.expansion_search == 8
         assert (
             await code_of(
                 g.data.Delete(
@@ -145,7 +152,7 @@ async def test_roles(tmp_path: Path) -> None:
         denied = g.app.metrics.registry.get_sample_value(
             "onespace_tenant_requests_total", {"tenant": "acme", "outcome": "permission_denied"}
         )
-        assert denied == 5  # two creates, an upsert, a collection delete, an item delete
+        assert denied == 6  # two creates, an upsert, a collection delete, a tuning, an item delete
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,12 @@ CROSS_TENANT = [
         "CompactCollection",
         lambda g, m: g.collections.CompactCollection(
             collections_pb2.CompactCollectionRequest(name="docs"), metadata=m
+        ),
+    ),
+    Attempt(
+        "UpdateCollection",
+        lambda g, m: g.collections.UpdateCollection(
+            collections_pb2.UpdateCollectionRequest(name="docs", expansion_search=8), metadata=m
         ),
     ),
     Attempt(

@@ -39,7 +39,15 @@ T = TypeVar("T")
 POOL = embed_pb2.DESCRIPTOR.pool
 METHODS = {m.name: m for name in sorted(ONESPACE) for m in POOL.FindServiceByName(name).methods}
 # Methods that change state: never pointed at the seeded collection, so it must read back unchanged.
-WRITES = {"CreateCollection", "DeleteCollection", "Upsert", "Ingest", "IngestPacked", "Delete"}
+WRITES = {
+    "CreateCollection",
+    "DeleteCollection",
+    "UpdateCollection",
+    "Upsert",
+    "Ingest",
+    "IngestPacked",
+    "Delete",
+}
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
 SEEDED = "keep"
 # Bytes one repeated message field may hold: `[one] * 300` copies `one` 300 times, two levels deep
@@ -256,6 +264,7 @@ VALID: dict[str, Message] = {
     "DeleteCollection": collections_pb2.DeleteCollectionRequest(name="scratch2"),
     "CheckpointCollection": collections_pb2.CheckpointCollectionRequest(name=SEEDED),
     "CompactCollection": collections_pb2.CompactCollectionRequest(name=SEEDED),
+    "UpdateCollection": collections_pb2.UpdateCollectionRequest(name="scratch", expansion_search=32),
     "Upsert": data_pb2.UpsertRequest(
         collection="scratch", items=[data_pb2.Item(id="a", vector=_vector(), metadata={"k": "v"})]
     ),
@@ -373,7 +382,7 @@ async def seed(gw: Running) -> None:
     )
 
 
-async def snapshot(gw: Running) -> tuple[int, bytes]:
+async def snapshot(gw: Running) -> tuple[int, bytes, bytes]:
     got = await gw.data.Get(
         data_pb2.GetRequest(
             collection=SEEDED,
@@ -384,7 +393,8 @@ async def snapshot(gw: Running) -> tuple[int, bytes]:
     )
     assert len(got.items) == 20
     count = await gw.collections.GetCollection(collections_pb2.GetCollectionRequest(name=SEEDED))
-    return count.collection.count, got.SerializeToString(deterministic=True)
+    config = count.collection.config.SerializeToString(deterministic=True)
+    return count.collection.count, got.SerializeToString(deterministic=True), config
 
 
 async def still_serving(gw: Running) -> None:

@@ -138,6 +138,72 @@ async def test_a_bulk_load_collection_keeps_its_tail_bound_and_reports_its_tail(
         assert checkpointed.config.max_unindexed_rows == 500_000
 
 
+async def test_update_collection_tunes_search_without_a_rebuild(tmp_path: Path) -> None:
+    """UpdateCollection changes expansion_search, rerank_factor and max_unindexed_rows: the
+    response, GetCollection and ListCollections show it, the next search walks the graph by it,
+    a restart keeps it; unset fields stay, 0 restores the default; bad values and unknown names are
+    refused with the field named, changing nothing."""
+    data = vectors(500, seed=6)
+    data_dir = tmp_path / "data"
+    async with running_gateway(data_dir) as gw, AsyncClient(gw.target) as client:
+        await client.create_collection("docs", dimension=DIM, index_dimension=64, dtype="i8")
+        for start in (0, 250):
+            chunk = data[start : start + 250]
+            await client.upsert("docs", [item(f"d{start + i}", v.tolist()) for i, v in enumerate(chunk)])
+        await index_all(gw, "docs")
+        usearch = gw.app.gateway.store.get("docs").index._index  # type: ignore[attr-defined]
+        assert usearch.expansion_search == 64
+
+        tuned = await client.update_collection("docs", expansion_search=24, rerank_factor=2)
+        config = tuned.config
+        assert (config.hnsw.expansion_search, config.rerank_factor, config.max_unindexed_rows) == (24, 2, 0)
+        assert (config.index_dimension, config.dtype, config.hnsw.connectivity) == (
+            64,
+            collections_pb2.INDEX_DTYPE_I8,
+            16,
+        )
+        assert tuned.stats.items == 500 and usearch.expansion_search == 24
+        assert (await client.get_collection("docs")).config == config
+        assert [c.config for c in await client.list_collections()] == [config]
+        hits = await client.search("docs", vector=data[7].tolist(), k=5)
+        assert hits.hits[0].id == "d7" and len(hits.hits) == 5
+
+        bulk = await client.update_collection("docs", max_unindexed_rows=200_000)  # the rest stays
+        assert (bulk.config.hnsw.expansion_search, bulk.config.rerank_factor) == (24, 2)
+        assert bulk.stats.unindexed_limit == 200_000
+
+        for bad, field in (  # each beside a good change, which must not land either
+            ({"expansion_search": 5000, "rerank_factor": 3}, "expansion_search"),
+            ({"rerank_factor": 101, "expansion_search": 30}, "rerank_factor"),
+            ({"max_unindexed_rows": 1 << 21, "expansion_search": 30}, "max_unindexed_rows"),
+        ):
+            with pytest.raises(OnespaceClientError) as refused:
+                await client.update_collection("docs", **bad)
+            assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
+            assert refused.value.details.startswith(f"{field}: ")
+        with pytest.raises(OnespaceClientError) as missing:
+            await client.update_collection("nope", expansion_search=30)
+        assert missing.value.code is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(OnespaceClientError) as malformed:
+            await client.update_collection("../docs", expansion_search=30)
+        assert malformed.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert malformed.value.details.startswith("name: ")
+        assert (await client.get_collection("docs")).config == bulk.config  # nothing changed
+
+    async with running_gateway(data_dir) as gw, AsyncClient(gw.target) as client:
+        restarted = await client.get_collection("docs")
+        assert restarted.config == bulk.config and restarted.stats.items == 500
+        usearch = gw.app.gateway.store.get("docs").index._index  # type: ignore[attr-defined]
+        assert usearch.expansion_search == 24
+        reset = await client.update_collection(
+            "docs", expansion_search=0, rerank_factor=0, max_unindexed_rows=0
+        )
+        assert (reset.config.hnsw.expansion_search, reset.config.rerank_factor) == (64, 4)
+        assert reset.config.max_unindexed_rows == 0 and usearch.expansion_search == 64
+        hits = await client.search("docs", vector=data[9].tolist(), k=5)
+        assert hits.hits[0].id == "d9"
+
+
 @pytest.fixture
 async def tagged(gateway: Running) -> Running:
     """Raw-vector items (no modality) and text items, with metadata that tests every edge."""
@@ -329,6 +395,19 @@ async def test_cli_against_the_real_server_then_check_offline(
         assert code == 0 and sorted(line.split()[2] for line in out.splitlines()[2:-1]) == ["i5", "i6", "i9"]
         code, out = await cli("search", "-c", "c", "--id", "i5", "--where", "n>=x")
         assert (code, out) == (2, "error: --where 'n>=x': expected a number after '>=', got 'x'\n")
+        code, out = await cli(
+            "collections", "update", "c", "--expansion-search", "40", "--max-unindexed-rows", "0"
+        )
+        assert code == 0 and out.startswith("updated collection c\n")
+        assert "expansion_search 40" in out and "max unindexed     server default" in out
+        code, out = await cli("collections", "update", "c", "--rerank-factor", "500")
+        assert (code, out) == (
+            1,
+            "error: INVALID_ARGUMENT: rerank_factor: 500 is larger than the maximum 100\n",
+        )
+        code, out = await cli("collections", "update", "c", "--rerank-factor", "6", "--json")
+        config = json.loads(out)["config"]
+        assert code == 0 and (config["rerank_factor"], config["hnsw"]["expansion_search"]) == (6, 40)
         code, out = await cli("collections", "checkpoint", "c")
         assert code == 0 and out.startswith("checkpointed the index of collection c at seq 2\n")
         code, out = await cli("collections", "compact", "c", "--json")

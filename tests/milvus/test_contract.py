@@ -29,6 +29,7 @@ from onespace.index import (
     Query,
     Record,
     StoredDtype,
+    Tuning,
 )
 from onespace.index import Test as Op
 from onespace.index.backend import Backend, CollectionHandle
@@ -281,6 +282,33 @@ def test_restart_keeps_items_and_config(opener: Opener) -> None:
     np.testing.assert_array_equal(item.vector, data[5])
     assert reopened.get(["i0"]) == [None]
     assert [[(h.id, h.score) for h in row] for row in reopened.search_many(queries)] == before
+
+
+def test_tuning_applies_at_once_and_survives_a_restart(opener: Opener, kind: str) -> None:
+    """`Backend.tune`: search-time settings change for the next search and the change is durable
+    (the same answers after a restart); a refused change (a bad value; on Milvus, a tail bound)
+    leaves the config as it was."""
+    backend = opener()
+    c = backend.create(config(rerank_factor=2))
+    data = mixture(300, DIM, seed=17)
+    fill(c, data)
+    queries = [Query(q, k=5) for q in data[:5]]
+    tuned = backend.tune(c, Tuning(expansion_search=128, rerank_factor=8))
+    assert tuned == c.config == config(rerank_factor=8, hnsw=HnswParams(expansion_search=128)).validated()
+    before = [[h.id for h in row] for row in c.search_many(queries)]
+    assert [row[0] for row in before] == [f"i{i}" for i in range(5)]
+    with pytest.raises(InvalidArgument) as refused:
+        backend.tune(c, Tuning(expansion_search=64, rerank_factor=1000))
+    assert refused.value.field == "rerank_factor" and c.config == tuned
+    if kind == "milvus":
+        with pytest.raises(InvalidArgument, match="milvus backend") as refused:
+            backend.tune(c, Tuning(expansion_search=64, max_unindexed_rows=100_000))
+        assert refused.value.field == "max_unindexed_rows" and c.config == tuned
+    backend.close()
+
+    again = opener()
+    assert again.get("docs").config == tuned
+    assert [[h.id for h in row] for row in again.get("docs").search_many(queries)] == before
 
 
 def test_create_twice_and_delete(opener: Opener) -> None:

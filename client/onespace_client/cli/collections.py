@@ -1,4 +1,4 @@
-"""`onespace collections create|list|get|checkpoint|compact|delete`: readable tables, or `--json`
+"""`onespace collections create|list|get|update|checkpoint|compact|delete`: readable tables, or `--json`
 for machines (the proto3 JSON mapping: 64-bit counters are strings there)."""
 
 from __future__ import annotations
@@ -163,6 +163,24 @@ async def _get(args: argparse.Namespace) -> int:
 
 
 @runner
+async def _update(args: argparse.Namespace) -> int:
+    """Change a collection's search-time settings or its unindexed bound."""
+    async with client_for(args) as client:
+        collection = await client.update_collection(
+            args.name,
+            expansion_search=args.expansion_search,
+            rerank_factor=args.rerank_factor,
+            max_unindexed_rows=args.max_unindexed_rows,
+        )
+    if args.json:
+        print_json(message_dict(collection))
+    else:
+        print(f"updated collection {args.name}")
+        print(describe(collection))
+    return 0
+
+
+@runner
 async def _checkpoint(args: argparse.Namespace) -> int:
     """Checkpoint a collection's index now."""
     async with client_for(args) as client:
@@ -216,7 +234,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
     group = commands.add_parser(
-        "collections", help="create, list, show, checkpoint, compact and delete collections"
+        "collections", help="create, list, show, update, checkpoint, compact and delete collections"
     )
     sub = group.add_subparsers(dest="collections_command", required=True, metavar="ACTION")
 
@@ -253,6 +271,22 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     get = sub.add_parser("get", parents=[common, output], help="show one collection and its storage stats")
     get.add_argument("name")
     get.set_defaults(func=_get)
+    update = sub.add_parser(
+        "update",
+        parents=[common, output],
+        help="change a collection's search settings (no rebuild)",
+        description="Change the settings that touch no stored data: they apply to the next search or "
+        "write, without a rebuild. An option left out keeps its value; 0 sets the server default.",
+    )
+    update.add_argument("name")
+    update.add_argument("--expansion-search", type=uint, help="HNSW ef: higher finds more, slower")
+    update.add_argument(
+        "--rerank-factor", type=uint, help="shortlist k*factor reranked on the full vectors (a lossy index)"
+    )
+    update.add_argument(
+        "--max-unindexed-rows", type=uint, help="raise for a bulk load, set back (0) after it"
+    )
+    update.set_defaults(func=_update)
     checkpoint = sub.add_parser(
         "checkpoint",
         parents=[slow, output],

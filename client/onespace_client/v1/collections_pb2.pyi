@@ -509,3 +509,74 @@ class CompactCollectionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompactCollectionResponse: _TypeAlias = CompactCollectionResponse  # noqa: Y015
+
+@_typing.final
+class UpdateCollectionRequest(_message.Message):
+    """The settings a collection may change after creation. None touches the graph or the stored
+    rows, so a change applies at once, without a rebuild, and is durable when the call returns.
+    A field left unset keeps its value; 0 sets the server default, as at creation.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EXPANSION_SEARCH_FIELD_NUMBER: _builtins.int
+    RERANK_FACTOR_FIELD_NUMBER: _builtins.int
+    MAX_UNINDEXED_ROWS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    expansion_search: _builtins.int
+    """ef: how far a search walks the graph (recall against speed); searches after the call use it."""
+    rerank_factor: _builtins.int
+    """HNSW candidates per wanted hit, reranked on the full vectors (a lossy index only: a shorter
+    prefix or a coarser dtype than the stored vectors).
+    """
+    max_unindexed_rows: _builtins.int
+    """As in CollectionConfig: raise it for a bulk load, set it back after. The milvus backend
+    accepts only 0.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        expansion_search: _builtins.int | None = ...,
+        rerank_factor: _builtins.int | None = ...,
+        max_unindexed_rows: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expansion_search", b"_expansion_search", "_max_unindexed_rows", b"_max_unindexed_rows", "_rerank_factor", b"_rerank_factor", "expansion_search", b"expansion_search", "max_unindexed_rows", b"max_unindexed_rows", "rerank_factor", b"rerank_factor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expansion_search", b"_expansion_search", "_max_unindexed_rows", b"_max_unindexed_rows", "_rerank_factor", b"_rerank_factor", "expansion_search", b"expansion_search", "max_unindexed_rows", b"max_unindexed_rows", "name", b"name", "rerank_factor", b"rerank_factor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expansion_search: _TypeAlias = _typing.Literal["expansion_search"]  # noqa: Y015
+    _WhichOneofArgType__expansion_search: _TypeAlias = _typing.Literal["_expansion_search", b"_expansion_search"]  # noqa: Y015
+    _WhichOneofReturnType__max_unindexed_rows: _TypeAlias = _typing.Literal["max_unindexed_rows"]  # noqa: Y015
+    _WhichOneofArgType__max_unindexed_rows: _TypeAlias = _typing.Literal["_max_unindexed_rows", b"_max_unindexed_rows"]  # noqa: Y015
+    _WhichOneofReturnType__rerank_factor: _TypeAlias = _typing.Literal["rerank_factor"]  # noqa: Y015
+    _WhichOneofArgType__rerank_factor: _TypeAlias = _typing.Literal["_rerank_factor", b"_rerank_factor"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expansion_search) -> _WhichOneofReturnType__expansion_search | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_unindexed_rows) -> _WhichOneofReturnType__max_unindexed_rows | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rerank_factor) -> _WhichOneofReturnType__rerank_factor | None: ...
+
+Global___UpdateCollectionRequest: _TypeAlias = UpdateCollectionRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCollectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def collection(self) -> Global___Collection: ...
+    def __init__(
+        self,
+        *,
+        collection: Global___Collection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCollectionResponse: _TypeAlias = UpdateCollectionResponse  # noqa: Y015

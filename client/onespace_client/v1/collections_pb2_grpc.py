@@ -55,6 +55,11 @@ class CollectionServiceStub:
                 request_serializer=onespace_dot_v1_dot_collections__pb2.DeleteCollectionRequest.SerializeToString,
                 response_deserializer=onespace_dot_v1_dot_collections__pb2.DeleteCollectionResponse.FromString,
                 _registered_method=True)
+        self.UpdateCollection = channel.unary_unary(
+                '/onespace.v1.CollectionService/UpdateCollection',
+                request_serializer=onespace_dot_v1_dot_collections__pb2.UpdateCollectionRequest.SerializeToString,
+                response_deserializer=onespace_dot_v1_dot_collections__pb2.UpdateCollectionResponse.FromString,
+                _registered_method=True)
         self.CheckpointCollection = channel.unary_unary(
                 '/onespace.v1.CollectionService/CheckpointCollection',
                 request_serializer=onespace_dot_v1_dot_collections__pb2.CheckpointCollectionRequest.SerializeToString,
@@ -90,6 +95,13 @@ class CollectionServiceServicer:
 
     def DeleteCollection(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCollection(self, request, context):
+        """Change search-time settings (and the unindexed bound) of an existing collection.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -130,6 +142,11 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.DeleteCollection,
                     request_deserializer=onespace_dot_v1_dot_collections__pb2.DeleteCollectionRequest.FromString,
                     response_serializer=onespace_dot_v1_dot_collections__pb2.DeleteCollectionResponse.SerializeToString,
+            ),
+            'UpdateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCollection,
+                    request_deserializer=onespace_dot_v1_dot_collections__pb2.UpdateCollectionRequest.FromString,
+                    response_serializer=onespace_dot_v1_dot_collections__pb2.UpdateCollectionResponse.SerializeToString,
             ),
             'CheckpointCollection': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckpointCollection,
@@ -250,6 +267,33 @@ class CollectionService:
             '/onespace.v1.CollectionService/DeleteCollection',
             onespace_dot_v1_dot_collections__pb2.DeleteCollectionRequest.SerializeToString,
             onespace_dot_v1_dot_collections__pb2.DeleteCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onespace.v1.CollectionService/UpdateCollection',
+            onespace_dot_v1_dot_collections__pb2.UpdateCollectionRequest.SerializeToString,
+            onespace_dot_v1_dot_collections__pb2.UpdateCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,8 @@ class CollectionServiceStub:
     GetCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.GetCollectionRequest, _collections_pb2.GetCollectionResponse]
     ListCollections: _grpc.UnaryUnaryMultiCallable[_collections_pb2.ListCollectionsRequest, _collections_pb2.ListCollectionsResponse]
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.DeleteCollectionRequest, _collections_pb2.DeleteCollectionResponse]
+    UpdateCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.UpdateCollectionRequest, _collections_pb2.UpdateCollectionResponse]
+    """Change search-time settings (and the unindexed bound) of an existing collection."""
     CheckpointCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.CheckpointCollectionRequest, _collections_pb2.CheckpointCollectionResponse]
     """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one."""
     CompactCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.CompactCollectionRequest, _collections_pb2.CompactCollectionResponse]
@@ -48,6 +50,8 @@ class CollectionServiceAsyncStub(CollectionServiceStub):
     GetCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.GetCollectionRequest, _collections_pb2.GetCollectionResponse]  # type: ignore[assignment]
     ListCollections: _aio.UnaryUnaryMultiCallable[_collections_pb2.ListCollectionsRequest, _collections_pb2.ListCollectionsResponse]  # type: ignore[assignment]
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.DeleteCollectionRequest, _collections_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
+    UpdateCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.UpdateCollectionRequest, _collections_pb2.UpdateCollectionResponse]  # type: ignore[assignment]
+    """Change search-time settings (and the unindexed bound) of an existing collection."""
     CheckpointCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.CheckpointCollectionRequest, _collections_pb2.CheckpointCollectionResponse]  # type: ignore[assignment]
     """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one."""
     CompactCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.CompactCollectionRequest, _collections_pb2.CompactCollectionResponse]  # type: ignore[assignment]
@@ -81,6 +85,14 @@ class CollectionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _collections_pb2.DeleteCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_collections_pb2.DeleteCollectionResponse, _abc.Awaitable[_collections_pb2.DeleteCollectionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateCollection(
+        self,
+        request: _collections_pb2.UpdateCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_collections_pb2.UpdateCollectionResponse, _abc.Awaitable[_collections_pb2.UpdateCollectionResponse]]:
+        """Change search-time settings (and the unindexed bound) of an existing collection."""
 
     @_abc_1.abstractmethod
     def CheckpointCollection(

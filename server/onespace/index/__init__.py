@@ -1,7 +1,7 @@
 """The embedded storage engine: collections whose acknowledged writes are on disk, with a usearch
 HNSW index over Matryoshka prefixes as derived data (layout and guarantees: docs/storage.md).
 
-    config       CollectionConfig, Metric, IndexDtype, StoredDtype, HnswParams
+    config       CollectionConfig, Metric, IndexDtype, StoredDtype, HnswParams, Tuning
     matryoshka   truncate / prefix: the renormalised d-prefix rule
     records      Record, StoredItem, Filter, Condition, Query, Hit
     validate     checks for records and queries (InvalidArgument naming the field)
@@ -22,7 +22,7 @@ HNSW index over Matryoshka prefixes as derived data (layout and guarantees: docs
 from __future__ import annotations
 
 from onespace.index.collection import Collection, CollectionStats
-from onespace.index.config import CollectionConfig, HnswParams, IndexDtype, Metric, StoredDtype
+from onespace.index.config import CollectionConfig, HnswParams, IndexDtype, Metric, StoredDtype, Tuning
 from onespace.index.matryoshka import prefix, truncate
 from onespace.index.records import Condition, Filter, Hit, Query, Record, StoredItem, Test
 from onespace.index.store import CollectionStore
@@ -45,6 +45,7 @@ __all__ = [
     "StoredDtype",
     "StoredItem",
     "Test",
+    "Tuning",
     "prefix",
     "truncate",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from onespace.index.collection import CollectionStats
-from onespace.index.config import CollectionConfig
+from onespace.index.config import CollectionConfig, Tuning
 from onespace.index.records import Hit, Query, Record, StoredItem
 from onespace.index.validate import CheckedQuery
 from onespace.index.writes import UpsertOp, WriteOp
@@ -86,6 +86,11 @@ class Backend(Protocol):
         ...
 
     def compact(self, collection: CollectionHandle, *, force: bool = False) -> bool: ...
+
+    def tune(self, collection: CollectionHandle, tuning: Tuning) -> CollectionConfig:
+        """Change the settings that touch no stored data (`config.Tuning`), durably; the config
+        now in force. Searches and writes after the return use it."""
+        ...
 
     def stats(self, collection: CollectionHandle) -> CollectionStats: ...
 

@@ -46,8 +46,9 @@ import numpy.typing as npt
 from onespace.budget import ResponseBudget
 from onespace.errors import Internal, NotFound
 from onespace.index.checkpoint import Checkpoint
-from onespace.index.config import CollectionConfig
+from onespace.index.config import CollectionConfig, Tuning
 from onespace.index.hnsw import HnswIndex
+from onespace.index.persistence import write_config
 from onespace.index.records import (
     MODALITY_CODES,
     Filter,
@@ -288,6 +289,23 @@ class Collection:
             while self.index_pending():
                 pass
         return planned.results
+
+    def tune(self, tuning: Tuning) -> CollectionConfig:
+        """Apply `tuning` durably and return the config now in force. config.json is replaced
+        atomically before anything in memory changes, so a failed write changes nothing; the
+        next search walks the graph and reranks by the new settings (one already running
+        finishes with the old)."""
+        with self.index_lock, self.write_lock:
+            self._check_open()
+            config = tuning.applied_to(self._config)
+            if config != self._config:
+                try:
+                    write_config(self.directory, config)
+                except OSError as exc:
+                    raise Internal(f"cannot store the settings of collection {self.name!r}: {exc}") from exc
+                self.index.retune(config)
+                self._config = config
+        return config
 
     def unindexed_rows(self) -> int:
         """Committed rows (live or not) the HNSW index has not taken yet."""

@@ -23,6 +23,7 @@ __all__ = [
     "IndexDtype",
     "Metric",
     "StoredDtype",
+    "Tuning",
     "check_collection_name",
     "check_stored_name",
     "config_from_json",
@@ -149,6 +150,46 @@ class CollectionConfig:
             raise InvalidArgument("config.stored_dtype", f"{self.stored_dtype!r} is not a StoredDtype")
         _check_int("config.max_unindexed_rows", self.max_unindexed_rows, 0, MAX_UNINDEXED_LIMIT)
         return replace(self, index_dimension=index_dimension)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A change to the settings a collection may change after creation (None: keep; 0: the
+    default, as at creation). None of them touches the graph or the stored rows: expansion_search
+    and rerank_factor set how far a search walks the graph and how many candidates it reranks,
+    max_unindexed_rows how far writes may run ahead of the indexer. So a change applies to the
+    next search or write without a rebuild, and the speed/recall trade-off can be tried out on
+    the collection's own data (docs/architecture.md, "Tuning a prefix index")."""
+
+    expansion_search: int | None = None
+    rerank_factor: int | None = None
+    max_unindexed_rows: int | None = None
+
+    def applied_to(self, config: CollectionConfig) -> CollectionConfig:
+        """`config` with this change, validated; InvalidArgument names the request's field."""
+        defaults = CollectionConfig(name=config.name, model=config.model, dimension=config.dimension)
+        expansion_search = _tuned(
+            self.expansion_search, config.hnsw.expansion_search, defaults.hnsw.expansion_search
+        )
+        rerank_factor = _tuned(self.rerank_factor, config.rerank_factor, defaults.rerank_factor)
+        max_unindexed = _tuned(
+            self.max_unindexed_rows, config.max_unindexed_rows, defaults.max_unindexed_rows
+        )
+        _check_int("expansion_search", expansion_search, 1, MAX_EXPANSION)
+        _check_int("rerank_factor", rerank_factor, 1, MAX_RERANK_FACTOR)
+        _check_int("max_unindexed_rows", max_unindexed, 0, MAX_UNINDEXED_LIMIT)
+        return replace(
+            config,
+            hnsw=replace(config.hnsw, expansion_search=expansion_search),
+            rerank_factor=rerank_factor,
+            max_unindexed_rows=max_unindexed,
+        ).validated()
+
+
+def _tuned(change: int | None, current: int, default: int) -> int:
+    if change is None:
+        return current
+    return change or default
 
 
 def check_collection_name(name: object, *, field_name: str = "name") -> str:

@@ -99,6 +99,12 @@ class HnswIndex:
         rows = np.asarray(stored, dtype=np.float32)
         self.add(keys, prefix(rows, self._config.index_dimension, self._config.metric))
 
+    def retune(self, config: CollectionConfig) -> None:
+        """Take `config`'s search-time settings (`config.Tuning`); the graph stays as built."""
+        self._config = config
+        # usearch's setter exists; its stub declares the property read-only.
+        self._index.expansion_search = config.hnsw.expansion_search  # type: ignore[misc]
+
     def remove(self, keys: list[int]) -> None:
         if not keys:
             return

@@ -310,6 +310,7 @@ def _rebuild_index(collection: Collection) -> None:
         current = collection.view
         _add_rows(collection, fresh, current, current.rows_for_keys(added))
         fresh.search_calls = collection.index.search_calls
+        fresh.retune(collection.config)  # tuned while it was being built
         collection.index = fresh
         collection.indexed_below = collection.next_key  # the fresh index holds every committed row
         collection.pending_removals = []

@@ -24,7 +24,7 @@ from onespace.errors import AlreadyExists, Internal, NotFound
 from onespace.index import maintenance, migrate
 from onespace.index.backend import CollectionHandle
 from onespace.index.collection import Collection, CollectionStats
-from onespace.index.config import CollectionConfig, check_stored_name
+from onespace.index.config import CollectionConfig, Tuning, check_stored_name
 from onespace.index.persistence import CONFIG_FILE, fsync_dir
 
 __all__ = ["CollectionStore"]
@@ -149,6 +149,9 @@ class CollectionStore:
 
     def compact(self, collection: CollectionHandle, *, force: bool = False) -> bool:
         return maintenance.compact(_embedded(collection), force=force)
+
+    def tune(self, collection: CollectionHandle, tuning: Tuning) -> CollectionConfig:
+        return _embedded(collection).tune(tuning)
 
     def stats(self, collection: CollectionHandle) -> CollectionStats:
         return maintenance.stats(_embedded(collection))

@@ -37,7 +37,7 @@ from pymilvus import MilvusClient  # type: ignore[import-untyped]
 from onespace.errors import AlreadyExists, Internal, InvalidArgument, NotFound
 from onespace.index.backend import CollectionHandle
 from onespace.index.collection import CollectionStats
-from onespace.index.config import CollectionConfig
+from onespace.index.config import CollectionConfig, Tuning
 from onespace.milvus import layout
 from onespace.milvus.collection import MilvusCollection
 from onespace.milvus.errors import milvus_errors, translate
@@ -198,12 +198,7 @@ class MilvusBackend:
 
     def create(self, config: CollectionConfig) -> MilvusCollection:
         config = config.validated()
-        if config.max_unindexed_rows:
-            raise InvalidArgument(
-                "config.max_unindexed_rows",
-                "the milvus backend has no unindexed tail of its own (Milvus indexes on its own "
-                "schedule); leave it 0",
-            )
+        _refuse_unindexed_limit(config, "config.max_unindexed_rows")
         name = config.name
         milvus_name = to_milvus(name)
         with self._lock:
@@ -313,6 +308,22 @@ class MilvusBackend:
             self._client.compact(c.milvus_name, timeout=self._timeout)
         return True
 
+    def tune(self, collection: CollectionHandle, tuning: Tuning) -> CollectionConfig:
+        """Store the tuned config in the collection's properties; this gateway searches by it at
+        once, another gateway on the same Milvus once it opens the collection again."""
+        c = _milvus(collection)
+        if c.closed:
+            raise NotFound(f"collection {c.name!r} not found (it was deleted)")
+        config = tuning.applied_to(c.config)
+        _refuse_unindexed_limit(config, "max_unindexed_rows")
+        if config != c.config:
+            with milvus_errors(f"store the settings of collection {c.name!r}"):
+                self._client.alter_collection_properties(
+                    c.milvus_name, properties=layout.properties(config), timeout=self._timeout
+                )
+            c.retune(config)
+        return config
+
     def stats(self, collection: CollectionHandle) -> CollectionStats:
         """Items from Milvus (re-counted at most every `refresh_seconds`); the embedded store's file
         and index figures do not exist here and are 0. NotFound once the collection is deleted."""
@@ -347,6 +358,15 @@ class MilvusBackend:
         except Exception as exc:
             return f"Milvus at {self.uri} does not answer: {translate(exc, 'answer a health check')}"
         return None
+
+
+def _refuse_unindexed_limit(config: CollectionConfig, field: str) -> None:
+    if config.max_unindexed_rows:
+        raise InvalidArgument(
+            field,
+            "the milvus backend has no unindexed tail of its own (Milvus indexes on its own "
+            "schedule); leave it 0",
+        )
 
 
 def _milvus(collection: CollectionHandle) -> MilvusCollection:

@@ -88,6 +88,10 @@ class MilvusCollection:
         counts = self._counts
         return frozenset(m for code, m in enumerate(MODALITY_CODES) if m is not None and counts[code] > 0)
 
+    def retune(self, config: CollectionConfig) -> None:
+        """Search by `config` (the same collection with other search-time settings) from now on."""
+        self._config = config
+
     def refresh_counts(self) -> int:
         """Re-read the per-modality counts from Milvus; returns the item count."""
         with self._write_lock:

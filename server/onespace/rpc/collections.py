@@ -1,4 +1,4 @@
-"""CollectionService: create, get, list and delete collections."""
+"""CollectionService: create, get, list, tune, checkpoint, compact and delete collections."""
 
 from __future__ import annotations
 
@@ -47,6 +47,13 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
     ) -> pb.CompactCollectionResponse:
         collection, stats = await self.gateway.compact(request.name)
         return pb.CompactCollectionResponse(collection=_described(collection, stats))
+
+    @unary_method("UpdateCollection")
+    async def UpdateCollection(
+        self, request: pb.UpdateCollectionRequest, context: Ctx
+    ) -> pb.UpdateCollectionResponse:
+        collection, stats = await self.gateway.tune(request.name, convert.tuning_from_proto(request))
+        return pb.UpdateCollectionResponse(collection=_described(collection, stats))
 
     @unary_method("ListCollections")
     async def ListCollections(

@@ -34,6 +34,7 @@ from onespace.index import (
     StoredDtype,
     StoredItem,
     Test,
+    Tuning,
 )
 from onespace.models import Modality, ModelSpec
 from onespace.providers.base import Vector
@@ -53,6 +54,7 @@ __all__ = [
     "packed",
     "stored_item_to_proto",
     "timings_to_proto",
+    "tuning_from_proto",
     "vector_format",
     "vector_from_proto",
 ]
@@ -289,6 +291,15 @@ def config_from_proto(pb: collections_pb2.CollectionConfig) -> CollectionConfig:
         rerank_factor=pb.rerank_factor or 4,
         stored_dtype=_enum(STORED_DTYPE_FROM_PROTO, pb.stored_dtype, "config.stored_dtype"),
         max_unindexed_rows=pb.max_unindexed_rows,
+    )
+
+
+def tuning_from_proto(pb: collections_pb2.UpdateCollectionRequest) -> Tuning:
+    """The fields the request sets (unset: unchanged; 0: the default, applied by `Tuning`)."""
+    return Tuning(
+        expansion_search=pb.expansion_search if pb.HasField("expansion_search") else None,
+        rerank_factor=pb.rerank_factor if pb.HasField("rerank_factor") else None,
+        max_unindexed_rows=pb.max_unindexed_rows if pb.HasField("max_unindexed_rows") else None,
     )
 
 

@@ -205,6 +205,20 @@ class Collections(collections_pb2_grpc.CollectionServiceServicer):
             collection=await self._with_stats(request.name, context)
         )
 
+    async def UpdateCollection(self, request: Any, context: Any) -> collections_pb2.UpdateCollectionResponse:
+        """Sets the fields the request sets (0 stays 0 here: the fake has no defaults)."""
+        self.state.requests.append(request)
+        config = (await self._get(request.name, context)).config
+        if request.HasField("expansion_search"):
+            config.hnsw.expansion_search = request.expansion_search
+        if request.HasField("rerank_factor"):
+            config.rerank_factor = request.rerank_factor
+        if request.HasField("max_unindexed_rows"):
+            config.max_unindexed_rows = request.max_unindexed_rows
+        return collections_pb2.UpdateCollectionResponse(
+            collection=await self._with_stats(request.name, context)
+        )
+
     async def CompactCollection(
         self, request: Any, context: Any
     ) -> collections_pb2.CompactCollectionResponse:

@@ -384,6 +384,8 @@ def test_sync_client_mirrors_the_async_one(gateway: FakeGateway) -> None:
         checkpointed = client.checkpoint_collection("exact")
         client.delete("exact", ["x"])
         compacted = client.compact_collection("exact")
+        tuned = client.update_collection("exact", rerank_factor=3, max_unindexed_rows=0)
+        tuning = gateway.state.requests[-1]
     assert sorted(int(a.request_id) for a in spread) == list(range(10)) and all(a.stored for a in spread)
     assert exact.config.stored_dtype == collections_pb2.STORED_DTYPE_F32
     assert [h.id for h in filtered.hits] == ["y"]
@@ -393,6 +395,10 @@ def test_sync_client_mirrors_the_async_one(gateway: FakeGateway) -> None:
         ("exact", 1, struct.pack("<8f", *[0.5] * 8), "n"),
     ]
     assert checkpointed.stats.checkpoint_seq == 1 and compacted.stats.items == 1
+    assert isinstance(tuning, collections_pb2.UpdateCollectionRequest)
+    # None is left unset; 0 is sent (it means the server default)
+    assert [f.name for f, _ in tuning.ListFields()] == ["name", "rerank_factor", "max_unindexed_rows"]
+    assert tuned.config.rerank_factor == 3 and tuned.stats.items == 1
     assert compacted.stats.dead_rows == 0
     assert all(a.stored for a in acks) and len(acks) == 10
     assert sorted(r.request_id for r in responses) == ["0", "1"]
