@@ -242,15 +242,16 @@ def in_process(
         for _ in range(REPEATS):
             for key, search, rounds in passes:
                 runs.setdefault(key, []).append(_timed(search, rounds, len(queries), truth))
-        for name, settings in SWEEP.items():
-            collection = store.get(name)
-            for ef, rf in settings:
-                with search_settings(collection, ef, rf):
-                    search = collection_search(collection, queries)
-                    key = f"sweep:{name}:{ef}:{rf}"
-                    runs[key] = [
-                        _timed(search, IN_PROCESS_ROUNDS, len(queries), truth) for _ in range(REPEATS)
-                    ]
+        # Every setting once a pass, as above: a slow spell of the machine hits them alike (back to
+        # back, one setting's repeats could all land in one and make a cheaper setting look slower).
+        for _ in range(REPEATS):
+            for name, settings in SWEEP.items():
+                collection = store.get(name)
+                for ef, rf in settings:
+                    with search_settings(collection, ef, rf):
+                        search = collection_search(collection, queries)
+                        timed = _timed(search, IN_PROCESS_ROUNDS, len(queries), truth)
+                    runs.setdefault(f"sweep:{name}:{ef}:{rf}", []).append(timed)
     finally:
         store.close()
     for _ in range(REPEATS):
