@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numkong
 import numpy as np
@@ -25,6 +25,7 @@ from onespace.index.validate import CheckedQuery
 
 __all__ = [
     "CHUNK_ROWS",
+    "as_dtype",
     "prefix_cosines",
     "rank_vectors",
     "score_block",
@@ -83,7 +84,7 @@ def score_block(
     The one kernel every ranking path uses; a query's row is the same bit for bit whatever other
     queries share the call."""
     kernel, finish = _kernel(queries.shape[1], full, metric)
-    q = np.ascontiguousarray(queries, dtype=block.dtype)
+    q = as_dtype(queries, block.dtype)
     return finish(np.asarray(numkong.cdist(q, block, metric=kernel)))
 
 
@@ -98,11 +99,22 @@ def score_shortlists(
     against 110-113). Each such call also lets go of the GIL and takes it back, which waits
     whenever another thread holds it."""
     kernel, finish = _kernel(queries.shape[1], full, metric)
-    q = np.ascontiguousarray(queries, dtype=blocks.dtype)
+    q = as_dtype(queries, blocks.dtype)
     raw = np.empty(blocks.shape[:2], dtype=np.float64)
     for i in range(len(q)):
         numkong.cdist(q[i : i + 1], blocks[i], metric=kernel, out=raw[i : i + 1])
     return finish(raw)
+
+
+def as_dtype(a: npt.NDArray[np.generic], dtype: np.dtype[Any]) -> npt.NDArray[np.generic]:
+    """`a` as a C-contiguous array of `dtype`. float32 to float16 goes through NumKong's cast,
+    the same bits as numpy's (round to nearest even; beyond the range, inf) at ~5 us for a batch
+    of 64 x 1024 queries where numpy's took ~100 (1.5 us a query of a batch's rerank)."""
+    if a.dtype == np.float32 and dtype == np.float16:
+        out = np.empty(a.shape, dtype=np.float16)
+        numkong.astype(a, "float16", out=out)
+        return out
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 _Kernel = Literal["angular", "sqeuclidean", "dot"]
@@ -129,7 +141,7 @@ def prefix_cosines(block: npt.NDArray[np.generic], units: npt.NDArray[np.float32
     angular scores, where the angular kernel on the strided prefix costs 0.55x (its per-pair
     norms weigh more on short rows)."""
     rows = np.ascontiguousarray(block)
-    q = np.ascontiguousarray(units, dtype=rows.dtype)
+    q = as_dtype(units, rows.dtype)
     dots = np.asarray(numkong.cdist(q, rows, metric="dot"), dtype=np.float32)
     squares = np.asarray(numkong.cdist(np.zeros((1, rows.shape[1]), rows.dtype), rows, metric="sqeuclidean"))
     norms = np.sqrt(squares[0]).astype(np.float32)
