@@ -203,7 +203,7 @@ class Collection:
         view, index = self._view, self.index
         with self._reading():
             tail = _tail_rows(view, below)
-            candidates = [self._candidates(view, q.filter) for q in checked]
+            candidates = [None if q.filter.is_empty else self._candidates(view, q.filter) for q in checked]
             ranked = search_batch(self._config, view, index, checked, candidates, threads, tail)
             # Hits are named from the slot arrays; SQLite is read only for the metadata of hits
             # whose items have some (a key gone from it meanwhile: the item was deleted).

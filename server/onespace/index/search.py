@@ -124,10 +124,7 @@ def search_batch(
     tail: Rows | None = None,
 ) -> list[Ranked]:
     """Rank every query; `tail` (sorted live slots not yet in `index`) joins every shortlist."""
-    plans = [
-        _plan(config, table, index, q, c, v)
-        for q, c, v in zip(queries, candidates, rank_vectors(config, queries), strict=True)
-    ]
+    plans = _plans(config, table, index, queries, candidates, rank_vectors(config, queries))
     ranked: dict[int, Ranked] = {}
     shortlists: dict[int, Rows] = {}
     groups: dict[int, list[int]] = defaultdict(list)
@@ -170,26 +167,33 @@ def search_batch(
     return [ranked.get(i) or _finish(table, config, p, shortlists.get(i)) for i, p in enumerate(plans)]
 
 
-def _plan(
+def _plans(
     config: CollectionConfig,
     table: SlotView,
     index: HnswIndex,
-    query: CheckedQuery,
-    candidates: Candidates,
-    rank_vector: npt.NDArray[np.float32],
-) -> _Plan:
-    filtered = candidates is not None
-    if isinstance(candidates, Predicate):
-        matches = candidates.estimate
-    else:
-        matches = len(candidates) if candidates is not None else table.live_count
-    count = 0
-    usable = query.dimension >= config.index_dimension and len(index) > 0
-    if usable and index_normalises(config) and not query.vector[: config.index_dimension].any():
-        usable = False  # a zero index prefix has no direction to search along
-    if usable:
-        count = plan_count(query.k, config.shortlist_factor, table.live_count, matches, filtered)
-    return _Plan(query, rank_vector, candidates, matches, count)
+    queries: Sequence[CheckedQuery],
+    candidates: Sequence[Candidates],
+    rank_vectors: Sequence[npt.NDArray[np.float32]],
+) -> list[_Plan]:
+    """Each query's plan. What is the same for the whole batch is looked up once, and the test
+    for zero index prefixes is one numpy call for the batch (per query it was most of planning)."""
+    d = config.index_dimension
+    usable = [q.dimension >= d for q in queries] if len(index) else [False] * len(queries)
+    searched = [i for i, ok in enumerate(usable) if ok]
+    if searched and index_normalises(config):
+        heads = np.stack([queries[i].vector[:d] for i in searched])
+        for j in np.flatnonzero(~heads.any(axis=1)).tolist():
+            usable[searched[j]] = False  # a zero index prefix has no direction to search along
+    live, factor = table.live_count, config.shortlist_factor
+    plans = []
+    for query, found, rank_vector, ok in zip(queries, candidates, rank_vectors, usable, strict=True):
+        if isinstance(found, Predicate):
+            matches = found.estimate
+        else:
+            matches = len(found) if found is not None else live
+        count = plan_count(query.k, factor, live, matches, found is not None) if ok else 0
+        plans.append(_Plan(query, rank_vector, found, matches, count))
+    return plans
 
 
 def _index_vectors(config: CollectionConfig, queries: Sequence[CheckedQuery]) -> npt.NDArray[np.float32]:

@@ -294,10 +294,7 @@ def test_shortlists_ranked_together_match_ranking_each_alone_bit_for_bit(metric:
         for i, q in enumerate(raw)
     ]
     config, view, index = c.config, c.view, c.index
-    plans = [
-        search._plan(config, view, index, q, None, v)
-        for q, v in zip(checked, rank_vectors(config, checked), strict=True)
-    ]
+    plans = search._plans(config, view, index, checked, [None] * len(checked), rank_vectors(config, checked))
     count = plans[0].count
     assert count and all(p.count == count for p in plans)
     shortlists = view.rows_for_keys(np.stack(index.search(search._index_vectors(config, checked), count, 1)))
@@ -337,3 +334,23 @@ def test_short_shortlists_are_not_read_past_what_usearch_found() -> None:
     ranked = search.search_batch(c.config, view, Short(), queries, [None] * 6, 1)  # type: ignore[arg-type]
     for q, r in zip(queries, ranked, strict=True):
         assert r.rows.tolist() == reference_top(data, q.vector, Metric.COSINE, 10)
+
+
+@pytest.mark.parametrize("dtype", [IndexDtype.F32, IndexDtype.I8])
+def test_a_query_with_a_zero_index_prefix_is_scanned_exactly_beside_searched_ones(dtype: IndexDtype) -> None:
+    """A renormalised index prefix of zeros has no direction to search along: that query of a
+    batch is ranked by an exact scan, the others of the same batch by the index, each as if alone."""
+    data = mixture(2000, 64, seed=40, decay=0.5)
+    c = build(data, Metric.COSINE, 16, dtype)
+    blind = mixture(1, 64, seed=41)[0]
+    blind[:16] = 0.0
+    others = mixture(3, 64, seed=42, decay=0.5)
+    checked = [c.check_query(Query(v, k=5)) for v in (others[0], blind, others[1], others[2])]
+    plans = search._plans(
+        c.config, c.view, c.index, checked, [None] * len(checked), rank_vectors(c.config, checked)
+    )
+    assert [p.count > 0 for p in plans] == [True, False, True, True]
+    together = c.search_many(checked)
+    assert [h.id for h in together[1]] == [str(i) for i in reference_top(data, blind, Metric.COSINE, 5)]
+    for query, hits in zip(checked, together, strict=True):
+        assert [(h.id, h.score) for h in c.search_many([query])[0]] == [(h.id, h.score) for h in hits]

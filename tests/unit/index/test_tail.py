@@ -175,12 +175,14 @@ def test_the_tail_scored_once_per_batch_gives_the_scores_of_ranking_the_union(tm
     tail = _tail_rows(view, c.indexed_below)
     assert len(tail) > 900 and not view.live[tail[0] : tail[-1] + 1].all()
     got = search.search_batch(cfg, view, index, checked, [None] * len(checked), 1, tail)
-    for q, v, ranked in zip(checked, rank_vectors(cfg, checked), got, strict=True):
-        plan = search._plan(cfg, view, index, q, None, v)
+    plans = search._plans(cfg, view, index, checked, [None] * len(checked), rank_vectors(cfg, checked))
+    for q, plan, ranked in zip(checked, plans, got, strict=True):
         assert plan.count, "every query takes the HNSW path"
         found = view.rows_for_keys(index.search(search._index_vectors(cfg, [q]), plan.count, 1)[0])
         joined = (
-            tail if len(v) == cfg.index_dimension else search._tail_shortlists(view, cfg, [plan], tail)[0]
+            tail
+            if len(plan.rank_vector) == cfg.index_dimension
+            else search._tail_shortlists(view, cfg, [plan], tail)[0]
         )
         alone = search._finish(view, cfg, plan, np.union1d(found[found >= 0], joined))
         np.testing.assert_array_equal(ranked.rows, alone.rows)
@@ -200,10 +202,7 @@ def test_a_prefix_index_searches_its_tail_at_the_index_dimension(tmp_path: Path)
     assert len(tail) == 2000 and cfg.unindexed_limit == 4 * DEFAULT_MAX_UNINDEXED  # an 8-d index
     queries = mixture(30, DIM, seed=10, decay=0.5)
     checked = [c.check_query(Query(q, 10)) for q in queries]
-    plans = [
-        search._plan(cfg, view, c.index, q, None, v)
-        for q, v in zip(checked, rank_vectors(cfg, checked), strict=True)
-    ]
+    plans = search._plans(cfg, view, c.index, checked, [None] * len(checked), rank_vectors(cfg, checked))
     for q, plan, rows in zip(queries, plans, search._tail_shortlists(view, cfg, plans, tail), strict=True):
         assert plan.count == 64 and len(rows) == 64 and np.all(np.diff(rows) > 0)
         reference = reference_scores(data[1000:], q, Metric.COSINE, 8)  # tail slots are rows 1000...
