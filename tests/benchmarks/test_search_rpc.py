@@ -91,8 +91,8 @@ LABELS = {
 # rerank factor to sweep.
 SWEEP = {
     "full": [(ef, 4) for ef in (16, 24, 32, 48, 64)],
-    "pre256": [(ef, rf) for rf in (1, 2, 4) for ef in (16, 32, 64)],
-    "pre256i8": [(ef, rf) for rf in (1, 2, 4) for ef in (16, 32, 64)],
+    "pre256": [(ef, rf) for rf in (1, 2, 4) for ef in (16, 24, 32, 48, 64)],
+    "pre256i8": [(ef, rf) for rf in (1, 2, 4) for ef in (16, 24, 32, 48, 64)],
 }
 RECALL_TARGETS = (0.98, 0.99, 0.995)
 
