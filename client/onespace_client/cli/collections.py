@@ -110,6 +110,17 @@ def describe(collection: collections_pb2.Collection) -> str:
     )
 
 
+def _shown(args: argparse.Namespace, collection: collections_pb2.Collection, headline: str = "") -> int:
+    """Print `collection` as `--json` asks, or described under `headline`; the command's exit code."""
+    if args.json:
+        print_json(message_dict(collection))
+    else:
+        if headline:
+            print(headline)
+        print(describe(collection))
+    return 0
+
+
 @runner
 async def _create(args: argparse.Namespace) -> int:
     """Create a collection."""
@@ -128,12 +139,7 @@ async def _create(args: argparse.Namespace) -> int:
             stored_dtype=args.stored_dtype or collections_pb2.STORED_DTYPE_UNSPECIFIED,
             max_unindexed_rows=args.max_unindexed_rows,
         )
-    if args.json:
-        print_json(message_dict(collection))
-    else:
-        print(f"created collection {collection.config.name}")
-        print(describe(collection))
-    return 0
+    return _shown(args, collection, f"created collection {collection.config.name}")
 
 
 @runner
@@ -155,11 +161,7 @@ async def _get(args: argparse.Namespace) -> int:
     """Show one collection."""
     async with client_for(args) as client:
         collection = await client.get_collection(args.name)
-    if args.json:
-        print_json(message_dict(collection))
-    else:
-        print(describe(collection))
-    return 0
+    return _shown(args, collection)
 
 
 @runner
@@ -172,12 +174,7 @@ async def _update(args: argparse.Namespace) -> int:
             rerank_factor=args.rerank_factor,
             max_unindexed_rows=args.max_unindexed_rows,
         )
-    if args.json:
-        print_json(message_dict(collection))
-    else:
-        print(f"updated collection {args.name}")
-        print(describe(collection))
-    return 0
+    return _shown(args, collection, f"updated collection {args.name}")
 
 
 @runner
@@ -185,12 +182,8 @@ async def _checkpoint(args: argparse.Namespace) -> int:
     """Checkpoint a collection's index now."""
     async with client_for(args) as client:
         collection = await client.checkpoint_collection(args.name)
-    if args.json:
-        print_json(message_dict(collection))
-    else:
-        print(f"checkpointed the index of collection {args.name} at seq {collection.stats.checkpoint_seq}")
-        print(describe(collection))
-    return 0
+    seq = collection.stats.checkpoint_seq
+    return _shown(args, collection, f"checkpointed the index of collection {args.name} at seq {seq}")
 
 
 @runner
