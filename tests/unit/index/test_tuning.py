@@ -5,6 +5,7 @@ leaves the config in memory and on disk as it was."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,50 @@ def test_a_deleted_collection_cannot_be_tuned(tmp_path: Path) -> None:
     store.delete("docs")
     with pytest.raises(NotFound):
         store.tune(c, Tuning(expansion_search=10))
+
+
+def test_tuning_while_searches_and_writes_run(tmp_path: Path) -> None:
+    """Searches and writes on other threads go on while the settings change under them: no
+    error, every search gives its k hits with the item itself first, no write is lost, and the
+    last tuning is the one in force."""
+    store = opened(tmp_path)
+    c = store.create(config())
+    data = mixture(1200, DIM, seed=3)
+    c.upsert([Record(f"i{i}", v) for i, v in enumerate(data[:1000])])
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    searched = threading.Event()
+
+    probes = list(range(0, 1000, 97))
+
+    def search() -> None:
+        try:
+            while not stop.is_set():
+                answers = c.search_many([Query(data[i], k=5) for i in probes])
+                for i, hits in zip(probes, answers, strict=True):
+                    assert len(hits) == 5 and hits[0].id == f"i{i}"
+                searched.set()
+        except BaseException as exc:  # handed to the test's thread
+            failures.append(exc)
+            searched.set()
+
+    def write() -> None:
+        try:
+            for start in range(1000, 1200, 20):
+                c.upsert([Record(f"i{start + i}", v) for i, v in enumerate(data[start : start + 20])])
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=search), threading.Thread(target=write)]
+    for t in threads:
+        t.start()
+    assert searched.wait(30)
+    for n in range(40):
+        store.tune(c, Tuning(expansion_search=[64, 200][n % 2], rerank_factor=[2, 8][n % 2]))
+    threads[1].join(30)
+    stop.set()
+    threads[0].join(30)
+    assert not failures, failures
+    assert len(c) == 1200 and settings(store) == (200, 200, 8, 0)
+    assert c.search(Query(data[1150], k=1))[0].id == "i1150"
+    store.close()
