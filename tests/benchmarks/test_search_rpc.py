@@ -263,7 +263,7 @@ def in_process(
     passes: list[tuple[str, Callable[[], list[list[int]]], int]] = []
     for name, config in configs.items():
         passes.append((f"raw:{name}", raw_usearch(data_dir, config, vectors, queries), IN_PROCESS_ROUNDS))
-    store = CollectionStore(data_dir)  # the server is stopped: the store opens here
+    store = CollectionStore(data_dir)  # no server runs yet: the store opens here
     store.open()
     try:
         for name in configs:
