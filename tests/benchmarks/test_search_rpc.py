@@ -399,130 +399,55 @@ def report(
     tuned: dict[str, tuple[int, int]],
 ) -> None:
     info = _median(runs["info"], "qps")
+    single, batch = "64 callers, 1 query each", f"{BATCH_CALLERS} callers, {BATCH} queries each"
+    in_process = f"batches of {BATCH}, threads={THREADS}"
+
+    def row(path: str, load: str, key: str) -> list[object]:
+        """A table row from `runs[key]`: recall and latencies where the passes recorded them."""
+        passes = runs[key]
+        qps = _median(passes, "qps")
+        figures = {f: _median(passes, f) if f in passes[0] else "" for f in ("recall", "p50_ms", "p99_ms")}
+        return [path, load, qps, figures["recall"], qps / info, figures["p50_ms"], figures["p99_ms"]]
+
     rows: list[list[object]] = [
         ["Info RPC (transport floor)", "64 callers, 1 channel", info, "", 1.0, "", ""]
     ]
     for name in COLLECTIONS:
         label = LABELS[name]
-        single = runs[f"search:{name}"]
-        batch = runs[f"batch:{name}"]
-        raw = runs[f"raw:{name}"]
-        rows.append(
-            [
-                f"Search RPC, {label}",
-                "64 callers, 1 query each",
-                _median(single, "qps"),
-                _median(single, "recall"),
-                _median(single, "qps") / info,
-                _median(single, "p50_ms"),
-                _median(single, "p99_ms"),
-            ]
-        )
-        alone = runs[f"search-single:{name}"]
-        rows.append(
-            [
+        no_work = "the collection's search doing no work (`serve_without_search`)"
+        rows += [
+            row(f"Search RPC, {label}", single, f"search:{name}"),
+            row(
                 f"Search RPC, {label}, no coalescing (`--search-max-batch 1`)",
-                "64 callers, 1 query each",
-                _median(alone, "qps"),
-                _median(alone, "recall"),
-                _median(alone, "qps") / info,
-                _median(alone, "p50_ms"),
-                _median(alone, "p99_ms"),
-            ]
-        )
-        for key, callers in (
-            ("search-empty", "64 callers, 1 query each"),
-            ("batch-empty", f"{BATCH_CALLERS} callers, {BATCH} queries each"),
-        ):
-            rpc = "Search RPC" if key == "search-empty" else "SearchBatch RPC"
-            empty = runs[f"{key}:{name}"]
-            rows.append(
-                [
-                    f"{rpc}, {label}, the collection's search doing no work (`serve_without_search`)",
-                    callers,
-                    _median(empty, "qps"),
-                    "",
-                    _median(empty, "qps") / info,
-                    _median(empty, "p50_ms"),
-                    _median(empty, "p99_ms"),
-                ]
-            )
-        rows.append(
-            [
-                f"SearchBatch RPC, {label}",
-                f"{BATCH_CALLERS} callers, {BATCH} queries each",
-                _median(batch, "qps"),
-                _median(batch, "recall"),
-                _median(batch, "qps") / info,
-                _median(batch, "p50_ms"),
-                _median(batch, "p99_ms"),
-            ]
-        )
-        collection = runs[f"collection:{name}"]
-        rows.append(
-            [
+                single,
+                f"search-single:{name}",
+            ),
+            row(f"Search RPC, {label}, {no_work}", single, f"search-empty:{name}"),
+            row(f"SearchBatch RPC, {label}, {no_work}", batch, f"batch-empty:{name}"),
+            row(f"SearchBatch RPC, {label}", batch, f"batch:{name}"),
+            row(
                 f"`Collection.search_many` in-process (the gateway's collection code, no RPC), {label}",
-                f"batches of {BATCH}, threads={THREADS}",
-                _median(collection, "qps"),
-                _median(collection, "recall"),
-                _median(collection, "qps") / info,
-                "",
-                "",
-            ]
-        )
-        rows.append(
-            [
-                f"raw usearch in-process, {label}",
-                f"batches of {BATCH}, threads={THREADS}",
-                _median(raw, "qps"),
-                _median(raw, "recall"),
-                _median(raw, "qps") / info,
-                "",
-                "",
-            ]
-        )
+                in_process,
+                f"collection:{name}",
+            ),
+            row(f"raw usearch in-process, {label}", in_process, f"raw:{name}"),
+        ]
     for name, (ef, rf) in tuned.items():  # the gateway's RPCs with the collection tuned
         setting = f"tuned to ef {ef}" + (f", rerank_factor {rf}" if name != "full" else "")
-        for rpc, key, load in (
-            ("Search RPC", "search-tuned", "64 callers, 1 query each"),
-            ("SearchBatch RPC", "batch-tuned", f"{BATCH_CALLERS} callers, {BATCH} queries each"),
-        ):
-            passes = runs[f"{key}:{name}"]
+        for rpc, key, load in (("Search RPC", "search", single), ("SearchBatch RPC", "batch", batch)):
             rows.append(
-                [
-                    f"{rpc}, {LABELS[name]}, {setting} (UpdateCollection)",
-                    load,
-                    _median(passes, "qps"),
-                    _median(passes, "recall"),
-                    _median(passes, "qps") / info,
-                    _median(passes, "p50_ms"),
-                    _median(passes, "p99_ms"),
-                ]
+                row(f"{rpc}, {LABELS[name]}, {setting} (UpdateCollection)", load, f"{key}-tuned:{name}")
             )
     numpy_qps = _median(runs["numpy"], "qps")
-    rows.append(
-        [
-            "numpy brute force in-process (f32)",
-            f"batches of {BATCH}",
-            numpy_qps,
-            _median(runs["numpy"], "recall"),
-            numpy_qps / info,
-            "",
-            "",
-        ]
-    )
     loop_qps = _median(runs["loop"], "qps")
-    rows.append(
-        [
+    rows += [
+        row("numpy brute force in-process (f32)", f"batches of {BATCH}", "numpy"),
+        row(
             f"Python loop over the items in-process ({LOOP_QUERIES} queries, extrapolated)",
             "a numpy dot per item, heapq top k",
-            loop_qps,
-            _median(runs["loop"], "recall"),
-            loop_qps / info,
-            "",
-            "",
-        ]
-    )
+            "loop",
+        ),
+    ]
     header = ["path", "load", "QPS", "recall@10", "x Info", "p50 ms", "p99 ms"]
     print_table(f"Search at {N:,} x {DIMENSION}", header, rows)
 
@@ -735,17 +660,11 @@ def _equal_recall(
     """The sweep's table, and per recall target the prefix collection's fastest setting that
     reaches it against the 1024-d collection's (ratio rows for the targets table)."""
 
-    def measured(name: str, ef: int, rf: int) -> tuple[float, float]:
-        return _swept(runs, name, ef, rf)
-
-    def fastest(name: str, target: float) -> tuple[float, int, int] | None:
-        return _fastest(runs, name, target)
-
     rows: list[list[object]] = []
     for name, settings in SWEEP.items():
         label = LABELS[name]
         for ef, rf in settings:
-            qps, recall = measured(name, ef, rf)
+            qps, recall = _swept(runs, name, ef, rf)
             factor = "-" if name == "full" else rf  # a lossless index reranks nothing
             rows.append([label, ef, factor, f"{recall:.4f}", qps])  # 4 places: targets sit at 0.995
     ratios: list[list[object]] = []
@@ -754,7 +673,7 @@ def _equal_recall(
             continue
         what = "256-d prefix + rerank" if name == "pre256" else "256-d i8 prefix + rerank"
         for target in RECALL_TARGETS:
-            full, pre = fastest("full", target), fastest(name, target)
+            full, pre = _fastest(runs, "full", target), _fastest(runs, name, target)
             if full is None or pre is None:
                 ratios.append([f"{what} / 1024-d at recall@10 >= {target}", "not reached", "≥ 2"])
                 continue
