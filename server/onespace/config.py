@@ -150,6 +150,12 @@ class Settings:
     search_max_batch: int = _opt(256, "most searches coalesced into one usearch call")
     search_max_wait_ms: float = _opt(1.0, "how long a search waits for others to join its batch")
     search_threads: int = _opt(0, "usearch threads per batch search; 0: one per core")
+    search_inline_ms: float = _opt(
+        5.0,
+        "a batched index search expected to take at most this long (from the collection's recent "
+        "searches) runs on the event loop, sparing the hand-off to a thread and back; longer ones, "
+        "and those whose filters read metadata from disk, run on a thread. 0: always a thread",
+    )
     # --- storage ---
     fsync: str = _opt(
         "batch",

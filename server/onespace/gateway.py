@@ -121,6 +121,7 @@ class Gateway:
             max_batch=settings.search_max_batch,
             max_wait_seconds=settings.search_max_wait_ms / 1000,
             threads=settings.search_thread_count,
+            inline_seconds=settings.search_inline_ms / 1000,
         )
         self.writes = WriteBatcher(
             metrics,

@@ -239,6 +239,12 @@ class Metrics:
             buckets=POWERS_OF_TWO,
             registry=r,
         )
+        self.search_index_calls = Counter(
+            "onespace_search_index_calls_total",
+            "Batched index searches, by where they ran: event_loop (short, memory-only) or thread",
+            ["collection", "runs_on"],
+            registry=r,
+        )
         self.auth_failures = Counter(
             "onespace_auth_failures_total",
             "RPCs refused by authentication or authorization, by reason "

@@ -13,6 +13,8 @@ Measured, each pass in turn and repeated (medians of `REPEATS`):
 - SearchBatch RPCs of 64 queries from 4 concurrent callers;
 - the same single-query Search RPCs against a server restarted with `--search-max-batch 1`
   (no coalescing: one usearch call per query);
+- the same Search and SearchBatch RPCs (at the defaults and tuned) against a server restarted
+  with `--search-inline-ms 0`: every batched index search on a thread, none on the event loop;
 - in-process raw usearch batch search on the same index file, same shortlist and threads (plus
   the numpy rerank a user would add for the prefix index), and numpy brute force (f32 matrix
   product + argpartition), in batches of 64;
@@ -170,13 +172,15 @@ async def over_grpc(
     """The RPC passes against `server`: "gateway" (Info, Search and SearchBatch RPCs);
     "uncoalesced" (started with `--search-max-batch 1`: the Search RPCs only, recorded as
     `search-single:<collection>`); "no-search" (`serve_without_search`: Search and SearchBatch
-    with no hits and no recall, recorded as `search-empty:` and `batch-empty:`). With `tuned`
-    ({collection: (expansion_search, rerank_factor)}), each pass also tunes those collections
-    through UpdateCollection, runs their Search and SearchBatch RPCs again (`search-tuned:`,
-    `batch-tuned:`) and sets them back to the defaults."""
+    with no hits and no recall, recorded as `search-empty:` and `batch-empty:`); "threaded"
+    (started with `--search-inline-ms 0`: Search and SearchBatch, `search-thread:` and
+    `batch-thread:`). With `tuned` ({collection: (expansion_search, rerank_factor)}), each pass
+    also tunes those collections through UpdateCollection, runs their Search and SearchBatch RPCs
+    again (`search-tuned:`, `batch-tuned:`; `-tuned-thread` on "threaded") and sets them back to
+    the defaults."""
     coalescing = server != "uncoalesced"
     searching = server != "no-search"
-    suffix = {"gateway": "", "uncoalesced": "-single", "no-search": "-empty"}[server]
+    suffix = {"gateway": "", "uncoalesced": "-single", "no-search": "-empty", "threaded": "-thread"}[server]
     runs: dict[str, list[dict[str, float]]] = {}
     tuned = tuned or {}
     async with grpc.aio.insecure_channel(target) as channel:
@@ -242,7 +246,7 @@ async def over_grpc(
                 await passes(name, suffix)
             for name, (ef, rf) in tuned.items():
                 await tune(name, ef, rf)
-                await passes(name, "-tuned")
+                await passes(name, f"-tuned{suffix}")
                 await tune(name, 0, 0)  # back to the defaults
     return runs
 
@@ -415,8 +419,10 @@ def report(
     for name in COLLECTIONS:
         label = LABELS[name]
         no_work = "the collection's search doing no work (`serve_without_search`)"
+        on_thread = "every batch on a thread (`--search-inline-ms 0`)"
         rows += [
             row(f"Search RPC, {label}", single, f"search:{name}"),
+            row(f"Search RPC, {label}, {on_thread}", single, f"search-thread:{name}"),
             row(
                 f"Search RPC, {label}, no coalescing (`--search-max-batch 1`)",
                 single,
@@ -425,6 +431,7 @@ def report(
             row(f"Search RPC, {label}, {no_work}", single, f"search-empty:{name}"),
             row(f"SearchBatch RPC, {label}, {no_work}", batch, f"batch-empty:{name}"),
             row(f"SearchBatch RPC, {label}", batch, f"batch:{name}"),
+            row(f"SearchBatch RPC, {label}, {on_thread}", batch, f"batch-thread:{name}"),
             row(
                 f"`Collection.search_many` in-process (the gateway's collection code, no RPC), {label}",
                 in_process,
@@ -435,9 +442,9 @@ def report(
     for name, (ef, rf) in tuned.items():  # the gateway's RPCs with the collection tuned
         setting = f"tuned to ef {ef}" + (f", rerank_factor {rf}" if name != "full" else "")
         for rpc, key, load in (("Search RPC", "search", single), ("SearchBatch RPC", "batch", batch)):
-            rows.append(
-                row(f"{rpc}, {LABELS[name]}, {setting} (UpdateCollection)", load, f"{key}-tuned:{name}")
-            )
+            path = f"{rpc}, {LABELS[name]}, {setting} (UpdateCollection)"
+            rows.append(row(path, load, f"{key}-tuned:{name}"))
+            rows.append(row(f"{path}, every batch on a thread", load, f"{key}-tuned-thread:{name}"))
     numpy_qps = _median(runs["numpy"], "qps")
     loop_qps = _median(runs["loop"], "qps")
     rows += [
@@ -479,6 +486,15 @@ def report(
             "",
         ],
         ["Search RPC (256-d prefix) / Python loop", q("search:pre256") / loop_qps, ""],
+        *[
+            [
+                f"{rpc} ({LABELS[name]}), short batches on the event loop / all on a thread",
+                q(f"{key}:{name}") / q(f"{key}-thread:{name}"),
+                "",
+            ]
+            for name in COLLECTIONS
+            for rpc, key in (("Search RPC", "search"), ("SearchBatch", "batch"))
+        ],
         ["SearchBatch (256-d prefix) / numpy brute force", q("batch:pre256") / numpy_qps, "≥ 5"],
         ["256-d prefix + rerank / 1024-d, Search RPC", q("search:pre256") / q("search:full"), "≥ 2"],
         ["256-d prefix + rerank / 1024-d, SearchBatch", q("batch:pre256") / q("batch:full"), "≥ 2"],
@@ -556,14 +572,18 @@ def report(
         "passes, each path in turn (raw usearch and `search_many` over the queries "
         f"{IN_PROCESS_ROUNDS} times a pass, so that a pass lasts about as long as the others'). "
         "'No coalescing' restarts the server with `--search-max-batch 1`: "
-        "every query its own usearch call. A 'bound' is what no server could beat on these cores: a "
+        "every query its own usearch call. 'Every batch on a thread' restarts it with "
+        "`--search-inline-ms 0`: by default a batch whose search the collection's recent searches "
+        "put at 5 ms or less runs on the event loop, without the hand-off to a thread and back. "
+        "A 'bound' is what no server could beat on these cores: a "
         "Search RPC costing one Info RPC plus its raw usearch search and nothing else "
         "(1 / (1/Info + 1/raw); both use both cores). `search_many` in process is the gateway's "
         "own collection code on the same collections with no RPC (the server stopped), in the same "
         "batches and threads as raw usearch: what SearchBatch adds the RPC to. 'Doing no work' "
         "restarts the server as `python -m tests.benchmarks.serve_without_search` (benchmark only), "
         "whose collections answer every search at once with no hits: the RPC path alone (parsing, "
-        "admission, query checks, the search batcher and its thread hop, responses). A 'predicted' "
+        "admission, query checks, the search batcher, responses; its empty searches run on the "
+        "event loop). A 'predicted' "
         "ratio adds that path's core time per query to `search_many`'s in process. "
         "The Python loop runs only "
         f"{LOOP_QUERIES} queries (each over all {N:,} vectors) and its QPS is extrapolated from them.\n\n"
@@ -709,6 +729,12 @@ def run(data_dir: Path) -> None:
     server = Server(data_dir, *flags)
     try:
         runs.update(asyncio.run(over_grpc(f"127.0.0.1:{server.port}", queries, truth, tuned=tuned)))
+    finally:
+        server.terminate()
+    server = Server(data_dir, *flags, "--search-inline-ms", "0")
+    try:
+        threaded = over_grpc(f"127.0.0.1:{server.port}", queries, truth, server="threaded", tuned=tuned)
+        runs.update(asyncio.run(threaded))
     finally:
         server.terminate()
     server = Server(data_dir, *flags, "--search-max-batch", "1")

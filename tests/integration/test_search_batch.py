@@ -200,3 +200,40 @@ async def test_the_client_searches_a_matrix_in_one_call(filled: tuple[Running, n
     assert too_long.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "queries[0].vector" in too_long.value.details and f"length {DIM + 1}" in too_long.value.details
     assert unknown.value.code is grpc.StatusCode.NOT_FOUND
+
+
+async def test_short_searches_run_on_the_event_loop_and_filters_that_read_metadata_on_a_thread(
+    filled: tuple[Running, np.ndarray],
+) -> None:
+    """A collection's first search runs on a thread and is timed; once its searches are known to
+    be short, unfiltered ones run on the event loop (`search_inline_ms`), with the same exact
+    answers; a search whose filter reads metadata from SQLite always goes to a thread."""
+    gw, data = filled
+    sample = gw.app.metrics.registry.get_sample_value
+
+    def calls(runs_on: str) -> float:
+        labels = {"collection": "v", "runs_on": runs_on}
+        return sample("onespace_search_index_calls_total", labels) or 0.0
+
+    queries = vectors(12, seed=6)
+    answers: list[tuple[np.ndarray, list[str]]] = []
+    async with AsyncClient(gw.target) as client:
+
+        async def search(q: np.ndarray) -> None:
+            answers.append((q, [h.id for h in (await client.search("v", vector=q, k=5)).hits]))
+
+        for n in range(200):  # the first on a thread; then as soon as the estimate allows
+            await search(queries[n % len(queries)])
+            if calls("event_loop"):
+                break
+        assert calls("thread") >= 1 and calls("event_loop") == 1, "200 searches, none on the event loop"
+        for q in queries:  # where each runs depends on its timing: a stalled one goes to a thread
+            await search(q)
+        before = calls("thread"), calls("event_loop")
+        below_100 = [where("n").range(lt=100)]
+        filtered = [await client.search("v", vector=q, k=5, conditions=below_100) for q in queries[:3]]
+        assert (calls("thread"), calls("event_loop")) == (before[0] + 3, before[1])
+    for q, ids in answers:
+        assert ids == [f"i{n}" for n in np.argsort(-(data @ q))[:5]]
+    for q, answer in zip(queries, filtered, strict=False):
+        assert [h.id for h in answer.hits] == [f"i{n}" for n in np.argsort(-(data[:100] @ q))[:5]]

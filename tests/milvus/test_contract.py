@@ -254,6 +254,15 @@ def test_short_results_only_when_fewer_items_match(backend: Backend) -> None:
     assert c.search_many([Query(q, k=10, filter=Filter(metadata={"n": "none"}))])[0] == []
 
 
+def test_only_the_embedded_store_searches_in_memory(backend: Backend, kind: str) -> None:
+    """The search batcher runs a short batch on the event loop only where the backend says its
+    search is memory work: never a Milvus call over the network."""
+    c = backend.create(config())
+    fill(c, mixture(20, DIM, seed=14))
+    queries = [c.check_query(Query(mixture(1, DIM, seed=15)[0], k=5))]
+    assert c.search_in_memory(queries) is (kind == "embedded")
+
+
 def test_restart_keeps_items_and_config(opener: Opener) -> None:
     backend = opener()
     wanted = config(

@@ -4,14 +4,33 @@ usearch serialises calls on one index, so many threads each searching alone get 
 one `search_many` call with `threads=cores` uses every core (docs/usearch.md). Each
 collection has at most one batch in the index at a time; searches that arrive meanwhile form the
 next batch, which is cut when it is full or when its first search has waited `max_wait`.
+
+Where a batch runs: a short one on the event loop itself, a long one on a thread. Handing a batch
+to a thread and its hits back costs more than a short search: two GIL hand-offs, and a search
+thread whose Python steps (planning, rerank, hits) wait for the GIL between its usearch and numpy
+calls while the event loop serves RPCs. With 64 callers of single-query Search on 2 cores, the
+batches on the loop served 10-30% more searches a second (docs/architecture.md). A batch runs on
+the loop when the collection says its search is memory work (`search_in_memory`: no filter
+reading SQLite, no network) and the collection's recent cost per query times the batch's size is
+within `inline_seconds` (default 5 ms: the interpreter's switch interval, as long as a search
+thread's Python may already hold the GIL away from the loop). A collection's first batch runs on
+a thread and is timed; a batch slower than the estimate raises it at once, faster ones lower it
+gently. A batch on the loop is timed by the clock; one on a thread by `thread_stopwatch`: that
+thread's CPU time, which leaves out its waits for the GIL (its wall time under load would keep
+every batch on a thread) and, since the calling thread takes its share of usearch's work, came
+within 1-5% of the wall time of the same batch alone (100k x 1024, batches of 1-64, two usearch
+threads) - unless the search waited for the disk (a page fault or a read), which a search on the
+loop would wait for too: then its wall time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import resource
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +43,35 @@ if TYPE_CHECKING:  # the engine does not need the index at import time
     from onespace.index.backend import CollectionHandle as Collection
     from onespace.index.validate import CheckedQuery
 
-__all__ = ["IndexCall", "SearchBatcher"]
+__all__ = ["IndexCall", "SearchBatcher", "thread_stopwatch"]
+
+Stopwatch = Callable[[], Callable[[], float]]  # start one; call what it returns for the seconds since
+
+# How far one faster batch moves a collection's cost estimate toward its own cost (a slower batch
+# replaces the estimate): a burst of cheap batches cannot hide that a slow one was seen.
+_EASE = 0.25
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)  # Linux
+
+
+def _thread_usage() -> tuple[float, int]:
+    """The calling thread's CPU seconds, and how often it has waited for the disk (major page
+    faults and block reads; 0 where the system does not count them per thread)."""
+    if _RUSAGE_THREAD is None:
+        return time.thread_time(), 0
+    usage = resource.getrusage(_RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime, usage.ru_majflt + usage.ru_inblock
+
+
+def thread_stopwatch(usage: Callable[[], tuple[float, int]] = _thread_usage) -> Callable[[], float]:
+    """Started on a searching thread: its CPU seconds since, or its wall seconds if it waited for
+    the disk meanwhile. Read it on the same thread."""
+    wall, (cpu, waits) = time.monotonic(), usage()
+
+    def elapsed() -> float:
+        cpu_now, waits_now = usage()
+        return time.monotonic() - wall if waits_now > waits else cpu_now - cpu
+
+    return elapsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +95,27 @@ class SearchBatcher:
         max_batch: int,
         max_wait_seconds: float,
         threads: int,
+        inline_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        thread_timer: Stopwatch = thread_stopwatch,
     ) -> None:
-        """`clock` must be the clock of the callers' deadlines (`time.monotonic`); tests pass
-        another."""
+        """`inline_seconds`: the longest expected index search run on the event loop (0: none).
+        `clock` must be the clock of the callers' deadlines (`time.monotonic`) and times the
+        searches on the loop; `thread_timer` those on a thread. Tests pass others."""
+        if not inline_seconds >= 0:
+            raise ValueError(f"search_inline_ms must be 0 or more, not {inline_seconds * 1000}")
         self._metrics = metrics
         self._clock = clock
+        self._thread_timer = thread_timer
         self._max_batch = max_batch
         self._max_wait = max_wait_seconds
         self._threads = threads
+        self._inline = inline_seconds
+        # Seconds per query of each collection's recent index searches (gone with the collection).
+        self._cost: weakref.WeakKeyDictionary[Collection, float] = weakref.WeakKeyDictionary()
         self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self.index_calls = 0
+        self.inline_calls = 0
 
     async def search(
         self, collection: Collection, query: CheckedQuery, deadline: float = math.inf
@@ -100,10 +157,18 @@ class SearchBatcher:
 
     async def _run(self, collection: Collection, batch: list[_Waiter]) -> None:
         name = collection.config.name
+        queries = [w[0] for w in batch]
         start = time.monotonic()
         self.index_calls += 1
         try:
-            results = await asyncio.to_thread(collection.search_many, [w[0] for w in batch], self._threads)
+            if self._runs_inline(collection, queries):
+                self.inline_calls += 1
+                self._metrics.search_index_calls.labels(name, "event_loop").inc()
+                results, seconds = self._timed(collection, queries, self._loop_timer)
+            else:
+                self._metrics.search_index_calls.labels(name, "thread").inc()
+                timer = self._thread_timer
+                results, seconds = await asyncio.to_thread(self._timed, collection, queries, timer)
         except BaseException as exc:
             for _, future, _, _ in batch:
                 if not future.done():
@@ -111,9 +176,38 @@ class SearchBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
+        self._learn(collection, seconds / len(batch))
         call = IndexCall(start, time.monotonic() - start, len(batch))
         self._metrics.index_search.labels(name).observe(call.seconds)
         self._metrics.search_batch_size.labels(name).observe(len(batch))
         for (_, future, _, _), hits in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result((hits, call))
+
+    def _runs_inline(self, collection: Collection, queries: Sequence[CheckedQuery]) -> bool:
+        """Whether this batch runs on the event loop (see the module's docstring)."""
+        if not self._inline:
+            return False
+        cost = self._cost.get(collection)
+        if cost is None or cost * len(queries) > self._inline:
+            return False
+        return collection.search_in_memory(queries)
+
+    def _loop_timer(self) -> Callable[[], float]:
+        start = self._clock()
+        return lambda: self._clock() - start
+
+    def _timed(
+        self, collection: Collection, queries: list[CheckedQuery], timer: Stopwatch
+    ) -> tuple[list[list[Hit]], float]:
+        """The hits, and the seconds the search took by `timer` (started where it runs)."""
+        elapsed = timer()
+        results = collection.search_many(queries, self._threads)
+        return results, elapsed()
+
+    def _learn(self, collection: Collection, per_query: float) -> None:
+        known = self._cost.get(collection)
+        if known is None or per_query >= known:
+            self._cost[collection] = per_query
+        else:
+            self._cost[collection] = known + (per_query - known) * _EASE

@@ -26,7 +26,8 @@ __all__ = ["Backend", "CollectionHandle"]
 
 
 class CollectionHandle(Protocol):
-    """One collection. Blocking methods are called from worker threads, never on the event loop."""
+    """One collection. Blocking methods are called from worker threads, never on the event loop;
+    the one exception is a short `search_many` that `search_in_memory` allows (engine.search)."""
 
     @property
     def config(self) -> CollectionConfig: ...
@@ -66,6 +67,12 @@ class CollectionHandle(Protocol):
     def vector(self, id: str) -> npt.NDArray[np.float32]: ...
 
     def search_many(self, queries: Sequence[Query | CheckedQuery], threads: int = 0) -> list[list[Hit]]: ...
+
+    def search_in_memory(self, queries: Sequence[CheckedQuery]) -> bool:
+        """Whether `search_many(queries)` is memory and CPU work only: no network, no lock held
+        for long by another thread, no filter lookup on disk. Only then may the search batcher
+        run a short one on the event loop (cheap: it is asked before every batch)."""
+        ...
 
 
 class Backend(Protocol):

@@ -212,6 +212,14 @@ class Collection:
             metadata = self.sql.metadata_by_keys(described) if described else {}
         return _hits(view, checked, ranked, found, metadata)
 
+    def search_in_memory(self, queries: Sequence[CheckedQuery]) -> bool:
+        """No query's filter has metadata conditions (SQLite finds those; modalities are in the
+        slot arrays). The rest of a search takes no lock: usearch, the slot arrays, the mapped
+        rows and the metadata of hits that have some (a few SQLite rows by key) are memory reads
+        for a collection in use. A cold collection's page faults show in its measured cost, which
+        keeps its batches on a thread until they are cheap (engine.search)."""
+        return not any(q.filter.metadata or q.filter.conditions for q in queries)
+
     def check_query(self, query: Query) -> CheckedQuery:
         """Validate one query against this collection's config (no lock needed: config is frozen)."""
         return check_query(query, self._config)

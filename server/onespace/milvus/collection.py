@@ -155,6 +155,10 @@ class MilvusCollection:
     def check_query(self, query: Query) -> CheckedQuery:
         return check_query(query, self._config)
 
+    def search_in_memory(self, queries: Sequence[CheckedQuery]) -> bool:
+        """Never: every search is a call to Milvus over the network."""
+        return False
+
     def search_many(self, queries: Sequence[Query | CheckedQuery], threads: int = 0) -> list[list[Hit]]:
         """Hits for each query, best first (`search`); `threads` is Milvus's business here."""
         checked = [q if isinstance(q, CheckedQuery) else self.check_query(q) for q in queries]

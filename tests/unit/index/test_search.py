@@ -5,8 +5,10 @@ import pytest
 
 from onespace.errors import InvalidArgument
 from onespace.index import (
+    CheckedQuery,
     Collection,
     CollectionConfig,
+    Condition,
     Filter,
     IndexDtype,
     Metric,
@@ -15,6 +17,7 @@ from onespace.index import (
     StoredDtype,
     search,
 )
+from onespace.index import Test as Op
 from onespace.index.scoring import rank_vectors
 from onespace.models import Modality
 from tests.unit.index.helpers import mixture, new_collection, reference_scores, reference_top
@@ -138,6 +141,21 @@ def test_modality_filter() -> None:
         truth = {str(subset[i]) for i in reference_top(data[subset], q, Metric.COSINE, 10)}
         found += len({h.id for h in hits} & truth)
     assert found / 200 >= 0.97
+
+
+def test_only_filters_with_metadata_conditions_take_a_search_off_memory() -> None:
+    """`search_in_memory` (may the search batcher run it on the event loop?): modalities are in
+    the slot arrays; metadata pairs and conditions are SQLite queries."""
+    c = build(mixture(50, 16, seed=17))
+    q = mixture(1, 16, seed=18)[0]
+
+    def checked(flt: Filter) -> list[CheckedQuery]:
+        return [c.check_query(Query(q, k=5)), c.check_query(Query(q, k=5, filter=flt))]
+
+    assert c.search_in_memory(checked(Filter()))
+    assert c.search_in_memory(checked(Filter(modalities=frozenset({Modality.IMAGE}))))
+    assert not c.search_in_memory(checked(Filter(metadata={"parity": "1"})))
+    assert not c.search_in_memory(checked(Filter(conditions=(Condition("bucket", Op.IN, ("7",)),))))
 
 
 def test_selective_metadata_filter_still_returns_k() -> None:
