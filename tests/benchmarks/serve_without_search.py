@@ -1,7 +1,7 @@
 """`onespace serve` whose collections answer every search with no hits and no work: a benchmark-only
 server (`python -m tests.benchmarks.serve_without_search serve ...`) that measures what the Search
 RPCs cost without the collection's search (`Collection.search_many`): parsing, admission, query
-checks, the search batcher and its thread hop, the responses. Never used outside benchmarks."""
+checks, the search batcher, the responses. Never used outside benchmarks."""
 
 from __future__ import annotations
 
