@@ -10,13 +10,15 @@ to a thread and its hits back costs more than a short search: two GIL hand-offs,
 thread whose Python steps (planning, rerank, hits) wait for the GIL between its usearch and numpy
 calls while the event loop serves RPCs. With 64 callers of single-query Search on 2 cores, the
 batches on the loop served 10-30% more searches a second (docs/architecture.md). A batch runs on
-the loop when the collection says its search is memory work (`search_in_memory`: no filter
-reading SQLite, no network) and the collection's recent cost per query times the batch's size is
-within `inline_seconds` (default 5 ms: the interpreter's switch interval, as long as a search
-thread's Python may already hold the GIL away from the loop). A collection's first batch runs on
-a thread and is timed; a batch slower than the estimate raises it at once, faster ones lower it
-gently. A batch on the loop is timed by the clock; one on a thread by `thread_stopwatch`: that
-thread's CPU time, which leaves out its waits for the GIL (its wall time under load would keep
+the loop when the collection says its search is memory work (`search_in_memory`: no filter reading
+SQLite, no network) and the collection's recent cost per query times the batch's size is within
+`inline_seconds` (default 5 ms: the interpreter's switch interval, as long as a search thread's
+Python may already hold the GIL away from the loop). A collection's first batch runs on a thread
+and is timed; a batch slower than the estimate raises it at once, faster ones lower it gently. Rows
+not yet in the HNSW index are scanned exactly by every query, so a tail that has grown by more than
+`TAIL_SLACK` rows since the estimate was made sends the next batch to a thread, where it is timed
+with that tail. A batch on the loop is timed by the clock; one on a thread by `thread_stopwatch`:
+that thread's CPU time, which leaves out its waits for the GIL (its wall time under load would keep
 every batch on a thread) and, since the calling thread takes its share of usearch's work, came
 within 1-5% of the wall time of the same batch alone (100k x 1024, batches of 1-64, two usearch
 threads) - unless the search waited for the disk (a page fault or a read), which a search on the
@@ -50,6 +52,10 @@ Stopwatch = Callable[[], Callable[[], float]]  # start one; call what it returns
 # How far one faster batch moves a collection's cost estimate toward its own cost (a slower batch
 # replaces the estimate): a burst of cheap batches cannot hide that a slow one was seen.
 _EASE = 0.25
+# Unindexed rows a tail may grow by, since a collection's cost was measured, before the next batch
+# is timed on a thread again: every query scans the tail exactly, and 1,024 more 1024-d rows cost
+# a query ~0.1-0.3 ms.
+TAIL_SLACK = 1024
 _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)  # Linux
 
 
@@ -111,8 +117,9 @@ class SearchBatcher:
         self._max_wait = max_wait_seconds
         self._threads = threads
         self._inline = inline_seconds
-        # Seconds per query of each collection's recent index searches (gone with the collection).
-        self._cost: weakref.WeakKeyDictionary[Collection, float] = weakref.WeakKeyDictionary()
+        # Seconds per query of each collection's recent index searches, and its unindexed rows when
+        # last measured (gone with the collection).
+        self._cost: weakref.WeakKeyDictionary[Collection, tuple[float, int]] = weakref.WeakKeyDictionary()
         self._lanes: Lanes[_Waiter] = Lanes(self._serve_round)
         self.index_calls = 0
         self.inline_calls = 0
@@ -158,10 +165,14 @@ class SearchBatcher:
     async def _run(self, collection: Collection, batch: list[_Waiter]) -> None:
         name = collection.config.name
         queries = [w[0] for w in batch]
+        tail = collection.unindexed_rows() if self._inline else 0
+        if collection not in self._cost:  # both series from the first batch: a rate needs two samples
+            for runs_on in ("event_loop", "thread"):
+                self._metrics.search_index_calls.labels(name, runs_on)
         start = time.monotonic()
         self.index_calls += 1
         try:
-            if self._runs_inline(collection, queries):
+            if self._runs_inline(collection, queries, tail):
                 self.inline_calls += 1
                 self._metrics.search_index_calls.labels(name, "event_loop").inc()
                 results, seconds = self._timed(collection, queries, self._loop_timer)
@@ -176,7 +187,7 @@ class SearchBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        self._learn(collection, seconds / len(batch))
+        self._learn(collection, seconds / len(batch), tail)
         call = IndexCall(start, time.monotonic() - start, len(batch))
         self._metrics.index_search.labels(name).observe(call.seconds)
         self._metrics.search_batch_size.labels(name).observe(len(batch))
@@ -184,12 +195,12 @@ class SearchBatcher:
             if not future.done():
                 future.set_result((hits, call))
 
-    def _runs_inline(self, collection: Collection, queries: Sequence[CheckedQuery]) -> bool:
+    def _runs_inline(self, collection: Collection, queries: Sequence[CheckedQuery], tail: int) -> bool:
         """Whether this batch runs on the event loop (see the module's docstring)."""
         if not self._inline:
             return False
-        cost = self._cost.get(collection)
-        if cost is None or cost * len(queries) > self._inline:
+        known = self._cost.get(collection)
+        if known is None or known[0] * len(queries) > self._inline or tail > known[1] + TAIL_SLACK:
             return False
         return collection.search_in_memory(queries)
 
@@ -205,9 +216,9 @@ class SearchBatcher:
         results = collection.search_many(queries, self._threads)
         return results, elapsed()
 
-    def _learn(self, collection: Collection, per_query: float) -> None:
+    def _learn(self, collection: Collection, per_query: float, tail: int) -> None:
         known = self._cost.get(collection)
-        if known is None or per_query >= known:
-            self._cost[collection] = per_query
+        if known is None or per_query >= known[0]:
+            self._cost[collection] = per_query, tail
         else:
-            self._cost[collection] = known + (per_query - known) * _EASE
+            self._cost[collection] = known[0] + (per_query - known[0]) * _EASE, tail

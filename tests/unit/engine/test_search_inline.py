@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from onespace.engine.search import SearchBatcher, thread_stopwatch
+from onespace.engine.search import TAIL_SLACK, SearchBatcher, thread_stopwatch
 from onespace.errors import InvalidArgument
 from onespace.metrics import Metrics
 
@@ -28,6 +28,10 @@ class _Collection:
         self.in_memory = in_memory
         self.ran_on: list[int] = []
         self.fail: Exception | None = None
+        self.tail = 0
+
+    def unindexed_rows(self) -> int:
+        return self.tail
 
     def search_in_memory(self, queries: list[Any]) -> bool:
         return self.in_memory
@@ -74,11 +78,14 @@ async def test_a_collections_first_batch_runs_on_a_thread_and_short_ones_after_i
     metrics = Metrics()
     batcher = _batcher(now, metrics=metrics)
     collection = _Collection(now)
-    for _ in range(3):
+    sample = metrics.registry.get_sample_value
+    await _batch(batcher, collection, 8)
+    # Both series exist from the first batch (a rate over a counter needs two samples of it).
+    assert sample("onespace_search_index_calls_total", {"collection": "c", "runs_on": "event_loop"}) == 0
+    for _ in range(2):
         await _batch(batcher, collection, 8)  # 8 x 0.1 ms: within 5 ms
     assert _where(collection) == ["thread", "loop", "loop"]
     assert batcher.inline_calls == 2 and batcher.index_calls == 3
-    sample = metrics.registry.get_sample_value
     assert sample("onespace_search_index_calls_total", {"collection": "c", "runs_on": "thread"}) == 1
     assert sample("onespace_search_index_calls_total", {"collection": "c", "runs_on": "event_loop"}) == 2
 
@@ -108,6 +115,23 @@ async def test_a_slow_batch_raises_the_estimate_at_once_and_cheap_ones_lower_it_
     # The estimate after the slow batch is 10 ms, then 7.5, 5.7 and 4.3 (a quarter of the way to
     # 0.1 each time): three batches on a thread, then the loop again.
     assert _where(collection) == ["thread", "loop", "loop", "thread", "thread", "thread", "loop"]
+
+
+async def test_a_grown_unindexed_tail_is_timed_on_a_thread_before_the_loop_takes_it() -> None:
+    """Every query scans the rows the index has not taken yet: a tail grown by more than
+    TAIL_SLACK rows since the last measurement may have made the searches far slower."""
+    now = [0.0]
+    batcher = _batcher(now)
+    collection = _Collection(now)
+    await _batch(batcher, collection, 4)  # measured, with no tail
+    collection.tail = TAIL_SLACK  # grown by the slack: still the loop
+    await _batch(batcher, collection, 4)
+    collection.tail = 2 * TAIL_SLACK + 1  # grown by more: a thread, timed with this tail
+    await _batch(batcher, collection, 4)
+    await _batch(batcher, collection, 4)  # measured with it: the loop again
+    collection.tail = 0  # indexed meanwhile
+    await _batch(batcher, collection, 4)
+    assert _where(collection) == ["thread", "loop", "thread", "loop", "loop"]
 
 
 async def test_searches_that_are_not_memory_work_never_run_on_the_loop() -> None:
