@@ -165,13 +165,13 @@ class SearchBatcher:
     async def _run(self, collection: Collection, batch: list[_Waiter]) -> None:
         name = collection.config.name
         queries = [w[0] for w in batch]
-        tail = collection.unindexed_rows() if self._inline else 0
         if collection not in self._cost:  # both series from the first batch: a rate needs two samples
             for runs_on in ("event_loop", "thread"):
                 self._metrics.search_index_calls.labels(name, runs_on)
         start = time.monotonic()
         self.index_calls += 1
-        try:
+        try:  # whatever fails here fails every caller of the batch, never leaves one waiting
+            tail = collection.unindexed_rows() if self._inline else 0
             if self._runs_inline(collection, queries, tail):
                 self.inline_calls += 1
                 self._metrics.search_index_calls.labels(name, "event_loop").inc()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from onespace.engine.search import TAIL_SLACK, SearchBatcher, thread_stopwatch
-from onespace.errors import InvalidArgument
+from onespace.errors import InvalidArgument, NotFound
 from onespace.metrics import Metrics
 
 BUDGET = 0.005  # seconds
@@ -175,6 +175,26 @@ async def test_an_error_in_a_search_on_the_loop_reaches_every_caller_and_the_nex
     collection.fail = None
     await _batch(batcher, collection, 2)
     assert _where(collection) == ["thread", "loop", "loop"]
+
+
+async def test_a_collection_gone_before_its_batch_fails_every_caller_of_it() -> None:
+    """Asking a deleted collection for its tail may raise: the batch's callers get the error
+    instead of waiting for their deadlines, and the next batch is served."""
+    now = [0.0]
+    batcher = _batcher(now)
+    collection = _Collection(now)
+    await _batch(batcher, collection, 2)
+
+    def gone() -> int:
+        raise NotFound("collection 'c' was deleted")
+
+    collection.unindexed_rows = gone  # type: ignore[method-assign]
+    futures = [batcher.submit(collection, q) for q in ("a", "b")]  # type: ignore[arg-type]
+    for future in futures:
+        with pytest.raises(NotFound, match="deleted"):
+            await asyncio.wait_for(future, 10)
+    del collection.unindexed_rows
+    await _batch(batcher, collection, 2)
 
 
 def test_a_negative_budget_is_refused() -> None:
