@@ -312,8 +312,7 @@ class MilvusBackend:
         """Store the tuned config in the collection's properties; this gateway searches by it at
         once, another gateway on the same Milvus once it opens the collection again."""
         c = _milvus(collection)
-        if c.closed:
-            raise NotFound(f"collection {c.name!r} not found (it was deleted)")
+        c.check_open()
         config = tuning.applied_to(c.config)
         _refuse_unindexed_limit(config, "max_unindexed_rows")
         if config != c.config:
@@ -328,8 +327,7 @@ class MilvusBackend:
         """Items from Milvus (re-counted at most every `refresh_seconds`); the embedded store's file
         and index figures do not exist here and are 0. NotFound once the collection is deleted."""
         c = _milvus(collection)
-        if c.closed:  # deleted (here or through another gateway) since the caller got the handle
-            raise NotFound(f"collection {c.name!r} not found (it was deleted)")
+        c.check_open()  # deleted (here or through another gateway) since the caller got the handle
         now = time.monotonic()
         if now - self._counted_at.get(c.name, 0.0) >= self._refresh_seconds:
             c.refresh_counts()

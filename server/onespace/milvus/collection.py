@@ -227,7 +227,7 @@ class MilvusCollection:
         """Send a group of operations to Milvus, in order; one result per operation, once Milvus
         has accepted all of them. `index` does not matter: Milvus indexes by itself."""
         with self._write_lock:
-            self._check_open()
+            self.check_open()
             ids = sorted(
                 {r.id for op in ops if isinstance(op, UpsertOp) for r in op.records}
                 | {i for op in ops if isinstance(op, DeleteOp) for i in op.ids}
@@ -269,7 +269,8 @@ class MilvusCollection:
 
     # --- helpers ---
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """NotFound once the collection is deleted (here or through another gateway)."""
         if self.closed:
             raise NotFound(f"collection {self.name!r} not found (it was deleted)")
 
@@ -277,7 +278,7 @@ class MilvusCollection:
     def _calling(self, action: str) -> Iterator[None]:
         """A Milvus call: NotFound once the collection is deleted, here or through another
         gateway (then this handle stays closed, and the backend forgets it)."""
-        self._check_open()
+        self.check_open()
         try:
             with milvus_errors(f"{action} collection {self.name!r}"):
                 yield
