@@ -156,6 +156,12 @@ class Settings:
         "searches) runs on the event loop, sparing the hand-off to a thread and back; longer ones, "
         "and those whose filters read metadata from disk, run on a thread. 0: always a thread",
     )
+    recall_sample_budget: float = _opt(
+        0.0,
+        "share of one core spent re-running sampled searches as exact scans, to export their "
+        "recall@k (onespace_search_recall); e.g. 0.01. 0: off",
+        bounds=(0, 1),
+    )
     # --- storage ---
     fsync: str = _opt(
         "batch",

@@ -23,6 +23,7 @@ from onespace.config import Settings
 from onespace.content import Content, MediaLimits, Purpose
 from onespace.engine import Admission, EmbedScheduler, SearchBatcher, WriteBatcher
 from onespace.engine.maintenance import Maintainer
+from onespace.engine.recall import RecallSampler
 from onespace.engine.scheduler import EmbedOutcome, GivenUp
 from onespace.engine.search import IndexCall
 from onespace.engine.writes import GroupCommit
@@ -116,12 +117,14 @@ class Gateway:
         self.store = store
         self.metrics = metrics
         self.scheduler = EmbedScheduler(provider, settings, metrics)
+        self.recall = RecallSampler(metrics, budget=settings.recall_sample_budget)
         self.searches = SearchBatcher(
             metrics,
             max_batch=settings.search_max_batch,
             max_wait_seconds=settings.search_max_wait_ms / 1000,
             threads=settings.search_thread_count,
             inline_seconds=settings.search_inline_ms / 1000,
+            recall=self.recall if self.recall.enabled else None,
         )
         self.writes = WriteBatcher(
             metrics,
@@ -161,6 +164,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.maintainer.stop()
+        await self.recall.close()
         await self.scheduler.stop(self.settings.grace_seconds)
         await self.writes.close()
         await asyncio.to_thread(self.store.close)  # every acked write is already on disk

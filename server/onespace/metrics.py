@@ -76,6 +76,8 @@ FAST_BUCKETS = (
 # 100 ms to 6 h, for stream lifetimes.
 STREAM_BUCKETS = (0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0)
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# recall@k of sampled searches: the tuning targets people pick (0.9, 0.95, 0.98, 0.99, ...)
+RECALL_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
 
 class Metrics:
@@ -243,6 +245,14 @@ class Metrics:
             "onespace_search_index_calls_total",
             "Batched index searches, by where they ran: event_loop (short, memory-only) or thread",
             ["collection", "runs_on"],
+            registry=r,
+        )
+        self.search_recall = Histogram(
+            "onespace_search_recall",
+            "Recall@k of sampled searches against an exact scan of the collection "
+            "(--recall-sample-budget; off by default)",
+            ["collection"],
+            buckets=RECALL_BUCKETS,
             registry=r,
         )
         self.auth_failures = Counter(

@@ -90,6 +90,7 @@ def test_the_dashboard_covers_what_an_operator_needs() -> None:
         "onespace_checkpoint_timestamp_seconds",
         "onespace_stream_window_items",
         "onespace_stream_window_bytes",
+        "onespace_search_recall_count",
     ):
         assert name in used, f"no panel shows {name}"
 
@@ -132,12 +133,15 @@ def _rpc_count(prometheus: Prometheus) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
-async def _wait_until_scraped(prometheus: Prometheus, at_least: int) -> None:
-    """Until Prometheus holds a scrape with `at_least` RPCs counted and the collection's gauges."""
+async def _wait_until_scraped(prometheus: Prometheus, at_least: int, samples: int) -> None:
+    """Until Prometheus holds a scrape with `at_least` RPCs counted, the collection's gauges and
+    `samples` recall samples."""
 
     def scraped() -> bool:
-        return _rpc_count(prometheus) >= at_least and bool(
-            prometheus.query('onespace_checkpoint_timestamp_seconds{collection="docs"} > 0')
+        return (
+            _rpc_count(prometheus) >= at_least
+            and bool(prometheus.query('onespace_checkpoint_timestamp_seconds{collection="docs"} > 0'))
+            and bool(prometheus.query(f'onespace_search_recall_count{{collection="docs"}} >= {samples}'))
         )
 
     await asyncio.to_thread(prometheus.wait_for, f"a scrape with {at_least} RPCs", scraped)
@@ -147,7 +151,10 @@ async def _wait_until_scraped(prometheus: Prometheus, at_least: int) -> None:
 async def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path: Path) -> None:
     # checkpoints follow the first change at once, so the checkpoint panel has data
     data = tmp_path / "data"
-    async with running_gateway(data, checkpoint_interval_seconds=0.0) as g, AsyncClient(g.target) as client:
+    # recall sampling on (off by default), so the recall panel has data: each turn's search is
+    # scanned while the sampler's budget allows, and the turn waits for that scan
+    settings = {"checkpoint_interval_seconds": 0.0, "recall_sample_budget": 1.0}
+    async with running_gateway(data, **settings) as g, AsyncClient(g.target) as client:
         assert g.app.metrics_port is not None
         prometheus = await asyncio.to_thread(
             Prometheus,
@@ -161,9 +168,12 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path: P
             # Two turns, each scraped before the next: every counter has two samples, so each rate()
             # and histogram_quantile() over the window has something to work with.
             first = await _workload(client, 1)
-            await _wait_until_scraped(prometheus, first)
+            await g.app.gateway.recall.settled()
+            await _wait_until_scraped(prometheus, first, samples=1)
             second = await _workload(client, 2)
-            await _wait_until_scraped(prometheus, first + second)
+            await g.app.gateway.recall.settled()
+            await _wait_until_scraped(prometheus, first + second, samples=2)
+            assert g.app.gateway.recall.samples == 2  # one search a turn, each sampled
 
             empty = []
             for title, expr in targets():

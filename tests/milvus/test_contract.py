@@ -263,6 +263,20 @@ def test_only_the_embedded_store_searches_in_memory(backend: Backend, kind: str)
     assert c.search_in_memory(queries) is (kind == "embedded")
 
 
+def test_only_the_embedded_store_scans_exactly_for_recall_samples(backend: Backend, kind: str) -> None:
+    """The recall sampler compares a search with `exact_scores`: the embedded store's exact scan
+    gives the scores its search returns (an exhaustive one here); Milvus declines (None)."""
+    c = backend.create(config())
+    fill(c, mixture(20, DIM, seed=16))
+    query = c.check_query(Query(mixture(1, DIM, seed=17)[0], k=5))
+    exact = c.exact_scores(query)
+    if kind == "embedded":
+        assert exact is not None
+        assert exact.tolist() == [h.score for h in c.search_many([query])[0]]
+    else:
+        assert exact is None
+
+
 def test_restart_keeps_items_and_config(opener: Opener) -> None:
     backend = opener()
     wanted = config(

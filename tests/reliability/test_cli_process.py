@@ -114,6 +114,11 @@ def test_a_metrics_port_in_use_names_its_flag(listening: socket.socket, tmp_path
         ("ONESPACE_INSECURE", "maybe", "ONESPACE_INSECURE: 'maybe' is not a boolean"),
         ("ONESPACE_PROVIDER", "magic", "ONESPACE_PROVIDER: 'magic' is not one of local, bedrock"),
         ("ONESPACE_INDEX_NICE", "-1", "ONESPACE_INDEX_NICE: '-1' is not between 0 and 19"),
+        (
+            "ONESPACE_RECALL_SAMPLE_BUDGET",
+            "1.5",
+            "ONESPACE_RECALL_SAMPLE_BUDGET: '1.5' is not between 0 and 1",
+        ),
     ],
 )
 def test_a_bad_environment_value_names_the_variable_and_exits_2(

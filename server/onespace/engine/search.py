@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from onespace.engine.lanes import Lane, Lanes
+from onespace.engine.recall import RecallSampler
 from onespace.errors import DeadlineExceeded
 from onespace.metrics import Metrics
 
@@ -102,12 +103,14 @@ class SearchBatcher:
         max_wait_seconds: float,
         threads: int,
         inline_seconds: float = 0.0,
+        recall: RecallSampler | None = None,
         clock: Callable[[], float] = time.monotonic,
         thread_timer: Stopwatch = thread_stopwatch,
     ) -> None:
         """`inline_seconds`: the longest expected index search run on the event loop (0: none).
-        `clock` must be the clock of the callers' deadlines (`time.monotonic`) and times the
-        searches on the loop; `thread_timer` those on a thread. Tests pass others."""
+        `recall`: offered every answered batch (engine.recall). `clock` must be the clock of the
+        callers' deadlines (`time.monotonic`) and times the searches on the loop; `thread_timer`
+        those on a thread. Tests pass others."""
         if not inline_seconds >= 0:
             raise ValueError(f"search_inline_ms must be 0 or more, not {inline_seconds * 1000}")
         self._metrics = metrics
@@ -117,6 +120,7 @@ class SearchBatcher:
         self._max_wait = max_wait_seconds
         self._threads = threads
         self._inline = inline_seconds
+        self._recall = recall
         # Seconds per query of each collection's recent index searches, and its unindexed rows when
         # last measured (gone with the collection).
         self._cost: weakref.WeakKeyDictionary[Collection, tuple[float, int]] = weakref.WeakKeyDictionary()
@@ -194,6 +198,8 @@ class SearchBatcher:
         for (_, future, _, _), hits in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result((hits, call))
+        if self._recall is not None:
+            self._recall.offer(collection, queries, results)
 
     def _runs_inline(self, collection: Collection, queries: Sequence[CheckedQuery], tail: int) -> bool:
         """Whether this batch runs on the event loop (see the module's docstring)."""

@@ -74,6 +74,12 @@ class CollectionHandle(Protocol):
         run a short one on the event loop (cheap: it is asked before every batch)."""
         ...
 
+    def exact_scores(self, query: CheckedQuery) -> npt.NDArray[np.float32] | None:
+        """The best `query.k` scores (best first) an exact scan of every matching item gives, in
+        the same scale as `search_many`'s hits: the reference the recall sampler measures a
+        search against. None where the backend cannot scan cheaply or the filter needs a lookup."""
+        ...
+
 
 class Backend(Protocol):
     """The set of collections."""

@@ -59,7 +59,7 @@ from onespace.index.records import (
     Test,
     modality_from_code,
 )
-from onespace.index.search import Candidates, Predicate, Ranked, Rows, search_batch
+from onespace.index.search import Candidates, Predicate, Ranked, Rows, exact_scores, search_batch
 from onespace.index.slots import SlotTable, SlotView
 from onespace.index.sqlstore import ItemRow, SqlStore
 from onespace.index.validate import CheckedQuery, check_query, prepare_upsert
@@ -219,6 +219,19 @@ class Collection:
         for a collection in use. A cold collection's page faults show in its measured cost, which
         keeps its batches on a thread until they are cheap (engine.search)."""
         return not any(q.filter.metadata or q.filter.conditions for q in queries)
+
+    def exact_scores(self, query: CheckedQuery) -> npt.NDArray[np.float32] | None:
+        """The scores a perfect index would return for `query` (best first; `search.exact_scores`),
+        by scanning every matching item; None when its filter has metadata conditions (the recall
+        sampler measures only searches `search_in_memory` allows). Reads every stored vector
+        that could match, so it is for samples, not for serving."""
+        if not self.search_in_memory([query]):
+            return None
+        view = self._view
+        with self._reading():
+            candidates = self._candidates(view, query.filter)
+            assert not isinstance(candidates, Predicate)  # only metadata filters make one
+            return exact_scores(self._config, view, query, candidates)
 
     def check_query(self, query: Query) -> CheckedQuery:
         """Validate one query against this collection's config (no lock needed: config is frozen)."""

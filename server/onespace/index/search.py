@@ -61,7 +61,7 @@ from onespace.index.scoring import (
 from onespace.index.slots import SlotView
 from onespace.index.validate import CheckedQuery, index_normalises
 
-__all__ = ["Candidates", "Predicate", "Ranked", "plan_count", "search_batch"]
+__all__ = ["Candidates", "Predicate", "Ranked", "exact_scores", "plan_count", "search_batch"]
 
 Rows = npt.NDArray[np.int64]
 EXACT_SCAN_RATIO = 8  # scan a filter's matches exactly when the shortlist would be >= 1/8 of them
@@ -265,26 +265,46 @@ def _tail_shortlists(
     will be, by a flat scan at the index dimension, and its rows then join the shortlist's rerank
     at the rank dimension like the index's. One pass over the tail for all the plans."""
     units = _index_vectors(config, [p.query for p in plans])
-    scores = _score_tail(table, tail, config.index_dimension, lambda block: prefix_cosines(block, units))
+    scores = _score_in_place(table, tail, config.index_dimension, lambda block: prefix_cosines(block, units))
     return [np.sort(top_k(tail, scores[i], p.count)[0]) for i, p in enumerate(plans)]
 
 
-def _score_tail(
-    table: SlotView, tail: Rows, d: int, score: Callable[[npt.NDArray[np.generic]], Scores]
+def _score_in_place(
+    table: SlotView, rows: Rows, d: int, score: Callable[[npt.NDArray[np.generic]], Scores]
 ) -> Scores:
-    """`score` of every tail row (sorted live slots, the last of the vector file) cut to `d`, one
-    column per row: each chunk is read in place, never gathered, and scored for all the queries."""
-    first, end = int(tail[0]), int(tail[-1]) + 1
+    """`score` of every one of `rows` (sorted slots, not empty; the tail: the last of the vector
+    file) cut to `d`, one column per row: each chunk of the file from the first to the last is
+    read in place, never gathered, and scored for all the queries."""
+    first, end = int(rows[0]), int(rows[-1]) + 1
     out: Scores | None = None
     for start in range(first, end, CHUNK_ROWS):
         stop = min(end, start + CHUNK_ROWS)
-        inside = slice(*np.searchsorted(tail, [start, stop]))
+        inside = slice(*np.searchsorted(rows, [start, stop]))
+        if inside.start == inside.stop:
+            continue
         scored = score(np.asarray(table.vectors[start:stop])[:, :d])
         if out is None:
-            out = np.empty((len(scored), len(tail)), dtype=np.float32)
-        out[:, inside] = scored[:, tail[inside] - start]
-    assert out is not None  # a tail has a row
+            out = np.empty((len(scored), len(rows)), dtype=np.float32)
+        out[:, inside] = scored[:, rows[inside] - start]
+    assert out is not None  # there is a row
     return out
+
+
+def exact_scores(
+    config: CollectionConfig, table: SlotView, query: CheckedQuery, candidates: Rows | None
+) -> Scores:
+    """The best `query.k` scores, best first, among `candidates` (sorted live slots; None: every
+    live slot) by an exact scan at the query's rank dimension, chunk by chunk in place: what a
+    search of `query` would return with a perfect index, the reference its recall is measured
+    against. The same rank vector and kernel as the search's rerank, so a row scores the same."""
+    rows = table.live_rows() if candidates is None else candidates
+    if not len(rows):
+        return np.zeros(0, dtype=np.float32)
+    vector = rank_vectors(config, [query])[0]
+    scorer = functools.partial(
+        score_block, queries=vector[None, :], metric=config.metric, full=table.vectors.shape[1]
+    )
+    return top_k(rows, _score_in_place(table, rows, len(vector), scorer)[0], query.k)[1]
 
 
 def _rank_with_tail(
@@ -303,7 +323,7 @@ def _rank_with_tail(
     for d, members in dimensions.items():
         queries = np.stack([plans[j].rank_vector for j in members])
         scorer = functools.partial(score_block, queries=queries, metric=config.metric, full=full)
-        tail_scores = _score_tail(table, tail, d, scorer)
+        tail_scores = _score_in_place(table, tail, d, scorer)
         for at, j in enumerate(members):
             plan = plans[j]
             own = shortlists[j][~_members(shortlists[j], tail)]  # a row indexed meanwhile is in both

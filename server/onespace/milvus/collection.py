@@ -159,6 +159,11 @@ class MilvusCollection:
         """Never: every search is a call to Milvus over the network."""
         return False
 
+    def exact_scores(self, query: CheckedQuery) -> npt.NDArray[np.float32] | None:
+        """None: an exact scan would read the whole collection back from Milvus, so the recall
+        sampler leaves Milvus collections out."""
+        return None
+
     def search_many(self, queries: Sequence[Query | CheckedQuery], threads: int = 0) -> list[list[Hit]]:
         """Hits for each query, best first (`search`); `threads` is Milvus's business here."""
         checked = [q if isinstance(q, CheckedQuery) else self.check_query(q) for q in queries]
