@@ -13,10 +13,11 @@ Writes between the search and its scan move the reference a little (an item adde
 lower a sample; one deleted since may raise it); the metric is an estimate over many samples.
 
 Cost: a scan reads every stored vector that could match, at the query's rank dimension (100k x
-1024 f16: ~200 MB). The sampler spends at most `budget` of one core: after a scan that took s
-seconds, no sample is taken for s / budget seconds. One scan at a time, on a thread below the
-server's priority (engine/background.py); the batcher only hands a batch over, and only when a
-sample is due, so searches pay a clock read per batch. Off by default (`--recall-sample-budget
+1024 f16: ~200 MB, 8-9 ms of one core). The sampler spends at most `budget` of one core: after a
+scan that took s seconds of its thread's CPU (engine/stopwatch.py: its wall time if it waited for
+the disk), no sample is taken for s / budget seconds. One scan at a time, on a thread below the
+server's priority (engine/background.py); the batcher hands over each answered batch, and a batch
+costs the sampler a clock read unless a sample is due. Off by default (`--recall-sample-budget
 0`): the scans page every stored vector into memory, which a collection that serves from its
 index alone (a full-length index) would otherwise leave on disk.
 """
@@ -35,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from onespace.engine.background import background_executor
+from onespace.engine.stopwatch import Stopwatch, thread_stopwatch
 from onespace.errors import OnespaceError
 from onespace.metrics import Metrics
 
@@ -68,16 +70,19 @@ class RecallSampler:
         *,
         budget: float,
         clock: Callable[[], float] = time.monotonic,
+        thread_timer: Stopwatch = thread_stopwatch,
         executor: ThreadPoolExecutor | None = None,
         seed: int | None = None,
     ) -> None:
         """`budget`: the share of one core the exact scans may take (0: never sample). `clock`
-        times the scans and spaces the samples; tests pass their own, and an executor."""
+        spaces the samples and `thread_timer` times each scan on its thread; tests pass their
+        own, and an executor."""
         if not 0.0 <= budget <= 1.0:
             raise ValueError(f"recall_sample_budget must be within 0..1, not {budget}")
         self._metrics = metrics
         self._budget = budget
         self._clock = clock
+        self._thread_timer = thread_timer
         self._executor = executor
         self._random = random.Random(seed)
         self._next = 0.0  # the clock time before which no sample is taken
@@ -104,12 +109,12 @@ class RecallSampler:
         self._task = asyncio.create_task(self._sample(collection, query, scores))
 
     async def _sample(self, collection: CollectionHandle, query: CheckedQuery, scores: list[float]) -> None:
-        started = self._clock()
+        spent = [0.0]  # the scan's seconds by `thread_timer`, set on its thread even if it fails
         try:
             if self._executor is None:
                 self._executor = background_executor("onespace-recall", workers=1)
             loop = asyncio.get_running_loop()
-            exact = await loop.run_in_executor(self._executor, collection.exact_scores, query)
+            exact = await loop.run_in_executor(self._executor, self._scan, collection, query, spent)
         except OnespaceError as exc:  # deleted or closed meanwhile: nothing to measure
             log.debug("recall sample of %s skipped: %s", collection.name, exc)
             exact = None
@@ -117,13 +122,21 @@ class RecallSampler:
             log.exception("recall sample of %s failed", collection.name)
             exact = None
         finally:
-            now = self._clock()
-            self._next = now + (now - started) / self._budget
+            self._next = self._clock() + spent[0] / self._budget
             self._task = None
         found = recall(scores, exact) if exact is not None else None
         if found is not None:
             self.samples += 1
             self._metrics.search_recall.labels(collection.name).observe(found)
+
+    def _scan(
+        self, collection: CollectionHandle, query: CheckedQuery, spent: list[float]
+    ) -> npt.NDArray[np.float32] | None:
+        elapsed = self._thread_timer()
+        try:
+            return collection.exact_scores(query)
+        finally:
+            spent[0] = elapsed()
 
     async def settled(self) -> None:
         """Return once no scan is in progress (its recall, if any, observed)."""

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import resource
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from onespace.engine.lanes import Lane, Lanes
 from onespace.engine.recall import RecallSampler
+from onespace.engine.stopwatch import Stopwatch, thread_stopwatch
 from onespace.errors import DeadlineExceeded
 from onespace.metrics import Metrics
 
@@ -46,9 +46,7 @@ if TYPE_CHECKING:  # the engine does not need the index at import time
     from onespace.index.backend import CollectionHandle as Collection
     from onespace.index.validate import CheckedQuery
 
-__all__ = ["IndexCall", "SearchBatcher", "thread_stopwatch"]
-
-Stopwatch = Callable[[], Callable[[], float]]  # start one; call what it returns for the seconds since
+__all__ = ["IndexCall", "SearchBatcher"]
 
 # How far one faster batch moves a collection's cost estimate toward its own cost (a slower batch
 # replaces the estimate): a burst of cheap batches cannot hide that a slow one was seen.
@@ -57,28 +55,6 @@ _EASE = 0.25
 # is timed on a thread again: every query scans the tail exactly, and 1,024 more 1024-d rows cost
 # a query ~0.1-0.3 ms.
 TAIL_SLACK = 1024
-_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)  # Linux
-
-
-def _thread_usage() -> tuple[float, int]:
-    """The calling thread's CPU seconds, and how often it has waited for the disk (major page
-    faults and block reads; 0 where the system does not count them per thread)."""
-    if _RUSAGE_THREAD is None:
-        return time.thread_time(), 0
-    usage = resource.getrusage(_RUSAGE_THREAD)
-    return usage.ru_utime + usage.ru_stime, usage.ru_majflt + usage.ru_inblock
-
-
-def thread_stopwatch(usage: Callable[[], tuple[float, int]] = _thread_usage) -> Callable[[], float]:
-    """Started on a searching thread: its CPU seconds since, or its wall seconds if it waited for
-    the disk meanwhile. Read it on the same thread."""
-    wall, (cpu, waits) = time.monotonic(), usage()
-
-    def elapsed() -> float:
-        cpu_now, waits_now = usage()
-        return time.monotonic() - wall if waits_now > waits else cpu_now - cpu
-
-    return elapsed
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,20 @@ def _observed(metrics: Metrics, name: str = "c") -> tuple[float, float]:
 
 
 def _sampler(now: list[float], metrics: Metrics, budget: float = 0.1) -> RecallSampler:
-    return RecallSampler(metrics, budget=budget, clock=lambda: now[0], executor=ThreadPoolExecutor(1), seed=1)
+    """Scans are timed by the test's clock too: a scan costs the SCAN seconds it advances it."""
+
+    def stopwatch() -> Any:
+        start = now[0]
+        return lambda: now[0] - start
+
+    return RecallSampler(
+        metrics,
+        budget=budget,
+        clock=lambda: now[0],
+        thread_timer=stopwatch,
+        executor=ThreadPoolExecutor(1),
+        seed=1,
+    )
 
 
 def test_recall_counts_hits_that_reach_the_exact_kth_score_ties_included() -> None:

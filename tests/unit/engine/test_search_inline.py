@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from onespace.engine.search import TAIL_SLACK, SearchBatcher, thread_stopwatch
+from onespace.engine.search import TAIL_SLACK, SearchBatcher
+from onespace.engine.stopwatch import thread_stopwatch
 from onespace.errors import InvalidArgument, NotFound
 from onespace.metrics import Metrics
 
