@@ -46,12 +46,7 @@ def lower_this_thread(increment: int = BACKGROUND_NICE) -> None:
         log.debug("background thread %d keeps its priority: %s", thread, exc)
 
 
-def background_executor(
-    name: str, increment: int = BACKGROUND_NICE, workers: int | None = None
-) -> ThreadPoolExecutor:
-    """A pool of `workers` threads (default: one per core), each `increment` nice levels below
-    the server."""
+def background_executor(name: str, increment: int = BACKGROUND_NICE) -> ThreadPoolExecutor:
+    """A pool of up to one thread per core, each `increment` nice levels below the server."""
     lower = functools.partial(lower_this_thread, increment) if increment else None
-    return ThreadPoolExecutor(
-        max_workers=workers or os.cpu_count() or 1, thread_name_prefix=name, initializer=lower
-    )
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix=name, initializer=lower)
