@@ -20,9 +20,9 @@ at the server's priority: the budget already bounds its CPU, and a thread below 
 priority that is handed the GIL for a scan's Python steps can keep the event loop waiting while
 the OS runs other threads first. The batcher hands over each answered batch, and a batch costs the
 sampler a clock read unless a sample is due. Side by side (tests/benchmarks/
-test_recall_sampling.py, 20k x 1024): at 0.01 no measurable change in Search throughput; at 0.05,
-0.88-0.89 of it, more than the budget's share, as each scan streams the stored vectors through the
-caches the searches use.
+test_recall_sampling.py, 20k x 1024, three runs): at 0.01, 0.96-1.01 of the Search throughput
+with sampling off; at 0.05, 0.88-0.90: more than the budget's own share, as each scan streams the
+stored vectors through the caches the searches use.
 
 Off by default (`--recall-sample-budget 0`): the scans page every stored vector into memory,
 which a collection that serves from its index alone (a full-length index) would otherwise leave
