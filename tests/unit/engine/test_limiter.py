@@ -4,6 +4,7 @@ from a fake clock, so every window closes exactly when the test says (no sleeps,
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 
 import pytest
@@ -226,7 +227,24 @@ def capped(lim: AdaptiveLimiter, cap: int = 16, latency: float = 0.16) -> float:
     return min(1.0, 2 * max(0.0, busy - cap) / busy)
 
 
-async def test_against_a_hard_cap_it_holds_under_it_then_paces_one_over() -> None:
+def quota(lim: AdaptiveLimiter, per_second: float = 100.0, latency: float = 0.045) -> tuple[float, float]:
+    """A quota of `per_second` calls: `limit / latency` attempts a second (fewer under a pace), the
+    share of them over the quota throttled. Returns that share and the seconds between outcomes,
+    for `Upstream.window`. At 45 ms a call, 4 in flight carry 89/s and 5 carry 111/s."""
+    attempts = lim.limit / latency if lim.pace is None else min(lim.limit / latency, lim.pace)
+    return max(0.0, 1.0 - per_second / attempts), 1.0 / attempts
+
+
+async def paced_by_a_quota() -> tuple[AdaptiveLimiter, Upstream]:
+    lim, up = await limiter(16, ceiling=64)
+    while lim.pace is None:
+        rate, seconds = quota(lim)
+        await up.window(rate, seconds=seconds)
+        assert lim.windows < 20
+    return lim, up
+
+
+async def test_against_a_hard_cap_it_holds_at_it_and_probes_one_over_ever_less_often() -> None:
     lim, up = await limiter(16, ceiling=64)
     assert await up.window(0.0) == 24  # slow start
     limits = []
@@ -237,49 +255,78 @@ async def test_against_a_hard_cap_it_holds_under_it_then_paces_one_over() -> Non
     # permits are all throttled at once, see below), then once more (the cut helped: the
     # throttles are ours), then back up a permit per window to the cap, probing one over
     assert limits == [18, 14, 15, 16, 17], limits
-    assert lim.pace is None
-    # the probe fails: the limit keeps the permit and a pace takes over, a little under what
-    # the cap let through while it throttled
-    await up.window(capped(lim))
-    assert lim.limit == 17 and lim.pace is not None and lim.pace < 100
-    paces = []
-    throttles = up.throttles
-    for _ in range(60):
-        await up.window(capped(lim))
-        assert lim.pace is not None
-        paces.append(lim.pace)
-    # it feels its way up to the cap's rate (16 in flight / 0.16 s = 100/s) and holds just
-    # under it: a throttled window takes 3% off, a clean one in which the pace held calls back
-    # adds 1%
-    assert lim.limit == 17 and max(paces[-20:]) < 104 and min(paces[-20:]) > 90, paces
-    assert up.throttles - throttles < 0.02 * 60 * 32
+    # 17 fails, and no pace takes over: the windows at 16 carried as much as a pace could
+    # (a pace starts a little under what the cap let through while it throttled)
+    limits = []
+    throttles, outcomes = up.throttles, up.outcomes
+    for _ in range(80):
+        limits.append(await up.window(capped(lim)))
+        assert lim.pace is None
+    assert set(limits) <= {15, 16, 17} and limits[-40:].count(16) >= 36, limits
+    probes = [i for i, limit in enumerate(limits) if limit == 17]
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert gaps == sorted(gaps) and gaps[-1] >= 16, limits  # each failed probe waits longer
+    assert up.throttles - throttles < 0.02 * (up.outcomes - outcomes)
     assert lim.restores == 0 and lim.background == 0.0
 
 
+async def test_against_a_quota_between_two_limits_it_paces_one_over() -> None:
+    lim, up = await paced_by_a_quota()
+    # 4 in flight waste a tenth of the quota and 5 overrun it: the limit keeps 5 and the pace
+    # feels its way to the quota, a throttled window taking 3% off and a clean one adding 1%
+    assert lim.limit == 5
+    paces = []
+    throttles, outcomes = up.throttles, up.outcomes
+    for _ in range(60):
+        rate, seconds = quota(lim)
+        await up.window(rate, seconds=seconds)
+        assert lim.pace is not None and lim.limit == 5
+        paces.append(lim.pace)
+    assert max(paces[-20:]) < 105 and min(paces[-20:]) > 95, paces
+    assert up.throttles - throttles < 0.03 * (up.outcomes - outcomes)
+    assert lim.restores == 0 and lim.background == 0.0
+
+
+async def test_windows_that_a_burst_kept_clean_do_not_stop_a_pace() -> None:
+    lim, up = await limiter(8, ceiling=64)
+    for _ in range(60):  # 5 in flight hold and 6 fail, again and again: w_max is 6
+        await up.window(capped(lim, cap=5, latency=0.045), seconds=0.009)
+    while lim.limit != 6:
+        await up.window(capped(lim, cap=5, latency=0.045), seconds=0.009)
+    await up.window(capped(lim, cap=5, latency=0.045), seconds=0.009)
+    assert lim.limit == 5 and lim.w_max == 6 and lim.pace is None
+    # now a quota of 100/s with 3 calls of burst left: 5 carry 111/s, clean while the burst
+    # lasts, then throttled. Those clean windows at 5 say nothing about what 5 carries under
+    # the quota, so the limit keeps its 5 and paces, rather than fall to 4 (89/s)
+    burst = 3.0
+    for _ in range(3):
+        rate, seconds = quota(lim)
+        start = up.clock.now
+        await up.window(0.0 if burst > 0 else rate, seconds=seconds)
+        burst = max(0.0, burst - (1 / seconds - 100) * (up.clock.now - start))
+        if lim.pace is not None:
+            break
+    assert lim.limit == 5 and lim.pace is not None and 95 < lim.pace < 112
+
+
 async def test_a_pace_that_holds_nothing_back_ends_and_the_limit_probes_again() -> None:
-    lim, up = await limiter(16, ceiling=64)
-    await up.window(0.0)
-    while lim.pace is None:
-        await up.window(capped(lim))
-    assert lim.limit == 17
-    # the cap goes away: the pace climbs a percent a window while it holds calls back, then
+    lim, up = await paced_by_a_quota()
+    limit = lim.limit
+    # the quota goes away: the pace climbs a percent a window while it holds calls back, then
     # stops pacing once it held nothing back for 4 windows, and the limit probes above again
     windows = 0
     while lim.pace is not None:
-        await up.window(0.0)
+        await up.window(0.0, seconds=0.045 / min(lim.limit, lim.pace * 0.045))
         windows += 1
     assert windows < 40
     for _ in range(6):
         await up.window(0.0)
-    assert lim.limit > 17
+    assert lim.limit > limit
 
 
 async def test_a_pace_throttled_whatever_it_falls_to_ends_and_learns_the_background() -> None:
-    lim, up = await limiter(16, ceiling=64)
-    await up.window(0.0)
-    while lim.pace is None:
-        await up.window(capped(lim))
-    # the cap gives way to random throttles (20% at any pace): the pace falls after each window
+    lim, up = await paced_by_a_quota()
+    # the quota gives way to random throttles (20% at any pace): the pace falls after each window
     # it judges, and the throttles go on; after 8 judged windows pacing ends, 0.2 is background
     for _ in range(24):
         await up.window(0.2)
