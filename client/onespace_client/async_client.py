@@ -54,6 +54,7 @@ from onespace_client.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
+from onespace_client.vectors import pack
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -380,6 +381,32 @@ class AsyncClient:
             max_unindexed_rows=max_unindexed_rows,
         )
         return (await self._unary(self._collections.UpdateCollection, request, timeout)).collection
+
+    async def tune_collection(
+        self,
+        name: str,
+        queries: Iterable[Sequence[float] | Any],
+        *,
+        target_recall: float,
+        k: int = 10,
+        apply: bool = True,
+        timeout: float | None = None,
+    ) -> collections_pb2.TuneCollectionResponse:
+        """Finds the cheapest `expansion_search` / `rerank_factor` whose mean recall@k on `queries`
+        (a few hundred like your callers'; vectors or rows of a numpy array) reaches
+        `target_recall`. The server computes each query's exact top k itself and tries settings
+        from the cheapest up; with `apply` the collection keeps the first that reaches it. Returns
+        every trial (recall and time per query), whether one reached the target, and the
+        collection as it is after. Exact scans of the stored vectors: pass a generous `timeout`
+        on a large collection."""
+        request = collections_pb2.TuneCollectionRequest(
+            name=name,
+            queries=[common_pb2.Vector(f32=pack(q)) for q in queries],
+            k=k,
+            target_recall=target_recall,
+            apply=apply,
+        )
+        return await self._unary(self._collections.TuneCollection, request, timeout)
 
     async def list_collections(self, *, timeout: float | None = None) -> list[collections_pb2.Collection]:
         request = collections_pb2.ListCollectionsRequest()

@@ -247,6 +247,23 @@ class Client:
             )
         )
 
+    def tune_collection(
+        self,
+        name: str,
+        queries: Iterable[Sequence[float] | Any],
+        *,
+        target_recall: float,
+        k: int = 10,
+        apply: bool = True,
+        timeout: float | None = None,
+    ) -> collections_pb2.TuneCollectionResponse:
+        """See `AsyncClient.tune_collection`."""
+        return self._run(
+            self._aio.tune_collection(
+                name, queries, target_recall=target_recall, k=k, apply=apply, timeout=timeout
+            )
+        )
+
     def list_collections(self, *, timeout: float | None = None) -> list[collections_pb2.Collection]:
         return self._run(self._aio.list_collections(timeout=timeout))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import NoReturn, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from onespace import content as contents
 from onespace.auth import tenancy
@@ -26,6 +27,7 @@ from onespace.engine.maintenance import Maintainer
 from onespace.engine.recall import RecallSampler
 from onespace.engine.scheduler import EmbedOutcome, GivenUp
 from onespace.engine.search import IndexCall
+from onespace.engine.tuner import TuneResult, tune_search
 from onespace.engine.writes import GroupCommit
 from onespace.errors import AlreadyExists, InvalidArgument, NotFound, OnespaceError, Unavailable
 from onespace.index import (
@@ -200,6 +202,34 @@ class Gateway:
         collection = self.collection(name)
         await asyncio.to_thread(self.store.tune, collection, tuning)
         return collection, await self._observed(collection)
+
+    async def tune_search(
+        self,
+        name: str,
+        queries: Sequence[npt.NDArray[np.float32]],
+        *,
+        k: int,
+        target: float,
+        apply: bool,
+        deadline: float,
+    ) -> tuple[CollectionHandle, CollectionStats, TuneResult]:
+        """The cheapest search settings reaching `target` recall@k on `queries` (engine/tuner.py);
+        with `apply`, the collection keeps them (as `tune` would set them)."""
+        if not 1 <= k <= self.settings.max_k:
+            raise InvalidArgument("k", f"{k} is outside 1..{self.settings.max_k}")
+        collection = self.collection(name)
+        result = await asyncio.to_thread(
+            tune_search,
+            collection,
+            queries,
+            k=k,
+            target=target,
+            threads=self.settings.search_thread_count,
+            deadline=deadline,
+        )
+        if apply and result.tuning is not None:
+            await asyncio.to_thread(self.store.tune, collection, result.tuning)
+        return collection, await self._observed(collection), result
 
     async def _observed(self, collection: CollectionHandle) -> CollectionStats:
         """Stats, also published as the collection's gauges."""

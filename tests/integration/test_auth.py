@@ -139,6 +139,12 @@ async def test_roles(tmp_path: Path) -> None:
             await code_of(g.collections.UpdateCollection(tuning, metadata=bearer("a-writer")))
             == grpc.StatusCode.PERMISSION_DENIED
         )
+        finding = collections_pb2.TuneCollectionRequest(name="docs", queries=[vec(1)], target_recall=0.5)
+        assert (
+            await code_of(g.collections.TuneCollection(finding, metadata=bearer("a-writer")))
+            == grpc.StatusCode.PERMISSION_DENIED
+        )
+        assert (await g.collections.TuneCollection(finding, metadata=bearer("a-admin"))).reached
         tuned = await g.collections.UpdateCollection(tuning, metadata=bearer("a-admin"))
         assert tuned.collection.config.hnsw.expansion_search == 8
         assert (
@@ -152,7 +158,7 @@ async def test_roles(tmp_path: Path) -> None:
         denied = g.app.metrics.registry.get_sample_value(
             "onespace_tenant_requests_total", {"tenant": "acme", "outcome": "permission_denied"}
         )
-        assert denied == 6  # two creates, an upsert, a collection delete, a tuning, an item delete
+        assert denied == 7  # two creates, an upsert, a collection delete, two tunings, an item delete
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,13 @@ CROSS_TENANT = [
         "UpdateCollection",
         lambda g, m: g.collections.UpdateCollection(
             collections_pb2.UpdateCollectionRequest(name="docs", expansion_search=8), metadata=m
+        ),
+    ),
+    Attempt(
+        "TuneCollection",
+        lambda g, m: g.collections.TuneCollection(
+            collections_pb2.TuneCollectionRequest(name="docs", queries=[vec(1)], target_recall=0.9),
+            metadata=m,
         ),
     ),
     Attempt(

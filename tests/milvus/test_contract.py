@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onespace.errors import AlreadyExists, InvalidArgument, NotFound
+from onespace.engine.tuner import tune_search
+from onespace.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from onespace.index import (
     CollectionConfig,
     Condition,
@@ -358,3 +359,24 @@ def test_create_twice_and_delete(opener: Opener) -> None:
 
 def test_health_check(backend: Backend) -> None:
     assert backend.check() is None
+
+
+def test_only_the_embedded_store_searches_with_settings_of_its_own_and_can_be_tuned(
+    backend: Backend, kind: str
+) -> None:
+    """A search with per-call settings (a tuning trial) and `tune_search` need the embedded
+    store; Milvus refuses both with FAILED_PRECONDITION, its stored settings untouched."""
+    c = backend.create(config())
+    fill(c, mixture(40, DIM, seed=18))
+    queries = list(mixture(3, DIM, seed=19))
+    settings = Tuning(expansion_search=16, rerank_factor=1)
+    before = c.config
+    if kind == "embedded":
+        assert len(c.search_many([Query(queries[0], k=5)], 0, settings)[0]) == 5
+        assert tune_search(c, queries, k=5, target=0.5, threads=1).reached
+    else:
+        with pytest.raises(FailedPrecondition, match="Milvus"):
+            c.search_many([Query(queries[0], k=5)], 0, settings)
+        with pytest.raises(FailedPrecondition, match="Milvus"):
+            tune_search(c, queries, k=5, target=0.5, threads=1)
+    assert c.config == before

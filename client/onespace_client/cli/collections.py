@@ -1,5 +1,5 @@
-"""`onespace collections create|list|get|update|checkpoint|compact|delete`: readable tables, or `--json`
-for machines (the proto3 JSON mapping: 64-bit counters are strings there)."""
+"""`onespace collections create|list|get|update|tune|checkpoint|compact|delete`: readable tables, or
+`--json` for machines (the proto3 JSON mapping: 64-bit counters are strings there)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ import argparse
 from datetime import UTC, datetime
 
 from onespace_client import enums
-from onespace_client.cli._common import client_for, connection_parent, print_json, runner, uint
+from onespace_client.cli._common import (
+    EXIT_FAILURES,
+    CliError,
+    client_for,
+    connection_parent,
+    print_json,
+    runner,
+    uint,
+)
 from onespace_client.cli.format import key_values, message_dict, table
+from onespace_client.cli.vectors import load_vectors
 from onespace_client.v1 import collections_pb2
 
 __all__ = ["add_parser", "collection_rows", "describe", "human_bytes", "stats_pairs"]
@@ -178,6 +187,40 @@ async def _update(args: argparse.Namespace) -> int:
 
 
 @runner
+async def _tune(args: argparse.Namespace) -> int:
+    """Find (and unless --dry-run apply) the cheapest search settings reaching a recall target;
+    exit status 1 when none reaches it."""
+    try:
+        queries = load_vectors(args.queries)
+    except OSError as exc:
+        raise CliError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CliError(f"--queries: {exc}") from None
+    async with client_for(args) as client:
+        result = await client.tune_collection(
+            args.name, queries, target_recall=args.target_recall, k=args.k, apply=not args.dry_run
+        )
+    if args.json:
+        print_json(message_dict(result))
+        return 0 if result.reached else EXIT_FAILURES
+    rows = [
+        [t.expansion_search, t.rerank_factor, f"{t.recall:.4f}", f"{t.micros_per_query:,.0f}"]
+        for t in result.trials
+    ]
+    print(table(["EF", "RERANK", f"RECALL@{args.k}", "US/QUERY"], rows, right=(0, 1, 2, 3)))
+    if not result.reached:
+        print(f"no setting reached recall {args.target_recall} on {len(queries)} queries; nothing changed")
+        return EXIT_FAILURES
+    best = result.trials[-1]
+    found = f"expansion_search {best.expansion_search}, rerank_factor {best.rerank_factor}"
+    if args.dry_run:
+        print(f"{found} reaches recall {args.target_recall} (--dry-run: not applied)")
+    else:
+        print(f"collection {args.name} now searches with {found}")
+    return 0
+
+
+@runner
 async def _checkpoint(args: argparse.Namespace) -> int:
     """Checkpoint a collection's index now."""
     async with client_for(args) as client:
@@ -227,7 +270,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
     group = commands.add_parser(
-        "collections", help="create, list, show, update, checkpoint, compact and delete collections"
+        "collections", help="create, list, show, update, tune, checkpoint, compact and delete collections"
     )
     sub = group.add_subparsers(dest="collections_command", required=True, metavar="ACTION")
 
@@ -280,6 +323,27 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-unindexed-rows", type=uint, help="raise for a bulk load, set back (0) after it"
     )
     update.set_defaults(func=_update)
+    tune = sub.add_parser(
+        "tune",
+        parents=[slow, output],
+        help="find the cheapest search settings reaching a recall target on sample queries",
+        description="The server computes each query's exact top k (a scan of the stored vectors), "
+        "then searches the sample with settings from the cheapest up until one reaches the target "
+        "mean recall@k, and (unless --dry-run) keeps it, durably. Other searches are not affected "
+        "meanwhile. Exit status 1 when no setting reaches the target (then nothing changes).",
+    )
+    tune.add_argument("name")
+    tune.add_argument(
+        "--queries",
+        required=True,
+        metavar="FILE",
+        help="sample queries like your callers' (a few hundred): a 2-D float .npy, a .json list "
+        "of lists, or text with one vector a line",
+    )
+    tune.add_argument("--target-recall", type=float, required=True, help="mean recall@k to reach, in (0, 1]")
+    tune.add_argument("--k", type=uint, default=10, help="hits per query, as your callers ask (default 10)")
+    tune.add_argument("--dry-run", action="store_true", help="report what reaches it, change nothing")
+    tune.set_defaults(func=_tune)
     checkpoint = sub.add_parser(
         "checkpoint",
         parents=[slow, output],

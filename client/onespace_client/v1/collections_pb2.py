@@ -23,57 +23,64 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from onespace_client.v1 import common_pb2 as onespace_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1donespace/v1/collections.proto\x12\x0bonespace.v1\"S\n\nHnswParams\x12\x14\n\x0c\x63onnectivity\x18\x01 \x01(\r\x12\x15\n\rexpansion_add\x18\x02 \x01(\r\x12\x18\n\x10\x65xpansion_search\x18\x03 \x01(\r\"\xb2\x02\n\x10\x43ollectionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12\x17\n\x0findex_dimension\x18\x04 \x01(\r\x12#\n\x06metric\x18\x05 \x01(\x0e\x32\x13.onespace.v1.Metric\x12&\n\x05\x64type\x18\x06 \x01(\x0e\x32\x17.onespace.v1.IndexDtype\x12%\n\x04hnsw\x18\x07 \x01(\x0b\x32\x17.onespace.v1.HnswParams\x12\x15\n\rrerank_factor\x18\x08 \x01(\r\x12.\n\x0cstored_dtype\x18\t \x01(\x0e\x32\x18.onespace.v1.StoredDtype\x12\x1a\n\x12max_unindexed_rows\x18\n \x01(\r\"\x8e\x02\n\x0f\x43ollectionStats\x12\r\n\x05items\x18\x01 \x01(\x04\x12\x11\n\tdead_rows\x18\x02 \x01(\x04\x12\x18\n\x10index_tombstones\x18\x03 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x04 \x01(\x04\x12\x13\n\x0bindex_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cvector_bytes\x18\x06 \x01(\x04\x12\x0b\n\x03seq\x18\x07 \x01(\x04\x12\x16\n\x0e\x63heckpoint_seq\x18\x08 \x01(\x04\x12\x17\n\x0f\x63heckpoint_time\x18\t \x01(\x01\x12\x11\n\tlog_bytes\x18\n \x01(\x04\x12\x16\n\x0eunindexed_rows\x18\x0b \x01(\x04\x12\x17\n\x0funindexed_limit\x18\x0c \x01(\x04\"w\n\nCollection\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.onespace.v1.CollectionConfig\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12+\n\x05stats\x18\x03 \x01(\x0b\x32\x1c.onespace.v1.CollectionStats\"H\n\x17\x43reateCollectionRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.onespace.v1.CollectionConfig\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"\x18\n\x16ListCollectionsRequest\"G\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.onespace.v1.Collection\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"+\n\x1b\x43heckpointCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x1c\x43heckpointCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"(\n\x18\x43ompactCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x19\x43ompactCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"\xc1\x01\n\x17UpdateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x10\x65xpansion_search\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rrerank_factor\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1f\n\x12max_unindexed_rows\x18\x04 \x01(\rH\x02\x88\x01\x01\x42\x13\n\x11_expansion_searchB\x10\n\x0e_rerank_factorB\x15\n\x13_max_unindexed_rows\"G\n\x18UpdateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection*\\\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\x18\n\x14METRIC_INNER_PRODUCT\x10\x02\x12\r\n\tMETRIC_L2\x10\x03*}\n\nIndexDtype\x12\x1b\n\x17INDEX_DTYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_DTYPE_F32\x10\x01\x12\x13\n\x0fINDEX_DTYPE_F16\x10\x02\x12\x14\n\x10INDEX_DTYPE_BF16\x10\x03\x12\x12\n\x0eINDEX_DTYPE_I8\x10\x04*W\n\x0bStoredDtype\x12\x1c\n\x18STORED_DTYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10STORED_DTYPE_F16\x10\x01\x12\x14\n\x10STORED_DTYPE_F32\x10\x02\x32\xbd\x05\n\x11\x43ollectionService\x12_\n\x10\x43reateCollection\x12$.onespace.v1.CreateCollectionRequest\x1a%.onespace.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.onespace.v1.GetCollectionRequest\x1a\".onespace.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.onespace.v1.ListCollectionsRequest\x1a$.onespace.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.onespace.v1.DeleteCollectionRequest\x1a%.onespace.v1.DeleteCollectionResponse\x12_\n\x10UpdateCollection\x12$.onespace.v1.UpdateCollectionRequest\x1a%.onespace.v1.UpdateCollectionResponse\x12k\n\x14\x43heckpointCollection\x12(.onespace.v1.CheckpointCollectionRequest\x1a).onespace.v1.CheckpointCollectionResponse\x12\x62\n\x11\x43ompactCollection\x12%.onespace.v1.CompactCollectionRequest\x1a&.onespace.v1.CompactCollectionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1donespace/v1/collections.proto\x12\x0bonespace.v1\x1a\x18onespace/v1/common.proto\"S\n\nHnswParams\x12\x14\n\x0c\x63onnectivity\x18\x01 \x01(\r\x12\x15\n\rexpansion_add\x18\x02 \x01(\r\x12\x18\n\x10\x65xpansion_search\x18\x03 \x01(\r\"\xb2\x02\n\x10\x43ollectionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12\x17\n\x0findex_dimension\x18\x04 \x01(\r\x12#\n\x06metric\x18\x05 \x01(\x0e\x32\x13.onespace.v1.Metric\x12&\n\x05\x64type\x18\x06 \x01(\x0e\x32\x17.onespace.v1.IndexDtype\x12%\n\x04hnsw\x18\x07 \x01(\x0b\x32\x17.onespace.v1.HnswParams\x12\x15\n\rrerank_factor\x18\x08 \x01(\r\x12.\n\x0cstored_dtype\x18\t \x01(\x0e\x32\x18.onespace.v1.StoredDtype\x12\x1a\n\x12max_unindexed_rows\x18\n \x01(\r\"\x8e\x02\n\x0f\x43ollectionStats\x12\r\n\x05items\x18\x01 \x01(\x04\x12\x11\n\tdead_rows\x18\x02 \x01(\x04\x12\x18\n\x10index_tombstones\x18\x03 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x04 \x01(\x04\x12\x13\n\x0bindex_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cvector_bytes\x18\x06 \x01(\x04\x12\x0b\n\x03seq\x18\x07 \x01(\x04\x12\x16\n\x0e\x63heckpoint_seq\x18\x08 \x01(\x04\x12\x17\n\x0f\x63heckpoint_time\x18\t \x01(\x01\x12\x11\n\tlog_bytes\x18\n \x01(\x04\x12\x16\n\x0eunindexed_rows\x18\x0b \x01(\x04\x12\x17\n\x0funindexed_limit\x18\x0c \x01(\x04\"w\n\nCollection\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.onespace.v1.CollectionConfig\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12+\n\x05stats\x18\x03 \x01(\x0b\x32\x1c.onespace.v1.CollectionStats\"H\n\x17\x43reateCollectionRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.onespace.v1.CollectionConfig\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"\x18\n\x16ListCollectionsRequest\"G\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.onespace.v1.Collection\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"+\n\x1b\x43heckpointCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x1c\x43heckpointCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"(\n\x18\x43ompactCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x19\x43ompactCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"\xc1\x01\n\x17UpdateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x10\x65xpansion_search\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rrerank_factor\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1f\n\x12max_unindexed_rows\x18\x04 \x01(\rH\x02\x88\x01\x01\x42\x13\n\x11_expansion_searchB\x10\n\x0e_rerank_factorB\x15\n\x13_max_unindexed_rows\"G\n\x18UpdateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.onespace.v1.Collection\"|\n\x15TuneCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x07queries\x18\x02 \x03(\x0b\x32\x13.onespace.v1.Vector\x12\t\n\x01k\x18\x03 \x01(\r\x12\x15\n\rtarget_recall\x18\x04 \x01(\x01\x12\r\n\x05\x61pply\x18\x05 \x01(\x08\"f\n\tTuneTrial\x12\x18\n\x10\x65xpansion_search\x18\x01 \x01(\r\x12\x15\n\rrerank_factor\x18\x02 \x01(\r\x12\x0e\n\x06recall\x18\x03 \x01(\x01\x12\x18\n\x10micros_per_query\x18\x04 \x01(\x01\"~\n\x16TuneCollectionResponse\x12&\n\x06trials\x18\x01 \x03(\x0b\x32\x16.onespace.v1.TuneTrial\x12\x0f\n\x07reached\x18\x02 \x01(\x08\x12+\n\ncollection\x18\x03 \x01(\x0b\x32\x17.onespace.v1.Collection*\\\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\x18\n\x14METRIC_INNER_PRODUCT\x10\x02\x12\r\n\tMETRIC_L2\x10\x03*}\n\nIndexDtype\x12\x1b\n\x17INDEX_DTYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_DTYPE_F32\x10\x01\x12\x13\n\x0fINDEX_DTYPE_F16\x10\x02\x12\x14\n\x10INDEX_DTYPE_BF16\x10\x03\x12\x12\n\x0eINDEX_DTYPE_I8\x10\x04*W\n\x0bStoredDtype\x12\x1c\n\x18STORED_DTYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10STORED_DTYPE_F16\x10\x01\x12\x14\n\x10STORED_DTYPE_F32\x10\x02\x32\x98\x06\n\x11\x43ollectionService\x12_\n\x10\x43reateCollection\x12$.onespace.v1.CreateCollectionRequest\x1a%.onespace.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.onespace.v1.GetCollectionRequest\x1a\".onespace.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.onespace.v1.ListCollectionsRequest\x1a$.onespace.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.onespace.v1.DeleteCollectionRequest\x1a%.onespace.v1.DeleteCollectionResponse\x12_\n\x10UpdateCollection\x12$.onespace.v1.UpdateCollectionRequest\x1a%.onespace.v1.UpdateCollectionResponse\x12Y\n\x0eTuneCollection\x12\".onespace.v1.TuneCollectionRequest\x1a#.onespace.v1.TuneCollectionResponse\x12k\n\x14\x43heckpointCollection\x12(.onespace.v1.CheckpointCollectionRequest\x1a).onespace.v1.CheckpointCollectionResponse\x12\x62\n\x11\x43ompactCollection\x12%.onespace.v1.CompactCollectionRequest\x1a&.onespace.v1.CompactCollectionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onespace_client.v1.collections_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRIC']._serialized_start=1764
-  _globals['_METRIC']._serialized_end=1856
-  _globals['_INDEXDTYPE']._serialized_start=1858
-  _globals['_INDEXDTYPE']._serialized_end=1983
-  _globals['_STOREDDTYPE']._serialized_start=1985
-  _globals['_STOREDDTYPE']._serialized_end=2072
-  _globals['_HNSWPARAMS']._serialized_start=46
-  _globals['_HNSWPARAMS']._serialized_end=129
-  _globals['_COLLECTIONCONFIG']._serialized_start=132
-  _globals['_COLLECTIONCONFIG']._serialized_end=438
-  _globals['_COLLECTIONSTATS']._serialized_start=441
-  _globals['_COLLECTIONSTATS']._serialized_end=711
-  _globals['_COLLECTION']._serialized_start=713
-  _globals['_COLLECTION']._serialized_end=832
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=834
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=906
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=908
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=979
-  _globals['_GETCOLLECTIONREQUEST']._serialized_start=981
-  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1017
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1019
-  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1087
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1089
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1113
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1115
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1186
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1188
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1227
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1229
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1255
-  _globals['_CHECKPOINTCOLLECTIONREQUEST']._serialized_start=1257
-  _globals['_CHECKPOINTCOLLECTIONREQUEST']._serialized_end=1300
-  _globals['_CHECKPOINTCOLLECTIONRESPONSE']._serialized_start=1302
-  _globals['_CHECKPOINTCOLLECTIONRESPONSE']._serialized_end=1377
-  _globals['_COMPACTCOLLECTIONREQUEST']._serialized_start=1379
-  _globals['_COMPACTCOLLECTIONREQUEST']._serialized_end=1419
-  _globals['_COMPACTCOLLECTIONRESPONSE']._serialized_start=1421
-  _globals['_COMPACTCOLLECTIONRESPONSE']._serialized_end=1493
-  _globals['_UPDATECOLLECTIONREQUEST']._serialized_start=1496
-  _globals['_UPDATECOLLECTIONREQUEST']._serialized_end=1689
-  _globals['_UPDATECOLLECTIONRESPONSE']._serialized_start=1691
-  _globals['_UPDATECOLLECTIONRESPONSE']._serialized_end=1762
-  _globals['_COLLECTIONSERVICE']._serialized_start=2075
-  _globals['_COLLECTIONSERVICE']._serialized_end=2776
+  _globals['_METRIC']._serialized_start=2148
+  _globals['_METRIC']._serialized_end=2240
+  _globals['_INDEXDTYPE']._serialized_start=2242
+  _globals['_INDEXDTYPE']._serialized_end=2367
+  _globals['_STOREDDTYPE']._serialized_start=2369
+  _globals['_STOREDDTYPE']._serialized_end=2456
+  _globals['_HNSWPARAMS']._serialized_start=72
+  _globals['_HNSWPARAMS']._serialized_end=155
+  _globals['_COLLECTIONCONFIG']._serialized_start=158
+  _globals['_COLLECTIONCONFIG']._serialized_end=464
+  _globals['_COLLECTIONSTATS']._serialized_start=467
+  _globals['_COLLECTIONSTATS']._serialized_end=737
+  _globals['_COLLECTION']._serialized_start=739
+  _globals['_COLLECTION']._serialized_end=858
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=860
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=932
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=934
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=1005
+  _globals['_GETCOLLECTIONREQUEST']._serialized_start=1007
+  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1043
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1045
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1113
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1115
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1139
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1141
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1212
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1214
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1253
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1255
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1281
+  _globals['_CHECKPOINTCOLLECTIONREQUEST']._serialized_start=1283
+  _globals['_CHECKPOINTCOLLECTIONREQUEST']._serialized_end=1326
+  _globals['_CHECKPOINTCOLLECTIONRESPONSE']._serialized_start=1328
+  _globals['_CHECKPOINTCOLLECTIONRESPONSE']._serialized_end=1403
+  _globals['_COMPACTCOLLECTIONREQUEST']._serialized_start=1405
+  _globals['_COMPACTCOLLECTIONREQUEST']._serialized_end=1445
+  _globals['_COMPACTCOLLECTIONRESPONSE']._serialized_start=1447
+  _globals['_COMPACTCOLLECTIONRESPONSE']._serialized_end=1519
+  _globals['_UPDATECOLLECTIONREQUEST']._serialized_start=1522
+  _globals['_UPDATECOLLECTIONREQUEST']._serialized_end=1715
+  _globals['_UPDATECOLLECTIONRESPONSE']._serialized_start=1717
+  _globals['_UPDATECOLLECTIONRESPONSE']._serialized_end=1788
+  _globals['_TUNECOLLECTIONREQUEST']._serialized_start=1790
+  _globals['_TUNECOLLECTIONREQUEST']._serialized_end=1914
+  _globals['_TUNETRIAL']._serialized_start=1916
+  _globals['_TUNETRIAL']._serialized_end=2018
+  _globals['_TUNECOLLECTIONRESPONSE']._serialized_start=2020
+  _globals['_TUNECOLLECTIONRESPONSE']._serialized_end=2146
+  _globals['_COLLECTIONSERVICE']._serialized_start=2459
+  _globals['_COLLECTIONSERVICE']._serialized_end=3251
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from onespace_client.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -580,3 +581,111 @@ class UpdateCollectionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateCollectionResponse: _TypeAlias = UpdateCollectionResponse  # noqa: Y015
+
+@_typing.final
+class TuneCollectionRequest(_message.Message):
+    """Find the cheapest search settings that reach a recall target on sample queries. The server
+    computes each query's exact top k itself (a scan of the stored vectors), then searches the
+    sample with settings from the cheapest up (expansion_search, rerank_factor: 16/1, 24/1, 32/1,
+    32/2, 48/2, 64/2, 64/4, 96/4, 128/4, 256/4) until one reaches the target. Trials search with
+    their settings for themselves only: other searches keep the collection's settings meanwhile.
+    Rows not yet indexed are indexed first (searches scan them exactly, which flatters recall).
+    Embedded collections only (Milvus: FAILED_PRECONDITION).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    QUERIES_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    TARGET_RECALL_FIELD_NUMBER: _builtins.int
+    APPLY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    k: _builtins.int
+    """Hits per query, as your callers ask (default 10)."""
+    target_recall: _builtins.float
+    """Mean recall@k to reach, in (0, 1]."""
+    apply: _builtins.bool
+    """Keep the collection on what was found (durable, as UpdateCollection); false: only report."""
+    @_builtins.property
+    def queries(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Vector]:
+        """Queries like your callers' (a few hundred; 1 to 1024), each of the collection's dimension."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        queries: _abc.Iterable[_common_pb2.Vector] | None = ...,
+        k: _builtins.int = ...,
+        target_recall: _builtins.float = ...,
+        apply: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apply", b"apply", "k", b"k", "name", b"name", "queries", b"queries", "target_recall", b"target_recall"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TuneCollectionRequest: _TypeAlias = TuneCollectionRequest  # noqa: Y015
+
+@_typing.final
+class TuneTrial(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPANSION_SEARCH_FIELD_NUMBER: _builtins.int
+    RERANK_FACTOR_FIELD_NUMBER: _builtins.int
+    RECALL_FIELD_NUMBER: _builtins.int
+    MICROS_PER_QUERY_FIELD_NUMBER: _builtins.int
+    expansion_search: _builtins.int
+    rerank_factor: _builtins.int
+    recall: _builtins.float
+    """mean recall@k over the sample"""
+    micros_per_query: _builtins.float
+    """the sample's search time divided by its queries"""
+    def __init__(
+        self,
+        *,
+        expansion_search: _builtins.int = ...,
+        rerank_factor: _builtins.int = ...,
+        recall: _builtins.float = ...,
+        micros_per_query: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expansion_search", b"expansion_search", "micros_per_query", b"micros_per_query", "recall", b"recall", "rerank_factor", b"rerank_factor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TuneTrial: _TypeAlias = TuneTrial  # noqa: Y015
+
+@_typing.final
+class TuneCollectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRIALS_FIELD_NUMBER: _builtins.int
+    REACHED_FIELD_NUMBER: _builtins.int
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    reached: _builtins.bool
+    """the last trial reached the target"""
+    @_builtins.property
+    def trials(self) -> _containers.RepeatedCompositeFieldContainer[Global___TuneTrial]:
+        """in the order tried, cheapest first"""
+
+    @_builtins.property
+    def collection(self) -> Global___Collection:
+        """as it is after the call"""
+
+    def __init__(
+        self,
+        *,
+        trials: _abc.Iterable[Global___TuneTrial] | None = ...,
+        reached: _builtins.bool = ...,
+        collection: Global___Collection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "reached", b"reached", "trials", b"trials"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TuneCollectionResponse: _TypeAlias = TuneCollectionResponse  # noqa: Y015

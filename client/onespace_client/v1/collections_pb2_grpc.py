@@ -60,6 +60,11 @@ class CollectionServiceStub:
                 request_serializer=onespace_dot_v1_dot_collections__pb2.UpdateCollectionRequest.SerializeToString,
                 response_deserializer=onespace_dot_v1_dot_collections__pb2.UpdateCollectionResponse.FromString,
                 _registered_method=True)
+        self.TuneCollection = channel.unary_unary(
+                '/onespace.v1.CollectionService/TuneCollection',
+                request_serializer=onespace_dot_v1_dot_collections__pb2.TuneCollectionRequest.SerializeToString,
+                response_deserializer=onespace_dot_v1_dot_collections__pb2.TuneCollectionResponse.FromString,
+                _registered_method=True)
         self.CheckpointCollection = channel.unary_unary(
                 '/onespace.v1.CollectionService/CheckpointCollection',
                 request_serializer=onespace_dot_v1_dot_collections__pb2.CheckpointCollectionRequest.SerializeToString,
@@ -106,6 +111,13 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TuneCollection(self, request, context):
+        """The cheapest search settings reaching a recall target on sample queries (see the request).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckpointCollection(self, request, context):
         """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one.
         """
@@ -147,6 +159,11 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.UpdateCollection,
                     request_deserializer=onespace_dot_v1_dot_collections__pb2.UpdateCollectionRequest.FromString,
                     response_serializer=onespace_dot_v1_dot_collections__pb2.UpdateCollectionResponse.SerializeToString,
+            ),
+            'TuneCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.TuneCollection,
+                    request_deserializer=onespace_dot_v1_dot_collections__pb2.TuneCollectionRequest.FromString,
+                    response_serializer=onespace_dot_v1_dot_collections__pb2.TuneCollectionResponse.SerializeToString,
             ),
             'CheckpointCollection': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckpointCollection,
@@ -294,6 +311,33 @@ class CollectionService:
             '/onespace.v1.CollectionService/UpdateCollection',
             onespace_dot_v1_dot_collections__pb2.UpdateCollectionRequest.SerializeToString,
             onespace_dot_v1_dot_collections__pb2.UpdateCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TuneCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onespace.v1.CollectionService/TuneCollection',
+            onespace_dot_v1_dot_collections__pb2.TuneCollectionRequest.SerializeToString,
+            onespace_dot_v1_dot_collections__pb2.TuneCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

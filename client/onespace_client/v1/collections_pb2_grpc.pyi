@@ -38,6 +38,8 @@ class CollectionServiceStub:
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.DeleteCollectionRequest, _collections_pb2.DeleteCollectionResponse]
     UpdateCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.UpdateCollectionRequest, _collections_pb2.UpdateCollectionResponse]
     """Change search-time settings (and the unindexed bound) of an existing collection."""
+    TuneCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.TuneCollectionRequest, _collections_pb2.TuneCollectionResponse]
+    """The cheapest search settings reaching a recall target on sample queries (see the request)."""
     CheckpointCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.CheckpointCollectionRequest, _collections_pb2.CheckpointCollectionResponse]
     """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one."""
     CompactCollection: _grpc.UnaryUnaryMultiCallable[_collections_pb2.CompactCollectionRequest, _collections_pb2.CompactCollectionResponse]
@@ -52,6 +54,8 @@ class CollectionServiceAsyncStub(CollectionServiceStub):
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.DeleteCollectionRequest, _collections_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
     UpdateCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.UpdateCollectionRequest, _collections_pb2.UpdateCollectionResponse]  # type: ignore[assignment]
     """Change search-time settings (and the unindexed bound) of an existing collection."""
+    TuneCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.TuneCollectionRequest, _collections_pb2.TuneCollectionResponse]  # type: ignore[assignment]
+    """The cheapest search settings reaching a recall target on sample queries (see the request)."""
     CheckpointCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.CheckpointCollectionRequest, _collections_pb2.CheckpointCollectionResponse]  # type: ignore[assignment]
     """Save the HNSW index now (restarts replay less); a no-op when nothing changed since the last one."""
     CompactCollection: _aio.UnaryUnaryMultiCallable[_collections_pb2.CompactCollectionRequest, _collections_pb2.CompactCollectionResponse]  # type: ignore[assignment]
@@ -93,6 +97,14 @@ class CollectionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_collections_pb2.UpdateCollectionResponse, _abc.Awaitable[_collections_pb2.UpdateCollectionResponse]]:
         """Change search-time settings (and the unindexed bound) of an existing collection."""
+
+    @_abc_1.abstractmethod
+    def TuneCollection(
+        self,
+        request: _collections_pb2.TuneCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_collections_pb2.TuneCollectionResponse, _abc.Awaitable[_collections_pb2.TuneCollectionResponse]]:
+        """The cheapest search settings reaching a recall target on sample queries (see the request)."""
 
     @_abc_1.abstractmethod
     def CheckpointCollection(

@@ -66,7 +66,12 @@ class CollectionHandle(Protocol):
 
     def vector(self, id: str) -> npt.NDArray[np.float32]: ...
 
-    def search_many(self, queries: Sequence[Query | CheckedQuery], threads: int = 0) -> list[list[Hit]]: ...
+    def search_many(
+        self, queries: Sequence[Query | CheckedQuery], threads: int = 0, settings: Tuning | None = None
+    ) -> list[list[Hit]]:
+        """Hits for each query, best first; `settings`: other search-time settings for this call
+        only (a tuning trial), or FailedPrecondition where the backend cannot."""
+        ...
 
     def search_in_memory(self, queries: Sequence[CheckedQuery]) -> bool:
         """Whether `search_many(queries)` is memory and CPU work only: no network, no lock held

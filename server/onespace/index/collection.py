@@ -189,12 +189,16 @@ class Collection:
     def search(self, query: Query, threads: int = 0) -> list[Hit]:
         return self.search_many([query], threads)[0]
 
-    def search_many(self, queries: Sequence[Query | CheckedQuery], threads: int = 0) -> list[list[Hit]]:
+    def search_many(
+        self, queries: Sequence[Query | CheckedQuery], threads: int = 0, settings: Tuning | None = None
+    ) -> list[list[Hit]]:
         """Hits for each query, best first; one usearch call per distinct shortlist size.
 
         Any invalid query fails the whole call (InvalidArgument for `vector`, `k`, `dimension`,
         `filter.*`); a batcher that must not let one caller fail another checks each query with
-        `check_query` first and passes the `CheckedQuery` (not checked twice).
+        `check_query` first and passes the `CheckedQuery` (not checked twice). `settings` searches
+        by other search-time settings for this call only (a tuning trial); other searches and
+        the stored config are not touched.
         """
         checked = [q if isinstance(q, CheckedQuery) else self.check_query(q) for q in queries]
         if not checked:
@@ -204,7 +208,8 @@ class Collection:
         with self._reading():
             tail = _tail_rows(view, below)
             candidates = [self._candidates(view, q.filter) for q in checked]
-            ranked = search_batch(self._config, view, index, checked, candidates, threads, tail)
+            config = self._config if settings is None else settings.applied_to(self._config)
+            ranked = search_batch(config, view, index, checked, candidates, threads, tail)
             # Hits are named from the slot arrays; SQLite is read only for the metadata of hits
             # whose items have some (a key gone from it meanwhile: the item was deleted).
             found = np.concatenate([r.rows for r in ranked])

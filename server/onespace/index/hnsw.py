@@ -11,6 +11,7 @@ Not thread-safe: the owning collection holds its lock around every call.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,10 @@ class HnswIndex:
     def __init__(self, config: CollectionConfig, index: Index | None = None, tombstones: int = 0) -> None:
         self._config = config
         self._index = _new_index(config) if index is None else index
+        # usearch keeps ef on the index, not per call; a search with another ef (a tuning trial)
+        # sets it and puts it back, so searches hold this lock (usearch runs them one at a time
+        # anyway)
+        self._searching = threading.Lock()
         self.search_calls = 0
         self.tombstones = tombstones  # removed slots still held by usearch
 
@@ -101,9 +106,10 @@ class HnswIndex:
 
     def retune(self, config: CollectionConfig) -> None:
         """Take `config`'s search-time settings (`config.Tuning`); the graph stays as built."""
-        self._config = config
-        # usearch's setter exists; its stub declares the property read-only.
-        self._index.expansion_search = config.hnsw.expansion_search  # type: ignore[misc]
+        with self._searching:
+            self._config = config
+            # usearch's setter exists; its stub declares the property read-only.
+            self._index.expansion_search = config.hnsw.expansion_search  # type: ignore[misc]
 
     def remove(self, keys: list[int]) -> None:
         if not keys:
@@ -118,12 +124,21 @@ class HnswIndex:
         return [keys[i, : int(counts[i])] for i in range(len(keys))]
 
     def search_matrix(
-        self, queries: npt.NDArray[np.float32], count: int, threads: int
+        self, queries: npt.NDArray[np.float32], count: int, threads: int, expansion_search: int | None = None
     ) -> tuple[Keys, npt.NDArray[np.int64]]:
         """One usearch call for every row of 2-D `queries`: a (queries, count) matrix of keys, best
-        first, and how many of each row were found (the rest of a row is padding, not keys)."""
-        with _usearch_errors("search"):
-            found = self._index.search(np.ascontiguousarray(queries), count, threads=threads)
+        first, and how many of each row were found (the rest of a row is padding, not keys).
+        `expansion_search` walks the graph with another ef than the config's, for this call only."""
+        with self._searching, _usearch_errors("search"):
+            ef = self._config.hnsw.expansion_search
+            if expansion_search is not None and expansion_search != ef:
+                self._index.expansion_search = expansion_search  # type: ignore[misc]
+                try:
+                    found = self._index.search(np.ascontiguousarray(queries), count, threads=threads)
+                finally:
+                    self._index.expansion_search = ef  # type: ignore[misc]
+            else:
+                found = self._index.search(np.ascontiguousarray(queries), count, threads=threads)
         self.search_calls += 1
         if isinstance(found, BatchMatches):
             return found.keys.astype(np.uint64, copy=False), found.counts.astype(np.int64, copy=False)

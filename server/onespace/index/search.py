@@ -134,7 +134,7 @@ def search_batch(
     merge_tail = tail is not None and len(tail) > 0  # then shortlists differ in length
     for count, members in sorted(groups.items()):
         matrix = _index_vectors(config, [plans[i].query for i in members])
-        keys, found = index.search_matrix(matrix, count, threads)
+        keys, found = index.search_matrix(matrix, count, threads, config.hnsw.expansion_search)
         rows = table.rows_for_keys(keys)
         rows[np.arange(count) >= found[:, None]] = -1  # usearch pads short rows with key 0
         # Unfiltered queries whose whole shortlist is live are ranked together, the rest one by one.

@@ -31,8 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from onespace.budget import ResponseBudget
-from onespace.errors import NotFound
-from onespace.index.config import CollectionConfig
+from onespace.errors import FailedPrecondition, NotFound
+from onespace.index.config import CollectionConfig, Tuning
 from onespace.index.records import MODALITY_CODES, Hit, Query, Record, StoredItem
 from onespace.index.validate import CheckedQuery, check_query, prepare_upsert
 from onespace.index.writes import DeleteOp, UpsertOp, WriteOp, plan_writes
@@ -164,8 +164,15 @@ class MilvusCollection:
         sampler leaves Milvus collections out."""
         return None
 
-    def search_many(self, queries: Sequence[Query | CheckedQuery], threads: int = 0) -> list[list[Hit]]:
-        """Hits for each query, best first (`search`); `threads` is Milvus's business here."""
+    def search_many(
+        self, queries: Sequence[Query | CheckedQuery], threads: int = 0, settings: Tuning | None = None
+    ) -> list[list[Hit]]:
+        """Hits for each query, best first (`search`); `threads` is Milvus's business here. Milvus
+        searches by the collection's stored settings only (`settings` is refused)."""
+        if settings is not None:
+            raise FailedPrecondition(
+                f"collection {self.name!r} is stored in Milvus, which searches by its stored settings only"
+            )
         checked = [q if isinstance(q, CheckedQuery) else self.check_query(q) for q in queries]
         if not checked:
             return []

@@ -58,6 +58,7 @@ REQUIRED_ROLE: Mapping[str, Role] = {
     "onespace.v1.CollectionService/CheckpointCollection": Role.ADMIN,
     "onespace.v1.CollectionService/CompactCollection": Role.ADMIN,
     "onespace.v1.CollectionService/UpdateCollection": Role.ADMIN,
+    "onespace.v1.CollectionService/TuneCollection": Role.ADMIN,
 }
 _RELOAD_CHECK_SECONDS = 1.0
 _BEARER = "bearer "

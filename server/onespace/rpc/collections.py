@@ -1,4 +1,4 @@
-"""CollectionService: create, get, list, tune, checkpoint, compact and delete collections."""
+"""CollectionService: create, get, list, update, tune, checkpoint, compact and delete collections."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from onespace_client.v1 import collections_pb2 as pb
 from onespace_client.v1 import collections_pb2_grpc
 
 __all__ = ["CollectionServicer"]
+
+DEFAULT_TUNE_K = 10  # TuneCollectionRequest.k unset
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -54,6 +56,25 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
     ) -> pb.UpdateCollectionResponse:
         collection, stats = await self.gateway.tune(request.name, convert.tuning_from_proto(request))
         return pb.UpdateCollectionResponse(collection=_described(collection, stats))
+
+    @unary_method("TuneCollection")
+    async def TuneCollection(
+        self, request: pb.TuneCollectionRequest, context: Ctx
+    ) -> pb.TuneCollectionResponse:
+        queries = [convert.vector_from_proto(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
+        collection, stats, result = await self.gateway.tune_search(
+            request.name,
+            queries,
+            k=request.k or DEFAULT_TUNE_K,
+            target=request.target_recall,
+            apply=request.apply,
+            deadline=self.deadline(context),
+        )
+        return pb.TuneCollectionResponse(
+            trials=[convert.trial_to_proto(t) for t in result.trials],
+            reached=result.reached,
+            collection=_described(collection, stats),
+        )
 
     @unary_method("ListCollections")
     async def ListCollections(

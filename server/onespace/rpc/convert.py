@@ -20,6 +20,7 @@ from onespace.content import (
     format_modality,
     normalize_format,
 )
+from onespace.engine.tuner import Trial
 from onespace.errors import InvalidArgument
 from onespace.gateway import Embedded, EmbedOptions, ItemIn, Timings
 from onespace.index import (
@@ -300,6 +301,15 @@ def tuning_from_proto(pb: collections_pb2.UpdateCollectionRequest) -> Tuning:
         expansion_search=pb.expansion_search if pb.HasField("expansion_search") else None,
         rerank_factor=pb.rerank_factor if pb.HasField("rerank_factor") else None,
         max_unindexed_rows=pb.max_unindexed_rows if pb.HasField("max_unindexed_rows") else None,
+    )
+
+
+def trial_to_proto(trial: Trial) -> collections_pb2.TuneTrial:
+    return collections_pb2.TuneTrial(
+        expansion_search=trial.expansion_search,
+        rerank_factor=trial.rerank_factor,
+        recall=trial.recall,
+        micros_per_query=trial.seconds_per_query * 1e6,
     )
 
 

@@ -340,9 +340,9 @@ def test_short_shortlists_are_not_read_past_what_usearch_found() -> None:
             return len(real)
 
         def search_matrix(
-            self, queries: np.ndarray, count: int, threads: int
+            self, queries: np.ndarray, count: int, threads: int, expansion_search: int | None = None
         ) -> tuple[np.ndarray, np.ndarray]:
-            keys, found = real.search_matrix(queries, count, threads)
+            keys, found = real.search_matrix(queries, count, threads, expansion_search)
             found[::2] = 3  # every other query: only 3 of its keys were found, the rest padding
             keys[::2, 3:] = 0
             return keys, found

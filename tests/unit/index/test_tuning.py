@@ -97,9 +97,11 @@ def test_a_change_is_durable_and_used_by_the_next_search(
     counts: list[int] = []
     search_matrix = HnswIndex.search_matrix
 
-    def seen(self: HnswIndex, queries: np.ndarray, count: int, threads: int) -> object:
+    def seen(
+        self: HnswIndex, queries: np.ndarray, count: int, threads: int, expansion_search: int | None = None
+    ) -> object:
         counts.append(count)
-        return search_matrix(self, queries, count, threads)
+        return search_matrix(self, queries, count, threads, expansion_search)
 
     monkeypatch.setattr(HnswIndex, "search_matrix", seen)
     assert c.search(Query(data[3], k=10))[0].id == "i3"
