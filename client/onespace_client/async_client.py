@@ -385,7 +385,7 @@ class AsyncClient:
     async def tune_collection(
         self,
         name: str,
-        queries: Iterable[Sequence[float] | Any],
+        queries: Iterable[Sequence[float] | Any] = (),
         *,
         target_recall: float,
         k: int = 10,
@@ -394,9 +394,11 @@ class AsyncClient:
     ) -> collections_pb2.TuneCollectionResponse:
         """Finds the cheapest `expansion_search` / `rerank_factor` whose mean recall@k on `queries`
         (a few hundred like your callers'; vectors or rows of a numpy array) reaches
-        `target_recall`. The server computes each query's exact top k itself and tries settings
-        from the cheapest up; with `apply` the collection keeps the first that reaches it. Returns
-        every trial (recall and time per query), whether one reached the target, and the
+        `target_recall`; with no queries, on the collection's live searches the server's recall
+        sampler last drew (it needs `--recall-sample-budget` > 0). The server computes each
+        query's exact top k itself and tries settings from the cheapest up; with `apply` the
+        collection keeps the first that reaches it. Returns every trial (recall and time per
+        query), whether one reached the target, how many queries were searched, and the
         collection as it is after. Exact scans of the stored vectors: pass a generous `timeout`
         on a large collection."""
         request = collections_pb2.TuneCollectionRequest(

@@ -250,7 +250,7 @@ class Client:
     def tune_collection(
         self,
         name: str,
-        queries: Iterable[Sequence[float] | Any],
+        queries: Iterable[Sequence[float] | Any] = (),
         *,
         target_recall: float,
         k: int = 10,

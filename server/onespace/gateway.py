@@ -27,9 +27,16 @@ from onespace.engine.maintenance import Maintainer
 from onespace.engine.recall import RecallSampler
 from onespace.engine.scheduler import EmbedOutcome, GivenUp
 from onespace.engine.search import IndexCall
-from onespace.engine.tuner import TuneResult, tune_search
+from onespace.engine.tuner import TuneResult, check_queries, tune_search
 from onespace.engine.writes import GroupCommit
-from onespace.errors import AlreadyExists, InvalidArgument, NotFound, OnespaceError, Unavailable
+from onespace.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OnespaceError,
+    Unavailable,
+)
 from onespace.index import (
     CollectionConfig,
     CollectionStats,
@@ -206,27 +213,37 @@ class Gateway:
     async def tune_search(
         self,
         name: str,
-        queries: Sequence[npt.NDArray[np.float32]],
+        vectors: Sequence[npt.NDArray[np.float32]],
         *,
         k: int,
         target: float,
         apply: bool,
         deadline: float,
     ) -> tuple[CollectionHandle, CollectionStats, TuneResult]:
-        """The cheapest search settings reaching `target` recall@k on `queries` (engine/tuner.py);
+        """The cheapest search settings reaching `target` recall on `vectors` as queries for `k`
+        hits, or without vectors on the live queries the recall sampler last drew (engine/tuner.py);
         with `apply`, the collection keeps them (as `tune` would set them)."""
-        if not 1 <= k <= self.settings.max_k:
-            raise InvalidArgument("k", f"{k} is outside 1..{self.settings.max_k}")
         collection = self.collection(name)
-        result = await asyncio.to_thread(
-            tune_search,
-            collection,
-            queries,
-            k=k,
-            target=target,
-            threads=self.settings.search_thread_count,
-            deadline=deadline,
-        )
+        sampled = self.recall.recent(collection.name)
+        if vectors and not 1 <= k <= self.settings.max_k:
+            raise InvalidArgument("k", f"{k} is outside 1..{self.settings.max_k}")
+        if not vectors and not sampled:
+            raise FailedPrecondition(
+                f"no queries given, and none of collection {name!r}'s live searches was sampled "
+                "(that needs --recall-sample-budget above 0, and searches served since the start)"
+            )
+
+        def tune() -> TuneResult:
+            queries = check_queries(collection, vectors, k) if vectors else sampled
+            return tune_search(
+                collection,
+                queries,
+                target=target,
+                threads=self.settings.search_thread_count,
+                deadline=deadline,
+            )
+
+        result = await asyncio.to_thread(tune)
         if apply and result.tuning is not None:
             await asyncio.to_thread(self.store.tune, collection, result.tuning)
         return collection, await self._observed(collection), result
@@ -355,6 +372,7 @@ class Gateway:
         except NotFound:  # deleted meanwhile
             raise NotFound(f"collection {tenancy.local_name(name)!r} not found") from None
         self.metrics.forget_collection(name)
+        self.recall.forget(name)
 
     # --- data ----------------------------------------------------------------------------------
     async def upsert(

@@ -94,7 +94,11 @@ async def test_bad_requests_are_refused_with_the_field_named_and_change_nothing(
         cases = [
             (dict(queries=good, target_recall=0.0), grpc.StatusCode.INVALID_ARGUMENT, "target_recall: "),
             (dict(queries=good, target_recall=1.5), grpc.StatusCode.INVALID_ARGUMENT, "target_recall: "),
-            (dict(queries=[], target_recall=0.9), grpc.StatusCode.INVALID_ARGUMENT, "queries: "),
+            (
+                dict(queries=[], target_recall=0.9),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "no queries given, and ",
+            ),
             (
                 dict(
                     queries=[good[0], common_pb2.Vector(f32=q[1][:10].astype("<f4").tobytes())],
@@ -169,3 +173,34 @@ async def test_the_cli_tunes_from_a_file_of_queries(
         assert code == 2 and f"--queries: {bad}:2: could not convert string to float: 'zebra'" in out
         code, out = await cli("collections", "tune", "docs", "--queries", str(npy), "--target-recall", "2")
         assert code == 1 and out == "error: INVALID_ARGUMENT: target_recall: must be in (0, 1], not 2.0\n"
+
+
+async def test_without_queries_it_tunes_on_the_live_searches_the_recall_sampler_drew(tmp_path: Path) -> None:
+    data = mixture(3000, DIM, seed=5, decay=0.5)
+    async with (
+        running_gateway(tmp_path / "data", recall_sample_budget=1.0) as gw,
+        AsyncClient(gw.target) as client,
+    ):
+        await load(client, "docs", data, index_dimension=32, dtype="i8")
+        await load(client, "other", data[:500], index_dimension=32, dtype="i8")
+        await index_all(gw, "docs")
+        sampler = gw.app.gateway.recall
+        for q in mixture(400, DIM, seed=7, decay=0.5):  # each sample spaced by its scan's time
+            await client.search("docs", vector=q, k=10)
+            await sampler.settled()
+            if sampler.samples >= 30:
+                break
+        drawn = sampler.samples
+        assert drawn >= 30, f"400 searches, {drawn} samples"
+        result = await client.tune_collection("docs", target_recall=0.95, apply=False)
+        assert result.queries == drawn and result.reached
+        assert (result.trials[0].expansion_search, result.trials[0].rerank_factor) == (16, 1)
+        with pytest.raises(OnespaceClientError) as none:  # searched by nobody: nothing drawn
+            await client.tune_collection("other", target_recall=0.95)
+        assert none.value.code is grpc.StatusCode.FAILED_PRECONDITION
+        assert "--recall-sample-budget" in none.value.details
+        await client.delete_collection("docs")  # its sampled queries go with it
+        await load(client, "docs", data[:500], index_dimension=32, dtype="i8")
+        with pytest.raises(OnespaceClientError) as forgotten:
+            await client.tune_collection("docs", target_recall=0.95)
+        assert forgotten.value.code is grpc.StatusCode.FAILED_PRECONDITION

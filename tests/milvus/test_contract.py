@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onespace.engine.tuner import tune_search
+from onespace.engine.tuner import check_queries, tune_search
 from onespace.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from onespace.index import (
     CollectionConfig,
@@ -373,10 +373,10 @@ def test_only_the_embedded_store_searches_with_settings_of_its_own_and_can_be_tu
     before = c.config
     if kind == "embedded":
         assert len(c.search_many([Query(queries[0], k=5)], 0, settings)[0]) == 5
-        assert tune_search(c, queries, k=5, target=0.5, threads=1).reached
+        assert tune_search(c, check_queries(c, queries, 5), target=0.5, threads=1).reached
     else:
         with pytest.raises(FailedPrecondition, match="Milvus"):
             c.search_many([Query(queries[0], k=5)], 0, settings)
         with pytest.raises(FailedPrecondition, match="Milvus"):
-            tune_search(c, queries, k=5, target=0.5, threads=1)
+            tune_search(c, check_queries(c, queries, 5), target=0.5, threads=1)
     assert c.config == before

@@ -191,7 +191,7 @@ async def _tune(args: argparse.Namespace) -> int:
     """Find (and unless --dry-run apply) the cheapest search settings reaching a recall target;
     exit status 1 when none reaches it."""
     try:
-        queries = load_vectors(args.queries)
+        queries = load_vectors(args.queries) if args.queries is not None else []
     except OSError as exc:
         raise CliError(f"cannot read {exc.filename}: {exc.strerror}") from None
     except ValueError as exc:
@@ -207,9 +207,10 @@ async def _tune(args: argparse.Namespace) -> int:
         [t.expansion_search, t.rerank_factor, f"{t.recall:.4f}", f"{t.micros_per_query:,.0f}"]
         for t in result.trials
     ]
-    print(table(["EF", "RERANK", f"RECALL@{args.k}", "US/QUERY"], rows, right=(0, 1, 2, 3)))
+    recall_at = f"RECALL@{args.k}" if queries else "RECALL@K"  # live queries each ask their own k
+    print(table(["EF", "RERANK", recall_at, "US/QUERY"], rows, right=(0, 1, 2, 3)))
     if not result.reached:
-        print(f"no setting reached recall {args.target_recall} on {len(queries)} queries; nothing changed")
+        print(f"no setting reached recall {args.target_recall} on {result.queries} queries; nothing changed")
         return EXIT_FAILURES
     best = result.trials[-1]
     found = f"expansion_search {best.expansion_search}, rerank_factor {best.rerank_factor}"
@@ -327,7 +328,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "tune",
         parents=[slow, output],
         help="find the cheapest search settings reaching a recall target on sample queries",
-        description="The server computes each query's exact top k (a scan of the stored vectors), "
+        description="The server computes each query's exact top k (a scan of the stored vectors; "
+        "without --queries, on the live searches its recall sampler last drew), "
         "then searches the sample with settings from the cheapest up until one reaches the target "
         "mean recall@k, and (unless --dry-run) keeps it, durably. Other searches are not affected "
         "meanwhile. Exit status 1 when no setting reaches the target (then nothing changes).",
@@ -335,13 +337,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tune.add_argument("name")
     tune.add_argument(
         "--queries",
-        required=True,
         metavar="FILE",
         help="sample queries like your callers' (a few hundred): a 2-D float .npy, a .json list "
-        "of lists, or text with one vector a line",
+        "of lists, or text with one vector a line (default: the live searches the server's recall "
+        "sampler last drew; needs --recall-sample-budget > 0 on the server)",
     )
     tune.add_argument("--target-recall", type=float, required=True, help="mean recall@k to reach, in (0, 1]")
-    tune.add_argument("--k", type=uint, default=10, help="hits per query, as your callers ask (default 10)")
+    tune.add_argument(
+        "--k", type=uint, default=10, help="hits per query of --queries, as your callers ask (default 10)"
+    )
     tune.add_argument("--dry-run", action="store_true", help="report what reaches it, change nothing")
     tune.set_defaults(func=_tune)
     checkpoint = sub.add_parser(

@@ -602,14 +602,18 @@ class TuneCollectionRequest(_message.Message):
     APPLY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     k: _builtins.int
-    """Hits per query, as your callers ask (default 10)."""
+    """Hits per query given in `queries`, as your callers ask (default 10)."""
     target_recall: _builtins.float
     """Mean recall@k to reach, in (0, 1]."""
     apply: _builtins.bool
     """Keep the collection on what was found (durable, as UpdateCollection); false: only report."""
     @_builtins.property
     def queries(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Vector]:
-        """Queries like your callers' (a few hundred; 1 to 1024), each of the collection's dimension."""
+        """Queries like your callers' (a few hundred; at most 1024), each of the collection's dimension.
+        None: the collection's live searches the recall sampler last drew (up to 512, each as it was
+        asked: its k, rank dimension and modality filter), which needs --recall-sample-budget > 0
+        and searches served since the server started (else FAILED_PRECONDITION).
+        """
 
     def __init__(
         self,
@@ -639,7 +643,7 @@ class TuneTrial(_message.Message):
     expansion_search: _builtins.int
     rerank_factor: _builtins.int
     recall: _builtins.float
-    """mean recall@k over the sample"""
+    """mean recall@k over the queries"""
     micros_per_query: _builtins.float
     """the sample's search time divided by its queries"""
     def __init__(
@@ -665,8 +669,11 @@ class TuneCollectionResponse(_message.Message):
     TRIALS_FIELD_NUMBER: _builtins.int
     REACHED_FIELD_NUMBER: _builtins.int
     COLLECTION_FIELD_NUMBER: _builtins.int
+    QUERIES_FIELD_NUMBER: _builtins.int
     reached: _builtins.bool
     """the last trial reached the target"""
+    queries: _builtins.int
+    """how many queries each trial searched"""
     @_builtins.property
     def trials(self) -> _containers.RepeatedCompositeFieldContainer[Global___TuneTrial]:
         """in the order tried, cheapest first"""
@@ -681,10 +688,11 @@ class TuneCollectionResponse(_message.Message):
         trials: _abc.Iterable[Global___TuneTrial] | None = ...,
         reached: _builtins.bool = ...,
         collection: Global___Collection | None = ...,
+        queries: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "reached", b"reached", "trials", b"trials"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "queries", b"queries", "reached", b"reached", "trials", b"trials"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,6 +24,12 @@ test_recall_sampling.py, 20k x 1024, three runs): at 0.01, 0.96-1.01 of the Sear
 with sampling off; at 0.05, 0.88-0.90: more than the budget's own share, as each scan streams the
 stored vectors through the caches the searches use.
 
+The last `RECENT` sampled queries of each collection (with a recall: they matched something) are
+kept, as asked (vector, k, rank dimension, modality filter): TuneCollection tunes on them when its
+caller sends no queries, so a collection can be tuned on the traffic it actually serves. A
+uniform draw of one query per sample, so a sample of what callers ask, not of who asks most often
+in a burst; in memory only (512 x 4 KB a 1024-d collection at most), forgotten with the collection.
+
 Off by default (`--recall-sample-budget 0`): the scans page every stored vector into memory,
 which a collection that serves from its index alone (a full-length index) would otherwise leave
 on disk.
@@ -35,6 +41,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -51,10 +58,11 @@ if TYPE_CHECKING:
     from onespace.index.backend import CollectionHandle
     from onespace.index.validate import CheckedQuery
 
-__all__ = ["RecallSampler", "recall"]
+__all__ = ["RECENT", "RecallSampler", "recall"]
 
 log = logging.getLogger(__name__)
 
+RECENT = 512  # sampled queries kept per collection, the latest
 _TIE = 1e-6  # relative slack for a score equal to the k-th best (the same kernel, so exact bits)
 
 
@@ -94,6 +102,7 @@ class RecallSampler:
         self._next = 0.0  # the clock time before which no sample is taken
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._recent: dict[str, deque[CheckedQuery]] = {}
         self.samples = 0  # scans that gave a recall (for tests and the benchmark)
 
     @property
@@ -134,6 +143,15 @@ class RecallSampler:
         if found is not None:
             self.samples += 1
             self._metrics.search_recall.labels(collection.name).observe(found)
+            self._recent.setdefault(collection.name, deque(maxlen=RECENT)).append(query)
+
+    def recent(self, collection: str) -> list[CheckedQuery]:
+        """The latest sampled queries of `collection` (stored name), oldest first."""
+        return list(self._recent.get(collection, ()))
+
+    def forget(self, collection: str) -> None:
+        """Drop `collection`'s sampled queries (it was deleted)."""
+        self._recent.pop(collection, None)
 
     def _scan(
         self, collection: CollectionHandle, query: CheckedQuery, spent: list[float]

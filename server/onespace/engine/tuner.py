@@ -6,12 +6,14 @@ would need a copy of every stored vector for that; the server has them, and the 
 the recall sampler uses (`exact_scores`: the search's own rank vector and scoring kernel, so a hit
 scores the same in both and a tie with the k-th best counts as found).
 
-Trials go from the cheapest setting up (`LADDER`) and stop at the first whose mean recall@k over
-the sample reaches the target. Each trial searches with its settings for itself only
-(`search_many(settings=...)`): other searches keep the collection's settings meanwhile, and
-nothing is stored unless the caller asks for the result to be applied (`Collection.tune`:
-durable, like UpdateCollection). Settings that search alike are tried once: on a lossless index
-(the whole vector at the stored precision) the rerank factor changes nothing.
+The queries are the caller's sample (`check_queries`: vectors, one k) or the live searches the
+recall sampler last drew, each as it was asked (the gateway picks). Trials go from the cheapest
+setting up (`LADDER`) and stop at the first whose mean recall@k over them reaches the target.
+Each trial searches with its settings for itself only (`search_many(settings=...)`): other
+searches keep the collection's settings meanwhile, and nothing is stored here (the gateway
+applies the result when asked, through `Backend.tune`: durable, like UpdateCollection). Settings
+that search alike are tried once: on a lossless index (the whole vector at the stored precision)
+the rerank factor changes nothing.
 
 Rows written but not yet indexed are searched exactly, which flatters recall, so they are indexed
 first (the work the background indexer would do anyway).
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from onespace.index.backend import CollectionHandle
     from onespace.index.validate import CheckedQuery
 
-__all__ = ["LADDER", "MAX_QUERIES", "Trial", "TuneResult", "tune_search"]
+__all__ = ["LADDER", "MAX_QUERIES", "Trial", "TuneResult", "check_queries", "tune_search"]
 
 # (expansion_search, rerank_factor) from the cheapest search up: a search walks at least
 # max(ef, shortlist) candidates, and the shortlist is k x rerank_factor rounded up to a power of 2.
@@ -67,6 +69,7 @@ class Trial:
 class TuneResult:
     trials: list[Trial]  # in the order tried
     reached: bool  # the last trial reached the target
+    queries: int  # how many queries each trial searched
 
     @property
     def tuning(self) -> Tuning | None:
@@ -78,34 +81,42 @@ class TuneResult:
         )
 
 
-def tune_search(
-    collection: CollectionHandle,
-    queries: Sequence[npt.NDArray[np.float32]],
-    *,
-    k: int,
-    target: float,
-    threads: int,
-    deadline: float | None = None,
-) -> TuneResult:
-    """Try `LADDER` on `queries` until a setting's mean recall@k reaches `target`. Changes no
-    setting (the caller applies `TuneResult.tuning`). Blocking (index work, scans, searches): run
-    it on a thread."""
-    if not 0.0 < target <= 1.0:
-        raise InvalidArgument("target_recall", f"must be in (0, 1], not {target}")
-    if not queries:
+def check_queries(
+    collection: CollectionHandle, vectors: Sequence[npt.NDArray[np.float32]], k: int
+) -> list[CheckedQuery]:
+    """Sample query vectors as queries for `k` hits; InvalidArgument names `queries[i]`."""
+    if not vectors:
         raise InvalidArgument("queries", "must contain at least one query")
-    if len(queries) > MAX_QUERIES:
-        raise InvalidArgument("queries", f"{len(queries)} queries exceeds the limit of {MAX_QUERIES}")
+    if len(vectors) > MAX_QUERIES:
+        raise InvalidArgument("queries", f"{len(vectors)} queries exceeds the limit of {MAX_QUERIES}")
     checked: list[CheckedQuery] = []
-    for i, vector in enumerate(queries):
+    for i, vector in enumerate(vectors):
         try:
             checked.append(collection.check_query(Query(vector, k)))
         except InvalidArgument as exc:
             raise exc.at(f"queries[{i}]") from None
+    return checked
+
+
+def tune_search(
+    collection: CollectionHandle,
+    queries: Sequence[CheckedQuery],
+    *,
+    target: float,
+    threads: int,
+    deadline: float | None = None,
+) -> TuneResult:
+    """Try `LADDER` on `queries` (as each asks: k, rank dimension, filter) until a setting's mean
+    recall reaches `target`. Changes no setting (the caller applies `TuneResult.tuning`).
+    Blocking (index work, scans, searches): run it on a thread."""
+    if not 0.0 < target <= 1.0:
+        raise InvalidArgument("target_recall", f"must be in (0, 1], not {target}")
+    if not queries:
+        raise InvalidArgument("queries", "must contain at least one query")
     while collection.index_pending():  # a step at a time, so the deadline is looked at between
         _check(deadline)
     exact = []
-    for query in checked:
+    for query in queries:
         scores = collection.exact_scores(query)
         if scores is None:
             raise FailedPrecondition(
@@ -125,10 +136,10 @@ def tune_search(
             continue
         tried.add(alike)
         _check(deadline)
-        trials.append(_trial(collection, checked, exact, settings, threads))
+        trials.append(_trial(collection, queries, exact, settings, threads))
         if trials[-1].recall >= target:
             break
-    return TuneResult(trials, trials[-1].recall >= target)
+    return TuneResult(trials, trials[-1].recall >= target, len(queries))
 
 
 def _trial(

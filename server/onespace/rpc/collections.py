@@ -74,6 +74,7 @@ class CollectionServicer(ServicerBase, collections_pb2_grpc.CollectionServiceSer
             trials=[convert.trial_to_proto(t) for t in result.trials],
             reached=result.reached,
             collection=_described(collection, stats),
+            queries=result.queries,
         )
 
     @unary_method("ListCollections")

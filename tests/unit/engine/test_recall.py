@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from onespace.engine.recall import RecallSampler, recall
+from onespace.engine.recall import RECENT, RecallSampler, recall
 from onespace.errors import NotFound
 from onespace.metrics import Metrics
 
@@ -214,3 +214,24 @@ def test_a_budget_outside_0_to_1_is_refused(budget: float) -> None:
 def test_a_zero_budget_is_off() -> None:
     assert not RecallSampler(Metrics(), budget=0.0).enabled
     assert RecallSampler(Metrics(), budget=0.01).enabled
+
+
+async def test_the_latest_sampled_queries_with_a_recall_are_kept_per_collection() -> None:
+    """TuneCollection without queries tunes on these: only queries whose scan gave a recall, the
+    latest RECENT of them, oldest first, forgotten with their collection."""
+    now, metrics = [100.0], Metrics()
+    sampler = _sampler(now, metrics, budget=1.0)
+    c = _Collection(now, exact=[1.0])
+    empty = _Collection(now, exact=[])  # nothing matched: no recall, not kept
+    empty.name = "e"
+    for i in range(RECENT + 3):
+        for collection, query in ((c, f"q{i}"), (empty, f"x{i}")):
+            sampler.offer(collection, [query], [_hits(1.0)])
+            await sampler.settled()
+            now[0] += 1
+    assert c.scans == empty.scans == RECENT + 3
+    assert sampler.recent("c") == [f"q{i}" for i in range(3, RECENT + 3)]
+    assert sampler.recent("e") == [] and sampler.recent("nope") == []
+    sampler.forget("c")
+    assert sampler.recent("c") == []
+    await sampler.close()

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from onespace.engine.tuner import LADDER, MAX_QUERIES, tune_search
+from onespace.engine.tuner import LADDER, MAX_QUERIES, TuneResult, check_queries, tune_search
 from onespace.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from onespace.index import Collection, CollectionConfig, IndexDtype, Metric, Query, Record, Tuning
 from onespace.index.writes import UpsertOp
@@ -25,6 +25,11 @@ def lossy(n: int = 3000) -> tuple[Collection, np.ndarray]:
     )
     c.upsert([Record(str(i), v, Modality.TEXT) for i, v in enumerate(vectors)])
     return c, vectors
+
+
+def tune(c: Collection, vectors: object, *, target: float, k: int = 10, **kw: object) -> TuneResult:
+    """`tune_search` on `vectors` as queries for `k` hits, as the gateway calls it."""
+    return tune_search(c, check_queries(c, list(vectors), k), target=target, threads=2, **kw)  # type: ignore[arg-type]
 
 
 def recall_by_ids(c: Collection, vectors: np.ndarray, queries: np.ndarray, settings: Tuning) -> float:
@@ -54,7 +59,7 @@ def test_trials_go_up_the_ladder_and_stop_at_the_first_reaching_the_target() -> 
     c, vectors = lossy()
     queries = mixture(60, DIM, seed=7, decay=0.5)
     before = c.config
-    result = tune_search(c, list(queries), k=10, target=0.9, threads=2)
+    result = tune(c, list(queries), k=10, target=0.9)
     tried = [(t.expansion_search, t.rerank_factor) for t in result.trials]
     assert tried == list(LADDER[: len(tried)])
     assert result.reached and result.trials[-1].recall >= 0.9
@@ -73,7 +78,7 @@ def test_a_target_no_setting_reaches_tries_them_all_and_finds_nothing() -> None:
     )
     vectors = mixture(1500, DIM, seed=5, decay=0.0)  # no front-loading: a 4-d prefix knows little
     starved.upsert([Record(str(i), v, Modality.TEXT) for i, v in enumerate(vectors)])
-    result = tune_search(starved, list(mixture(40, DIM, seed=8)), k=10, target=1.0, threads=2)
+    result = tune(starved, list(mixture(40, DIM, seed=8)), k=10, target=1.0)
     assert not result.reached and result.tuning is None
     assert [(t.expansion_search, t.rerank_factor) for t in result.trials] == list(LADDER)
     assert max(t.recall for t in result.trials) < 1.0
@@ -87,7 +92,7 @@ def test_on_a_lossless_index_each_ef_is_tried_once() -> None:
         )
     )
     c.upsert([Record(str(i), v, Modality.TEXT) for i, v in enumerate(vectors)])
-    result = tune_search(c, list(mixture(30, DIM, seed=9, decay=0.5)), k=10, target=1.0, threads=2)
+    result = tune(c, list(mixture(30, DIM, seed=9, decay=0.5)), k=10, target=1.0)
     efs = [t.expansion_search for t in result.trials]
     assert efs == sorted(set(efs))  # 32/1 and 32/2 search alike: one trial
     assert [t.rerank_factor for t in result.trials] == [next(rf for e, rf in LADDER if e == ef) for ef in efs]
@@ -101,7 +106,7 @@ def test_rows_not_yet_indexed_are_indexed_before_measuring() -> None:
     assert isinstance(op, UpsertOp)
     c.apply([op], index=False)
     assert c.unindexed_rows() == 500
-    tune_search(c, list(mixture(5, DIM, seed=12)), k=10, target=0.5, threads=2)
+    tune(c, list(mixture(5, DIM, seed=12)), k=10, target=0.5)
     assert c.unindexed_rows() == 0
 
 
@@ -110,28 +115,45 @@ def test_bad_input_names_the_field() -> None:
     q = list(mixture(3, DIM, seed=13))
     for target in (0.0, -0.1, 1.5, float("nan")):
         with pytest.raises(InvalidArgument) as bad:
-            tune_search(c, q, k=10, target=target, threads=2)
+            tune(c, q, k=10, target=target)
         assert bad.value.field == "target_recall"
     with pytest.raises(InvalidArgument) as bad:
-        tune_search(c, [], k=10, target=0.9, threads=2)
+        tune(c, [], k=10, target=0.9)
     assert bad.value.field == "queries" and "at least one" in str(bad.value)
     with pytest.raises(InvalidArgument) as bad:
-        tune_search(c, [q[0]] * (MAX_QUERIES + 1), k=10, target=0.9, threads=2)
+        tune(c, [q[0]] * (MAX_QUERIES + 1), k=10, target=0.9)
     assert bad.value.field == "queries" and "limit of 1024" in str(bad.value)
     with pytest.raises(InvalidArgument) as bad:
-        tune_search(c, [q[0], q[1][:10]], k=10, target=0.9, threads=2)
+        tune(c, [q[0], q[1][:10]], k=10, target=0.9)
     assert bad.value.field.startswith("queries[1]")
     with pytest.raises(InvalidArgument) as bad:
-        tune_search(c, q, k=0, target=0.9, threads=2)
+        tune(c, q, k=0, target=0.9)
     assert bad.value.field == "queries[0].k"
 
 
 def test_an_empty_collection_and_a_passed_deadline_are_refused_and_change_nothing() -> None:
     empty = new_collection(CollectionConfig(name="e", model="m", dimension=DIM))
     with pytest.raises(FailedPrecondition, match="empty"):
-        tune_search(empty, list(mixture(2, DIM, seed=14)), k=10, target=0.9, threads=2)
+        tune(empty, list(mixture(2, DIM, seed=14)), k=10, target=0.9)
     c, _ = lossy(300)
     before = c.config
     with pytest.raises(DeadlineExceeded):
-        tune_search(c, list(mixture(2, DIM, seed=15)), k=10, target=0.9, threads=2, deadline=time.monotonic())
+        tune(c, list(mixture(2, DIM, seed=15)), k=10, target=0.9, deadline=time.monotonic())
     assert c.config == before
+
+
+def test_queries_are_measured_as_asked_each_with_its_own_k() -> None:
+    """Live queries (the recall sampler's) come with their own k: recall@k is each one's."""
+    c, vectors = lossy()
+    sample = mixture(40, DIM, seed=16, decay=0.5)
+    queries = [c.check_query(Query(q, 5 if i % 2 else 20)) for i, q in enumerate(sample)]
+    result = tune_search(c, queries, target=1.0, threads=2)
+    assert result.queries == 40
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for t in result.trials:
+        settings = Tuning(expansion_search=t.expansion_search, rerank_factor=t.rerank_factor)
+        shares = []
+        for q, hits in zip(queries, c.search_many(queries, 2, settings), strict=True):
+            truth = set(np.argsort(-(unit @ (q.vector / np.linalg.norm(q.vector))))[: q.k].tolist())
+            shares.append(len(truth & {int(h.id) for h in hits}) / q.k)
+        assert t.recall == pytest.approx(sum(shares) / len(shares), abs=1e-9)
