@@ -131,14 +131,15 @@ class HnswIndex:
         `expansion_search` walks the graph with another ef than the config's, for this call only."""
         with self._searching, _usearch_errors("search"):
             ef = self._config.hnsw.expansion_search
-            if expansion_search is not None and expansion_search != ef:
-                self._index.expansion_search = expansion_search  # type: ignore[misc]
-                try:
-                    found = self._index.search(np.ascontiguousarray(queries), count, threads=threads)
-                finally:
-                    self._index.expansion_search = ef  # type: ignore[misc]
-            else:
+            walk = ef if expansion_search is None else expansion_search
+            other = walk != ef
+            if other:
+                self._index.expansion_search = walk  # type: ignore[misc]
+            try:
                 found = self._index.search(np.ascontiguousarray(queries), count, threads=threads)
+            finally:
+                if other:
+                    self._index.expansion_search = ef  # type: ignore[misc]
         self.search_calls += 1
         if isinstance(found, BatchMatches):
             return found.keys.astype(np.uint64, copy=False), found.counts.astype(np.int64, copy=False)
