@@ -399,8 +399,9 @@ class AsyncClient:
         query's exact top k itself and tries settings from the cheapest up; with `apply` the
         collection keeps the first that reaches it. Returns every trial (recall and time per
         query), whether one reached the target, how many queries were searched, and the
-        collection as it is after. Exact scans of the stored vectors: pass a generous `timeout`
-        on a large collection."""
+        collection as it is after. Exact scans of the stored vectors: on a large collection pass
+        a generous `timeout` (without one the server allows its default, 60 s); a deadline that
+        passes mid-way changes nothing."""
         request = collections_pb2.TuneCollectionRequest(
             name=name,
             queries=[common_pb2.Vector(f32=pack(q)) for q in queries],

@@ -167,4 +167,6 @@ def _trial(
 
 def _check(deadline: float | None) -> None:
     if deadline is not None and time.monotonic() >= deadline:
-        raise DeadlineExceeded("the deadline passed while tuning; nothing was changed")
+        raise DeadlineExceeded(
+            "the deadline passed while tuning; nothing was changed (send a longer deadline, or fewer queries)"
+        )
