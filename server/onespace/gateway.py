@@ -225,8 +225,8 @@ class Gateway:
         with `apply`, the collection keeps them (as `tune` would set them)."""
         collection = self.collection(name)
         sampled = self.recall.recent(collection.name)
-        if vectors and not 1 <= k <= self.settings.max_k:
-            raise InvalidArgument("k", f"{k} is outside 1..{self.settings.max_k}")
+        if vectors:
+            self._check_k(k)
         if not vectors and not sampled:
             raise FailedPrecondition(
                 f"no queries given, and none of collection {name!r}'s live searches was sampled "
@@ -598,11 +598,15 @@ class Gateway:
         except NotFound as exc:
             raise (NotFound(f"{where}: {exc.message}") if where else exc) from None
 
+    def _check_k(self, k: int) -> None:
+        """A search's k within the server's bound (InvalidArgument names `k`)."""
+        if not 1 <= k <= self.settings.max_k:
+            raise InvalidArgument("k", f"{k} is outside 1..{self.settings.max_k}")
+
     async def _resolve(self, request: SearchIn, deadline: float) -> _Resolved:
         collection = self.collection(request.collection, "collection")
         config = collection.config
-        if not 1 <= request.k <= self.settings.max_k:
-            raise InvalidArgument("k", f"{request.k} is outside 1..{self.settings.max_k}")
+        self._check_k(request.k)
         dimension = config.dimension if request.dimension is None else request.dimension
         if not 1 <= dimension <= config.dimension:
             raise InvalidArgument(

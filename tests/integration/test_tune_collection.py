@@ -12,11 +12,12 @@ import grpc
 import numpy as np
 import pytest
 
+from onespace.index import Metric
 from onespace_client import AsyncClient, OnespaceClientError, item
 from onespace_client.cli import main as cli_main
 from onespace_client.v1 import collections_pb2, common_pb2
 from tests.harness import index_all, running_gateway
-from tests.unit.index.helpers import mixture
+from tests.unit.index.helpers import mixture, reference_top
 
 DIM = 256
 
@@ -29,11 +30,10 @@ async def load(client: AsyncClient, name: str, data: np.ndarray, **config: objec
 
 
 def recall_by_ids(data: np.ndarray, queries: np.ndarray, answers: list[list[str]]) -> float:
-    """Mean recall@10 from cosine brute force in float64, by ids: the test's own reference."""
-    unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+    """Mean recall@10 from the test helpers' float64 brute force, by ids: the test's own reference."""
     found = 0
     for q, ids in zip(queries, answers, strict=True):
-        truth = {f"d{j}" for j in np.argsort(-(unit @ (q / np.linalg.norm(q))))[:10]}
+        truth = {f"d{j}" for j in reference_top(data, q, Metric.COSINE, 10)}
         found += len(truth & set(ids))
     return found / (10 * len(queries))
 

@@ -12,7 +12,7 @@ from onespace.errors import DeadlineExceeded, FailedPrecondition, InvalidArgumen
 from onespace.index import Collection, CollectionConfig, IndexDtype, Metric, Query, Record, Tuning
 from onespace.index.writes import UpsertOp
 from onespace.models import Modality
-from tests.unit.index.helpers import mixture, new_collection
+from tests.unit.index.helpers import mixture, new_collection, reference_top
 
 DIM = 64
 
@@ -32,14 +32,14 @@ def tune(c: Collection, vectors: object, *, target: float, k: int = 10, **kw: ob
     return tune_search(c, check_queries(c, list(vectors), k), target=target, threads=2, **kw)  # type: ignore[arg-type]
 
 
-def recall_by_ids(c: Collection, vectors: np.ndarray, queries: np.ndarray, settings: Tuning) -> float:
-    """Mean recall@10 computed independently: float64 cosine brute force against the hits' ids."""
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    found = 0
-    for q, hits in zip(queries, c.search_many([Query(q, 10) for q in queries], 2, settings), strict=True):
-        truth = set(np.argsort(-(unit @ (q / np.linalg.norm(q))))[:10].tolist())
-        found += len(truth & {int(h.id) for h in hits})
-    return found / (10 * len(queries))
+def recall_by_ids(c: Collection, vectors: np.ndarray, queries: list[Query], settings: Tuning) -> float:
+    """Mean recall@k (each query's own k) computed independently: the float64 brute force of the
+    test helpers against the hits' ids."""
+    shares = []
+    for q, hits in zip(queries, c.search_many(queries, 2, settings), strict=True):
+        truth = set(reference_top(vectors, q.vector, Metric.COSINE, q.k))
+        shares.append(len(truth & {int(h.id) for h in hits}) / q.k)
+    return sum(shares) / len(shares)
 
 
 def test_a_search_with_settings_of_its_own_is_the_tuned_search_and_changes_nothing() -> None:
@@ -67,7 +67,8 @@ def test_trials_go_up_the_ladder_and_stop_at_the_first_reaching_the_target() -> 
     assert all(t.seconds_per_query > 0 for t in result.trials)
     for t in result.trials:  # the reported recall is the recall: checked by ids, by brute force
         settings = Tuning(expansion_search=t.expansion_search, rerank_factor=t.rerank_factor)
-        assert t.recall == pytest.approx(recall_by_ids(c, vectors, queries, settings), abs=1e-9)
+        expected = recall_by_ids(c, vectors, [Query(q, 10) for q in queries], settings)
+        assert t.recall == pytest.approx(expected, abs=1e-9)
     assert result.tuning == Tuning(expansion_search=tried[-1][0], rerank_factor=tried[-1][1])
     assert c.config == before  # finding is not applying
 
@@ -149,11 +150,6 @@ def test_queries_are_measured_as_asked_each_with_its_own_k() -> None:
     queries = [c.check_query(Query(q, 5 if i % 2 else 20)) for i, q in enumerate(sample)]
     result = tune_search(c, queries, target=1.0, threads=2)
     assert result.queries == 40
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     for t in result.trials:
         settings = Tuning(expansion_search=t.expansion_search, rerank_factor=t.rerank_factor)
-        shares = []
-        for q, hits in zip(queries, c.search_many(queries, 2, settings), strict=True):
-            truth = set(np.argsort(-(unit @ (q.vector / np.linalg.norm(q.vector))))[: q.k].tolist())
-            shares.append(len(truth & {int(h.id) for h in hits}) / q.k)
-        assert t.recall == pytest.approx(sum(shares) / len(shares), abs=1e-9)
+        assert t.recall == pytest.approx(recall_by_ids(c, vectors, queries, settings), abs=1e-9)
